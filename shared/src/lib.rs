@@ -1,0 +1,19 @@
+//! What the ingest and the worker must agree on, and nothing only one side uses.
+//!
+//! # Layout
+//! - [`task`]: the task message v1 (serde types, strict version check, `RepoUrl`).
+//! - [`topology`]: the quorum task queue, its delivery limit and dead-letter side, declared
+//!   from one place with errors that name the mismatching argument.
+//! - [`settings`]: reading environment variables with errors that name the variable; the
+//!   settings both services share; secrets redacted in `Debug`.
+//! - [`amqp`]: connecting with backoff, the confirm-mode publisher, and the self-healing
+//!   [`amqp::BrokerLink`].
+//! - [`telemetry`]: tracing set-up, Prometheus exposition and the ops routes.
+
+pub mod amqp;
+pub mod settings;
+pub mod task;
+pub mod telemetry;
+pub mod topology;
+
+pub use task::{Mode, RepoUrl, TaskMessage, Tracker};
