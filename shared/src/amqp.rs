@@ -186,7 +186,7 @@ impl Publisher {
                     properties,
                 )
                 .await?;
-            Ok::<_, lapin::Error>(confirm.await?)
+            confirm.await
         };
         let confirmation = tokio::time::timeout(self.confirm_timeout, confirmed)
             .await
@@ -206,11 +206,14 @@ impl Publisher {
     }
 }
 
+/// The live connection and its publisher.
+type Live = (Arc<Connection>, Publisher);
+
 /// A self-healing publisher: a background task connects (with backoff), declares the
 /// topology, and reconnects whenever the connection breaks.
 #[derive(Clone, Debug)]
 pub struct BrokerLink {
-    current: Arc<RwLock<Option<(Arc<Connection>, Publisher)>>>,
+    current: Arc<RwLock<Option<Live>>>,
 }
 
 impl BrokerLink {
@@ -265,7 +268,9 @@ impl BrokerLink {
                     tracing::error!(broker = %url, %error, "cannot declare the queue topology");
                 }
             }
-            let _ = connection.close(200, "agent-fleet reconnecting or stopping".into()).await;
+            let _ = connection
+                .close(200, "agent-fleet reconnecting or stopping".into())
+                .await;
             if cancel.is_cancelled() {
                 break;
             }
@@ -278,7 +283,7 @@ impl BrokerLink {
         self.set(None);
     }
 
-    fn set(&self, value: Option<(Arc<Connection>, Publisher)>) {
+    fn set(&self, value: Option<Live>) {
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = value;
     }
 

@@ -8,10 +8,12 @@
 //!   settings both services share; secrets redacted in `Debug`.
 //! - [`amqp`]: connecting with backoff, the confirm-mode publisher, and the self-healing
 //!   [`amqp::BrokerLink`].
+//! - [`signals`]: SIGTERM/SIGINT as one future.
 //! - [`telemetry`]: tracing set-up, Prometheus exposition and the ops routes.
 
 pub mod amqp;
 pub mod settings;
+pub mod signals;
 pub mod task;
 pub mod telemetry;
 pub mod topology;

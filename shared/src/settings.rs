@@ -22,9 +22,15 @@ impl Env {
     }
 
     /// Only the given variables (nothing from the process environment).
-    pub fn from_map<K: Into<String>, V: Into<String>>(vars: impl IntoIterator<Item = (K, V)>) -> Self {
+    pub fn from_map<K: Into<String>, V: Into<String>>(
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
         Self {
-            overrides: Some(vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect()),
+            overrides: Some(
+                vars.into_iter()
+                    .map(|(k, v)| (k.into(), v.into()))
+                    .collect(),
+            ),
         }
     }
 
@@ -135,7 +141,9 @@ impl FromStr for LogFormat {
         match s.to_ascii_lowercase().as_str() {
             "json" => Ok(LogFormat::Json),
             "pretty" | "text" => Ok(LogFormat::Pretty),
-            other => Err(format!("unknown log format `{other}` (expected json or pretty)")),
+            other => Err(format!(
+                "unknown log format `{other}` (expected json or pretty)"
+            )),
         }
     }
 }
@@ -148,7 +156,10 @@ impl AmqpUrl {
     pub fn parse(name: &'static str, raw: &str) -> Result<Self, SettingsError> {
         let raw = raw.trim();
         if !(raw.starts_with("amqp://") || raw.starts_with("amqps://")) {
-            return Err(SettingsError::new(name, "must start with amqp:// or amqps://"));
+            return Err(SettingsError::new(
+                name,
+                "must start with amqp:// or amqps://",
+            ));
         }
         Ok(Self(SecretString::from(raw.to_owned())))
     }
@@ -229,7 +240,10 @@ impl CommonSettings {
         }
         let delivery_limit = env.parse_or("TASK_DELIVERY_LIMIT", DEFAULT_DELIVERY_LIMIT)?;
         if delivery_limit == 0 {
-            return Err(SettingsError::new("TASK_DELIVERY_LIMIT", "must be at least 1"));
+            return Err(SettingsError::new(
+                "TASK_DELIVERY_LIMIT",
+                "must be at least 1",
+            ));
         }
         Ok(Self {
             amqp_url,
@@ -237,7 +251,9 @@ impl CommonSettings {
             delivery_limit,
             log_format: env.parse_or("LOG_FORMAT", LogFormat::Json)?,
             agent_github_login: env.get("AGENT_GITHUB_LOGIN").map(|s| s.trim().to_owned()),
-            agent_jira_account_id: env.get("AGENT_JIRA_ACCOUNT_ID").map(|s| s.trim().to_owned()),
+            agent_jira_account_id: env
+                .get("AGENT_JIRA_ACCOUNT_ID")
+                .map(|s| s.trim().to_owned()),
         })
     }
 
@@ -268,8 +284,8 @@ mod tests {
         let err = CommonSettings::from_env(&Env::from_map([("AMQP_URL", "http://x")]))
             .expect_err("invalid");
         assert_eq!(err.variable, "AMQP_URL");
-        let err = CommonSettings::from_env(&Env::from_map([("LOG_FORMAT", "xml")]))
-            .expect_err("invalid");
+        let err =
+            CommonSettings::from_env(&Env::from_map([("LOG_FORMAT", "xml")])).expect_err("invalid");
         assert_eq!(err.variable, "LOG_FORMAT");
     }
 
@@ -282,7 +298,10 @@ mod tests {
         .expect("valid");
         let debug = format!("{settings:?}");
         assert!(!debug.contains("s3cr3t-pw"), "{debug}");
-        assert!(debug.contains("amqp://fleet:***@rabbit:5672/%2f"), "{debug}");
+        assert!(
+            debug.contains("amqp://fleet:***@rabbit:5672/%2f"),
+            "{debug}"
+        );
     }
 
     #[test]

@@ -362,8 +362,7 @@ mod tests {
         let mut value = example();
         value["mode"] = serde_json::json!("implement");
         value["approval"] = serde_json::json!({"comment_id": "99", "approver": "dev1"});
-        value["revision"] =
-            serde_json::json!({"comment_id": "98", "feedback": "use a trait", "requested_by": "dev2"});
+        value["revision"] = serde_json::json!({"comment_id": "98", "feedback": "use a trait", "requested_by": "dev2"});
         let task = TaskMessage::from_slice(value.to_string().as_bytes()).expect("parses");
         let back: serde_json::Value = serde_json::from_slice(&task.to_json()).expect("json");
         assert_eq!(back, value);

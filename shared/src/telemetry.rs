@@ -2,10 +2,10 @@
 //! text exposition plus the `/metrics`, `/healthz`, `/readyz` routes both services serve.
 
 use crate::settings::LogFormat;
+use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use prometheus::{Encoder, Registry, TextEncoder};
 use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
@@ -39,13 +39,23 @@ pub fn render(registry: &Registry) -> String {
 /// Something that knows whether the service can do its work right now.
 pub type ReadinessCheck = Arc<dyn Fn() -> bool + Send + Sync>;
 
-/// `/metrics`, `/healthz` (the process answers) and `/readyz` (it can do its work).
+/// `/metrics`, `/healthz` (the process answers) and `/readyz` (it can do its work). Each
+/// scrape also records readiness as the gauge `agent_fleet_ready`.
 pub fn ops_router(registry: Registry, ready: ReadinessCheck) -> Router {
+    let ready_gauge = prometheus::IntGauge::new(
+        "agent_fleet_ready",
+        "1 when the service can do its work (broker connected), else 0",
+    )
+    .expect("valid metric name");
+    // A second router on the same registry would register it twice; the first one counts.
+    let _ = registry.register(Box::new(ready_gauge.clone()));
+    let scrape_ready = ready.clone();
     Router::new()
         .route(
             "/metrics",
             get(move || {
                 let registry = registry.clone();
+                ready_gauge.set(i64::from(scrape_ready()));
                 async move {
                     (
                         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

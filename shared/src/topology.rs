@@ -130,7 +130,9 @@ impl Topology {
         if let lapin::ErrorKind::ProtocolError(amqp) = error.kind() {
             let text = amqp.get_message().as_str();
             if text.contains("PRECONDITION_FAILED") {
-                let argument = inequivalent_argument(text).unwrap_or("arguments").to_owned();
+                let argument = inequivalent_argument(text)
+                    .unwrap_or("arguments")
+                    .to_owned();
                 return TopologyError::Mismatch {
                     queue: entity.to_owned(),
                     argument,

@@ -1,0 +1,393 @@
+//! The HTTP application: routes, the webhook handlers, and [`Application`], which binds
+//! (port 0 in tests), keeps the broker link alive and shuts down gracefully.
+
+use crate::dedupe::{Claim, Deliveries};
+use crate::metrics::IngestMetrics;
+use crate::normalize::{Normalized, PayloadError};
+use crate::settings::IngestSettings;
+use crate::signature::{self, SignatureError};
+use crate::{github, jira};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+use shared::TaskMessage;
+use shared::amqp::{BrokerLink, PublishError};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::limit::RequestBodyLimitLayer;
+
+/// How long a publish may wait for the broker's confirm: well under GitHub's 10 s delivery
+/// timeout, so a struggling broker turns into a quick 503 rather than a hung delivery.
+pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(3);
+/// What a 503 tells the sender to wait before retrying.
+pub const RETRY_AFTER_SECS: u64 = 5;
+/// How many published delivery ids a replica remembers for duplicate detection.
+const REMEMBERED_DELIVERIES: usize = 100_000;
+
+#[derive(Clone, Debug)]
+struct AppState {
+    settings: Arc<IngestSettings>,
+    broker: BrokerLink,
+    deliveries: Deliveries,
+    metrics: IngestMetrics,
+}
+
+/// A bound, ready-to-run ingest.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    cancel: CancellationToken,
+    broker_task: tokio::task::JoinHandle<()>,
+}
+
+impl Application {
+    /// Binds `settings.bind` and starts connecting to the broker in the background: the
+    /// service is up (and `/readyz` says 503) even while the broker is not.
+    pub async fn build(settings: IngestSettings) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.bind)
+            .await
+            .map_err(|e| anyhow::anyhow!("INGEST_BIND {}: cannot listen: {e}", settings.bind))?;
+        let cancel = CancellationToken::new();
+        let (broker, broker_task) = BrokerLink::spawn(
+            settings.common.amqp_url.clone(),
+            settings.common.topology(),
+            format!("agent-fleet ingest ({})", std::process::id()),
+            CONFIRM_TIMEOUT,
+            cancel.child_token(),
+        );
+        let metrics = IngestMetrics::new();
+        let max_body = settings.max_body_bytes;
+        let state = AppState {
+            settings: Arc::new(settings),
+            broker: broker.clone(),
+            deliveries: Deliveries::new(REMEMBERED_DELIVERIES),
+            metrics: metrics.clone(),
+        };
+        let webhooks = Router::new()
+            .route("/webhooks/github", post(github_webhook))
+            .route("/webhooks/jira", post(jira_webhook))
+            .layer(DefaultBodyLimit::disable())
+            .layer(RequestBodyLimitLayer::new(max_body))
+            .with_state(state);
+        let ready_broker = broker.clone();
+        let router = webhooks.merge(shared::telemetry::ops_router(
+            metrics.registry.clone(),
+            Arc::new(move || ready_broker.is_ready()),
+        ));
+        Ok(Self {
+            listener,
+            router,
+            cancel,
+            broker_task,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` resolves: then stops accepting, lets in-flight requests
+    /// finish, and closes the broker channel and connection.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.local_addr(), "ingest listening");
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        self.cancel.cancel();
+        let _ = self.broker_task.await;
+        tracing::info!("ingest stopped");
+        Ok(())
+    }
+}
+
+/// A webhook's answer, its metric label and what the logs say about it.
+struct Answer {
+    status: StatusCode,
+    body: Value,
+    outcome: &'static str,
+    retry_after: bool,
+}
+
+impl Answer {
+    fn new(status: StatusCode, outcome: &'static str, body: Value) -> Self {
+        Self {
+            status,
+            body,
+            outcome,
+            retry_after: false,
+        }
+    }
+
+    fn error(status: StatusCode, outcome: &'static str, message: impl Into<String>) -> Self {
+        Self::new(status, outcome, json!({ "error": message.into() }))
+    }
+
+    fn unavailable(message: impl Into<String>) -> Self {
+        let mut answer = Self::error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
+        answer.retry_after = true;
+        answer
+    }
+
+    fn into_response(self) -> Response {
+        let mut response = (self.status, axum::Json(self.body)).into_response();
+        if self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        response
+    }
+}
+
+impl From<PayloadError> for Answer {
+    fn from(error: PayloadError) -> Self {
+        Answer::error(StatusCode::BAD_REQUEST, "bad_request", error.to_string())
+    }
+}
+
+impl From<SignatureError> for Answer {
+    fn from(error: SignatureError) -> Self {
+        Answer::error(StatusCode::UNAUTHORIZED, "unauthorized", error.to_string())
+    }
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+fn required_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, Answer> {
+    header_str(headers, name).ok_or_else(|| {
+        Answer::error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("missing header `{name}`"),
+        )
+    })
+}
+
+fn parse_json(body: &[u8]) -> Result<Value, Answer> {
+    serde_json::from_slice(body).map_err(|e| PayloadError::Malformed(e.to_string()).into())
+}
+
+async fn github_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let started = Instant::now();
+    let event = header_str(&headers, "x-github-event")
+        .unwrap_or("unknown")
+        .to_owned();
+    let delivery_id = header_str(&headers, "x-github-delivery")
+        .unwrap_or("")
+        .to_owned();
+    let answer = handle_github(&state, &headers, &body).await;
+    finish(&state, "github", &event, &delivery_id, started, answer)
+}
+
+async fn handle_github(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Answer {
+    if state.settings.github_secrets.is_empty() {
+        return Answer::error(
+            StatusCode::NOT_FOUND,
+            "not_configured",
+            "GitHub webhooks are not configured (GITHUB_WEBHOOK_SECRET is unset)",
+        );
+    }
+    if let Err(e) = signature::verify(
+        header_str(headers, "x-hub-signature-256"),
+        body,
+        &state.settings.github_secrets,
+    ) {
+        return e.into();
+    }
+    let delivery = match (
+        required_header(headers, "x-github-event"),
+        required_header(headers, "x-github-delivery"),
+    ) {
+        (Ok(event), Ok(delivery_id)) => github::Delivery {
+            event,
+            delivery_id,
+            received_at: chrono::Utc::now(),
+        },
+        (Err(answer), _) | (_, Err(answer)) => return answer,
+    };
+    let payload = match parse_json(body) {
+        Ok(payload) => payload,
+        Err(answer) => return answer,
+    };
+    match github::normalize(&delivery, &payload, &state.settings) {
+        Ok(normalized) => dispatch(state, "github", normalized).await,
+        Err(e) => e.into(),
+    }
+}
+
+async fn jira_webhook(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let started = Instant::now();
+    let delivery_id = jira::delivery_id(
+        header_str(&headers, "x-atlassian-webhook-identifier"),
+        &body,
+    );
+    let (answer, event) = handle_jira(&state, &headers, &body, &delivery_id).await;
+    finish(&state, "jira", &event, &delivery_id, started, answer)
+}
+
+async fn handle_jira(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+    delivery_id: &str,
+) -> (Answer, String) {
+    let unknown = || "unknown".to_owned();
+    let Some(secret) = state.settings.jira_secret.clone() else {
+        let answer = Answer::error(
+            StatusCode::NOT_FOUND,
+            "not_configured",
+            "Jira webhooks are not configured (JIRA_WEBHOOK_SECRET is unset)",
+        );
+        return (answer, unknown());
+    };
+    if let Err(e) = signature::verify(header_str(headers, "x-hub-signature"), body, &[secret]) {
+        return (e.into(), unknown());
+    }
+    let payload = match parse_json(body) {
+        Ok(payload) => payload,
+        Err(answer) => return (answer, unknown()),
+    };
+    let event = payload
+        .get("webhookEvent")
+        .and_then(Value::as_str)
+        .map_or_else(unknown, str::to_owned);
+    let answer = match jira::normalize(delivery_id, chrono::Utc::now(), &payload, &state.settings) {
+        Ok(normalized) => dispatch(state, "jira", normalized).await,
+        Err(e) => e.into(),
+    };
+    (answer, event)
+}
+
+async fn dispatch(state: &AppState, source: &str, normalized: Normalized) -> Answer {
+    match normalized {
+        Normalized::Ping => Answer::new(StatusCode::OK, "ping", json!({ "status": "pong" })),
+        Normalized::Ignored(reason) => {
+            state.metrics.ignored(source, reason);
+            Answer::new(
+                StatusCode::ACCEPTED,
+                "ignored",
+                json!({ "status": "ignored", "reason": reason }),
+            )
+        }
+        Normalized::Task(task) => publish_once(state, &task).await,
+    }
+}
+
+/// Publishes a task unless this replica already published it; answers 202 only after the
+/// broker confirmed.
+async fn publish_once(state: &AppState, task: &TaskMessage) -> Answer {
+    let guard = match state.deliveries.claim(&task.task_id) {
+        Claim::Duplicate => {
+            return Answer::new(
+                StatusCode::OK,
+                "duplicate",
+                json!({ "status": "duplicate", "task_id": task.task_id }),
+            );
+        }
+        Claim::InFlight => {
+            let mut answer = Answer::error(
+                StatusCode::CONFLICT,
+                "in_flight",
+                "the same delivery is being published right now",
+            );
+            answer.retry_after = true;
+            return answer;
+        }
+        Claim::New(guard) => guard,
+    };
+    let Some(publisher) = state.broker.publisher() else {
+        state.metrics.publish("unavailable", None);
+        return Answer::unavailable("the task queue is unavailable; retry later");
+    };
+    let started = Instant::now();
+    let result = publisher.publish(task).await;
+    let seconds = started.elapsed().as_secs_f64();
+    match result {
+        Ok(()) => {
+            guard.published();
+            state.metrics.publish("confirmed", Some(seconds));
+            tracing::info!(
+                task_id = %task.task_id,
+                mode = %task.mode,
+                issue = %task.issue.key,
+                repo = %task.repo_url,
+                "task published"
+            );
+            Answer::new(
+                StatusCode::ACCEPTED,
+                "accepted",
+                json!({ "status": "accepted", "task_id": task.task_id }),
+            )
+        }
+        Err(error) => {
+            let outcome = match &error {
+                PublishError::Unavailable => "unavailable",
+                PublishError::Broker(_) => "error",
+                PublishError::Nacked => "nacked",
+                PublishError::Returned { .. } => "returned",
+                PublishError::Timeout(_) => "timeout",
+            };
+            state.metrics.publish(outcome, Some(seconds));
+            tracing::warn!(task_id = %task.task_id, %error, "publish not confirmed");
+            Answer::unavailable(format!("the task was not queued ({error}); retry later"))
+        }
+    }
+}
+
+/// Logs and counts every answer in one place, then turns it into the response.
+fn finish(
+    state: &AppState,
+    source: &str,
+    event: &str,
+    delivery_id: &str,
+    started: Instant,
+    answer: Answer,
+) -> Response {
+    let seconds = started.elapsed().as_secs_f64();
+    // Unknown event names would explode the label set; keep only the ones we know.
+    let event_label = match event {
+        "issues" | "issue_comment" | "ping" | "jira:issue_updated" | "comment_created" => event,
+        _ => "other",
+    };
+    state
+        .metrics
+        .webhook(source, event_label, answer.outcome, seconds);
+    let status = answer.status.as_u16();
+    if answer.status.is_client_error() || answer.status.is_server_error() {
+        tracing::warn!(source, event, delivery_id, status, outcome = answer.outcome, body = %answer.body, "webhook refused");
+    } else {
+        tracing::info!(
+            source,
+            event,
+            delivery_id,
+            status,
+            outcome = answer.outcome,
+            "webhook answered"
+        );
+    }
+    answer.into_response()
+}

@@ -1,0 +1,164 @@
+//! GitHub deliveries: from a verified `X-GitHub-Event` payload to a task (DESIGN.md,
+//! "Triggers"). The ingest never calls GitHub; whatever needs the API (permissions, mapping
+//! a PR back to its issue) is the worker's job.
+
+use crate::normalize::{
+    Command, Normalized, PayloadError, field, id_field, invalid, opt_str, parse_command, str_field,
+    u64_field,
+};
+use crate::settings::IngestSettings;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use shared::task::{Approval, IssueRef, Revision, TriggerInfo};
+use shared::{Mode, RepoUrl, TaskMessage, Tracker, task::TASK_VERSION};
+
+/// Comment authors GitHub vouches for as part of the repository.
+const TRUSTED_ASSOCIATIONS: [&str; 3] = ["OWNER", "MEMBER", "COLLABORATOR"];
+
+/// The delivery's identity, from its headers.
+#[derive(Debug, Clone)]
+pub struct Delivery<'a> {
+    pub event: &'a str,
+    pub delivery_id: &'a str,
+    pub received_at: DateTime<Utc>,
+}
+
+/// The task id of a GitHub delivery: stable across redeliveries of the same delivery.
+pub fn task_id(delivery_id: &str) -> String {
+    format!("github:{delivery_id}")
+}
+
+pub fn normalize(
+    delivery: &Delivery<'_>,
+    payload: &Value,
+    settings: &IngestSettings,
+) -> Result<Normalized, PayloadError> {
+    if delivery.event == "ping" {
+        return Ok(Normalized::Ping);
+    }
+    if !matches!(delivery.event, "issues" | "issue_comment") {
+        return Ok(Normalized::Ignored("event not handled"));
+    }
+    let action = str_field(payload, "action")?;
+    let sender = str_field(payload, "sender.login")?;
+    let agent = settings.common.agent_github_login.as_deref();
+    if agent.is_some_and(|a| a.eq_ignore_ascii_case(sender)) {
+        return Ok(Normalized::Ignored("sent by the agent itself"));
+    }
+    let labels = label_names(payload)?;
+    let (mode, approval, revision) = match (delivery.event, action) {
+        ("issues", "labeled") => {
+            let label = str_field(payload, "label.name")?;
+            match settings.trigger_labels.mode_of(label) {
+                Some(mode) => (mode, None, None),
+                None => return Ok(Normalized::Ignored("label is not a trigger label")),
+            }
+        }
+        ("issues", "assigned") => {
+            let assignee = str_field(payload, "assignee.login")?;
+            if !agent.is_some_and(|a| a.eq_ignore_ascii_case(assignee)) {
+                return Ok(Normalized::Ignored(
+                    "assigned to someone other than the agent",
+                ));
+            }
+            (assignment_mode(&labels, settings), None, None)
+        }
+        ("issue_comment", "created") => {
+            let body = opt_str(payload, "comment.body").unwrap_or("");
+            let Some(command) = parse_command(body) else {
+                return Ok(Normalized::Ignored("comment is not a command"));
+            };
+            let author = str_field(payload, "comment.user.login")?;
+            if agent.is_some_and(|a| a.eq_ignore_ascii_case(author)) {
+                return Ok(Normalized::Ignored("comment written by the agent itself"));
+            }
+            let association = str_field(payload, "comment.author_association")?;
+            if !TRUSTED_ASSOCIATIONS.contains(&association) {
+                return Ok(Normalized::Ignored(
+                    "comment author is not an owner, member or collaborator",
+                ));
+            }
+            let comment_id = id_field(payload, "comment.id")?;
+            match command {
+                Command::Approve => (
+                    Mode::Implement,
+                    Some(Approval {
+                        comment_id,
+                        approver: author.to_owned(),
+                    }),
+                    None,
+                ),
+                Command::Revise(feedback) if feedback.is_empty() => {
+                    return Ok(Normalized::Ignored("/revise without feedback"));
+                }
+                Command::Revise(feedback) => (
+                    Mode::Plan,
+                    None,
+                    Some(Revision {
+                        comment_id,
+                        feedback,
+                        requested_by: author.to_owned(),
+                    }),
+                ),
+            }
+        }
+        _ => return Ok(Normalized::Ignored("action not handled")),
+    };
+    let repo_url = RepoUrl::parse(str_field(payload, "repository.html_url")?)
+        .map_err(|e| invalid("repository.html_url", &e))?;
+    let number = u64_field(payload, "issue.number")?;
+    let issue = IssueRef {
+        tracker: Tracker::Github,
+        key: format!("{}#{number}", repo_url.full_name()),
+        number: Some(number),
+        title: str_field(payload, "issue.title")?.to_owned(),
+        body: opt_str(payload, "issue.body").unwrap_or("").to_owned(),
+        url: str_field(payload, "issue.html_url")?.to_owned(),
+        labels,
+        pull_request: field(payload, "issue.pull_request").is_ok(),
+    };
+    Ok(Normalized::Task(Box::new(TaskMessage {
+        version: TASK_VERSION,
+        task_id: task_id(delivery.delivery_id),
+        mode,
+        source: Tracker::Github,
+        repo_url,
+        base_branch: None,
+        issue,
+        trigger_user: sender.to_owned(),
+        trigger: TriggerInfo {
+            event: format!("{}.{action}", delivery.event),
+            delivery_id: delivery.delivery_id.to_owned(),
+            received_at: delivery.received_at,
+        },
+        approval,
+        revision,
+    })))
+}
+
+/// An assignment to the agent plans when the issue carries a plan label.
+pub fn assignment_mode(labels: &[String], settings: &IngestSettings) -> Mode {
+    if settings
+        .trigger_labels
+        .any_plan(labels.iter().map(String::as_str))
+    {
+        Mode::Plan
+    } else {
+        settings.default_mode
+    }
+}
+
+fn label_names(payload: &Value) -> Result<Vec<String>, PayloadError> {
+    let Some(labels) = payload.pointer("/issue/labels").and_then(Value::as_array) else {
+        return Ok(Vec::new());
+    };
+    labels
+        .iter()
+        .map(|label| match label {
+            Value::String(name) => Ok(name.clone()),
+            other => str_field(other, "name")
+                .map(str::to_owned)
+                .map_err(|_| PayloadError::MissingField("issue.labels[].name".into())),
+        })
+        .collect()
+}

@@ -1,0 +1,23 @@
+//! The ingest: a thin, stateless front door that turns signed GitHub and Jira webhooks into
+//! task messages on the queue, answering 202 only once the broker confirmed the publish.
+//!
+//! # Layout
+//! - [`app`]: routes, handlers and [`Application`] (bind, serve, graceful shutdown).
+//! - [`settings`]: the ingest's environment variables.
+//! - [`signature`]: HMAC-SHA256 verification against one or more secrets.
+//! - [`normalize`]: what both sources share (outcomes, 400 errors, `/approve`/`/revise`).
+//! - [`github`], [`jira`]: each source's trigger table.
+//! - [`dedupe`]: the per-replica memory of published deliveries.
+//! - [`metrics`]: counters and histograms, updated where each outcome is logged.
+
+pub mod app;
+pub mod dedupe;
+pub mod github;
+pub mod jira;
+pub mod metrics;
+pub mod normalize;
+pub mod settings;
+pub mod signature;
+
+pub use app::Application;
+pub use settings::IngestSettings;

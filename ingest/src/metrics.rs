@@ -1,0 +1,103 @@
+//! The ingest's metrics, and the one place each webhook outcome is both logged and counted.
+
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
+use shared::telemetry::FAST_BUCKETS;
+
+#[derive(Clone, Debug)]
+pub struct IngestMetrics {
+    pub registry: Registry,
+    webhooks: IntCounterVec,
+    ignored: IntCounterVec,
+    publishes: IntCounterVec,
+    publish_seconds: Histogram,
+    request_seconds: Histogram,
+}
+
+impl IngestMetrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let webhooks = IntCounterVec::new(
+            Opts::new(
+                "agent_fleet_webhooks_received_total",
+                "Webhook deliveries by source, event and outcome",
+            ),
+            &["source", "event", "outcome"],
+        )
+        .expect("valid metric");
+        let ignored = IntCounterVec::new(
+            Opts::new(
+                "agent_fleet_webhooks_ignored_total",
+                "Verified deliveries that asked for no task, by source and reason",
+            ),
+            &["source", "reason"],
+        )
+        .expect("valid metric");
+        let publishes = IntCounterVec::new(
+            Opts::new(
+                "agent_fleet_publishes_total",
+                "Task publishes by outcome (confirmed, nacked, returned, timeout, unavailable, error)",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let publish_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "agent_fleet_publish_duration_seconds",
+                "From publish to the broker's confirm",
+            )
+            .buckets(FAST_BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
+        let request_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "agent_fleet_webhook_duration_seconds",
+                "Time to answer a webhook delivery",
+            )
+            .buckets(FAST_BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
+        for collector in [
+            Box::new(webhooks.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(ignored.clone()),
+            Box::new(publishes.clone()),
+            Box::new(publish_seconds.clone()),
+            Box::new(request_seconds.clone()),
+        ] {
+            registry
+                .register(collector)
+                .expect("each metric registered once");
+        }
+        Self {
+            registry,
+            webhooks,
+            ignored,
+            publishes,
+            publish_seconds,
+            request_seconds,
+        }
+    }
+
+    pub fn webhook(&self, source: &str, event: &str, outcome: &str, seconds: f64) {
+        self.webhooks
+            .with_label_values(&[source, event, outcome])
+            .inc();
+        self.request_seconds.observe(seconds);
+    }
+
+    pub fn ignored(&self, source: &str, reason: &str) {
+        self.ignored.with_label_values(&[source, reason]).inc();
+    }
+
+    pub fn publish(&self, outcome: &str, seconds: Option<f64>) {
+        self.publishes.with_label_values(&[outcome]).inc();
+        if let Some(seconds) = seconds {
+            self.publish_seconds.observe(seconds);
+        }
+    }
+}
+
+impl Default for IngestMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

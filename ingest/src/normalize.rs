@@ -1,0 +1,140 @@
+//! What both webhook sources share once a payload is verified and parsed: the outcome of
+//! normalizing it, the errors that make it a 400, the `/approve` and `/revise` commands,
+//! and small accessors that name the missing field.
+
+use serde_json::Value;
+use shared::TaskMessage;
+
+/// What a verified delivery turns into.
+#[derive(Debug)]
+pub enum Normalized {
+    /// A task to publish.
+    Task(Box<TaskMessage>),
+    /// Valid but not for us; the reason goes back in the 202 body and the logs.
+    Ignored(&'static str),
+    /// GitHub's `ping`.
+    Ping,
+}
+
+/// A payload that cannot be a valid delivery of the event it claims to be (answers 400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    #[error("malformed JSON: {0}")]
+    Malformed(String),
+    #[error("missing field `{0}`")]
+    MissingField(String),
+    #[error("invalid field `{field}`: {reason}")]
+    InvalidField { field: String, reason: String },
+}
+
+/// The value at a dotted path; missing or `null` is an error naming the path.
+pub fn field<'a>(value: &'a Value, path: &str) -> Result<&'a Value, PayloadError> {
+    opt_field(value, path).ok_or_else(|| PayloadError::MissingField(path.to_owned()))
+}
+
+pub fn opt_field<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.')
+        .try_fold(value, |v, key| v.get(key))
+        .filter(|v| !v.is_null())
+}
+
+pub fn str_field<'a>(value: &'a Value, path: &str) -> Result<&'a str, PayloadError> {
+    field(value, path)?
+        .as_str()
+        .ok_or_else(|| invalid(path, "expected a string"))
+}
+
+pub fn opt_str<'a>(value: &'a Value, path: &str) -> Option<&'a str> {
+    opt_field(value, path).and_then(Value::as_str)
+}
+
+pub fn u64_field(value: &Value, path: &str) -> Result<u64, PayloadError> {
+    field(value, path)?
+        .as_u64()
+        .ok_or_else(|| invalid(path, "expected a non-negative integer"))
+}
+
+/// An id that trackers send as a number (GitHub) or a string (Jira), as a string.
+pub fn id_field(value: &Value, path: &str) -> Result<String, PayloadError> {
+    match field(value, path)? {
+        Value::String(s) if !s.is_empty() => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        _ => Err(invalid(path, "expected an id")),
+    }
+}
+
+pub fn invalid(path: &str, reason: &str) -> PayloadError {
+    PayloadError::InvalidField {
+        field: path.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+/// A command a human writes in a comment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Approve,
+    /// `/revise <feedback>`; the feedback may span lines.
+    Revise(String),
+}
+
+/// Recognises a command at the start of a comment (after leading blanks). `/approved` or
+/// `/revisedly` are not commands: the word must end there.
+pub fn parse_command(body: &str) -> Option<Command> {
+    let text = body.trim_start();
+    let word_ends = |rest: &str| rest.chars().next().is_none_or(|c| !c.is_alphanumeric());
+    if let Some(rest) = text.strip_prefix("/approve") {
+        return word_ends(rest).then_some(Command::Approve);
+    }
+    if let Some(rest) = text.strip_prefix("/revise") {
+        return word_ends(rest).then(|| Command::Revise(rest.trim().to_owned()));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn commands_are_recognised_only_at_the_start_as_whole_words() {
+        assert_eq!(parse_command("/approve"), Some(Command::Approve));
+        assert_eq!(
+            parse_command("  \n/approve looks good"),
+            Some(Command::Approve)
+        );
+        assert_eq!(parse_command("/approve."), Some(Command::Approve));
+        assert_eq!(parse_command("/approved"), None);
+        assert_eq!(parse_command("please /approve"), None);
+        assert_eq!(
+            parse_command("/revise use the retry helper\nand log it"),
+            Some(Command::Revise("use the retry helper\nand log it".into()))
+        );
+        assert_eq!(
+            parse_command("/revise"),
+            Some(Command::Revise(String::new()))
+        );
+        assert_eq!(parse_command("/revisex"), None);
+    }
+
+    #[test]
+    fn accessors_name_the_missing_path() {
+        let v = json!({"a": {"b": "x", "n": 3, "nul": null}});
+        assert_eq!(str_field(&v, "a.b"), Ok("x"));
+        assert_eq!(u64_field(&v, "a.n"), Ok(3));
+        assert_eq!(id_field(&v, "a.n"), Ok("3".to_owned()));
+        assert_eq!(
+            str_field(&v, "a.c"),
+            Err(PayloadError::MissingField("a.c".into()))
+        );
+        assert_eq!(
+            str_field(&v, "a.nul"),
+            Err(PayloadError::MissingField("a.nul".into()))
+        );
+        assert!(matches!(
+            str_field(&v, "a.n"),
+            Err(PayloadError::InvalidField { .. })
+        ));
+    }
+}
