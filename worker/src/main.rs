@@ -1,10 +1,23 @@
 //! The `worker` binary: parses the command line and hands over to the library.
 
 use clap::{Parser, Subcommand};
+use shared::settings::Env;
+use std::process::ExitCode;
+use worker::handlers::test_recorder::TestRecorder;
+use worker::runtime::{self, RunMode, metrics::WorkerMetrics};
+use worker::settings::{HandlerKind, WorkerSettings};
 
 #[derive(Debug, Parser)]
-#[command(name = "worker", version, about = "agent-fleet worker")]
+#[command(
+    name = "worker",
+    version,
+    about = "agent-fleet worker: consumes tasks from the queue"
+)]
 struct Cli {
+    /// Take at most one task, finish it and exit (for a KEDA ScaledJob); exit 0 after
+    /// ONCE_IDLE_SECS without one.
+    #[arg(long)]
+    once: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -15,10 +28,60 @@ enum Command {
     Context(fleet_context::ContextArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Context(args)) => fleet_context::run_cli(&args),
-        None => anyhow::bail!("the consuming worker is not built yet"),
+        Some(Command::Context(args)) => match fleet_context::run_cli(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("worker context: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
+        None => consume(if cli.once {
+            RunMode::Once
+        } else {
+            RunMode::Forever
+        }),
+    }
+}
+
+fn consume(mode: RunMode) -> ExitCode {
+    let settings = match WorkerSettings::from_env(&Env::process()) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("worker: invalid settings: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    shared::telemetry::init_tracing(settings.common.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("worker: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let metrics = WorkerMetrics::new();
+        let shutdown = shared::signals::terminated();
+        match settings.handler.clone() {
+            HandlerKind::Test { record_dir } => {
+                let handler = TestRecorder::new(record_dir)?;
+                runtime::run(settings, handler, mode, metrics, shutdown).await
+            }
+            HandlerKind::Agent => anyhow::bail!("the agent handler is not built yet"),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "worker failed");
+            eprintln!("worker: {error:#}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -1,0 +1,54 @@
+//! The interface between the fleet runtime and what a task does: a handler gets the task,
+//! its private directory and a cancellation token, and answers with a typed result that
+//! decides how the delivery is settled.
+
+use crate::runtime::metrics::WorkerMetrics;
+use shared::TaskMessage;
+use std::future::Future;
+use std::path::PathBuf;
+use tokio_util::sync::CancellationToken;
+
+/// What the runtime gives a handler for one delivery.
+#[derive(Debug, Clone)]
+pub struct TaskContext {
+    /// The task's own directory under `WORKSPACE_DIR`, deleted before the delivery is settled.
+    pub workdir: PathBuf,
+    /// Fires on timeout or when the shutdown grace runs out: stop soon, write nothing more.
+    pub cancel: CancellationToken,
+    /// 1 for the first delivery, then 2, 3, ... (from the quorum queue's `x-delivery-count`).
+    pub attempt: u32,
+    /// No further redelivery follows a transient failure of this attempt.
+    pub last_attempt: bool,
+    /// For phase timings and counters.
+    pub metrics: WorkerMetrics,
+}
+
+/// Why a task did not complete; the variant decides the settle (DESIGN.md, "Worker, per
+/// delivery").
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// Will fail the same way again; already reported on the issue. Acked.
+    #[error("permanent failure: {0}")]
+    Permanent(String),
+    /// May succeed later (network, 5xx, 429, broker). Nacked with requeue; the delivery limit
+    /// bounds the retries.
+    #[error("transient failure: {0}")]
+    Transient(String),
+    /// The message is not a task this worker can run. Rejected without requeue (DLQ).
+    #[error("unsupported task: {0}")]
+    Unsupported(String),
+}
+
+/// What a task does. Implementations must be idempotent: delivery is at-least-once.
+pub trait TaskHandler: Send + Sync + 'static {
+    fn handle(
+        &self,
+        task: &TaskMessage,
+        ctx: &TaskContext,
+    ) -> impl Future<Output = Result<(), TaskError>> + Send;
+
+    /// Called once when the last allowed attempt failed transiently (or timed out), before
+    /// the broker dead-letters the message: tell the people waiting on the issue.
+    fn report_exhausted(&self, task: &TaskMessage, reason: &str)
+    -> impl Future<Output = ()> + Send;
+}

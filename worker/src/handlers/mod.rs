@@ -1,0 +1,3 @@
+//! Task handlers: the coding agent, and the test-only recorder.
+
+pub mod test_recorder;

@@ -1,0 +1,17 @@
+//! The worker: a stateless consumer of the task queue that clones the repository, selects
+//! context, asks an LLM and publishes the result on GitHub/Jira, settling each delivery only
+//! after its temp dir is gone.
+//!
+//! # Layout
+//! - [`settings`]: the worker's environment variables.
+//! - [`handler`]: the [`handler::TaskHandler`] interface and the typed errors that decide
+//!   ack, requeue or dead-letter.
+//! - [`runtime`]: consuming, settling, reconnecting, graceful shutdown, task dirs, metrics.
+//! - [`handlers`]: the handlers (the test-only recorder; the agent).
+//! - [`git`]: shallow clone, commit and push with the git CLI, credentials kept out of argv.
+
+pub mod git;
+pub mod handler;
+pub mod handlers;
+pub mod runtime;
+pub mod settings;

@@ -1,0 +1,120 @@
+//! The worker's metrics. Every task event that is logged updates its metric in the same
+//! place (the runtime's settle step and the handlers' phase timers).
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
+use shared::telemetry::SLOW_BUCKETS;
+
+#[derive(Clone, Debug)]
+pub struct WorkerMetrics {
+    pub registry: Registry,
+    pub tasks: IntCounterVec,
+    pub phase_seconds: HistogramVec,
+    pub in_flight: IntGauge,
+    pub redeliveries: IntCounter,
+    pub settles: IntCounterVec,
+    pub clone_seconds: Histogram,
+    pub clone_bytes: Histogram,
+    pub llm_requests: IntCounterVec,
+    pub llm_tokens: IntCounterVec,
+}
+
+impl WorkerMetrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let tasks = IntCounterVec::new(
+            Opts::new("agent_fleet_tasks_total", "Tasks by mode and outcome"),
+            &["mode", "outcome"],
+        )
+        .expect("metric");
+        let phase_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "agent_fleet_task_phase_duration_seconds",
+                "Time per task phase",
+            )
+            .buckets(SLOW_BUCKETS.to_vec()),
+            &["phase"],
+        )
+        .expect("metric");
+        let in_flight = IntGauge::new("agent_fleet_tasks_in_flight", "Tasks being worked on now")
+            .expect("metric");
+        let redeliveries = IntCounter::new(
+            "agent_fleet_redeliveries_total",
+            "Deliveries that were redeliveries (x-delivery-count > 0 or redelivered flag)",
+        )
+        .expect("metric");
+        let settles = IntCounterVec::new(
+            Opts::new(
+                "agent_fleet_settles_total",
+                "How deliveries were settled: ack, nack_requeue, reject, failed (channel gone)",
+            ),
+            &["result"],
+        )
+        .expect("metric");
+        let clone_seconds = Histogram::with_opts(
+            HistogramOpts::new("agent_fleet_clone_duration_seconds", "Shallow clone time")
+                .buckets(SLOW_BUCKETS.to_vec()),
+        )
+        .expect("metric");
+        let clone_bytes = Histogram::with_opts(
+            HistogramOpts::new("agent_fleet_clone_bytes", "Size of the cloned working tree")
+                .buckets(prometheus::exponential_buckets(1_048_576.0, 4.0, 8).expect("buckets")),
+        )
+        .expect("metric");
+        let llm_requests = IntCounterVec::new(
+            Opts::new(
+                "agent_fleet_llm_requests_total",
+                "LLM requests by provider, phase and outcome",
+            ),
+            &["provider", "phase", "outcome"],
+        )
+        .expect("metric");
+        let llm_tokens = IntCounterVec::new(
+            Opts::new(
+                "agent_fleet_llm_tokens_total",
+                "LLM tokens by provider and kind (input, output)",
+            ),
+            &["provider", "kind"],
+        )
+        .expect("metric");
+        for collector in [
+            Box::new(tasks.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(phase_seconds.clone()),
+            Box::new(in_flight.clone()),
+            Box::new(redeliveries.clone()),
+            Box::new(settles.clone()),
+            Box::new(clone_seconds.clone()),
+            Box::new(clone_bytes.clone()),
+            Box::new(llm_requests.clone()),
+            Box::new(llm_tokens.clone()),
+        ] {
+            registry.register(collector).expect("registered once");
+        }
+        Self {
+            registry,
+            tasks,
+            phase_seconds,
+            in_flight,
+            redeliveries,
+            settles,
+            clone_seconds,
+            clone_bytes,
+            llm_requests,
+            llm_tokens,
+        }
+    }
+
+    /// Records how long a phase took.
+    pub fn phase(&self, phase: &str, seconds: f64) {
+        self.phase_seconds
+            .with_label_values(&[phase])
+            .observe(seconds);
+    }
+}
+
+impl Default for WorkerMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,246 @@
+//! The fleet half of the worker, independent of what a task does: consume the task queue
+//! with manual acks, run each delivery through a [`TaskHandler`], reconnect when the broker
+//! goes away, and stop gracefully.
+//!
+//! Shutdown is two tokens: `stop` (SIGTERM/SIGINT: cancel the consumer, take nothing new,
+//! let in-flight tasks finish and ack) and `hard_stop` (the grace period ran out: cancel the
+//! handlers, clean up, requeue). A [`TaskTracker`] knows when every delivery has settled.
+
+pub mod delivery;
+pub mod local;
+pub mod metrics;
+pub mod workspace;
+
+use crate::handler::TaskHandler;
+use crate::settings::WorkerSettings;
+use anyhow::Context as _;
+use futures_util::StreamExt;
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection};
+use local::LocalRuns;
+use metrics::WorkerMetrics;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long the worker runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    /// Until SIGTERM/SIGINT.
+    Forever,
+    /// At most one task (KEDA ScaledJob): exit after it, or after `ONCE_IDLE_SECS` without one.
+    Once,
+}
+
+/// What every delivery of this process shares.
+#[derive(Debug)]
+pub struct Shared {
+    pub settings: WorkerSettings,
+    pub metrics: WorkerMetrics,
+    pub local: LocalRuns,
+    /// One permit per concurrent task: bounds the work even while a dead channel's tasks
+    /// finish next to a new channel's deliveries.
+    pub permits: Arc<Semaphore>,
+    pub hard_stop: CancellationToken,
+    pub consuming: AtomicBool,
+}
+
+/// How long in-flight tasks get to unwind once the grace period ran out.
+const UNWIND: Duration = Duration::from_secs(30);
+
+/// Runs the worker until `shutdown` resolves (or, in `Once` mode, after one task).
+pub async fn run<H: TaskHandler>(
+    settings: WorkerSettings,
+    handler: H,
+    mode: RunMode,
+    metrics: WorkerMetrics,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let workspace_dir = settings.workspace_dir.clone();
+    let swept = tokio::task::spawn_blocking(move || workspace::sweep(&workspace_dir)).await?;
+    if !swept.is_empty() {
+        tracing::info!(
+            count = swept.len(),
+            "swept task dirs left by killed predecessors"
+        );
+    }
+    let shared = Arc::new(Shared {
+        permits: Arc::new(Semaphore::new(usize::from(settings.concurrency))),
+        settings,
+        metrics,
+        local: LocalRuns::default(),
+        hard_stop: CancellationToken::new(),
+        consuming: AtomicBool::new(false),
+    });
+    let ops = serve_ops(&shared).await?;
+    let stop = CancellationToken::new();
+    let stop_on_signal = stop.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stop_on_signal.cancel();
+    });
+
+    let tracker = TaskTracker::new();
+    let handler = Arc::new(handler);
+    let result = consume(&shared, &handler, mode, &stop, &tracker).await;
+    shared.consuming.store(false, Ordering::SeqCst);
+    tracker.close();
+    let grace = shared.settings.shutdown_grace;
+    if !tracker.is_empty() {
+        tracing::info!(
+            in_flight = tracker.len(),
+            grace_secs = grace.as_secs(),
+            "finishing in-flight tasks"
+        );
+    }
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!(
+            in_flight = tracker.len(),
+            "shutdown grace ran out; requeueing unfinished tasks"
+        );
+        shared.hard_stop.cancel();
+        let _ = tokio::time::timeout(UNWIND, tracker.wait()).await;
+    }
+    if let Ok(Some((connection, channel))) = &result {
+        let _ = channel.close(200, "worker stopping".into()).await;
+        let _ = connection.close(200, "worker stopping".into()).await;
+    }
+    ops.abort();
+    tracing::info!("worker stopped");
+    result.map(|_| ())
+}
+
+/// Consumes until `stop` fires (or one task was taken in `Once` mode). Returns the live
+/// connection and channel so that in-flight tasks can still settle on it (lapin closes a
+/// channel when its last handle is dropped, and the ackers of its deliveries die with it).
+async fn consume<H: TaskHandler>(
+    shared: &Arc<Shared>,
+    handler: &Arc<H>,
+    mode: RunMode,
+    stop: &CancellationToken,
+    tracker: &TaskTracker,
+) -> anyhow::Result<Option<(Connection, Channel)>> {
+    let settings = &shared.settings;
+    let topology = settings.common.topology();
+    let prefetch = match mode {
+        RunMode::Forever => settings.concurrency,
+        RunMode::Once => 1,
+    };
+    // `--once` gives up when nothing arrives in time, whether or not the broker answers.
+    let idle = CancellationToken::new();
+    if mode == RunMode::Once {
+        let (idle, wait) = (idle.clone(), settings.once_idle);
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            idle.cancel();
+        });
+    }
+    let give_up = CancellationToken::new();
+    {
+        let (give_up, stop, idle) = (give_up.clone(), stop.clone(), idle.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = idle.cancelled() => {}
+            }
+            give_up.cancel();
+        });
+    }
+    let name = format!("agent-fleet worker ({})", std::process::id());
+    loop {
+        let Some(connection) =
+            shared::amqp::connect_with_retry(&settings.common.amqp_url, &name, &give_up).await
+        else {
+            return Ok(None);
+        };
+        let channel = connection
+            .create_channel()
+            .await
+            .context("opening a channel")?;
+        if let Err(error) = topology.declare(&channel).await {
+            if error.is_permanent() {
+                return Err(error.into());
+            }
+            tracing::warn!(%error, "declaring the topology failed; reconnecting");
+            continue;
+        }
+        channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await
+            .context("basic.qos")?;
+        let tag = format!(
+            "worker-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let mut consumer = match channel
+            .basic_consume(
+                topology.queue.as_str().into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+        {
+            Ok(consumer) => consumer,
+            Err(error) => {
+                tracing::warn!(%error, "basic.consume failed; reconnecting");
+                continue;
+            }
+        };
+        shared.consuming.store(true, Ordering::SeqCst);
+        tracing::info!(queue = %topology.queue, prefetch, "consuming");
+        loop {
+            tokio::select! {
+                () = give_up.cancelled() => {
+                    let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
+                    shared.consuming.store(false, Ordering::SeqCst);
+                    tracing::info!("consumer cancelled; no new deliveries");
+                    return Ok(Some((connection, channel)));
+                }
+                next = consumer.next() => match next {
+                    Some(Ok(delivery)) => {
+                        tracker.spawn(delivery::process(delivery, shared.clone(), handler.clone()));
+                        if mode == RunMode::Once {
+                            let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
+                            shared.consuming.store(false, Ordering::SeqCst);
+                            return Ok(Some((connection, channel)));
+                        }
+                    }
+                    Some(Err(error)) => {
+                        shared.consuming.store(false, Ordering::SeqCst);
+                        tracing::warn!(%error, "broker connection lost; reconnecting");
+                        break;
+                    }
+                    None => {
+                        shared.consuming.store(false, Ordering::SeqCst);
+                        tracing::warn!("consumer stream ended; reconnecting");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Serves `/metrics`, `/healthz`, `/readyz` on `METRICS_BIND`.
+async fn serve_ops(shared: &Arc<Shared>) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let bind = shared.settings.metrics_bind;
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("METRICS_BIND {bind}: cannot listen"))?;
+    let ready_shared = shared.clone();
+    let router = shared::telemetry::ops_router(
+        shared.metrics.registry.clone(),
+        Arc::new(move || ready_shared.consuming.load(Ordering::SeqCst)),
+    );
+    tracing::info!(addr = %listener.local_addr()?, "metrics listening");
+    Ok(tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    }))
+}

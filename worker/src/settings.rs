@@ -1,0 +1,118 @@
+//! The worker's settings (DESIGN.md, "Settings"). Each subcommand validates only what it
+//! uses: `worker context` reads none of this.
+
+use shared::settings::{CommonSettings, Env, SettingsError};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Which task handler runs the tasks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HandlerKind {
+    /// The coding agent (QuickFix, Plan, Implement).
+    Agent,
+    /// TEST ONLY: records each task to a folder, sleeps and fails on demand. Selected with
+    /// `WORKER_HANDLER=test`; it never touches a tracker, git or an LLM.
+    Test { record_dir: PathBuf },
+}
+
+/// Settings of the consuming worker (`worker`, `worker --once`).
+#[derive(Clone, Debug)]
+pub struct WorkerSettings {
+    pub common: CommonSettings,
+    pub concurrency: u16,
+    pub workspace_dir: PathBuf,
+    pub task_timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub metrics_bind: SocketAddr,
+    pub once_idle: Duration,
+    pub clone_timeout: Duration,
+    pub clone_max_bytes: u64,
+    pub handler: HandlerKind,
+}
+
+impl WorkerSettings {
+    pub fn from_env(env: &Env) -> Result<Self, SettingsError> {
+        let common = CommonSettings::from_env(env)?;
+        let concurrency: u16 = env.parse_or("WORKER_CONCURRENCY", 1)?;
+        if concurrency == 0 {
+            return Err(SettingsError::new(
+                "WORKER_CONCURRENCY",
+                "must be at least 1",
+            ));
+        }
+        let workspace_dir = env
+            .get("WORKSPACE_DIR")
+            .map_or_else(std::env::temp_dir, PathBuf::from);
+        let task_timeout = secs(env, "TASK_TIMEOUT_SECS", 1200)?;
+        let shutdown_grace = secs(env, "SHUTDOWN_GRACE_SECS", 900)?;
+        let handler = match env.string_or("WORKER_HANDLER", "agent").as_str() {
+            "agent" => HandlerKind::Agent,
+            "test" => HandlerKind::Test {
+                record_dir: PathBuf::from(env.get("TEST_HANDLER_DIR").ok_or_else(|| {
+                    SettingsError::new("TEST_HANDLER_DIR", "is required with WORKER_HANDLER=test")
+                })?),
+            },
+            other => {
+                return Err(SettingsError::new(
+                    "WORKER_HANDLER",
+                    format!("must be `agent` (or `test`, for tests only), not `{other}`"),
+                ));
+            }
+        };
+        Ok(Self {
+            common,
+            concurrency,
+            workspace_dir,
+            task_timeout,
+            shutdown_grace,
+            metrics_bind: env.parse_or("METRICS_BIND", SocketAddr::from(([0, 0, 0, 0], 9090)))?,
+            once_idle: secs(env, "ONCE_IDLE_SECS", 30)?,
+            clone_timeout: secs(env, "CLONE_TIMEOUT_SECS", 300)?,
+            clone_max_bytes: env.parse_or("CLONE_MAX_BYTES", 2_147_483_648u64)?,
+            handler,
+        })
+    }
+}
+
+fn secs(env: &Env, name: &'static str, default: u64) -> Result<Duration, SettingsError> {
+    let value: u64 = env.parse_or(name, default)?;
+    if value == 0 {
+        return Err(SettingsError::new(name, "must be at least 1 second"));
+    }
+    Ok(Duration::from_secs(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_design() {
+        let s = WorkerSettings::from_env(&Env::from_map([("X", "1")])).expect("defaults");
+        assert_eq!(s.concurrency, 1);
+        assert_eq!(s.task_timeout, Duration::from_secs(1200));
+        assert_eq!(s.shutdown_grace, Duration::from_secs(900));
+        assert_eq!(s.once_idle, Duration::from_secs(30));
+        assert_eq!(s.metrics_bind.port(), 9090);
+        assert_eq!(s.handler, HandlerKind::Agent);
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        for (var, value) in [
+            ("WORKER_CONCURRENCY", "0"),
+            ("TASK_TIMEOUT_SECS", "soon"),
+            ("SHUTDOWN_GRACE_SECS", "0"),
+            ("METRICS_BIND", "9090"),
+            ("WORKER_HANDLER", "magic"),
+        ] {
+            let err = WorkerSettings::from_env(&Env::from_map([(var, value)]))
+                .expect_err(&format!("{var}={value}"));
+            assert_eq!(err.variable, var);
+        }
+        let err = WorkerSettings::from_env(&Env::from_map([("WORKER_HANDLER", "test")]))
+            .expect_err("needs a dir");
+        assert_eq!(err.variable, "TEST_HANDLER_DIR");
+    }
+}

@@ -1,0 +1,359 @@
+//! Test harness for the worker: spawns the real `worker` binary against the real broker with
+//! its own queue, publishes tasks, and reads what the test-only recorder handler wrote.
+#![allow(dead_code)]
+
+use lapin::options::{BasicGetOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use serde_json::Value;
+use shared::amqp::Publisher;
+use shared::task::{IssueRef, TriggerInfo};
+use shared::topology::Topology;
+use shared::{Mode, RepoUrl, TaskMessage, Tracker};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// Polls `condition` until it holds or `within` passes (then panics with `what`).
+pub async fn wait_until<F: FnMut() -> bool>(what: &str, within: Duration, mut condition: F) {
+    let deadline = Instant::now() + within;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// One test's world: a queue, a shared workspace dir and a record dir.
+pub struct Fleet {
+    pub queue: String,
+    pub root: tempfile::TempDir,
+    pub delivery_limit: u32,
+    connection: Connection,
+    pub publisher: Publisher,
+}
+
+impl Fleet {
+    pub async fn new(prefix: &str, delivery_limit: u32) -> Self {
+        let queue = format!("test-{prefix}-{}", uuid::Uuid::new_v4().simple());
+        let connection = Connection::connect(BROKER, ConnectionProperties::default())
+            .await
+            .expect("RabbitMQ on 127.0.0.1:5672");
+        let publisher = Publisher::open(
+            &connection,
+            &Topology::new(&queue, delivery_limit),
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("topology");
+        Self {
+            queue,
+            root: tempfile::tempdir().expect("tmp"),
+            delivery_limit,
+            connection,
+            publisher,
+        }
+    }
+
+    pub fn workspace(&self) -> PathBuf {
+        self.root.path().join("workspace")
+    }
+
+    pub fn records(&self) -> PathBuf {
+        self.root.path().join("records")
+    }
+
+    pub fn spawn(&self, extra: &[(&str, &str)]) -> WorkerProc {
+        self.spawn_args(&[], extra)
+    }
+
+    pub fn spawn_args(&self, args: &[&str], extra: &[(&str, &str)]) -> WorkerProc {
+        let port = free_port();
+        let log = self
+            .root
+            .path()
+            .join(format!("worker-{}.log", uuid::Uuid::new_v4().simple()));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_worker"));
+        command
+            .args(args)
+            .env("AMQP_URL", BROKER)
+            .env("TASK_QUEUE", &self.queue)
+            .env("TASK_DELIVERY_LIMIT", self.delivery_limit.to_string())
+            .env("WORKER_HANDLER", "test")
+            .env("TEST_HANDLER_DIR", self.records())
+            .env("WORKSPACE_DIR", self.workspace())
+            .env("METRICS_BIND", format!("127.0.0.1:{port}"))
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"));
+        for (k, v) in extra {
+            command.env(k, v);
+        }
+        let child = command.spawn().expect("spawn worker");
+        WorkerProc { child, port, log }
+    }
+
+    pub fn task(&self, id: &str, labels: &[&str]) -> TaskMessage {
+        TaskMessage {
+            version: 1,
+            task_id: id.to_owned(),
+            mode: Mode::Quickfix,
+            source: Tracker::Github,
+            repo_url: RepoUrl::parse("https://github.com/acme/payments").expect("url"),
+            base_branch: None,
+            issue: IssueRef {
+                tracker: Tracker::Github,
+                key: format!("acme/payments#{}", id.len()),
+                number: Some(id.len() as u64),
+                title: "test".into(),
+                body: String::new(),
+                url: "https://github.com/acme/payments/issues/1".into(),
+                labels: labels.iter().map(|s| s.to_string()).collect(),
+                pull_request: false,
+            },
+            trigger_user: "dev1".into(),
+            trigger: TriggerInfo {
+                event: "issues.labeled".into(),
+                delivery_id: id.into(),
+                received_at: chrono::Utc::now(),
+            },
+            approval: None,
+            revision: None,
+        }
+    }
+
+    pub async fn publish(&self, task: &TaskMessage) {
+        self.publisher.publish(task).await.expect("published");
+    }
+
+    pub async fn publish_raw(&self, body: &[u8]) {
+        self.publisher
+            .publish_bytes(body, BasicProperties::default().with_delivery_mode(2))
+            .await
+            .expect("published");
+    }
+
+    /// Ready messages in a queue.
+    pub async fn ready(&self, queue: &str) -> u32 {
+        let channel = self.connection.create_channel().await.expect("channel");
+        channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map(|q| q.message_count())
+            .unwrap_or(0)
+    }
+
+    pub fn dead_queue(&self) -> String {
+        format!("{}.dead", self.queue)
+    }
+
+    /// Takes the dead-lettered messages.
+    pub async fn take_dead(&self) -> Vec<lapin::message::Delivery> {
+        let channel = self.connection.create_channel().await.expect("channel");
+        let mut out = Vec::new();
+        while let Some(m) = channel
+            .basic_get(
+                self.dead_queue().as_str().into(),
+                BasicGetOptions { no_ack: true },
+            )
+            .await
+            .expect("get")
+        {
+            out.push(m.delivery);
+        }
+        out
+    }
+
+    /// Lines of a record file of the test handler (`started`, `done`, `exhausted`).
+    pub fn record(&self, task_id: &str, kind: &str) -> Vec<String> {
+        let name: String = task_id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        std::fs::read_to_string(self.records().join(format!("{name}.{kind}")))
+            .map(|s| s.lines().map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
+
+    pub async fn cleanup(self) {
+        let channel = self.connection.create_channel().await.expect("channel");
+        for q in [self.queue.clone(), self.dead_queue()] {
+            let _ = channel
+                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                .await;
+        }
+        let _ = channel
+            .exchange_delete(
+                format!("{}.dlx", self.queue).as_str().into(),
+                lapin::options::ExchangeDeleteOptions::default(),
+            )
+            .await;
+    }
+}
+
+/// The `workdir=` of a record line.
+pub fn workdir_of(line: &str) -> PathBuf {
+    PathBuf::from(line.split("workdir=").nth(1).expect("workdir in record"))
+}
+
+pub fn pid_of(line: &str) -> u32 {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix("pid="))
+        .and_then(|p| p.parse().ok())
+        .expect("pid in record")
+}
+
+pub struct WorkerProc {
+    pub child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl WorkerProc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub async fn wait_ready(&self) {
+        let url = format!("http://127.0.0.1:{}/readyz", self.port);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = reqwest::get(&url).await
+                && r.status().as_u16() == 200
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "worker never became ready; log:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("http://127.0.0.1:{}/metrics", self.port))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    pub fn kill9(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the process to exit, at most `within`.
+    pub async fn exit_status(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "worker did not exit; log:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The JSON log lines.
+    pub fn log_lines(&self) -> Vec<Value> {
+        self.log_text()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+impl Drop for WorkerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Closes this process' broker connection from the broker side, as an operator (or a
+/// broker restart) would. Only this worker's connection: tests run in parallel.
+pub fn close_broker_connection_of(pid: u32) {
+    let output = Command::new("rabbitmqctl")
+        .args(["list_connections", "pid", "client_properties", "-q"])
+        .output()
+        .expect("rabbitmqctl");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let wanted = format!("agent-fleet worker ({pid})");
+    let conn_pid = text
+        .lines()
+        .find(|line| line.contains(&wanted))
+        .and_then(|line| line.split('\t').next())
+        .unwrap_or_else(|| panic!("no broker connection for {wanted}: {text}"))
+        .to_owned();
+    let status = Command::new("rabbitmqctl")
+        .args(["close_connection", &conn_pid, "closed by test", "-q"])
+        .status()
+        .expect("rabbitmqctl");
+    assert!(status.success());
+}
+
+/// The `reason` of the first `x-death` entry of a dead-lettered message.
+pub fn death_reason(message: &lapin::message::Delivery) -> String {
+    use lapin::types::AMQPValue;
+    let headers = message.properties.headers().clone().unwrap_or_default();
+    let Some(AMQPValue::FieldArray(deaths)) = headers.inner().get("x-death").cloned() else {
+        return String::new();
+    };
+    match deaths.as_slice().first() {
+        Some(AMQPValue::FieldTable(death)) => match death.inner().get("reason") {
+            Some(AMQPValue::LongString(reason)) => {
+                String::from_utf8_lossy(reason.as_bytes()).into_owned()
+            }
+            _ => String::new(),
+        },
+        _ => String::new(),
+    }
+}
+
+pub fn exists(path: &Path) -> bool {
+    path.exists()
+}

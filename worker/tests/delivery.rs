@@ -1,0 +1,395 @@
+//! At-least-once consumption proven with real worker processes and the real broker: nothing
+//! lost, nothing done twice, poison dead-lettered, graceful and hard stops.
+
+mod common;
+
+use common::{Fleet, close_broker_connection_of, pid_of, wait_until, workdir_of};
+use std::time::Duration;
+
+const LONG: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn three_workers_thirty_tasks_each_handled_exactly_once() {
+    let fleet = Fleet::new("three", 5).await;
+    // All three share one WORKSPACE_DIR: their start-up sweeps must not touch live dirs.
+    let workers: Vec<_> = (0..3).map(|_| fleet.spawn(&[])).collect();
+    for w in &workers {
+        w.wait_ready().await;
+    }
+    let ids: Vec<String> = (0..30).map(|i| format!("github:three-{i}")).collect();
+    for id in &ids {
+        fleet.publish(&fleet.task(id, &["test:sleep=50"])).await;
+    }
+    wait_until("30 tasks done", LONG, || {
+        ids.iter().all(|id| !fleet.record(id, "done").is_empty())
+    })
+    .await;
+    for w in &workers {
+        w.signal("TERM");
+    }
+    let mut handled_by = std::collections::HashSet::new();
+    for mut w in workers {
+        assert!(w.exit_status(LONG).await.success());
+    }
+    for id in &ids {
+        assert_eq!(
+            fleet.record(id, "started").len(),
+            1,
+            "{id} started more than once"
+        );
+        let done = fleet.record(id, "done");
+        assert_eq!(done.len(), 1, "{id} done more than once");
+        handled_by.insert(pid_of(&done[0]));
+        assert!(!workdir_of(&done[0]).exists(), "{id}'s dir was left behind");
+    }
+    assert!(handled_by.len() >= 2, "work was not spread: {handled_by:?}");
+    // Nothing was left unacked (it would be back in the queue after the workers stopped).
+    assert_eq!(fleet.ready(&fleet.queue).await, 0);
+    assert_eq!(fleet.ready(&fleet.dead_queue()).await, 0);
+    fleet.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_killed_worker_s_task_is_redelivered_and_its_dir_swept() {
+    let fleet = Fleet::new("kill9", 5).await;
+    let mut first = fleet.spawn(&[]);
+    first.wait_ready().await;
+    fleet
+        .publish(&fleet.task("github:kill9", &["test:sleep=4000"]))
+        .await;
+    wait_until("task started", LONG, || {
+        !fleet.record("github:kill9", "started").is_empty()
+    })
+    .await;
+    let orphan = workdir_of(&fleet.record("github:kill9", "started")[0]);
+    first.kill9();
+    assert!(orphan.exists(), "a killed worker leaves its dir behind");
+
+    let second = fleet.spawn(&[]);
+    second.wait_ready().await;
+    assert!(
+        !orphan.exists(),
+        "the next start sweeps the killed worker's dir"
+    );
+    wait_until("redelivered task done", LONG, || {
+        !fleet.record("github:kill9", "done").is_empty()
+    })
+    .await;
+    let done = fleet.record("github:kill9", "done");
+    assert_eq!(done.len(), 1);
+    assert_eq!(pid_of(&done[0]), second.pid());
+    assert!(done[0].contains("attempt=2"), "{}", done[0]);
+    assert!(
+        second
+            .metrics()
+            .await
+            .contains("agent_fleet_redeliveries_total 1")
+    );
+    fleet.cleanup().await;
+}
+
+#[tokio::test]
+async fn sigterm_finishes_the_task_acks_it_and_takes_nothing_new() {
+    let fleet = Fleet::new("term", 5).await;
+    let mut worker = fleet.spawn(&[]);
+    worker.wait_ready().await;
+    fleet
+        .publish(&fleet.task("github:term-a", &["test:sleep=2000"]))
+        .await;
+    fleet.publish(&fleet.task("github:term-b", &[])).await;
+    wait_until("first task started", LONG, || {
+        !fleet.record("github:term-a", "started").is_empty()
+    })
+    .await;
+    worker.signal("TERM");
+    let status = worker.exit_status(LONG).await;
+    assert!(status.success(), "exit status {status:?}");
+    assert_eq!(
+        fleet.record("github:term-a", "done").len(),
+        1,
+        "in-flight task finished"
+    );
+    assert!(
+        fleet.record("github:term-b", "started").is_empty(),
+        "nothing taken after SIGTERM"
+    );
+    // The finished task was acked (not back in the queue); the untouched one waits.
+    assert_eq!(fleet.ready(&fleet.queue).await, 1, "{}", worker.log_text());
+    let log = worker.log_text();
+    assert!(log.contains("consumer cancelled"), "{log}");
+    fleet.cleanup().await;
+}
+
+#[tokio::test]
+async fn sigterm_past_the_grace_requeues_the_task() {
+    let fleet = Fleet::new("grace", 5).await;
+    let mut worker = fleet.spawn(&[("SHUTDOWN_GRACE_SECS", "1")]);
+    worker.wait_ready().await;
+    fleet
+        .publish(&fleet.task("github:grace", &["test:sleep=30000"]))
+        .await;
+    wait_until("task started", LONG, || {
+        !fleet.record("github:grace", "started").is_empty()
+    })
+    .await;
+    let workdir = workdir_of(&fleet.record("github:grace", "started")[0]);
+    worker.signal("TERM");
+    assert!(worker.exit_status(LONG).await.success());
+    assert!(fleet.record("github:grace", "done").is_empty());
+    assert!(!workdir.exists(), "cleaned up before the requeue");
+    assert_eq!(
+        fleet.ready(&fleet.queue).await,
+        1,
+        "requeued for another worker"
+    );
+    fleet.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_always_transient_task_is_dead_lettered_after_the_limit_and_reported() {
+    let fleet = Fleet::new("transient", 2).await;
+    let worker = fleet.spawn(&[]);
+    worker.wait_ready().await;
+    fleet
+        .publish(&fleet.task("github:always-fails", &["test:fail=transient"]))
+        .await;
+    wait_until("dead-lettered", LONG, || {
+        !fleet.record("github:always-fails", "exhausted").is_empty()
+    })
+    .await;
+    let mut dead = Vec::new();
+    for _ in 0..200 {
+        dead = fleet.take_dead().await;
+        if !dead.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(dead.len(), 1);
+    assert_eq!(common::death_reason(&dead[0]), "delivery_limit");
+    // A delivery limit of 2: the first delivery and two redeliveries.
+    assert_eq!(fleet.record("github:always-fails", "started").len(), 3);
+    assert_eq!(
+        fleet.record("github:always-fails", "exhausted"),
+        vec!["asked to fail"]
+    );
+    // A task that fails once and then works is retried, not dead-lettered.
+    fleet
+        .publish(&fleet.task("github:flaky", &["test:fail-first=1"]))
+        .await;
+    wait_until("flaky done", LONG, || {
+        !fleet.record("github:flaky", "done").is_empty()
+    })
+    .await;
+    assert_eq!(fleet.record("github:flaky", "started").len(), 2);
+    assert!(fleet.take_dead().await.is_empty());
+    fleet.cleanup().await;
+}
+
+#[tokio::test]
+async fn poison_messages_are_dead_lettered_at_once_and_the_worker_keeps_serving() {
+    let fleet = Fleet::new("poison", 5).await;
+    let worker = fleet.spawn(&[]);
+    worker.wait_ready().await;
+    let valid = serde_json::to_value(fleet.task("github:after-poison", &[])).expect("json");
+    let mut no_version = valid.clone();
+    no_version
+        .as_object_mut()
+        .expect("object")
+        .remove("version");
+    let mut version_two = valid.clone();
+    version_two["version"] = serde_json::json!(2);
+    fleet.publish_raw(b"{this is not json").await;
+    fleet.publish_raw(no_version.to_string().as_bytes()).await;
+    fleet.publish_raw(version_two.to_string().as_bytes()).await;
+    fleet.publish(&fleet.task("github:after-poison", &[])).await;
+    wait_until("valid task done", LONG, || {
+        !fleet.record("github:after-poison", "done").is_empty()
+    })
+    .await;
+    let mut dead = Vec::new();
+    for _ in 0..200 {
+        dead.extend(fleet.take_dead().await);
+        if dead.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(dead.len(), 3);
+    for message in &dead {
+        assert_eq!(
+            common::death_reason(message),
+            "rejected",
+            "dead-lettered at once, not by the limit"
+        );
+    }
+    let bodies: Vec<&[u8]> = dead.iter().map(|m| m.data.as_slice()).collect();
+    assert!(
+        bodies.contains(&b"{this is not json".as_slice()),
+        "bodies kept"
+    );
+    assert!(
+        worker
+            .metrics()
+            .await
+            .contains(r#"agent_fleet_tasks_total{mode="unknown",outcome="rejected"} 3"#)
+    );
+    fleet.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_closed_broker_connection_is_survived_idle_and_mid_task() {
+    let fleet = Fleet::new("reconnect", 5).await;
+    let worker = fleet.spawn(&[]);
+    worker.wait_ready().await;
+    // Idle.
+    close_broker_connection_of(worker.pid());
+    fleet
+        .publish(&fleet.task("github:after-idle-close", &[]))
+        .await;
+    wait_until("task after reconnect", LONG, || {
+        !fleet.record("github:after-idle-close", "done").is_empty()
+    })
+    .await;
+
+    // Mid-task: the task finishes, its ack dies with the channel, the broker redelivers, and
+    // the redelivery is settled with the first run's outcome instead of running again.
+    fleet
+        .publish(&fleet.task("github:mid-task", &["test:sleep=2500"]))
+        .await;
+    wait_until("started", LONG, || {
+        !fleet.record("github:mid-task", "started").is_empty()
+    })
+    .await;
+    close_broker_connection_of(worker.pid());
+    wait_until("done", LONG, || {
+        !fleet.record("github:mid-task", "done").is_empty()
+    })
+    .await;
+    // The redelivery is settled (acked) without a second run, whether it arrived while the
+    // first run was still going or after it ended.
+    let redelivery_acked = || {
+        worker.log_lines().iter().any(|l| {
+            l["task_id"] == "github:mid-task"
+                && l["message"] == "delivery settled"
+                && l["settle"] == "ack"
+        })
+    };
+    wait_until(
+        "redelivery acked",
+        Duration::from_secs(20),
+        redelivery_acked,
+    )
+    .await;
+    assert_eq!(
+        fleet.record("github:mid-task", "started").len(),
+        1,
+        "ran once"
+    );
+    assert_eq!(
+        fleet.record("github:mid-task", "done").len(),
+        1,
+        "completed once"
+    );
+    assert_eq!(fleet.ready(&fleet.queue).await, 0);
+    assert_eq!(fleet.ready(&fleet.dead_queue()).await, 0);
+    fleet.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_task_dir_is_gone_before_the_settle_in_every_outcome() {
+    let fleet = Fleet::new("cleanup", 1).await;
+    let worker = fleet.spawn(&[("TASK_TIMEOUT_SECS", "1")]);
+    worker.wait_ready().await;
+    let cases = [
+        ("github:c-done", vec![]),
+        ("github:c-permanent", vec!["test:fail=permanent"]),
+        ("github:c-transient", vec!["test:fail=transient"]),
+        ("github:c-unsupported", vec!["test:fail=unsupported"]),
+        ("github:c-panic", vec!["test:fail=panic"]),
+        ("github:c-timeout", vec!["test:sleep=20000"]),
+    ];
+    for (id, labels) in &cases {
+        fleet.publish(&fleet.task(id, labels)).await;
+    }
+    // Every case ends settled for good: acked, rejected, or dead-lettered after 2 attempts.
+    let settled_for_good = |id: &str| {
+        worker.log_lines().iter().any(|l| {
+            l["task_id"] == id
+                && l["message"] == "task finished"
+                && matches!(
+                    l["outcome"].as_str(),
+                    Some("done" | "failed" | "rejected" | "exhausted")
+                )
+        })
+    };
+    wait_until("all cases settled", LONG, || {
+        cases.iter().all(|(id, _)| settled_for_good(id))
+    })
+    .await;
+    let lines = worker.log_lines();
+    for (id, _) in &cases {
+        let started = fleet.record(id, "started");
+        assert!(!started.is_empty(), "{id} never started");
+        for line in &started {
+            assert!(!workdir_of(line).exists(), "{id}: dir left behind");
+        }
+        let of_task: Vec<(usize, &serde_json::Value)> = lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l["task_id"] == *id)
+            .collect();
+        let removed: Vec<usize> = of_task
+            .iter()
+            .filter(|(_, l)| l["message"] == "task dir removed")
+            .map(|(i, _)| *i)
+            .collect();
+        let settled: Vec<usize> = of_task
+            .iter()
+            .filter(|(_, l)| l["message"] == "delivery settled")
+            .map(|(i, _)| *i)
+            .collect();
+        assert_eq!(
+            removed.len(),
+            started.len(),
+            "{id}: one removal per attempt"
+        );
+        assert_eq!(settled.len(), started.len(), "{id}: one settle per attempt");
+        for (r, s) in removed.iter().zip(&settled) {
+            assert!(r < s, "{id}: settled before its dir was removed");
+        }
+        for (_, line) in &of_task {
+            assert!(
+                line["issue"].is_string() && line["repo"].is_string(),
+                "{id}: {line}"
+            );
+        }
+    }
+    fleet.cleanup().await;
+}
+
+#[tokio::test]
+async fn once_takes_one_task_and_exits_and_exits_when_idle() {
+    let fleet = Fleet::new("once", 5).await;
+    fleet
+        .publish(&fleet.task("github:once-a", &["test:sleep=200"]))
+        .await;
+    fleet.publish(&fleet.task("github:once-b", &[])).await;
+    let mut worker = fleet.spawn_args(&["--once"], &[("ONCE_IDLE_SECS", "5")]);
+    assert!(worker.exit_status(LONG).await.success());
+    let a = fleet.record("github:once-a", "done").len();
+    let b = fleet.record("github:once-b", "done").len();
+    assert_eq!(a + b, 1, "exactly one task taken");
+    assert_eq!(
+        fleet.ready(&fleet.queue).await,
+        1,
+        "the other one is still queued"
+    );
+
+    fleet.take_dead().await;
+    let empty = Fleet::new("once-idle", 5).await;
+    let mut idle = empty.spawn_args(&["--once"], &[("ONCE_IDLE_SECS", "1")]);
+    assert!(idle.exit_status(Duration::from_secs(20)).await.success());
+    empty.cleanup().await;
+    fleet.cleanup().await;
+}
