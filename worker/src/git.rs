@@ -46,6 +46,8 @@ pub struct Git {
     token: Option<SecretString>,
     /// The web origin the token is for (`https://github.com`).
     token_origin: String,
+    /// Extra `git -c`-style entries, passed through the environment like the rest.
+    extra_config: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for Git {
@@ -71,7 +73,14 @@ impl Git {
         Self {
             token,
             token_origin: origin.trim_end_matches('/').to_owned(),
+            extra_config: Vec::new(),
         }
+    }
+
+    /// Adds a configuration entry (e.g. `url.<base>.insteadOf`) for every git command.
+    pub fn with_config(mut self, key: &str, value: &str) -> Self {
+        self.extra_config.push((key.to_owned(), value.to_owned()));
+        self
     }
 
     /// A `git` command with our configuration appended to the inherited environment.
@@ -90,6 +99,7 @@ impl Git {
                 format!("AUTHORIZATION: basic {basic}"),
             ));
         }
+        entries.extend(self.extra_config.iter().cloned());
         let existing: usize = std::env::var("GIT_CONFIG_COUNT")
             .ok()
             .and_then(|v| v.trim().parse().ok())

@@ -21,6 +21,8 @@ pub struct TaskContext {
     pub last_attempt: bool,
     /// For phase timings and counters.
     pub metrics: WorkerMetrics,
+    /// When the delivery reached this process (the runtime's pickup overhead starts here).
+    pub received_at: std::time::Instant,
 }
 
 /// Why a task did not complete; the variant decides the settle (DESIGN.md, "Worker, per

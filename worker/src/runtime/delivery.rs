@@ -136,6 +136,7 @@ async fn settle(delivery: &Delivery, settle: Settle, shared: &Shared) -> bool {
 }
 
 pub async fn process<H: TaskHandler>(delivery: Delivery, shared: Arc<Shared>, handler: Arc<H>) {
+    let received_at = Instant::now();
     let count = delivery_count(&delivery);
     if count > 0 || delivery.redelivered {
         shared.metrics.redeliveries.inc();
@@ -167,7 +168,7 @@ pub async fn process<H: TaskHandler>(delivery: Delivery, shared: Arc<Shared>, ha
         mode = %task.mode,
         delivery_count = count,
     );
-    run_task(delivery, task, count, shared, handler)
+    run_task(delivery, task, count, received_at, shared, handler)
         .instrument(span)
         .await;
 }
@@ -176,6 +177,7 @@ async fn run_task<H: TaskHandler>(
     delivery: Delivery,
     task: TaskMessage,
     count: u32,
+    received_at: Instant,
     shared: Arc<Shared>,
     handler: Arc<H>,
 ) {
@@ -234,6 +236,7 @@ async fn run_task<H: TaskHandler>(
                 attempt,
                 last_attempt,
                 metrics: shared.metrics.clone(),
+                received_at,
             };
             (
                 run_handler(&task, ctx, &shared, &handler).await,
@@ -241,6 +244,7 @@ async fn run_task<H: TaskHandler>(
             )
         }
     };
+    let handler_ended = Instant::now();
     let decision = decide(end, last_attempt, shared.settings.task_timeout.as_secs());
     if decision.report_exhausted {
         let reason = decision.reason.clone().unwrap_or_default();
@@ -276,6 +280,10 @@ async fn run_task<H: TaskHandler>(
         }
     }
     let delivered = settle(&delivery, decision.settle, &shared).await;
+    shared
+        .metrics
+        .settle_seconds
+        .observe(handler_ended.elapsed().as_secs_f64());
     guard.finish(decision.settle, delivered);
     shared.metrics.in_flight.dec();
 }

@@ -18,6 +18,8 @@ pub struct WorkerMetrics {
     pub clone_bytes: Histogram,
     pub llm_requests: IntCounterVec,
     pub llm_tokens: IntCounterVec,
+    /// Runtime overhead after the handler: cleanup and settle.
+    pub settle_seconds: Histogram,
 }
 
 impl WorkerMetrics {
@@ -78,8 +80,19 @@ impl WorkerMetrics {
             &["provider", "kind"],
         )
         .expect("metric");
+        let settle_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "agent_fleet_settle_duration_seconds",
+                "From the handler's end to the settled delivery (task dir removal included)",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
+            ]),
+        )
+        .expect("metric");
         for collector in [
-            Box::new(tasks.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(settle_seconds.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(tasks.clone()),
             Box::new(phase_seconds.clone()),
             Box::new(in_flight.clone()),
             Box::new(redeliveries.clone()),
@@ -102,6 +115,7 @@ impl WorkerMetrics {
             clone_bytes,
             llm_requests,
             llm_tokens,
+            settle_seconds,
         }
     }
 

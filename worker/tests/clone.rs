@@ -1,0 +1,179 @@
+//! Shallow clones through the git CLI from local bare repositories standing in for GitHub.
+
+use shared::RepoUrl;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use worker::git::{Git, GitError};
+
+fn git(cwd: &Path, args: &[&str]) {
+    let status = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .current_dir(cwd)
+        .status()
+        .expect("git");
+    assert!(status.success(), "git {args:?}");
+}
+
+/// `<root>/github/acme/payments.git` with two commits on `main` and a `feature` branch.
+fn bare_repo(root: &Path) -> std::path::PathBuf {
+    let work = root.join("work");
+    std::fs::create_dir_all(&work).expect("mkdir");
+    git(&work, &["init", "-q", "-b", "main"]);
+    std::fs::write(work.join("a.py"), "print(1)\n").expect("write");
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-qm", "one"]);
+    std::fs::write(work.join("b.py"), "print(2)\n").expect("write");
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-qm", "two"]);
+    git(&work, &["branch", "feature"]);
+    let bare = root.join("github/acme/payments.git");
+    std::fs::create_dir_all(bare.parent().expect("parent")).expect("mkdir");
+    git(
+        root,
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            work.to_str().expect("utf8"),
+            bare.to_str().expect("utf8"),
+        ],
+    );
+    bare
+}
+
+fn local_github(root: &Path) -> Git {
+    Git::new(
+        Some("ghs_token_never_printed".to_owned().into()),
+        "https://github.com",
+    )
+    .with_config(
+        &format!("url.file://{}/github/.insteadOf", root.display()),
+        "https://github.com/",
+    )
+}
+
+#[tokio::test]
+async fn a_shallow_clone_of_the_default_and_of_a_named_branch() {
+    let root = tempfile::tempdir().expect("tmp");
+    bare_repo(root.path());
+    let git = local_github(root.path());
+    let repo = RepoUrl::parse("https://github.com/acme/payments").expect("url");
+    let cancel = CancellationToken::new();
+    let dest = root.path().join("clone");
+    let cloned = git
+        .shallow_clone(
+            &repo,
+            None,
+            &dest,
+            Duration::from_secs(30),
+            1 << 30,
+            &cancel,
+        )
+        .await
+        .expect("clone");
+    assert!(dest.join("b.py").exists());
+    assert!(cloned.bytes > 0);
+    let depth = Command::new("git")
+        .args(["rev-list", "--count", "HEAD"])
+        .current_dir(&dest)
+        .output()
+        .expect("git");
+    assert_eq!(
+        String::from_utf8_lossy(&depth.stdout).trim(),
+        "1",
+        "shallow"
+    );
+    let tags = Command::new("git")
+        .args(["tag"])
+        .current_dir(&dest)
+        .output()
+        .expect("git");
+    assert!(tags.stdout.is_empty());
+
+    let dest = root.path().join("clone-feature");
+    git.shallow_clone(
+        &repo,
+        Some("feature"),
+        &dest,
+        Duration::from_secs(30),
+        1 << 30,
+        &cancel,
+    )
+    .await
+    .expect("clone branch");
+    assert!(dest.join("a.py").exists());
+}
+
+#[tokio::test]
+async fn missing_repository_or_branch_is_permanent_and_too_large_is_refused() {
+    let root = tempfile::tempdir().expect("tmp");
+    bare_repo(root.path());
+    let git = local_github(root.path());
+    let cancel = CancellationToken::new();
+    let missing = RepoUrl::parse("https://github.com/acme/nothing-here").expect("url");
+    let error = git
+        .shallow_clone(
+            &missing,
+            None,
+            &root.path().join("x"),
+            Duration::from_secs(30),
+            1 << 30,
+            &cancel,
+        )
+        .await
+        .expect_err("missing repo");
+    assert!(error.is_permanent(), "{error}");
+    assert!(!error.to_string().contains("ghs_token_never_printed"));
+
+    let repo = RepoUrl::parse("https://github.com/acme/payments").expect("url");
+    let error = git
+        .shallow_clone(
+            &repo,
+            Some("no-such-branch"),
+            &root.path().join("y"),
+            Duration::from_secs(30),
+            1 << 30,
+            &cancel,
+        )
+        .await
+        .expect_err("missing branch");
+    assert!(matches!(error, GitError::NotFound(_)), "{error}");
+
+    let error = git
+        .shallow_clone(
+            &repo,
+            None,
+            &root.path().join("z"),
+            Duration::from_secs(30),
+            10,
+            &cancel,
+        )
+        .await
+        .expect_err("too large");
+    assert!(matches!(error, GitError::TooLarge { .. }), "{error}");
+    assert!(error.is_permanent());
+}
+
+#[tokio::test]
+async fn an_unreachable_host_is_transient() {
+    let root = tempfile::tempdir().expect("tmp");
+    // Nothing listens on this port: a network failure, not a missing repository.
+    let git = Git::new(None, "https://github.com")
+        .with_config("url.http://127.0.0.1:9/.insteadOf", "https://github.com/");
+    let repo = RepoUrl::parse("https://github.com/acme/payments").expect("url");
+    let error = git
+        .shallow_clone(
+            &repo,
+            None,
+            &root.path().join("x"),
+            Duration::from_secs(30),
+            1 << 30,
+            &CancellationToken::new(),
+        )
+        .await
+        .expect_err("unreachable");
+    assert!(!error.is_permanent(), "{error}");
+}
