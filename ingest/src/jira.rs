@@ -10,6 +10,7 @@ use crate::settings::IngestSettings;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use shared::adf::body_text;
 use shared::task::{Approval, IssueRef, Revision, TriggerInfo};
 use shared::{Mode, RepoUrl, TaskMessage, Tracker, task::TASK_VERSION};
 
@@ -197,56 +198,10 @@ fn browse_url(payload: &Value, key: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Plain text of a Jira body: a string as is, an ADF document as its text with one line per
-/// block.
-pub fn body_text(body: &Value) -> String {
-    match body {
-        Value::String(text) => text.clone(),
-        Value::Object(_) => {
-            let mut out = String::new();
-            adf_text(body, &mut out);
-            out.trim().to_owned()
-        }
-        _ => String::new(),
-    }
-}
-
-fn adf_text(node: &Value, out: &mut String) {
-    match opt_str(node, "type") {
-        Some("text") => out.push_str(opt_str(node, "text").unwrap_or("")),
-        Some("hardBreak") => out.push('\n'),
-        Some("mention") => out.push_str(opt_str(node, "attrs.text").unwrap_or("")),
-        _ => {}
-    }
-    if let Some(children) = node.get("content").and_then(Value::as_array) {
-        for child in children {
-            adf_text(child, out);
-        }
-    }
-    let is_block = matches!(
-        opt_str(node, "type"),
-        Some("paragraph" | "heading" | "codeBlock" | "listItem" | "blockquote" | "rule")
-    );
-    if is_block && !out.ends_with('\n') {
-        out.push('\n');
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn adf_bodies_become_text() {
-        let doc = json!({"type": "doc", "version": 1, "content": [
-            {"type": "paragraph", "content": [{"type": "text", "text": "/revise use"}, {"type": "hardBreak"}, {"type": "text", "text": "a trait"}]},
-            {"type": "paragraph", "content": [{"type": "text", "text": "thanks"}]}
-        ]});
-        assert_eq!(body_text(&doc), "/revise use\na trait\nthanks");
-        assert_eq!(body_text(&json!("/approve")), "/approve");
-        assert_eq!(body_text(&json!(null)), "");
-    }
 
     #[test]
     fn delivery_id_falls_back_to_a_stable_body_digest() {

@@ -1,6 +1,7 @@
 //! What the ingest and the worker must agree on, and nothing only one side uses.
 //!
 //! # Layout
+//! - [`adf`]: Jira's rich-text format, read as text and built from text.
 //! - [`task`]: the task message v1 (serde types, strict version check, `RepoUrl`).
 //! - [`topology`]: the quorum task queue, its delivery limit and dead-letter side, declared
 //!   from one place with errors that name the mismatching argument.
@@ -11,6 +12,7 @@
 //! - [`signals`]: SIGTERM/SIGINT as one future.
 //! - [`telemetry`]: tracing set-up, Prometheus exposition and the ops routes.
 
+pub mod adf;
 pub mod amqp;
 pub mod settings;
 pub mod signals;

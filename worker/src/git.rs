@@ -26,6 +26,10 @@ pub enum GitError {
     Timeout(&'static str),
     #[error("cancelled")]
     Cancelled,
+    /// The remote moved under us (someone pushed to the agent's branch): retrying would only
+    /// clobber their work or fail the same way, so this is permanent.
+    #[error("the push was rejected: {0}")]
+    Rejected(String),
     #[error("git {op} failed: {detail}")]
     Failed { op: &'static str, detail: String },
 }
@@ -91,7 +95,11 @@ impl Git {
             ("core.hooksPath".into(), "/dev/null".into()),
             ("advice.detachedHead".into(), "false".into()),
         ];
-        if let Some(token) = &self.token {
+        if let Some(token) = self
+            .token
+            .as_ref()
+            .filter(|t| !t.expose_secret().is_empty())
+        {
             let basic =
                 base64_encode(format!("x-access-token:{}", token.expose_secret()).as_bytes());
             entries.push((
@@ -168,8 +176,22 @@ impl Git {
         max_bytes: u64,
         cancel: &CancellationToken,
     ) -> Result<Cloned, GitError> {
-        let started = Instant::now();
         let url = format!("{}.git", repo.as_str());
+        self.shallow_clone_url(&url, branch, dest, timeout, max_bytes, cancel)
+            .await
+    }
+
+    /// The same from any git URL (`worker run` clones a local folder with `file://`).
+    pub async fn shallow_clone_url(
+        &self,
+        url: &str,
+        branch: Option<&str>,
+        dest: &Path,
+        timeout: Duration,
+        max_bytes: u64,
+        cancel: &CancellationToken,
+    ) -> Result<Cloned, GitError> {
+        let started = Instant::now();
         let dest_str = dest.to_string_lossy().into_owned();
         let mut args = vec![
             "clone",
@@ -182,7 +204,7 @@ impl Git {
         if let Some(branch) = branch {
             args.extend(["--branch", branch]);
         }
-        args.extend(["--", url.as_str(), dest_str.as_str()]);
+        args.extend(["--", url, dest_str.as_str()]);
         self.run("clone", None, &args, timeout, cancel).await?;
         let dir = dest.to_path_buf();
         let measured = dir.clone();
@@ -200,6 +222,289 @@ impl Git {
             bytes,
             seconds: started.elapsed().as_secs_f64(),
         })
+    }
+}
+
+/// The author and committer of the agent's commits.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub name: String,
+    pub email: String,
+}
+
+/// One commit: on which branch, which paths, what message; `allow_empty` makes the empty
+/// commit a plan branch starts with.
+#[derive(Debug, Clone, Copy)]
+pub struct CommitSpec<'a> {
+    pub branch: &'a str,
+    pub paths: &'a [String],
+    pub message: &'a str,
+    pub allow_empty: bool,
+}
+
+/// What happened to a branch push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pushed {
+    /// The branch now points at this commit.
+    Updated(String),
+    /// The remote branch already had exactly this tree: nothing pushed.
+    Unchanged(String),
+}
+
+const LOCAL_OP: Duration = Duration::from_secs(120);
+
+impl Git {
+    /// The branch a fresh clone checked out (the repository's default branch).
+    pub async fn current_branch(
+        &self,
+        repo: &Path,
+        cancel: &CancellationToken,
+    ) -> Result<String, GitError> {
+        Ok(self
+            .run(
+                "rev-parse",
+                Some(repo),
+                &["rev-parse", "--abbrev-ref", "HEAD"],
+                LOCAL_OP,
+                cancel,
+            )
+            .await?
+            .trim()
+            .to_owned())
+    }
+
+    /// Commits `change.paths` (added, changed or deleted) on `change.branch`, created from
+    /// HEAD, as `identity`.
+    pub async fn commit(
+        &self,
+        repo: &Path,
+        change: &CommitSpec<'_>,
+        identity: &Identity,
+        cancel: &CancellationToken,
+    ) -> Result<String, GitError> {
+        let CommitSpec {
+            branch,
+            paths,
+            message,
+            allow_empty,
+        } = *change;
+        self.run(
+            "checkout",
+            Some(repo),
+            &["checkout", "-q", "-B", branch],
+            LOCAL_OP,
+            cancel,
+        )
+        .await?;
+        if !paths.is_empty() {
+            let mut args = vec!["add", "-A", "--"];
+            args.extend(paths.iter().map(String::as_str));
+            self.run("add", Some(repo), &args, LOCAL_OP, cancel).await?;
+        }
+        let mut command = self.command(Some(repo));
+        command
+            .args(["commit", "-q", "--no-verify", "-F", "-"])
+            .env("GIT_AUTHOR_NAME", &identity.name)
+            .env("GIT_AUTHOR_EMAIL", &identity.email)
+            .env("GIT_COMMITTER_NAME", &identity.name)
+            .env("GIT_COMMITTER_EMAIL", &identity.email)
+            .stdin(Stdio::piped());
+        if allow_empty {
+            command.arg("--allow-empty");
+        }
+        let mut child = command.spawn().map_err(|e| GitError::Failed {
+            op: "commit",
+            detail: e.to_string(),
+        })?;
+        if let Some(mut stdin) = child.stdin.take() {
+            use tokio::io::AsyncWriteExt;
+            stdin
+                .write_all(message.as_bytes())
+                .await
+                .map_err(|e| GitError::Failed {
+                    op: "commit",
+                    detail: e.to_string(),
+                })?;
+        }
+        let output = tokio::time::timeout(LOCAL_OP, child.wait_with_output())
+            .await
+            .map_err(|_| GitError::Timeout("commit"))?
+            .map_err(|e| GitError::Failed {
+                op: "commit",
+                detail: e.to_string(),
+            })?;
+        if !output.status.success() {
+            let detail = self.scrub(&String::from_utf8_lossy(&output.stderr));
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            return Err(GitError::Failed {
+                op: "commit",
+                detail: format!("{} {}", detail.trim(), stdout.trim()),
+            });
+        }
+        Ok(self
+            .run(
+                "rev-parse",
+                Some(repo),
+                &["rev-parse", "HEAD"],
+                LOCAL_OP,
+                cancel,
+            )
+            .await?
+            .trim()
+            .to_owned())
+    }
+
+    /// The commit `branch` points at on `origin`, if it exists.
+    pub async fn remote_head(
+        &self,
+        repo: &Path,
+        branch: &str,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<Option<String>, GitError> {
+        let refname = format!("refs/heads/{branch}");
+        let out = self
+            .run(
+                "ls-remote",
+                Some(repo),
+                &["ls-remote", "origin", &refname],
+                timeout,
+                cancel,
+            )
+            .await?;
+        Ok(out.split_whitespace().next().map(str::to_owned))
+    }
+
+    /// Fetches `branch` (depth 1) and returns its commit.
+    pub async fn fetch_branch(
+        &self,
+        repo: &Path,
+        branch: &str,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<String, GitError> {
+        let refspec = format!("+refs/heads/{branch}:refs/remotes/origin/{branch}");
+        self.run(
+            "fetch",
+            Some(repo),
+            &[
+                "fetch",
+                "-q",
+                "--depth",
+                "1",
+                "--no-tags",
+                "origin",
+                &refspec,
+            ],
+            timeout,
+            cancel,
+        )
+        .await?;
+        let name = format!("refs/remotes/origin/{branch}");
+        Ok(self
+            .run(
+                "rev-parse",
+                Some(repo),
+                &["rev-parse", &name],
+                LOCAL_OP,
+                cancel,
+            )
+            .await?
+            .trim()
+            .to_owned())
+    }
+
+    async fn tree_of(
+        &self,
+        repo: &Path,
+        commit: &str,
+        cancel: &CancellationToken,
+    ) -> Result<String, GitError> {
+        let spec = format!("{commit}^{{tree}}");
+        Ok(self
+            .run(
+                "rev-parse",
+                Some(repo),
+                &["rev-parse", &spec],
+                LOCAL_OP,
+                cancel,
+            )
+            .await?
+            .trim()
+            .to_owned())
+    }
+
+    /// Pushes HEAD to the agent's own `branch`: force-with-lease against what the remote had
+    /// a moment ago, or nothing at all when the remote already has the same tree.
+    pub async fn push_branch(
+        &self,
+        repo: &Path,
+        branch: &str,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<Pushed, GitError> {
+        let remote = self.remote_head(repo, branch, timeout, cancel).await?;
+        if let Some(remote_commit) = &remote {
+            let fetched = self.fetch_branch(repo, branch, timeout, cancel).await?;
+            if self.tree_of(repo, &fetched, cancel).await?
+                == self.tree_of(repo, "HEAD", cancel).await?
+            {
+                return Ok(Pushed::Unchanged(remote_commit.clone()));
+            }
+        }
+        let lease = format!(
+            "--force-with-lease=refs/heads/{branch}:{}",
+            remote.as_deref().unwrap_or("")
+        );
+        let target = format!("HEAD:refs/heads/{branch}");
+        match self
+            .run(
+                "push",
+                Some(repo),
+                &["push", "-q", "--no-verify", &lease, "origin", &target],
+                timeout,
+                cancel,
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(GitError::Failed { detail, .. })
+                if detail.contains("rejected") || detail.contains("stale info") =>
+            {
+                return Err(GitError::Rejected(detail));
+            }
+            Err(other) => return Err(other),
+        }
+        let head = self
+            .run(
+                "rev-parse",
+                Some(repo),
+                &["rev-parse", "HEAD"],
+                LOCAL_OP,
+                cancel,
+            )
+            .await?;
+        Ok(Pushed::Updated(head.trim().to_owned()))
+    }
+
+    /// `git diff` of the working tree against HEAD, new files included.
+    pub async fn diff(&self, repo: &Path, cancel: &CancellationToken) -> Result<String, GitError> {
+        self.run(
+            "add",
+            Some(repo),
+            &["add", "-A", "--intent-to-add", "."],
+            LOCAL_OP,
+            cancel,
+        )
+        .await?;
+        self.run(
+            "diff",
+            Some(repo),
+            &["diff", "--no-color"],
+            LOCAL_OP,
+            cancel,
+        )
+        .await
     }
 }
 

@@ -10,8 +10,11 @@
 //! - [`handlers`]: the handlers (the test-only recorder; the agent).
 //! - [`git`]: shallow clone, commit and push with the git CLI, credentials kept out of argv.
 
+pub mod agent;
 pub mod git;
 pub mod handler;
 pub mod handlers;
+pub mod oneshot;
 pub mod runtime;
 pub mod settings;
+pub mod tracker;

@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod standins;
+
 pub const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 /// Polls `condition` until it holds or `within` passes (then panics with `what`).

@@ -1,0 +1,27 @@
+; Java tags: declarations with their spans, and the names a file refers to.
+
+(class_declaration
+  name: (identifier) @name) @definition.class
+
+(interface_declaration
+  name: (identifier) @name) @definition.interface
+
+(enum_declaration
+  name: (identifier) @name) @definition.type
+
+(record_declaration
+  name: (identifier) @name) @definition.class
+
+(method_declaration
+  name: (identifier) @name) @definition.method
+
+(constructor_declaration
+  name: (identifier) @name) @definition.method
+
+(method_invocation
+  name: (identifier) @name) @reference.call
+
+(object_creation_expression
+  type: (type_identifier) @name) @reference.class
+
+(type_identifier) @name @reference.type

@@ -1,0 +1,519 @@
+//! What the issue text says, read without any knowledge of the repository: mentioned
+//! paths and dotted module names, stack-trace frames, and identifiers with weights.
+//! Matching these against the repository's files is `rank`'s job.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use regex::Regex;
+
+use crate::lexical::for_each_word;
+
+/// Extensions a path mention may end with.
+const MENTION_EXTENSIONS: &str = "py|pyi|pyx|rs|js|mjs|cjs|jsx|ts|mts|cts|tsx|go|java|kt|scala|c|h|cc|cpp|cxx|hpp|cs|rb|php|swift|toml|cfg|ini|yaml|yml|json|md|rst|txt|html|css|sh";
+
+fn re(cell: &'static OnceLock<Regex>, src: &str) -> &'static Regex {
+    cell.get_or_init(|| Regex::new(src).expect("static regex"))
+}
+
+/// Paths and file names mentioned in the text (`sympy/core/basic.py`, `basic.py`,
+/// `C:\x\y.rs`), normalized to `/` separators, in order of first appearance, deduplicated.
+pub fn path_mentions(text: &str) -> Vec<String> {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    let re = re(
+        &RE,
+        &format!(r"(?:[A-Za-z]:)?[A-Za-z0-9_.~/\\-]*[A-Za-z0-9_]\.(?:{MENTION_EXTENSIONS})\b"),
+    );
+    let mut out: Vec<String> = Vec::new();
+    for m in re.find_iter(text) {
+        // Not part of a longer dotted word (`basic.pyx_thing`, `obj.py.attr`).
+        let after = text[m.end()..].chars().next();
+        if after.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+            continue;
+        }
+        let p = m.as_str().replace('\\', "/");
+        let p = p.trim_start_matches("./").to_string();
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Dotted names that may be module paths (`sympy.core.basic`, `flask.json.provider`),
+/// with at least two components, deduplicated in order of appearance.
+pub fn dotted_mentions(text: &str) -> Vec<Vec<String>> {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    let re = re(
+        &RE,
+        r"\b[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+",
+    );
+    let mut out: Vec<Vec<String>> = Vec::new();
+    for m in re.find_iter(text) {
+        let parts: Vec<String> = m.as_str().split('.').map(str::to_string).collect();
+        if !out.contains(&parts) {
+            out.push(parts);
+        }
+    }
+    out
+}
+
+/// One stack-trace frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// The file as the trace names it (absolute, relative, or a Java package path).
+    pub path: String,
+    pub line: Option<usize>,
+    pub function: Option<String>,
+    /// 0 for the innermost frame (where the error was raised), growing outwards.
+    pub depth: usize,
+}
+
+/// Stack-trace frames in Python, Rust (panics and backtraces), JavaScript/TypeScript (V8
+/// and Firefox), Go and Java formats. Depth is counted per format: Python prints the
+/// innermost frame last, the others first.
+pub fn trace_frames(text: &str) -> Vec<Frame> {
+    static PY: OnceLock<Regex> = OnceLock::new();
+    static PYTEST: OnceLock<Regex> = OnceLock::new();
+    static RUST: OnceLock<Regex> = OnceLock::new();
+    static JS: OnceLock<Regex> = OnceLock::new();
+    static GO: OnceLock<Regex> = OnceLock::new();
+    static JAVA: OnceLock<Regex> = OnceLock::new();
+    let mut frames = Vec::new();
+
+    // Python: File "path", line N, in func
+    let py = re(
+        &PY,
+        r#"File "([^"]+)", line (\d+)(?:, in ([A-Za-z_<>][A-Za-z0-9_<>]*))?"#,
+    );
+    // pytest's short form: `sympy/core/expr.py:124: in __eq__`.
+    let pytest = re(
+        &PYTEST,
+        r"(?m)^\s*([^\s:]+\.py):(\d+): in ([A-Za-z_<>][A-Za-z0-9_<>]*)",
+    );
+    let mut py_frames: Vec<(usize, String, Option<usize>, Option<String>)> = py
+        .captures_iter(text)
+        .chain(pytest.captures_iter(text))
+        .map(|c| {
+            (
+                c.get(0).map_or(0, |m| m.start()),
+                c[1].to_string(),
+                c[2].parse().ok(),
+                c.get(3)
+                    .map(|m| m.as_str().to_string())
+                    .filter(|f| !f.starts_with('<')),
+            )
+        })
+        .collect();
+    py_frames.sort_by_key(|f| f.0);
+    let py_frames: Vec<(String, Option<usize>, Option<String>)> = py_frames
+        .into_iter()
+        .map(|(_, p, l, f)| (p, l, f))
+        .collect();
+    let n = py_frames.len();
+    for (i, (path, line, function)) in py_frames.into_iter().enumerate() {
+        frames.push(Frame {
+            path,
+            line,
+            function,
+            depth: n - 1 - i,
+        });
+    }
+
+    // Rust: `panicked at src/x.rs:2:5` (1.73+), `panicked at 'msg', src/x.rs:2:5` (older),
+    // and backtrace lines `at ./src/x.rs:12:5`.
+    let rust = re(
+        &RUST,
+        r#"(?:panicked at |\bat )(?:'[^'\n]*', )?([A-Za-z0-9_./\\~-]+\.rs):(\d+)(?::\d+)?"#,
+    );
+    for (depth, c) in rust.captures_iter(text).enumerate() {
+        frames.push(Frame {
+            path: c[1].to_string(),
+            line: c[2].parse().ok(),
+            function: None,
+            depth,
+        });
+    }
+
+    // JavaScript/TypeScript: `at fn (path:L:C)`, `at path:L:C`, Firefox `fn@path:L:C`.
+    let js = re(
+        &JS,
+        r"(?:\bat (?:(?:async )?([A-Za-z0-9_$.<>\[\] ]+?) \()?|([A-Za-z0-9_$.]+)@)(?:file://)?([^\s()]+?\.(?:js|mjs|cjs|jsx|ts|mts|cts|tsx)):(\d+)(?::\d+)?",
+    );
+    for (depth, c) in js.captures_iter(text).enumerate() {
+        let function = c
+            .get(1)
+            .or_else(|| c.get(2))
+            .map(|m| m.as_str().rsplit('.').next().unwrap_or("").to_string())
+            .filter(|f| !f.is_empty() && f != "<anonymous>");
+        frames.push(Frame {
+            path: c[3].to_string(),
+            line: c[4].parse().ok(),
+            function,
+            depth,
+        });
+    }
+
+    // Go: a function line `pkg/path.(*T).Method(...)` followed by `\t/path/file.go:N +0x..`.
+    let go = re(
+        &GO,
+        r"(?m)^\s*(\S+?)\.([A-Za-z_][A-Za-z0-9_]*)\([^\n]*\)\s*\n\s+(\S+\.go):(\d+)",
+    );
+    for (depth, c) in go.captures_iter(text).enumerate() {
+        frames.push(Frame {
+            path: c[3].to_string(),
+            line: c[4].parse().ok(),
+            function: Some(c[2].to_string()),
+            depth,
+        });
+    }
+
+    // Java (and Kotlin/Scala on the JVM): `at com.acme.Foo$Inner.method(Foo.java:12)`.
+    let java = re(
+        &JAVA,
+        r"\bat ((?:[A-Za-z_$][A-Za-z0-9_$]*\.)*)[A-Za-z_$][A-Za-z0-9_$]*\.([A-Za-z_$<>][A-Za-z0-9_$<>]*)\(([A-Za-z0-9_$]+\.(?:java|kt|scala)):(\d+)\)",
+    );
+    for (depth, c) in java.captures_iter(text).enumerate() {
+        // The package gives the folders: com.acme. + Foo.java = com/acme/Foo.java.
+        let package = c[1].replace('.', "/");
+        let function = Some(c[2].to_string()).filter(|f| !f.starts_with('<'));
+        frames.push(Frame {
+            path: format!("{package}{}", &c[3]),
+            line: c[4].parse().ok(),
+            function,
+            depth,
+        });
+    }
+    for f in &mut frames {
+        f.path = f.path.replace('\\', "/");
+    }
+    frames
+}
+
+/// Where an identifier was seen, which says how much it is worth.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IssueIdent {
+    /// Summed occurrence weights (see [`identifiers`]).
+    pub weight: f64,
+    /// Seen in code (backticks, a fenced block, a REPL line) or shaped like code.
+    pub code_like: bool,
+    /// The part of `weight` from occurrences in running text (not in code blocks or
+    /// spans): a word the reporter writes about, rather than a variable in a snippet.
+    pub in_text: f64,
+}
+
+/// Weight of an occurrence in the title (the first non-empty line): titles name the thing.
+pub const TITLE_WEIGHT: f64 = 2.0;
+/// Weight of an occurrence in code, or of a word shaped like code (`snake_case`,
+/// `camelCase`, `call(`, `.attr`).
+pub const CODE_WEIGHT: f64 = 1.0;
+/// Weight of a plain prose word: most are English, not names.
+pub const PROSE_WEIGHT: f64 = 0.25;
+
+/// Words too common to identify anything, in prose or in code.
+const STOPWORDS: &[&str] = &[
+    "the",
+    "a",
+    "an",
+    "and",
+    "or",
+    "not",
+    "is",
+    "are",
+    "was",
+    "were",
+    "be",
+    "been",
+    "to",
+    "of",
+    "in",
+    "on",
+    "at",
+    "for",
+    "with",
+    "as",
+    "by",
+    "it",
+    "this",
+    "that",
+    "these",
+    "those",
+    "if",
+    "else",
+    "elif",
+    "then",
+    "when",
+    "but",
+    "from",
+    "import",
+    "return",
+    "def",
+    "class",
+    "self",
+    "none",
+    "None",
+    "True",
+    "False",
+    "true",
+    "false",
+    "null",
+    "i",
+    "we",
+    "you",
+    "he",
+    "she",
+    "they",
+    "my",
+    "our",
+    "your",
+    "its",
+    "can",
+    "could",
+    "should",
+    "would",
+    "will",
+    "do",
+    "does",
+    "did",
+    "done",
+    "have",
+    "has",
+    "had",
+    "so",
+    "no",
+    "yes",
+    "all",
+    "any",
+    "some",
+    "there",
+    "here",
+    "what",
+    "which",
+    "who",
+    "how",
+    "why",
+    "where",
+    "also",
+    "just",
+    "only",
+    "but",
+    "into",
+    "out",
+    "up",
+    "down",
+    "about",
+    "than",
+    "more",
+    "most",
+    "very",
+    "same",
+    "like",
+    "get",
+    "got",
+    "use",
+    "used",
+    "using",
+    "work",
+    "works",
+    "working",
+    "one",
+    "two",
+    "new",
+    "print",
+    "pass",
+    "raise",
+    "try",
+    "except",
+    "finally",
+    "while",
+    "lambda",
+    "let",
+    "fn",
+    "var",
+    "const",
+    "func",
+    "function",
+    "pub",
+    "mut",
+    "x",
+    "y",
+    "z",
+    "n",
+    "e",
+    "t",
+    "s",
+    "see",
+    "want",
+    "need",
+    "issue",
+    "bug",
+    "error",
+    "problem",
+    "example",
+    "expected",
+    "actual",
+    "result",
+    "output",
+    "version",
+    "python",
+    "file",
+    "line",
+    "traceback",
+    "recent",
+    "call",
+    "last",
+    "most",
+    "http",
+    "https",
+    "com",
+    "www",
+    "github",
+    "org",
+    "html",
+    "thanks",
+    "please",
+    "think",
+    "seems",
+    "way",
+    "because",
+    "instead",
+    "now",
+    "after",
+    "before",
+];
+
+/// Identifiers of the issue with their weights: per occurrence [`TITLE_WEIGHT`] in the
+/// title, [`CODE_WEIGHT`] in code or when code-shaped, else [`PROSE_WEIGHT`]; stopwords
+/// and one-letter words are dropped.
+pub fn identifiers(text: &str) -> HashMap<String, IssueIdent> {
+    let code = code_mask(text);
+    let title_end = text
+        .trim_start()
+        .find('\n')
+        .map(|i| i + (text.len() - text.trim_start().len()))
+        .unwrap_or(text.len());
+    let bytes = text.as_bytes();
+    let mut out: HashMap<String, IssueIdent> = HashMap::new();
+    for_each_word(text, |w, off| {
+        if w.len() < 2
+            || STOPWORDS.contains(&w)
+            || STOPWORDS.contains(&w.to_ascii_lowercase().as_str())
+        {
+            return;
+        }
+        let end = off + w.len();
+        let shaped = is_code_shaped(w)
+            || bytes.get(end) == Some(&b'(')
+            || (off > 0
+                && bytes[off - 1] == b'.'
+                && bytes
+                    .get(off.wrapping_sub(2))
+                    .is_some_and(u8::is_ascii_alphanumeric));
+        let in_code = code[off];
+        let code_like = shaped || in_code;
+        let mut weight = if code_like { CODE_WEIGHT } else { PROSE_WEIGHT };
+        if off < title_end {
+            weight *= TITLE_WEIGHT;
+        }
+        let e = out.entry(w.to_string()).or_insert(IssueIdent {
+            weight: 0.0,
+            code_like: false,
+            in_text: 0.0,
+        });
+        e.weight += weight;
+        e.code_like |= code_like;
+        if !in_code {
+            e.in_text += weight;
+        }
+    });
+    out
+}
+
+/// A word that only code would contain: `snake_case`, `camelCase`, `CONSTANT_NAME`.
+pub fn is_code_shaped(w: &str) -> bool {
+    let core = w.trim_matches('_');
+    core.contains('_')
+        || core.bytes().skip(1).any(|b| b.is_ascii_uppercase())
+            && core.bytes().any(|b| b.is_ascii_lowercase())
+        || w.starts_with("__")
+}
+
+/// For each byte, whether it is inside code: a fenced block, an inline `code` span, or a
+/// line that looks like a REPL or traceback line (`>>> `, `In [1]:`, indented by 4).
+fn code_mask(text: &str) -> Vec<bool> {
+    let mut mask = vec![false; text.len() + 1];
+    let mut in_fence = false;
+    let mut pos = 0;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        let is_fence = trimmed.starts_with("```") || trimmed.starts_with("~~~");
+        let line_code = in_fence
+            || is_fence
+            || trimmed.starts_with(">>>")
+            || trimmed.starts_with("...")
+            || trimmed.starts_with("In [")
+            || line.starts_with("    ")
+            || line.starts_with('\t');
+        if is_fence {
+            in_fence = !in_fence;
+        }
+        if line_code {
+            mask[pos..pos + line.len()]
+                .iter_mut()
+                .for_each(|m| *m = true);
+        } else {
+            // Inline spans between backticks.
+            let mut inside = false;
+            for (i, b) in line.bytes().enumerate() {
+                if b == b'`' {
+                    inside = !inside;
+                }
+                mask[pos + i] = inside;
+            }
+        }
+        pos += line.len();
+    }
+    mask
+}
+
+/// Literal phrases worth finding verbatim in the code: command-line flags
+/// (`--collect-only`) and fragments of error messages (`ValueError: Imaginary coordinates
+/// are not permitted.`), which the code that raises them usually holds as a string.
+pub fn literal_phrases(text: &str) -> Vec<String> {
+    static FLAG: OnceLock<Regex> = OnceLock::new();
+    static ERROR: OnceLock<Regex> = OnceLock::new();
+    let mut out: Vec<String> = Vec::new();
+    let mut push = |p: &str| {
+        let p = p.trim();
+        if !p.is_empty() && !out.iter().any(|o| o == p) {
+            out.push(p.to_string());
+        }
+    };
+    let flag = re(
+        &FLAG,
+        r"(?:^|[\s`'(\[])(--[A-Za-z][A-Za-z0-9_]*(?:-[A-Za-z0-9_]+)*)",
+    );
+    for c in flag.captures_iter(text) {
+        if c[1].len() >= 5 {
+            push(&c[1]);
+        }
+    }
+    let error = re(
+        &ERROR,
+        r"(?m)^[\sE>]*(?:[A-Za-z_][A-Za-z0-9_.]*(?:Error|Exception|Warning|Exit|Failure)):[ \t]*(.+)$",
+    );
+    for c in error.captures_iter(text) {
+        // Formatted values (numbers, quoted names, reprs) differ between the message and
+        // the format string in the code: keep the stretches of plain words between them.
+        for fragment in
+            c[1].split(|ch: char| ch.is_ascii_digit() || "\"'`{}()[]<>:;=|".contains(ch))
+        {
+            let fragment =
+                fragment.trim_matches(|c: char| c.is_whitespace() || c == '.' || c == ',');
+            if fragment.split_whitespace().count() >= 3 && fragment.len() >= 15 {
+                push(fragment);
+            }
+        }
+    }
+    out
+}

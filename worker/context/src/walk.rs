@@ -1,0 +1,287 @@
+//! The repository walk: every text file worth ranking, read into memory.
+//!
+//! Gitignore-aware (the `ignore` crate, also outside a git checkout). Skipped: hidden
+//! files, dependency folders that are never the project's code (`node_modules`, virtual
+//! environments), files over [`MAX_FILE_BYTES`], binary files (a NUL byte in the first
+//! 8 KiB, or a known binary extension), lock files and generated files. Non-UTF-8 text is
+//! read lossily rather than failing the selection.
+
+use std::path::Path;
+
+use ignore::WalkBuilder;
+use rayon::prelude::*;
+
+use crate::languages::{Lang, is_source_extension};
+
+/// Files larger than this are skipped: minified bundles, data and fixtures, never the code
+/// an issue is fixed in, and they would dominate the time spent.
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// How a file's location colours its relevance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileRole {
+    /// Code of the project itself.
+    Source,
+    /// Tests, fixtures and benchmarks.
+    Test,
+    /// Examples, demos, samples.
+    Example,
+    /// Documentation and other prose.
+    Doc,
+    /// Third-party code kept in the tree (`vendor/`, `third_party/`, ...).
+    Vendored,
+    /// Any other text file (configuration, data).
+    Other,
+}
+
+/// One file read by the walk.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// Path relative to the repository root, with `/` separators.
+    pub path: String,
+    pub text: String,
+    pub lang: Option<Lang>,
+    pub role: FileRole,
+}
+
+/// What the walk kept and why it dropped the rest.
+#[derive(Debug, Default)]
+pub struct Walked {
+    pub files: Vec<SourceFile>,
+    pub bytes: usize,
+    pub skipped_large: usize,
+    pub skipped_binary: usize,
+    pub skipped_generated: usize,
+}
+
+/// Directory names that hold installed dependencies rather than the project's code.
+const DEPENDENCY_DIRS: &[&str] = &[
+    "node_modules",
+    "bower_components",
+    "site-packages",
+    "venv",
+    ".venv",
+    "__pycache__",
+    "target",
+    "dist",
+    "build",
+];
+
+/// Extensions never worth reading as text.
+const BINARY_EXTENSIONS: &[&str] = &[
+    "png", "jpg", "jpeg", "gif", "bmp", "ico", "icns", "webp", "tif", "tiff", "pdf", "zip", "gz",
+    "tgz", "bz2", "xz", "7z", "rar", "tar", "jar", "war", "class", "so", "dylib", "dll", "exe",
+    "o", "a", "lib", "pyc", "pyo", "pyd", "whl", "egg", "woff", "woff2", "ttf", "otf", "eot",
+    "mp3", "mp4", "wav", "ogg", "avi", "mov", "sqlite", "db", "bin", "dat", "npy", "npz", "pkl",
+    "pickle", "parquet", "wasm", "map",
+];
+
+/// Lock files: machine-written and never what an issue is about.
+const LOCK_FILES: &[&str] = &[
+    "Cargo.lock",
+    "package-lock.json",
+    "npm-shrinkwrap.json",
+    "yarn.lock",
+    "pnpm-lock.yaml",
+    "poetry.lock",
+    "Pipfile.lock",
+    "uv.lock",
+    "composer.lock",
+    "Gemfile.lock",
+    "go.sum",
+    "flake.lock",
+];
+
+/// Walk `root` and read the files worth ranking, in parallel.
+pub fn walk(root: &Path) -> anyhow::Result<Walked> {
+    anyhow::ensure!(root.is_dir(), "{} is not a folder", root.display());
+    let mut candidates = Vec::new();
+    let mut skipped_large = 0;
+    let mut skipped_binary = 0;
+    let mut skipped_generated = 0;
+    let walker = WalkBuilder::new(root)
+        .hidden(true)
+        .git_ignore(true)
+        .git_exclude(true)
+        .git_global(false)
+        // Honour .gitignore in a plain folder too, and ignore files above the root: the
+        // selection must not depend on where the checkout happens to live.
+        .require_git(false)
+        .parents(false)
+        .follow_links(false)
+        .filter_entry(|e| {
+            !(e.file_type().is_some_and(|t| t.is_dir())
+                && e.file_name()
+                    .to_str()
+                    .is_some_and(|n| DEPENDENCY_DIRS.contains(&n)))
+        })
+        .build();
+    for entry in walker {
+        let Ok(entry) = entry else { continue };
+        if !entry.file_type().is_some_and(|t| t.is_file()) {
+            continue;
+        }
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy();
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if BINARY_EXTENSIONS.contains(&ext.as_str()) {
+            skipped_binary += 1;
+            continue;
+        }
+        if LOCK_FILES.contains(&name.as_ref()) || is_generated_name(&name) {
+            skipped_generated += 1;
+            continue;
+        }
+        let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+        if size > MAX_FILE_BYTES {
+            skipped_large += 1;
+            continue;
+        }
+        let Ok(rel) = path.strip_prefix(root) else {
+            continue;
+        };
+        let rel = rel.to_string_lossy().replace('\\', "/");
+        candidates.push((path.to_path_buf(), rel));
+    }
+
+    enum Read {
+        Kept(SourceFile),
+        Binary,
+        Generated,
+        Unreadable,
+    }
+    let read: Vec<Read> = candidates
+        .into_par_iter()
+        .map(|(abs, rel)| {
+            let Ok(bytes) = std::fs::read(&abs) else {
+                return Read::Unreadable;
+            };
+            if bytes[..bytes.len().min(8192)].contains(&0) {
+                return Read::Binary;
+            }
+            let text = match String::from_utf8(bytes) {
+                Ok(t) => t,
+                Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+            };
+            if is_generated_text(&text) {
+                return Read::Generated;
+            }
+            let lang = Lang::from_path(Path::new(&rel));
+            let role = role_of(&rel);
+            Read::Kept(SourceFile {
+                path: rel,
+                text,
+                lang,
+                role,
+            })
+        })
+        .collect();
+    let mut out = Walked {
+        skipped_large,
+        skipped_binary,
+        skipped_generated,
+        ..Walked::default()
+    };
+    for r in read {
+        match r {
+            Read::Kept(f) => {
+                out.bytes += f.text.len();
+                out.files.push(f);
+            }
+            Read::Binary => out.skipped_binary += 1,
+            Read::Generated => out.skipped_generated += 1,
+            Read::Unreadable => {}
+        }
+    }
+    // Deterministic order whatever the walk's: ties in ranking break by path.
+    out.files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+/// Names that mark machine-written files.
+fn is_generated_name(name: &str) -> bool {
+    name.ends_with(".min.js")
+        || name.ends_with(".min.css")
+        || name.ends_with("_pb2.py")
+        || name.ends_with("_pb2_grpc.py")
+        || name.ends_with(".pb.go")
+        || name.ends_with(".lock")
+}
+
+/// A generated-code marker in the first lines (the conventions of Go, protobuf, and most
+/// code generators).
+fn is_generated_text(text: &str) -> bool {
+    text.lines().take(5).any(|l| {
+        l.contains("@generated")
+            || l.contains("DO NOT EDIT")
+            || l.contains("Code generated by")
+            || l.contains("AUTO-GENERATED FILE")
+            || l.contains("autogenerated file")
+    })
+}
+
+/// Classify a path by its folders and name.
+pub fn role_of(path: &str) -> FileRole {
+    let lower = path.to_ascii_lowercase();
+    let parts: Vec<&str> = lower.split('/').collect();
+    let (dirs, name) = parts.split_at(parts.len().saturating_sub(1));
+    let name = name.first().copied().unwrap_or("");
+    let dir_is = |names: &[&str]| dirs.iter().any(|d| names.contains(d));
+    if dir_is(&[
+        "vendor",
+        "vendored",
+        "_vendor",
+        "third_party",
+        "thirdparty",
+        "external",
+        "extern",
+    ]) {
+        return FileRole::Vendored;
+    }
+    let stem = name.split('.').next().unwrap_or("");
+    if dir_is(&[
+        "test",
+        "tests",
+        "testing",
+        "__tests__",
+        "spec",
+        "specs",
+        "testdata",
+        "fixtures",
+        "benchmarks",
+        "bench",
+        "benches",
+    ]) || stem.starts_with("test_")
+        || stem.ends_with("_test")
+        || stem.ends_with("_tests")
+        || stem.ends_with("_spec")
+        || name.contains(".test.")
+        || name.contains(".spec.")
+        || name == "conftest.py"
+        || (stem.starts_with("test")
+            && stem.len() > 4
+            && stem[4..].starts_with(|c: char| c.is_ascii_uppercase() || c == '_'))
+        || (name.ends_with("test.java") || name.ends_with("tests.java"))
+    {
+        return FileRole::Test;
+    }
+    if dir_is(&["example", "examples", "demo", "demos", "sample", "samples"]) {
+        return FileRole::Example;
+    }
+    let ext = name.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
+    if dir_is(&["doc", "docs", "documentation", "man"])
+        || matches!(ext, "md" | "rst" | "txt" | "adoc" | "html" | "tex")
+    {
+        return FileRole::Doc;
+    }
+    if is_source_extension(ext) {
+        FileRole::Source
+    } else {
+        FileRole::Other
+    }
+}

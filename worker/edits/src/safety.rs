@@ -1,0 +1,253 @@
+//! Where an edit may write: the [`Policy`] and the path checks.
+//!
+//! Owns the rules that keep a model's answer inside the checkout: no absolute paths, no
+//! `..`, nothing through a symlink that resolves elsewhere (every existing ancestor is
+//! resolved and checked), nothing under `.git/`, nothing under `.github/workflows/` unless
+//! allowed (a workflow edit runs code with the repository's secrets), and, in Plan mode,
+//! nothing outside the plan's files. Caps on files and bytes live in [`Policy`] and are
+//! enforced by `crate::apply` once every new content is known.
+
+use std::path::{Path, PathBuf};
+
+/// What an answer is allowed to change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Allow writes under `.github/workflows/` (setting `ALLOW_WORKFLOW_EDITS`).
+    pub allow_workflow_edits: bool,
+    /// Most distinct files one answer may change (created files count).
+    pub max_files: usize,
+    /// Most bytes one answer may change, summed over files; a file's changed bytes are the
+    /// old and new lengths of the span between its common prefix and common suffix.
+    pub max_bytes_changed: usize,
+    /// When set (Plan mode), the only paths that may change: an entry is a file path, or a
+    /// directory prefix when it ends with `/`.
+    pub allowed_paths: Option<Vec<String>>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            allow_workflow_edits: false,
+            max_files: 20,
+            max_bytes_changed: 200_000,
+            allowed_paths: None,
+        }
+    }
+}
+
+/// Why a path was refused. `Display` completes the sentence "the path was refused: ...".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("the path is empty")]
+    Empty,
+    #[error("absolute paths are not allowed; use a path relative to the repository root")]
+    Absolute,
+    #[error("`..` would leave the repository; use a path relative to the repository root")]
+    ParentDir,
+    #[error("files under `.git/` are git's own state and may not be edited")]
+    GitDir,
+    #[error(
+        "files under `.github/workflows/` may not be edited by the agent (ALLOW_WORKFLOW_EDITS is off)"
+    )]
+    Workflow,
+    #[error("`{link}` is a symbolic link that resolves outside the repository")]
+    SymlinkOutside { link: String },
+    #[error("the file is a symbolic link (to `{target}`); edit the file it points to instead")]
+    SymlinkFile { target: String },
+    #[error("`{link}` is a symbolic link; use the real path `{real}` instead")]
+    SymlinkDir { link: String, real: String },
+    #[error("`{ancestor}` exists and is not a directory")]
+    NotADirectory { ancestor: String },
+    #[error("the path is a directory, not a file")]
+    IsADirectory,
+    #[error("the path is a special file (FIFO, socket or device), not a regular file")]
+    NotARegularFile,
+    #[error("the approved plan does not list this file (allowed: {allowed})")]
+    NotInPlan { allowed: String },
+}
+
+/// A path that passed every check.
+#[derive(Debug, Clone)]
+pub(crate) struct CheckedPath {
+    /// Normalized relative form: `/`-separated, no `.` or empty components.
+    pub rel: String,
+    /// Absolute location under the repository root.
+    pub abs: PathBuf,
+    /// Whether a file exists there now.
+    pub exists: bool,
+}
+
+/// Normalizes a model-written path to `a/b/c` form, refusing what may not be written.
+pub(crate) fn normalize(path: &str, policy: &Policy) -> Result<String, Refusal> {
+    // Models on Windows-flavoured prompts write `src\a.py`; repositories practically never
+    // have a backslash in a file name, so it is read as a separator.
+    let p = path.trim().replace('\\', "/");
+    if p.is_empty() {
+        return Err(Refusal::Empty);
+    }
+    let bytes = p.as_bytes();
+    if p.starts_with('/')
+        || (bytes.len() >= 2 && bytes[1] == b':' && bytes[0].is_ascii_alphabetic())
+    {
+        return Err(Refusal::Absolute);
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => return Err(Refusal::ParentDir),
+            // Case-insensitively: on case-insensitive file systems `.GIT` is `.git`.
+            c if c.eq_ignore_ascii_case(".git") => return Err(Refusal::GitDir),
+            c => parts.push(c),
+        }
+    }
+    if parts.is_empty() {
+        return Err(Refusal::Empty);
+    }
+    if !policy.allow_workflow_edits
+        && parts.len() >= 3
+        && parts[0].eq_ignore_ascii_case(".github")
+        && parts[1].eq_ignore_ascii_case("workflows")
+    {
+        return Err(Refusal::Workflow);
+    }
+    let rel = parts.join("/");
+    if let Some(allowed) = &policy.allowed_paths {
+        let ok = allowed.iter().any(|a| {
+            let a = a.trim().replace('\\', "/");
+            let a = a.trim_start_matches("./");
+            if a.ends_with('/') {
+                rel.starts_with(a)
+            } else {
+                rel == a
+            }
+        });
+        if !ok {
+            return Err(Refusal::NotInPlan {
+                allowed: allowed.join(", "),
+            });
+        }
+    }
+    Ok(rel)
+}
+
+/// Checks a normalized path against the file system: every existing ancestor is resolved
+/// and must stay inside `root` (which must already be canonical), the file itself must not
+/// be a symlink or a directory.
+pub(crate) fn check_fs(root: &Path, rel: &str) -> Result<CheckedPath, Refusal> {
+    let mut cur = root.to_path_buf();
+    let parts: Vec<&str> = rel.split('/').collect();
+    for (i, part) in parts.iter().enumerate() {
+        cur.push(part);
+        let last = i + 1 == parts.len();
+        let shown = parts[..=i].join("/");
+        let meta = match std::fs::symlink_metadata(&cur) {
+            Ok(m) => m,
+            // Missing from here on: the rest will be created under a checked directory.
+            Err(_) => {
+                return Ok(CheckedPath {
+                    rel: rel.to_string(),
+                    abs: root.join(rel),
+                    exists: false,
+                });
+            }
+        };
+        if meta.file_type().is_symlink() {
+            let resolved = std::fs::canonicalize(&cur);
+            let inside = matches!(&resolved, Ok(r) if r.starts_with(root));
+            if !inside {
+                return Err(Refusal::SymlinkOutside { link: shown });
+            }
+            if last {
+                let target = resolved
+                    .ok()
+                    .and_then(|r| r.strip_prefix(root).ok().map(|t| t.display().to_string()))
+                    .unwrap_or_default();
+                return Err(Refusal::SymlinkFile { target });
+            }
+            // A directory symlink that stays inside is still refused: the written path
+            // would differ from the reported one (diff, syntax gate, PR body), and its
+            // target could be `.git`. The message names the real path to use.
+            let mut real = resolved
+                .ok()
+                .and_then(|r| r.strip_prefix(root).ok().map(Path::to_path_buf))
+                .unwrap_or_default();
+            real.extend(&parts[i + 1..]);
+            return Err(Refusal::SymlinkDir {
+                link: shown,
+                real: real.to_string_lossy().replace('\\', "/"),
+            });
+        }
+        if last {
+            if meta.is_dir() {
+                return Err(Refusal::IsADirectory);
+            }
+            // FIFOs and devices: reading one could block the worker or read a device.
+            if !meta.is_file() {
+                return Err(Refusal::NotARegularFile);
+            }
+            return Ok(CheckedPath {
+                rel: rel.to_string(),
+                abs: cur,
+                exists: true,
+            });
+        }
+        if !meta.is_dir() {
+            return Err(Refusal::NotADirectory { ancestor: shown });
+        }
+    }
+    unreachable!("a normalized path has at least one component")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_rules() {
+        let p = Policy::default();
+        assert_eq!(normalize("./src//a.py", &p).unwrap(), "src/a.py");
+        assert_eq!(normalize("src\\a.py", &p).unwrap(), "src/a.py");
+        assert_eq!(normalize("", &p), Err(Refusal::Empty));
+        assert_eq!(normalize("./", &p), Err(Refusal::Empty));
+        assert_eq!(normalize("/etc/passwd", &p), Err(Refusal::Absolute));
+        assert_eq!(normalize("C:\\x", &p), Err(Refusal::Absolute));
+        assert_eq!(normalize("../../outside.txt", &p), Err(Refusal::ParentDir));
+        assert_eq!(normalize("a/../../b", &p), Err(Refusal::ParentDir));
+        assert_eq!(normalize(".git/config", &p), Err(Refusal::GitDir));
+        assert_eq!(normalize("sub/.GIT/hooks/x", &p), Err(Refusal::GitDir));
+        assert_eq!(normalize(".gitignore", &p).unwrap(), ".gitignore");
+        assert_eq!(
+            normalize(".github/workflows/ci.yml", &p),
+            Err(Refusal::Workflow)
+        );
+        assert_eq!(
+            normalize(".github/CODEOWNERS", &p).unwrap(),
+            ".github/CODEOWNERS"
+        );
+        let allow = Policy {
+            allow_workflow_edits: true,
+            ..Policy::default()
+        };
+        assert!(normalize(".github/workflows/ci.yml", &allow).is_ok());
+    }
+
+    #[test]
+    fn allowed_paths() {
+        let p = Policy {
+            allowed_paths: Some(vec!["src/a.py".into(), "./docs/".into()]),
+            ..Policy::default()
+        };
+        assert!(normalize("src/a.py", &p).is_ok());
+        assert!(normalize("./src/a.py", &p).is_ok());
+        assert!(normalize("docs/x/y.md", &p).is_ok());
+        assert!(matches!(
+            normalize("src/b.py", &p),
+            Err(Refusal::NotInPlan { .. })
+        ));
+        assert!(matches!(
+            normalize("docsx/y.md", &p),
+            Err(Refusal::NotInPlan { .. })
+        ));
+    }
+}

@@ -1,0 +1,135 @@
+//! The coding agent: the `agent` task handler (QuickFix, Plan, Implement) and what it is
+//! made of.
+
+pub mod prompts;
+pub mod quickfix;
+pub mod run;
+pub mod settings;
+pub mod status;
+pub mod syntax;
+
+use crate::handler::{TaskContext, TaskError, TaskHandler};
+use crate::settings::WorkerSettings;
+use fleet_llm::LlmClient;
+use run::{Failure, Run};
+use settings::AgentSettings;
+use shared::{Mode, TaskMessage};
+use status::State;
+
+/// The agent handler.
+#[derive(Debug)]
+pub struct Agent {
+    pub settings: AgentSettings,
+    pub worker: WorkerSettings,
+    pub llm: LlmClient,
+}
+
+impl Agent {
+    pub fn new(settings: AgentSettings, worker: WorkerSettings) -> anyhow::Result<Self> {
+        let llm = LlmClient::new(settings.llm.clone())?;
+        Ok(Self {
+            settings,
+            worker,
+            llm,
+        })
+    }
+
+    async fn run_task(&self, task: &TaskMessage, ctx: &TaskContext) -> Result<(), TaskError> {
+        let mut run = match Run::start(self, task, ctx).await {
+            Ok(run) => run,
+            Err(failure) => return Err(into_task_error(failure)),
+        };
+        let user = match task.mode {
+            Mode::Implement => task
+                .approval
+                .as_ref()
+                .map_or(task.trigger_user.as_str(), |a| a.approver.as_str()),
+            _ => task.trigger_user.as_str(),
+        };
+        match run.may_act(user).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(user, "refused: no write access");
+                let reason = format!(
+                    "@{user} does not have write access to {}",
+                    task.repo_url.full_name()
+                );
+                return Err(run.finish_failed(State::Refused(reason)).await);
+            }
+            Err(failure) => return Err(self.report(&mut run, failure).await),
+        }
+        match run.already_done().await {
+            Ok(true) => {
+                tracing::info!("this task already finished (redelivery); nothing to do");
+                return Ok(());
+            }
+            Ok(false) => {}
+            Err(failure) => return Err(self.report(&mut run, failure).await),
+        }
+        if let Err(failure) = run.publish_status().await {
+            return Err(self.report(&mut run, failure).await);
+        }
+        match Self::execute(&mut run).await {
+            Ok(()) => Ok(()),
+            Err(failure) => Err(self.report(&mut run, failure).await),
+        }
+    }
+
+    /// The mode's pipeline, once the run is authorized (the CLI's entry point too).
+    pub async fn execute(run: &mut Run<'_>) -> Result<(), Failure> {
+        match run.task.mode {
+            Mode::Quickfix => quickfix::run(run).await,
+            Mode::Plan | Mode::Implement => Err(Failure::Unsupported(format!(
+                "mode {} is not supported by this worker yet",
+                run.task.mode
+            ))),
+        }
+    }
+
+    /// Permanent failures are reported on the issue before the ack; transient ones are not
+    /// (the retry may well succeed; the last attempt is reported by `report_exhausted`).
+    async fn report(&self, run: &mut Run<'_>, failure: Failure) -> TaskError {
+        match failure {
+            Failure::Permanent(reason) => {
+                tracing::warn!(reason, "permanent failure");
+                run.finish_failed(State::Failed(reason)).await
+            }
+            other => into_task_error(other),
+        }
+    }
+}
+
+fn into_task_error(failure: Failure) -> TaskError {
+    match failure {
+        Failure::Transient(r) => TaskError::Transient(r),
+        Failure::Permanent(r) => TaskError::Permanent(r),
+        Failure::Unsupported(r) => TaskError::Unsupported(r),
+    }
+}
+
+impl TaskHandler for Agent {
+    async fn handle(&self, task: &TaskMessage, ctx: &TaskContext) -> Result<(), TaskError> {
+        self.run_task(task, ctx).await
+    }
+
+    async fn report_exhausted(&self, task: &TaskMessage, reason: &str) {
+        let ctx = TaskContext {
+            workdir: std::env::temp_dir(),
+            cancel: tokio_util::sync::CancellationToken::new(),
+            attempt: 0,
+            last_attempt: true,
+            metrics: crate::runtime::metrics::WorkerMetrics::new(),
+            received_at: std::time::Instant::now(),
+        };
+        match Run::start(self, task, &ctx).await {
+            Ok(mut run) => {
+                let reason = format!(
+                    "gave up after {} attempts: {reason}",
+                    self.worker.common.delivery_limit.saturating_add(1)
+                );
+                let _ = run.finish_failed(State::Failed(reason)).await;
+            }
+            Err(error) => tracing::warn!(?error, "cannot report the exhausted task on the issue"),
+        }
+    }
+}

@@ -1,0 +1,615 @@
+//! One task's run of the agent: the clients it needs, its status comment, its token usage,
+//! and the steps every mode shares (permission check, clone, context, LLM calls, the edit
+//! loop with its repair round and syntax gate, commit and push). Failures are typed as
+//! transient (requeue) or permanent (reported on the issue, then acked).
+
+use super::Agent;
+use super::prompts;
+use super::status::{self, State, Status};
+use super::syntax;
+use crate::git::{CommitSpec, Git, GitError, Identity, Pushed};
+use crate::handler::{TaskContext, TaskError};
+use crate::tracker::IssueThread;
+use crate::tracker::github::{ApiError, GitHub};
+use crate::tracker::jira::Jira;
+use fleet_edits::{Applied, EditError, Policy, apply, parse_blocks};
+use fleet_llm::{LlmError, LlmRequest, Message, Phase, Usage};
+use shared::{TaskMessage, Tracker};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Why a step stopped the task.
+#[derive(Debug)]
+pub enum Failure {
+    /// Retry later (requeue).
+    Transient(String),
+    /// Will not get better: report on the issue, ack.
+    Permanent(String),
+    /// The message is not a task for us (dead-letter).
+    Unsupported(String),
+}
+
+impl From<ApiError> for Failure {
+    fn from(e: ApiError) -> Self {
+        if e.is_transient() {
+            Failure::Transient(e.to_string())
+        } else {
+            Failure::Permanent(e.to_string())
+        }
+    }
+}
+
+impl From<GitError> for Failure {
+    fn from(e: GitError) -> Self {
+        if e.is_permanent() {
+            Failure::Permanent(e.to_string())
+        } else {
+            Failure::Transient(e.to_string())
+        }
+    }
+}
+
+impl From<LlmError> for Failure {
+    fn from(e: LlmError) -> Self {
+        if e.is_transient() {
+            Failure::Transient(e.to_string())
+        } else {
+            Failure::Permanent(e.to_string())
+        }
+    }
+}
+
+/// The branch the agent owns for an issue.
+pub fn branch_for(task: &TaskMessage) -> String {
+    match (task.issue.tracker, task.issue.number) {
+        (Tracker::Github, Some(number)) => format!("agent/github-{number}"),
+        _ => format!("agent/jira-{}", task.issue.key),
+    }
+}
+
+/// The edits of one answer, applied and through the syntax gate.
+#[derive(Debug)]
+pub struct Edited {
+    pub applied: Vec<fleet_edits::ChangedFile>,
+    pub summary: String,
+}
+
+#[derive(Debug)]
+pub struct Run<'a> {
+    pub agent: &'a Agent,
+    pub task: &'a TaskMessage,
+    pub ctx: &'a TaskContext,
+    pub github: GitHub,
+    pub thread: IssueThread,
+    pub status: Status,
+    pub usage: Usage,
+    pub git: Git,
+    pub repo_dir: PathBuf,
+    /// `worker run --dry-run`: no tracker is touched, nothing is pushed.
+    pub dry_run: bool,
+    /// Clone from here instead of the task's repository (`worker run` on a local folder).
+    pub clone_source: Option<String>,
+}
+
+impl<'a> Run<'a> {
+    pub async fn start(
+        agent: &'a Agent,
+        task: &'a TaskMessage,
+        ctx: &'a TaskContext,
+    ) -> Result<Run<'a>, Failure> {
+        let auth = agent.settings.github_auth.as_ref().ok_or_else(|| {
+            Failure::Permanent("GITHUB_TOKEN (or a GitHub App) is not configured".into())
+        })?;
+        let github = GitHub::connect(&agent.settings.github_api, auth, &task.repo_url).await?;
+        let thread = match task.issue.tracker {
+            Tracker::Github => {
+                let number = task.issue.number.ok_or_else(|| {
+                    Failure::Unsupported("a GitHub task without an issue number".into())
+                })?;
+                IssueThread::Github {
+                    github: github.clone(),
+                    number,
+                }
+            }
+            Tracker::Jira => {
+                let jira = agent.settings.jira.as_ref().ok_or_else(|| {
+                    Failure::Unsupported("a Jira task, but JIRA_BASE_URL is not set".into())
+                })?;
+                let client = Jira::new(&jira.base_url, &jira.user_email, jira.api_token.clone())?;
+                IssueThread::Jira {
+                    jira: client,
+                    key: task.issue.key.clone(),
+                }
+            }
+        };
+        let origin = format!("https://{}", task.repo_url.host());
+        let git = Git::new(Some(github.token().clone()), &origin);
+        Ok(Run {
+            agent,
+            task,
+            ctx,
+            github,
+            thread,
+            status: Status::new(task),
+            usage: Usage::default(),
+            git,
+            repo_dir: ctx.workdir.join("repo"),
+            dry_run: false,
+            clone_source: None,
+        })
+    }
+
+    /// A run that touches no tracker and pushes nothing (`worker run --dry-run`).
+    pub async fn start_dry(
+        agent: &'a Agent,
+        task: &'a TaskMessage,
+        ctx: &'a TaskContext,
+        clone_source: Option<String>,
+    ) -> Result<Run<'a>, Failure> {
+        let token = match &agent.settings.github_auth {
+            Some(crate::tracker::github::GithubAuth::Token(token)) => token.clone(),
+            _ => secrecy::SecretString::from(String::new()),
+        };
+        let github = GitHub::connect(
+            &agent.settings.github_api,
+            &crate::tracker::github::GithubAuth::Token(token.clone()),
+            &task.repo_url,
+        )
+        .await?;
+        let origin = format!("https://{}", task.repo_url.host());
+        Ok(Run {
+            agent,
+            task,
+            ctx,
+            thread: IssueThread::Github {
+                github: github.clone(),
+                number: task.issue.number.unwrap_or(0),
+            },
+            github,
+            status: Status::new(task),
+            usage: Usage::default(),
+            git: Git::new(Some(token), &origin),
+            repo_dir: ctx.workdir.join("repo"),
+            dry_run: true,
+            clone_source,
+        })
+    }
+
+    /// Whether `user` may ask the agent for work on this issue: `write` or higher on the
+    /// GitHub repository, or `EDIT_ISSUES` (or `JIRA_APPROVERS`) on Jira.
+    pub async fn may_act(&self, user: &str) -> Result<bool, Failure> {
+        if self
+            .agent
+            .settings
+            .agent_login
+            .as_deref()
+            .is_some_and(|a| a.eq_ignore_ascii_case(user))
+        {
+            return Ok(false);
+        }
+        match &self.thread {
+            IssueThread::Github { github, .. } => Ok(github.can_write(user).await?),
+            IssueThread::Jira { jira, key } => {
+                if self.agent.settings.jira_approvers.iter().any(|a| a == user) {
+                    return Ok(true);
+                }
+                Ok(jira.can_edit(key, user).await?)
+            }
+        }
+    }
+
+    /// Posts or edits the status comment.
+    pub async fn publish_status(&mut self) -> Result<(), Failure> {
+        if self.dry_run {
+            return Ok(());
+        }
+        self.status.input_tokens = self.usage.input_tokens;
+        self.status.output_tokens = self.usage.output_tokens;
+        self.thread
+            .upsert(
+                status::GITHUB_MARKER,
+                &self.status.markdown(),
+                status::JIRA_MARKER,
+                &self.status.plain(),
+                None,
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn step(&mut self, step: &str) -> Result<(), Failure> {
+        self.status.reach(step);
+        self.publish_status().await
+    }
+
+    /// Reports a permanent failure or refusal on the issue (best effort) and returns the
+    /// error that acks the delivery.
+    pub async fn finish_failed(&mut self, state: State) -> TaskError {
+        let reason = match &state {
+            State::Failed(r) | State::Refused(r) => r.clone(),
+            _ => String::new(),
+        };
+        self.status.state = state;
+        if let Err(error) = self.publish_status().await {
+            tracing::warn!(?error, "could not report the failure on the issue");
+        }
+        TaskError::Permanent(reason)
+    }
+
+    /// Whether the status comment says this very task already finished.
+    pub async fn already_done(&self) -> Result<bool, Failure> {
+        Ok(self
+            .thread
+            .comments()
+            .await?
+            .iter()
+            .any(|c| status::finished_task(&c.text, &self.task.task_id)))
+    }
+
+    pub async fn clone_repo(&mut self, branch: Option<&str>) -> Result<String, Failure> {
+        let settings = &self.agent.worker;
+        let url = self
+            .clone_source
+            .clone()
+            .unwrap_or_else(|| format!("{}.git", self.task.repo_url));
+        let cloned = self
+            .git
+            .shallow_clone_url(
+                &url,
+                branch,
+                &self.repo_dir,
+                settings.clone_timeout,
+                settings.clone_max_bytes,
+                &self.ctx.cancel,
+            )
+            .await?;
+        self.ctx.metrics.clone_seconds.observe(cloned.seconds);
+        self.ctx.metrics.clone_bytes.observe(cloned.bytes as f64);
+        self.ctx.metrics.phase("clone", cloned.seconds);
+        tracing::info!(bytes = cloned.bytes, seconds = cloned.seconds, "cloned");
+        Ok(self
+            .git
+            .current_branch(&self.repo_dir, &self.ctx.cancel)
+            .await?)
+    }
+
+    /// The issue text as the LLM sees it.
+    pub fn issue_text(&self) -> (String, String) {
+        (
+            prompts::sanitize_issue_text(&self.task.issue.title),
+            prompts::sanitize_issue_text(&self.task.issue.body),
+        )
+    }
+
+    /// Context selection (blocking work, off the runtime).
+    pub async fn select_context(
+        &mut self,
+        extra_query: &str,
+    ) -> Result<fleet_context::Selection, Failure> {
+        let started = Instant::now();
+        let (title, body) = self.issue_text();
+        let query = format!("{title}\n\n{body}\n\n{extra_query}");
+        let repo = self.repo_dir.clone();
+        let options = fleet_context::SelectOptions {
+            budget: self.agent.settings.context_budget,
+            ..fleet_context::SelectOptions::default()
+        };
+        let selection =
+            tokio::task::spawn_blocking(move || fleet_context::select(&repo, &query, &options))
+                .await
+                .map_err(|e| Failure::Transient(format!("context selection did not run: {e}")))?
+                .map_err(|e| Failure::Permanent(format!("context selection failed: {e:#}")))?;
+        self.ctx
+            .metrics
+            .phase("context", started.elapsed().as_secs_f64());
+        self.status.context_files = selection.included.clone();
+        tracing::info!(
+            files = selection.included.len(),
+            tokens = selection.tokens,
+            "context selected"
+        );
+        Ok(selection)
+    }
+
+    pub fn system_prompt(&self) -> String {
+        prompts::render(
+            prompts::SYSTEM,
+            &[
+                ("repo", self.task.repo_url.full_name()),
+                (
+                    "repo_instructions",
+                    &prompts::repo_instructions(&self.repo_dir),
+                ),
+            ],
+        )
+    }
+
+    /// One LLM call; usage and metrics are recorded here.
+    pub async fn ask(
+        &mut self,
+        phase: Phase,
+        system: &str,
+        messages: Vec<Message>,
+    ) -> Result<String, Failure> {
+        let started = Instant::now();
+        let provider = self.agent.llm.provider().as_str();
+        let request = LlmRequest {
+            task_id: self.task.task_id.clone(),
+            phase,
+            system: system.to_owned(),
+            messages,
+        };
+        let result = self.agent.llm.complete(&request).await;
+        self.ctx
+            .metrics
+            .phase("llm", started.elapsed().as_secs_f64());
+        match result {
+            Ok(response) => {
+                self.ctx
+                    .metrics
+                    .llm_requests
+                    .with_label_values(&[provider, phase.as_str(), "ok"])
+                    .inc();
+                self.ctx
+                    .metrics
+                    .llm_tokens
+                    .with_label_values(&[provider, "input"])
+                    .inc_by(response.usage.input_tokens);
+                self.ctx
+                    .metrics
+                    .llm_tokens
+                    .with_label_values(&[provider, "output"])
+                    .inc_by(response.usage.output_tokens);
+                self.usage += response.usage;
+                tracing::info!(
+                    phase = phase.as_str(),
+                    input_tokens = response.usage.input_tokens,
+                    output_tokens = response.usage.output_tokens,
+                    "LLM answered"
+                );
+                Ok(response.text)
+            }
+            Err(error) => {
+                self.ctx
+                    .metrics
+                    .llm_requests
+                    .with_label_values(&[provider, phase.as_str(), error.kind()])
+                    .inc();
+                Err(error.into())
+            }
+        }
+    }
+
+    fn policy(&self, allowed_paths: Option<Vec<String>>) -> Policy {
+        Policy {
+            allow_workflow_edits: self.agent.settings.allow_workflow_edits,
+            allowed_paths,
+            ..Policy::default()
+        }
+    }
+
+    /// Asks for edits, applies them (one repair round for an answer that does not apply,
+    /// one for syntax errors it introduced), and leaves them on disk.
+    pub async fn edit(
+        &mut self,
+        prompt: String,
+        allowed_paths: Option<Vec<String>>,
+    ) -> Result<Edited, Failure> {
+        let system = self.system_prompt();
+        let mut messages = vec![Message::user(prompt)];
+        let mut answer = self.ask(Phase::Edit, &system, messages.clone()).await?;
+        self.step("LLM").await?;
+        let policy = self.policy(allowed_paths);
+        let mut repaired_apply = false;
+        let mut repaired_syntax = false;
+        let mut changed: Vec<fleet_edits::ChangedFile> = Vec::new();
+        let mut summary = summary_of(&answer);
+        loop {
+            let outcome = self.apply_answer(&answer, &policy);
+            let problem = match outcome {
+                Ok(applied) => {
+                    merge_changes(&mut changed, applied.files);
+                    let problems: Vec<syntax::SyntaxProblem> = changed
+                        .iter()
+                        .flat_map(|f| syntax::introduced(&f.path, f.previous.as_deref(), &f.new))
+                        .collect();
+                    if problems.is_empty() {
+                        break;
+                    }
+                    if repaired_syntax {
+                        let list = problems
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join("; ");
+                        return Err(Failure::Permanent(format!(
+                            "the edits still have syntax errors after a repair round: {list}"
+                        )));
+                    }
+                    repaired_syntax = true;
+                    let files: Vec<String> = changed.iter().map(|f| f.path.clone()).collect();
+                    let list = problems
+                        .iter()
+                        .map(|p| format!("- {p}"))
+                        .collect::<Vec<_>>()
+                        .join("\n");
+                    (
+                        format!("The edited files have syntax errors:\n{list}"),
+                        files,
+                    )
+                }
+                Err((message, files)) => {
+                    if repaired_apply {
+                        return Err(Failure::Permanent(format!(
+                            "the model's edits could not be applied after a repair round: {message}"
+                        )));
+                    }
+                    repaired_apply = true;
+                    (message, files)
+                }
+            };
+            let (message, files) = problem;
+            tracing::info!(problem = %message, "asking for a repair");
+            let repair = prompts::render(
+                prompts::REPAIR,
+                &[
+                    ("problem", &message),
+                    ("files", &self.show_files(&files)),
+                    ("edit_format", prompts::EDIT_FORMAT),
+                ],
+            );
+            messages.push(Message::assistant(answer.clone()));
+            messages.push(Message::user(repair));
+            answer = self.ask(Phase::Repair, &system, messages.clone()).await?;
+            let repaired_summary = summary_of(&answer);
+            if summary.is_empty() {
+                summary = repaired_summary;
+            }
+        }
+        if changed.is_empty() {
+            return Err(Failure::Permanent("the model proposed no change".into()));
+        }
+        self.step("syntax").await?;
+        Ok(Edited {
+            applied: changed,
+            summary,
+        })
+    }
+
+    /// Parses and applies one answer; on failure, the message for the repair prompt and the
+    /// files it is about.
+    fn apply_answer(
+        &self,
+        answer: &str,
+        policy: &Policy,
+    ) -> Result<Applied, (String, Vec<String>)> {
+        let blocks = parse_blocks(answer)
+            .map_err(|e| (format!("Your answer could not be parsed: {e}"), Vec::new()))?;
+        if blocks.is_empty() {
+            return Err((
+                "Your answer contained no SEARCH/REPLACE blocks.".into(),
+                Vec::new(),
+            ));
+        }
+        let files: Vec<String> = blocks.iter().map(|b| b.path.clone()).collect();
+        apply(&self.repo_dir, &blocks, policy).map_err(|e: EditError| (e.feedback(), files))
+    }
+
+    /// The current content of files (that exist and are inside the checkout), for a repair.
+    fn show_files(&self, files: &[String]) -> String {
+        let mut seen = Vec::new();
+        let mut out = String::new();
+        for path in files {
+            if seen.contains(path) || path.contains("..") || Path::new(path).is_absolute() {
+                continue;
+            }
+            seen.push(path.clone());
+            let full = self.repo_dir.join(path);
+            if full.is_symlink() {
+                continue;
+            }
+            if let Ok(text) = std::fs::read_to_string(&full) {
+                let numbered: String = text
+                    .lines()
+                    .enumerate()
+                    .map(|(i, l)| format!("{:>5} | {l}\n", i + 1))
+                    .collect();
+                out.push_str(&format!("{path}\n```\n{numbered}```\n\n"));
+            }
+        }
+        if out.is_empty() {
+            "(no existing files involved)".into()
+        } else {
+            out
+        }
+    }
+
+    pub fn identity(&self) -> Identity {
+        Identity {
+            name: self.agent.settings.git_name.clone(),
+            email: self.agent.settings.git_email.clone(),
+        }
+    }
+
+    /// Commits `paths` on the agent's branch and pushes it.
+    pub async fn commit_and_push(
+        &mut self,
+        paths: &[String],
+        message: &str,
+        allow_empty: bool,
+    ) -> Result<Pushed, Failure> {
+        let started = Instant::now();
+        let branch = branch_for(self.task);
+        let identity = self.identity();
+        let change = CommitSpec {
+            branch: &branch,
+            paths,
+            message,
+            allow_empty,
+        };
+        self.git
+            .commit(&self.repo_dir, &change, &identity, &self.ctx.cancel)
+            .await?;
+        let pushed = self
+            .git
+            .push_branch(
+                &self.repo_dir,
+                &branch,
+                self.agent.worker.clone_timeout,
+                &self.ctx.cancel,
+            )
+            .await?;
+        self.ctx
+            .metrics
+            .phase("publish", started.elapsed().as_secs_f64());
+        tracing::info!(?pushed, branch, "branch published");
+        Ok(pushed)
+    }
+
+    /// The line a PR body or Jira comment uses to point at the issue.
+    pub fn issue_reference(&self) -> String {
+        match (self.task.issue.tracker, self.task.issue.number) {
+            (Tracker::Github, Some(n)) => format!("Fixes #{n}"),
+            _ => format!("Jira: [{}]({})", self.task.issue.key, self.task.issue.url),
+        }
+    }
+}
+
+/// Later answers (repairs) replace earlier content of the same file; the first `previous`
+/// stays, so the syntax gate compares against the original file.
+fn merge_changes(
+    changed: &mut Vec<fleet_edits::ChangedFile>,
+    newer: Vec<fleet_edits::ChangedFile>,
+) {
+    for file in newer {
+        match changed.iter_mut().find(|f| f.path == file.path) {
+            Some(existing) => existing.new = file.new,
+            None => changed.push(file),
+        }
+    }
+}
+
+/// The answer's one-line summary: its first line of prose before the first block.
+pub fn summary_of(answer: &str) -> String {
+    answer
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("```") && !l.starts_with("<<<<<<<"))
+        .find(|l| !l.is_empty() && !l.contains('/') && !l.ends_with(".py") && l.contains(' '))
+        .map(|l| l.trim_start_matches(['#', '*', '-', ' ']).to_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_is_the_first_prose_line() {
+        assert_eq!(
+            summary_of("Fix the refund rounding.\n\npay/refunds.py\n```python\n<<<<<<< SEARCH"),
+            "Fix the refund rounding."
+        );
+        assert_eq!(summary_of("pay/refunds.py\n<<<<<<< SEARCH\n"), "");
+    }
+}

@@ -1,0 +1,86 @@
+//! Settings of the coding agent (the `agent` handler): GitHub, Jira, git identity, LLM,
+//! context budget, edit policy. Read only when the agent handler runs.
+
+use crate::tracker::github::GithubAuth;
+use fleet_llm::LlmConfig;
+use secrecy::SecretString;
+use shared::settings::{Env, SettingsError};
+
+#[derive(Clone, Debug)]
+pub struct JiraSettings {
+    pub base_url: String,
+    pub user_email: String,
+    pub api_token: SecretString,
+}
+
+#[derive(Clone, Debug)]
+pub struct AgentSettings {
+    pub github_api: String,
+    /// Required to work tasks; `worker run --dry-run` does without.
+    pub github_auth: Option<GithubAuth>,
+    pub agent_login: Option<String>,
+    pub git_name: String,
+    pub git_email: String,
+    pub jira: Option<JiraSettings>,
+    pub jira_approvers: Vec<String>,
+    pub llm: LlmConfig,
+    pub context_budget: usize,
+    pub allow_workflow_edits: bool,
+}
+
+impl AgentSettings {
+    /// Everything a worker needs to work tasks.
+    pub fn from_env(env: &Env) -> Result<Self, SettingsError> {
+        let settings = Self::without_github(env)?;
+        if settings.github_auth.is_none() {
+            return Err(SettingsError::new(
+                "GITHUB_TOKEN",
+                "is required (or GITHUB_APP_ID with GITHUB_APP_PRIVATE_KEY)",
+            ));
+        }
+        Ok(settings)
+    }
+
+    /// The same, with GitHub credentials optional (`worker run --dry-run`).
+    pub fn without_github(env: &Env) -> Result<Self, SettingsError> {
+        let github_auth = match (env.secret("GITHUB_TOKEN"), env.get("GITHUB_APP_ID")) {
+            (Some(token), _) => Some(GithubAuth::Token(token)),
+            (None, Some(app_id)) => Some(GithubAuth::App {
+                app_id,
+                private_key: env.secret("GITHUB_APP_PRIVATE_KEY").ok_or_else(|| {
+                    SettingsError::new("GITHUB_APP_PRIVATE_KEY", "is required with GITHUB_APP_ID")
+                })?,
+            }),
+            (None, None) => None,
+        };
+        let jira = match env.get("JIRA_BASE_URL") {
+            None => None,
+            Some(base_url) => Some(JiraSettings {
+                base_url,
+                user_email: env.required("JIRA_USER_EMAIL")?,
+                api_token: env.secret("JIRA_API_TOKEN").ok_or_else(|| {
+                    SettingsError::new("JIRA_API_TOKEN", "is required with JIRA_BASE_URL")
+                })?,
+            }),
+        };
+        let context_budget = env.parse_or("CONTEXT_TOKEN_BUDGET", 16_000usize)?;
+        if context_budget < 1000 {
+            return Err(SettingsError::new(
+                "CONTEXT_TOKEN_BUDGET",
+                "must be at least 1000",
+            ));
+        }
+        Ok(Self {
+            github_api: env.string_or("GITHUB_API_URL", "https://api.github.com"),
+            github_auth,
+            agent_login: env.get("AGENT_GITHUB_LOGIN"),
+            git_name: env.string_or("AGENT_GIT_NAME", "agent-fleet"),
+            git_email: env.string_or("AGENT_GIT_EMAIL", "agent-fleet@users.noreply.github.com"),
+            jira,
+            jira_approvers: env.list("JIRA_APPROVERS"),
+            llm: LlmConfig::from_env(env)?,
+            context_budget,
+            allow_workflow_edits: env.flag("ALLOW_WORKFLOW_EDITS", false)?,
+        })
+    }
+}

@@ -1,0 +1,192 @@
+//! The status comment: one per issue, edited in place as the task moves through its
+//! checklist, found again by its marker (hidden on GitHub, a visible last line on Jira).
+
+use shared::TaskMessage;
+
+pub const GITHUB_MARKER: &str = "<!-- agent-fleet:status -->";
+pub const JIRA_MARKER: &str = "agent-fleet:status";
+
+/// The checklist, in order.
+pub const STEPS: [&str; 7] = [
+    "queued", "cloned", "context", "LLM", "syntax", "pushed", "PR",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    Working,
+    Done,
+    WaitingForApproval,
+    Failed(String),
+    Refused(String),
+}
+
+impl State {
+    fn key(&self) -> &'static str {
+        match self {
+            State::Working => "working",
+            State::Done => "done",
+            State::WaitingForApproval => "waiting",
+            State::Failed(_) => "failed",
+            State::Refused(_) => "refused",
+        }
+    }
+}
+
+/// Everything the status comment shows.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub task_id: String,
+    pub mode: String,
+    /// How many of [`STEPS`] are done.
+    pub done: usize,
+    pub state: State,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub context_files: Vec<String>,
+    pub pr_url: Option<String>,
+    pub notes: Vec<String>,
+}
+
+impl Status {
+    pub fn new(task: &TaskMessage) -> Self {
+        Self {
+            task_id: task.task_id.clone(),
+            mode: task.mode.to_string(),
+            done: 1,
+            state: State::Working,
+            input_tokens: 0,
+            output_tokens: 0,
+            context_files: Vec::new(),
+            pr_url: None,
+            notes: Vec::new(),
+        }
+    }
+
+    /// Marks `step` (one of [`STEPS`]) and everything before it done.
+    pub fn reach(&mut self, step: &str) {
+        if let Some(i) = STEPS.iter().position(|s| *s == step) {
+            self.done = self.done.max(i + 1);
+        }
+    }
+
+    fn headline(&self) -> String {
+        match &self.state {
+            State::Working => format!("agent-fleet is working on this ({}).", self.mode),
+            State::Done => match &self.pr_url {
+                Some(url) => format!("agent-fleet opened a pull request: {url}"),
+                None => "agent-fleet finished.".to_owned(),
+            },
+            State::WaitingForApproval => {
+                "agent-fleet posted a plan and is waiting for approval (`/approve` or `/revise <feedback>`).".to_owned()
+            }
+            State::Failed(reason) => format!("agent-fleet could not finish: {reason}"),
+            State::Refused(reason) => format!("agent-fleet will not work on this: {reason}"),
+        }
+    }
+
+    fn checklist(&self, checked: &str, unchecked: &str) -> Vec<String> {
+        STEPS
+            .iter()
+            .enumerate()
+            .map(|(i, step)| {
+                format!(
+                    "- {} {step}",
+                    if i < self.done { checked } else { unchecked }
+                )
+            })
+            .collect()
+    }
+
+    fn details(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        if self.input_tokens + self.output_tokens > 0 {
+            lines.push(format!(
+                "Token usage: {} input, {} output.",
+                self.input_tokens, self.output_tokens
+            ));
+        }
+        if !self.context_files.is_empty() {
+            lines.push(format!("Context: {}", self.context_files.join(", ")));
+        }
+        lines.extend(self.notes.iter().cloned());
+        lines
+    }
+
+    /// The hidden task line lets a redelivered task see that it already finished.
+    fn task_line(&self) -> String {
+        format!(
+            "<!-- agent-fleet:task id={} state={} -->",
+            self.task_id,
+            self.state.key()
+        )
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut out = vec![
+            GITHUB_MARKER.to_owned(),
+            self.task_line(),
+            format!("**{}**", self.headline()),
+            String::new(),
+        ];
+        out.extend(self.checklist("[x]", "[ ]"));
+        let details = self.details();
+        if !details.is_empty() {
+            out.push(String::new());
+            out.extend(details);
+        }
+        out.push(String::new());
+        out.push(format!("<sub>task `{}`</sub>", self.task_id));
+        out.join("\n")
+    }
+
+    pub fn plain(&self) -> String {
+        let mut out = vec![self.headline(), String::new()];
+        out.push(self.checklist("[x]", "[ ]").join("\n"));
+        let details = self.details();
+        if !details.is_empty() {
+            out.push(String::new());
+            out.push(details.join("\n"));
+        }
+        out.push(String::new());
+        out.push(format!("task {} state={}", self.task_id, self.state.key()));
+        out.push(String::new());
+        out.push(JIRA_MARKER.to_owned());
+        out.join("\n")
+    }
+}
+
+/// Whether a status comment says this task already finished (so a redelivery can stop).
+pub fn finished_task(comment_text: &str, task_id: &str) -> bool {
+    comment_text.contains(&format!("agent-fleet:task id={task_id} state=done"))
+        || comment_text.contains(&format!("task {task_id} state=done"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_and_checklist() {
+        let mut s = Status {
+            task_id: "github:abc".into(),
+            mode: "quickfix".into(),
+            done: 1,
+            state: State::Working,
+            input_tokens: 10,
+            output_tokens: 5,
+            context_files: vec!["a.py".into()],
+            pr_url: None,
+            notes: vec![],
+        };
+        s.reach("context");
+        let md = s.markdown();
+        assert!(md.starts_with(GITHUB_MARKER));
+        assert!(md.contains("- [x] context\n- [ ] LLM"));
+        assert!(md.contains("Token usage: 10 input, 5 output."));
+        assert!(!finished_task(&md, "github:abc"));
+        s.state = State::Done;
+        assert!(finished_task(&s.markdown(), "github:abc"));
+        assert!(finished_task(&s.plain(), "github:abc"));
+        assert!(s.plain().trim_end().ends_with(JIRA_MARKER));
+    }
+}

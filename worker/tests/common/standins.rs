@@ -1,0 +1,506 @@
+//! Local stand-ins for GitHub's REST API (stateful, recording every request) and for an
+//! LLM provider speaking both the Anthropic and the OpenAI-compatible API, answering from a
+//! script chosen by `X-Agent-Phase`; plus local bare git repositories for clone and push.
+#![allow(dead_code)]
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use serde_json::{Value, json};
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+async fn serve(router: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    format!("http://{addr}")
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct GithubState {
+    pub permissions: HashMap<String, String>,
+    pub comments: Vec<Value>,
+    pub pulls: Vec<Value>,
+    pub requests: Vec<String>,
+    pub review_requests: Vec<(u64, Vec<String>)>,
+    pub ready_for_review: Vec<String>,
+    next_id: u64,
+}
+
+#[derive(Clone, Default)]
+pub struct FakeGithub {
+    pub state: Arc<Mutex<GithubState>>,
+    pub url: String,
+}
+
+type Gh = State<Arc<Mutex<GithubState>>>;
+
+fn log(state: &Arc<Mutex<GithubState>>, line: String) -> std::sync::MutexGuard<'_, GithubState> {
+    let mut s = state.lock().expect("lock");
+    s.requests.push(line);
+    s
+}
+
+impl FakeGithub {
+    pub async fn start(permissions: &[(&str, &str)]) -> Self {
+        let state = Arc::new(Mutex::new(GithubState {
+            permissions: permissions
+                .iter()
+                .map(|(u, p)| (u.to_string(), p.to_string()))
+                .collect(),
+            next_id: 1000,
+            ..GithubState::default()
+        }));
+        let router = Router::new()
+            .route(
+                "/repos/{o}/{r}/collaborators/{u}/permission",
+                get(permission),
+            )
+            .route(
+                "/repos/{o}/{r}/issues/{n}/comments",
+                get(list_comments).post(create_comment),
+            )
+            .route("/repos/{o}/{r}/issues/comments/{id}", patch(edit_comment))
+            .route(
+                "/repos/{o}/{r}/issues/comments/{id}/reactions",
+                post(ok_created),
+            )
+            .route(
+                "/repos/{o}/{r}/issues/{n}/labels/{l}",
+                axum::routing::delete(ok_empty),
+            )
+            .route("/repos/{o}/{r}/pulls", get(list_pulls).post(create_pull))
+            .route("/repos/{o}/{r}/pulls/{n}", get(get_pull).patch(update_pull))
+            .route(
+                "/repos/{o}/{r}/pulls/{n}/requested_reviewers",
+                post(request_reviewers),
+            )
+            .route("/graphql", post(graphql))
+            .with_state(state.clone());
+        let url = serve(router).await;
+        Self { state, url }
+    }
+
+    pub fn comments_on(&self, number: u64) -> Vec<Value> {
+        let s = self.state.lock().expect("lock");
+        s.comments
+            .iter()
+            .filter(|c| c["issue"] == number)
+            .cloned()
+            .collect()
+    }
+
+    pub fn pulls(&self) -> Vec<Value> {
+        self.state.lock().expect("lock").pulls.clone()
+    }
+
+    pub fn requests(&self) -> Vec<String> {
+        self.state.lock().expect("lock").requests.clone()
+    }
+
+    /// Adds a comment as a user would (e.g. `/approve`).
+    pub fn add_comment(&self, number: u64, user: &str, body: &str) -> String {
+        let mut s = self.state.lock().expect("lock");
+        s.next_id += 1;
+        let id = s.next_id;
+        let comment = json!({
+            "id": id, "issue": number, "body": body, "user": {"login": user},
+            "created_at": format!("2026-11-21T12:{:02}:{:02}Z", (id / 60) % 60, id % 60),
+        });
+        s.comments.push(comment);
+        id.to_string()
+    }
+}
+
+async fn permission(
+    State(state): Gh,
+    Path((_o, _r, user)): Path<(String, String, String)>,
+) -> Response {
+    let s = log(&state, format!("GET permission {user}"));
+    match s.permissions.get(&user) {
+        Some(p) => axum::Json(json!({"permission": p, "role_name": p, "user": {"login": user}}))
+            .into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"message": "Not Found"})),
+        )
+            .into_response(),
+    }
+}
+
+async fn list_comments(
+    State(state): Gh,
+    Path((_o, _r, n)): Path<(String, String, u64)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let s = log(&state, format!("GET comments {n}"));
+    let page: usize = q.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+    let all: Vec<Value> = s
+        .comments
+        .iter()
+        .filter(|c| c["issue"] == n)
+        .cloned()
+        .collect();
+    let slice: Vec<Value> = all.into_iter().skip((page - 1) * 100).take(100).collect();
+    axum::Json(Value::Array(slice)).into_response()
+}
+
+async fn create_comment(
+    State(state): Gh,
+    Path((_o, _r, n)): Path<(String, String, u64)>,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    let mut s = log(&state, format!("POST comment {n}"));
+    s.next_id += 1;
+    let id = s.next_id;
+    let comment = json!({
+        "id": id, "issue": n, "body": body["body"], "user": {"login": "fleet-agent[bot]"},
+        "created_at": format!("2026-11-21T12:{:02}:{:02}Z", (id / 60) % 60, id % 60),
+    });
+    s.comments.push(comment.clone());
+    (StatusCode::CREATED, axum::Json(comment)).into_response()
+}
+
+async fn edit_comment(
+    State(state): Gh,
+    Path((_o, _r, id)): Path<(String, String, u64)>,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    let mut s = log(&state, format!("PATCH comment {id}"));
+    match s.comments.iter_mut().find(|c| c["id"] == id) {
+        Some(c) => {
+            c["body"] = body["body"].clone();
+            axum::Json(c.clone()).into_response()
+        }
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn ok_created() -> Response {
+    (StatusCode::CREATED, axum::Json(json!({}))).into_response()
+}
+
+async fn ok_empty() -> Response {
+    axum::Json(json!([])).into_response()
+}
+
+async fn list_pulls(State(state): Gh, Query(q): Query<HashMap<String, String>>) -> Response {
+    let s = log(&state, "GET pulls".into());
+    let head = q.get("head").cloned().unwrap_or_default();
+    let branch = head.split(':').nth(1).unwrap_or(&head).to_owned();
+    let open: Vec<Value> = s
+        .pulls
+        .iter()
+        .filter(|p| {
+            p["state"] == "open" && (branch.is_empty() || p["head"]["ref"] == branch.as_str())
+        })
+        .cloned()
+        .collect();
+    axum::Json(Value::Array(open)).into_response()
+}
+
+async fn create_pull(
+    State(state): Gh,
+    Path((o, r)): Path<(String, String)>,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    let mut s = log(&state, "POST pull".into());
+    let head = body["head"].as_str().unwrap_or("").to_owned();
+    if s.pulls
+        .iter()
+        .any(|p| p["state"] == "open" && p["head"]["ref"] == head.as_str())
+    {
+        return (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(json!({"message": "Validation Failed", "errors": [{"message": "A pull request already exists"}]}))).into_response();
+    }
+    let number = s.pulls.len() as u64 + 100;
+    let pull = json!({
+        "number": number, "state": "open", "title": body["title"], "body": body["body"],
+        "draft": body["draft"].as_bool().unwrap_or(false), "node_id": format!("PR_{number}"),
+        "html_url": format!("https://github.com/{o}/{r}/pull/{number}"),
+        "head": {"ref": head}, "base": {"ref": body["base"]},
+    });
+    s.pulls.push(pull.clone());
+    (StatusCode::CREATED, axum::Json(pull)).into_response()
+}
+
+async fn get_pull(State(state): Gh, Path((_o, _r, n)): Path<(String, String, u64)>) -> Response {
+    let s = log(&state, format!("GET pull {n}"));
+    match s.pulls.iter().find(|p| p["number"] == n) {
+        Some(p) => axum::Json(p.clone()).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"message": "Not Found"})),
+        )
+            .into_response(),
+    }
+}
+
+async fn update_pull(
+    State(state): Gh,
+    Path((_o, _r, n)): Path<(String, String, u64)>,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    let mut s = log(&state, format!("PATCH pull {n}"));
+    match s.pulls.iter_mut().find(|p| p["number"] == n) {
+        Some(p) => {
+            for key in ["title", "body"] {
+                if !body[key].is_null() {
+                    p[key] = body[key].clone();
+                }
+            }
+            axum::Json(p.clone()).into_response()
+        }
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn request_reviewers(
+    State(state): Gh,
+    Path((_o, _r, n)): Path<(String, String, u64)>,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    let mut s = log(&state, format!("POST reviewers {n}"));
+    let reviewers = body["reviewers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    s.review_requests.push((n, reviewers));
+    (StatusCode::CREATED, axum::Json(json!({}))).into_response()
+}
+
+async fn graphql(State(state): Gh, axum::Json(body): axum::Json<Value>) -> Response {
+    let mut s = log(&state, "POST graphql".into());
+    let id = body["variables"]["id"].as_str().unwrap_or("").to_owned();
+    if let Some(p) = s.pulls.iter_mut().find(|p| p["node_id"] == id.as_str()) {
+        p["draft"] = json!(false);
+    }
+    s.ready_for_review.push(id);
+    axum::Json(
+        json!({"data": {"markPullRequestReadyForReview": {"pullRequest": {"isDraft": false}}}}),
+    )
+    .into_response()
+}
+
+/// One scripted LLM answer.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    Text(String),
+    Status(u16, Option<u64>),
+}
+
+#[derive(Debug, Clone)]
+pub struct LlmCall {
+    pub path: String,
+    pub task: String,
+    pub phase: String,
+    pub auth: String,
+    pub body: Value,
+}
+
+#[derive(Debug, Default)]
+pub struct LlmState {
+    pub script: HashMap<String, VecDeque<Answer>>,
+    pub calls: Vec<LlmCall>,
+}
+
+#[derive(Clone, Default)]
+pub struct FakeLlm {
+    pub state: Arc<Mutex<LlmState>>,
+    pub url: String,
+}
+
+impl FakeLlm {
+    /// `script`: per phase (`edit`, `repair`, `plan`), the answers in order; the last one
+    /// repeats.
+    pub async fn start(script: &[(&str, Vec<Answer>)]) -> Self {
+        let state = Arc::new(Mutex::new(LlmState {
+            script: script
+                .iter()
+                .map(|(p, a)| (p.to_string(), a.iter().cloned().collect()))
+                .collect(),
+            calls: Vec::new(),
+        }));
+        let router = Router::new()
+            .route("/v1/messages", post(llm_answer))
+            .route("/v1/chat/completions", post(llm_answer))
+            .with_state(state.clone());
+        let url = serve(router).await;
+        Self { state, url }
+    }
+
+    pub fn calls(&self) -> Vec<LlmCall> {
+        self.state.lock().expect("lock").calls.clone()
+    }
+
+    pub fn phases(&self) -> Vec<String> {
+        self.calls().into_iter().map(|c| c.phase).collect()
+    }
+}
+
+async fn llm_answer(
+    State(state): State<Arc<Mutex<LlmState>>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let phase = header("x-agent-phase");
+    let mut s = state.lock().expect("lock");
+    s.calls.push(LlmCall {
+        path: uri.path().to_owned(),
+        task: header("x-agent-task"),
+        phase: phase.clone(),
+        auth: format!("{}{}", header("x-api-key"), header("authorization")),
+        body: body.clone(),
+    });
+    let answer = match s.script.get_mut(&phase) {
+        Some(queue) if queue.len() > 1 => queue.pop_front(),
+        Some(queue) => queue.front().cloned(),
+        None => None,
+    };
+    match answer {
+        Some(Answer::Text(text)) => {
+            if uri.path() == "/v1/messages" {
+                axum::Json(json!({
+                    "id": "msg_1", "type": "message", "role": "assistant",
+                    "content": [{"type": "text", "text": text}],
+                    "usage": {"input_tokens": 1200, "output_tokens": 80}
+                }))
+                .into_response()
+            } else {
+                axum::Json(json!({
+                    "choices": [{"message": {"role": "assistant", "content": text}}],
+                    "usage": {"prompt_tokens": 1200, "completion_tokens": 80}
+                }))
+                .into_response()
+            }
+        }
+        Some(Answer::Status(code, retry_after)) => {
+            let mut response = (
+                StatusCode::from_u16(code).expect("status"),
+                axum::Json(json!({"error": {"message": "scripted"}})),
+            )
+                .into_response();
+            if let Some(secs) = retry_after {
+                response
+                    .headers_mut()
+                    .insert("retry-after", secs.to_string().parse().expect("header"));
+            }
+            response
+        }
+        None => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": {"message": format!("no script for phase {phase}")}})),
+        )
+            .into_response(),
+    }
+}
+
+fn git(cwd: &std::path::Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .args([
+            "-c",
+            "user.name=Dev",
+            "-c",
+            "user.email=dev@example.com",
+            "-c",
+            "protocol.file.allow=always",
+        ])
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("git");
+    assert!(
+        output.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Bare repositories under `<root>/github/<owner>/<name>.git`, reached by the worker through
+/// `url.<root>/github/.insteadOf=https://github.com/` (git configuration by environment).
+pub struct LocalGithubRepos {
+    pub root: PathBuf,
+}
+
+impl LocalGithubRepos {
+    pub fn new(root: PathBuf) -> Self {
+        Self { root }
+    }
+
+    /// Creates `owner/name` with `files` committed on `main`.
+    pub fn create(&self, slug: &str, files: &[(&str, &str)]) -> PathBuf {
+        let work = self.root.join("seed").join(slug);
+        std::fs::create_dir_all(&work).expect("mkdir");
+        git(&work, &["init", "-q", "-b", "main"]);
+        for (path, content) in files {
+            let full = work.join(path);
+            std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
+            std::fs::write(full, content).expect("write");
+        }
+        git(&work, &["add", "."]);
+        git(&work, &["commit", "-qm", "initial"]);
+        let bare = self.root.join("github").join(format!("{slug}.git"));
+        std::fs::create_dir_all(bare.parent().expect("parent")).expect("mkdir");
+        git(
+            &self.root,
+            &[
+                "clone",
+                "-q",
+                "--bare",
+                work.to_str().expect("utf8"),
+                bare.to_str().expect("utf8"),
+            ],
+        );
+        bare
+    }
+
+    /// Environment entries that make the worker's git see these repositories.
+    pub fn git_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("GIT_CONFIG_COUNT".into(), "1".into()),
+            (
+                "GIT_CONFIG_KEY_0".into(),
+                format!("url.file://{}/github/.insteadOf", self.root.display()),
+            ),
+            ("GIT_CONFIG_VALUE_0".into(), "https://github.com/".into()),
+        ]
+    }
+
+    /// `git` in a bare repository.
+    pub fn git_in(&self, slug: &str, args: &[&str]) -> String {
+        git(&self.root.join("github").join(format!("{slug}.git")), args)
+    }
+
+    /// A file's content on a branch, or None.
+    pub fn file_on(&self, slug: &str, branch: &str, path: &str) -> Option<String> {
+        let bare = self.root.join("github").join(format!("{slug}.git"));
+        let output = Command::new("git")
+            .args(["show", &format!("{branch}:{path}")])
+            .current_dir(&bare)
+            .output()
+            .expect("git");
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+}
