@@ -354,6 +354,30 @@ impl Git {
             .to_owned())
     }
 
+    /// The remote's default branch (what `origin/HEAD` names), e.g. `main`.
+    pub async fn remote_default_branch(
+        &self,
+        repo: &Path,
+        cancel: &CancellationToken,
+    ) -> Result<String, GitError> {
+        let out = self
+            .run(
+                "ls-remote",
+                Some(repo),
+                &["ls-remote", "--symref", "origin", "HEAD"],
+                LOCAL_OP,
+                cancel,
+            )
+            .await?;
+        out.lines()
+            .find_map(|l| l.strip_prefix("ref: refs/heads/"))
+            .and_then(|l| l.split_whitespace().next())
+            .map(str::to_owned)
+            .ok_or(GitError::NotFound(
+                "the remote has no default branch".into(),
+            ))
+    }
+
     /// The commit `branch` points at on `origin`, if it exists.
     pub async fn remote_head(
         &self,

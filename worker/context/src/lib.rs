@@ -6,8 +6,8 @@
 //! # Pipeline
 //! 1. [`walk`]: gitignore-aware walk reading every text file worth ranking.
 //! 2. [`issue`]: what the issue names: paths, dotted modules, trace frames, identifiers.
-//! 3. [`lexical`]: one fast pass over all files: BM25 term counts and a keyword scan for
-//!    definitions.
+//! 3. [`lexical`]: one fast pass over all files: BM25 term counts (per file and per
+//!    60-line window) and a keyword scan for definitions.
 //! 4. [`rank`]: signals per file combined; the best candidates (and the files their
 //!    references lead to) are parsed with tree-sitter ([`tags`]) for exact definitions and
 //!    the reference graph, which personalized PageRank uses to re-rank.
@@ -234,6 +234,8 @@ pub fn select(repo: &Path, issue_text: &str, options: &SelectOptions) -> anyhow:
     let trace = rank::trace_signal(&index, &frames, n);
     let stem = rank::stem_signal(files, &idents);
     let literal = rank::literal_signal(files, &issue::literal_phrases(issue_text));
+    let lexical_relevance: Vec<f64> = (0..n).map(|i| (bm25[i] + best_window[i]) / 2.0).collect();
+    let tests = rank::tests_signal(files, &lexical_relevance);
     let mut signals: Vec<Signals> = (0..n)
         .map(|i| Signals {
             path: mentions[i],
@@ -242,6 +244,7 @@ pub fn select(repo: &Path, issue_text: &str, options: &SelectOptions) -> anyhow:
             bm25: bm25[i],
             window: best_window[i],
             stem: stem[i],
+            tests: tests[i],
             literal: literal[i],
             graph: 0.0,
         })

@@ -19,6 +19,9 @@ pub const W_DEF: f64 = 3.0;
 pub const W_BM25: f64 = 1.5;
 /// BM25 of the file's best window of lines (normalized to the best window).
 pub const W_WINDOW: f64 = 1.0;
+/// The file's tests match the issue lexically (tests are demoted, but what they exercise is
+/// not).
+pub const W_TESTS: f64 = 1.0;
 /// The file's name is a word of the issue (`latex.py` for "latex printing").
 pub const W_STEM: f64 = 1.0;
 /// A literal phrase of the issue (flag, error message) found verbatim in the file.
@@ -180,7 +183,8 @@ pub fn mention_signal(
 }
 
 /// Stack-trace signal: each frame in the repository scores 1 / (1 + depth / 2), where depth
-/// counts only the frames found in the repository (library frames are skipped).
+/// counts only the frames found in the repository (library frames are skipped); the
+/// outermost of them at least [`TRACE_OUTERMOST`].
 pub fn trace_signal(index: &PathIndex, frames: &[Frame], n_files: usize) -> Vec<f64> {
     let mut s = vec![0.0; n_files];
     let mut resolved: Vec<(usize, usize)> = frames
@@ -191,12 +195,20 @@ pub fn trace_signal(index: &PathIndex, frames: &[Frame], n_files: usize) -> Vec<
         })
         .collect();
     resolved.sort_unstable();
+    // The outermost frame in the repository is the entry point the reporter called, where
+    // a fix often belongs too (a wrong argument handed down).
+    if let Some(&(_, outer)) = resolved.last() {
+        s[outer] = TRACE_OUTERMOST;
+    }
     for (rank, (_, file)) in resolved.into_iter().enumerate() {
         let w = 1.0 / (1.0 + rank as f64 / 2.0);
         s[file] = f64::max(s[file], w);
     }
     s
 }
+
+/// Trace signal of the outermost frame in the repository (the innermost has 1).
+pub const TRACE_OUTERMOST: f64 = 0.75;
 
 /// How a definition's name matches one of the issue's identifiers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -430,6 +442,7 @@ pub struct Signals {
     pub bm25: f64,
     pub window: f64,
     pub stem: f64,
+    pub tests: f64,
     pub literal: f64,
     pub graph: f64,
 }
@@ -442,6 +455,7 @@ pub fn combine(s: &Signals, role: FileRole) -> f64 {
         + W_BM25 * s.bm25
         + W_WINDOW * s.window
         + W_STEM * s.stem
+        + W_TESTS * s.tests
         + W_LITERAL * s.literal
         + W_GRAPH * s.graph)
         * role_factor(role)
@@ -534,6 +548,50 @@ pub fn literal_signal(files: &[SourceFile], phrases: &[String]) -> Vec<f64> {
             if count[p] <= MAX_LITERAL_FILES {
                 s[i] = f64::max(s[i], 1.0 / (count[p].max(1) as f64).sqrt());
             }
+        }
+    }
+    s
+}
+
+/// The name of the module a test file tests: `test_skipping.py`, `skipping_test.go`,
+/// `skipping.test.ts`, `SkippingTest.java` → `skipping`.
+pub fn tested_stem(path: &str) -> Option<String> {
+    let name = path.rsplit('/').next()?;
+    let stem = name.split('.').next()?.to_ascii_lowercase();
+    let core = stem
+        .strip_prefix("test_")
+        .or_else(|| stem.strip_suffix("_test"))
+        .or_else(|| stem.strip_suffix("_tests"))
+        .or_else(|| stem.strip_suffix("test").filter(|s| !s.is_empty()))
+        .or_else(|| stem.strip_prefix("test").filter(|s| !s.is_empty()))
+        .or_else(|| {
+            let parts: Vec<&str> = name.split('.').collect();
+            (parts.len() >= 3 && matches!(parts[parts.len() - 2], "test" | "spec"))
+                .then_some(stem.as_str())
+        })?;
+    (core.len() >= 3).then(|| core.to_string())
+}
+
+/// Test signal: each test file passes its lexical relevance (`relevance`, 0..1) to the
+/// source files of the module it tests, shared among files with that name.
+pub fn tests_signal(files: &[SourceFile], relevance: &[f64]) -> Vec<f64> {
+    let mut by_stem: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, f) in files.iter().enumerate() {
+        if f.role == FileRole::Source {
+            by_stem.entry(stem_of(&f.path)).or_default().push(i);
+        }
+    }
+    let mut s = vec![0.0; files.len()];
+    for (i, f) in files.iter().enumerate() {
+        if f.role != FileRole::Test || relevance[i] <= 0.0 {
+            continue;
+        }
+        let Some(targets) = tested_stem(&f.path).and_then(|t| by_stem.get(&t)) else {
+            continue;
+        };
+        let share = relevance[i] / (targets.len() as f64).sqrt();
+        for &j in targets {
+            s[j] = f64::max(s[j], share);
         }
     }
     s

@@ -834,3 +834,87 @@ fn short_names_do_not_match_definitions() {
     // A single word does not match as a part of longer names.
     assert_eq!(m.matches("var_symbols"), None);
 }
+
+#[test]
+fn windows_count_terms_per_stretch_of_lines() {
+    let mut q = lexical::TermMap::default();
+    q.insert("latex".to_string(), 0);
+    // 200 lines; the term only in lines 130..133.
+    let mut text = String::new();
+    for i in 0..200 {
+        if (130..133).contains(&i) {
+            text.push_str("return latex(expr)\n");
+        } else {
+            text.push_str("x = other_value\n");
+        }
+    }
+    let scan = lexical::scan("a.py", &text, &q);
+    assert_eq!(
+        scan.windows.len(),
+        200_usize.div_ceil(lexical::WINDOW_LINES)
+    );
+    let with_term: Vec<usize> = scan
+        .windows
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| !w.term_counts.is_empty())
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(with_term, [130 / lexical::WINDOW_LINES]);
+    assert_eq!(scan.windows[with_term[0]].term_counts, [(0, 3)]);
+    let total: u32 = scan.windows.iter().map(|w| w.length).sum();
+    // The path's words count for the file but not for its windows.
+    assert_eq!(total + 2, scan.length, "`a` and `py`");
+}
+
+#[test]
+fn definitions_api_gives_spans() {
+    let defs = fleet_context::definitions(Lang::Go, &fixture("sample.go")).unwrap();
+    let remaining = defs.iter().find(|d| d.name == "Remaining").unwrap();
+    assert_eq!(
+        (
+            remaining.kind.as_str(),
+            remaining.start_line,
+            remaining.end_line
+        ),
+        ("method", 9, 11)
+    );
+}
+
+#[test]
+fn tests_point_at_the_module_they_test() {
+    assert_eq!(
+        rank::tested_stem("pkg/tests/test_skipping.py").as_deref(),
+        Some("skipping")
+    );
+    assert_eq!(
+        rank::tested_stem("store/cache_test.go").as_deref(),
+        Some("cache")
+    );
+    assert_eq!(rank::tested_stem("src/app.spec.ts").as_deref(), Some("app"));
+    assert_eq!(
+        rank::tested_stem("src/test/java/CacheTest.java").as_deref(),
+        Some("cache")
+    );
+    assert_eq!(
+        rank::tested_stem("tests/test_a.py"),
+        None,
+        "too short to name a module"
+    );
+    let files: Vec<walk::SourceFile> = [
+        "pkg/skipping.py",
+        "pkg/tests/test_skipping.py",
+        "pkg/other.py",
+        "pkg/tests/test_other.py",
+    ]
+    .iter()
+    .map(|p| walk::SourceFile {
+        path: p.to_string(),
+        text: String::new(),
+        lang: Some(Lang::Python),
+        role: walk::role_of(p),
+    })
+    .collect();
+    let s = rank::tests_signal(&files, &[0.2, 0.9, 0.3, 0.0]);
+    assert_eq!(s, [0.9, 0.0, 0.0, 0.0]);
+}

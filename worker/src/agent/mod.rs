@@ -1,6 +1,8 @@
 //! The coding agent: the `agent` task handler (QuickFix, Plan, Implement) and what it is
 //! made of.
 
+pub mod plan;
+pub mod planning;
 pub mod prompts;
 pub mod quickfix;
 pub mod run;
@@ -79,10 +81,8 @@ impl Agent {
     pub async fn execute(run: &mut Run<'_>) -> Result<(), Failure> {
         match run.task.mode {
             Mode::Quickfix => quickfix::run(run).await,
-            Mode::Plan | Mode::Implement => Err(Failure::Unsupported(format!(
-                "mode {} is not supported by this worker yet",
-                run.task.mode
-            ))),
+            Mode::Plan => planning::plan(run).await,
+            Mode::Implement => planning::implement(run).await,
         }
     }
 

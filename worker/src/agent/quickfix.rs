@@ -1,7 +1,7 @@
 //! QuickFix: from a labeled issue straight to a pull request.
 
 use super::prompts;
-use super::run::{Failure, Run, branch_for};
+use super::run::{Failure, Run};
 use super::status::State;
 use crate::git::Pushed;
 
@@ -52,7 +52,7 @@ pub async fn run(run: &mut Run<'_>) -> Result<(), Failure> {
     }
     run.step("pushed").await?;
 
-    let branch = branch_for(run.task);
+    let branch = run.branch.clone();
     let title = format!("{} (agent-fleet)", run.task.issue.title.trim());
     let files = edited
         .applied
@@ -73,12 +73,11 @@ pub async fn run(run: &mut Run<'_>) -> Result<(), Failure> {
         .collect::<Vec<_>>()
         .join(", ");
     let body = format!(
-        "{summary}\n\n### Files changed\n{files}\n\n### Context used\n{context}\n\n### Token usage\n{} input, {} output tokens.\n\n{}\n\n<!-- agent-fleet:issue key={} task={} -->",
+        "{summary}\n\n### Files changed\n{files}\n\n### Context used\n{context}\n\n### Token usage\n{} input, {} output tokens.\n\n{}\n\n{}",
         run.usage.input_tokens,
         run.usage.output_tokens,
         run.issue_reference(),
-        run.task.issue.key,
-        run.task.task_id,
+        run.pull_marker(),
     );
     let pr = run
         .github

@@ -59,12 +59,30 @@ impl From<LlmError> for Failure {
     }
 }
 
-/// The branch the agent owns for an issue.
-pub fn branch_for(task: &TaskMessage) -> String {
-    match (task.issue.tracker, task.issue.number) {
+/// The branch the agent owns for an issue: `agent/github-<number>` or `agent/jira-<KEY>`.
+pub fn branch_for(tracker: Tracker, number: Option<u64>, key: &str) -> String {
+    match (tracker, number) {
         (Tracker::Github, Some(number)) => format!("agent/github-{number}"),
-        _ => format!("agent/jira-{}", task.issue.key),
+        _ => format!("agent/jira-{key}"),
     }
+}
+
+/// The issue number an agent PR belongs to: from its branch name, else from the marker the
+/// agent writes into its PR bodies.
+pub fn issue_of_pull(head: &str, body: &str) -> Option<u64> {
+    if let Some(n) = head
+        .strip_prefix("agent/github-")
+        .and_then(|n| n.parse().ok())
+    {
+        return Some(n);
+    }
+    let marker = body.split("<!-- agent-fleet:issue ").nth(1)?;
+    let number = marker.split("number=").nth(1)?;
+    number
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// The edits of one answer, applied and through the syntax gate.
@@ -85,6 +103,10 @@ pub struct Run<'a> {
     pub usage: Usage,
     pub git: Git,
     pub repo_dir: PathBuf,
+    /// The GitHub issue the task is about (a PR comment's task is mapped back to it).
+    pub issue_number: Option<u64>,
+    /// The agent's branch for the issue.
+    pub branch: String,
     /// `worker run --dry-run`: no tracker is touched, nothing is pushed.
     pub dry_run: bool,
     /// Clone from here instead of the task's repository (`worker run` on a local folder).
@@ -101,11 +123,28 @@ impl<'a> Run<'a> {
             Failure::Permanent("GITHUB_TOKEN (or a GitHub App) is not configured".into())
         })?;
         let github = GitHub::connect(&agent.settings.github_api, auth, &task.repo_url).await?;
+        let mut issue_number = task.issue.number;
         let thread = match task.issue.tracker {
             Tracker::Github => {
-                let number = task.issue.number.ok_or_else(|| {
+                let mut number = task.issue.number.ok_or_else(|| {
                     Failure::Unsupported("a GitHub task without an issue number".into())
                 })?;
+                if task.issue.pull_request {
+                    let pull = github.pull(number).await?.ok_or_else(|| {
+                        Failure::Permanent(format!("pull request #{number} not found"))
+                    })?;
+                    number = issue_of_pull(&pull.head, &pull.body).ok_or_else(|| {
+                        Failure::Permanent(format!(
+                            "pull request #{number} is not an agent-fleet pull request"
+                        ))
+                    })?;
+                    tracing::info!(
+                        pull = pull.number,
+                        issue = number,
+                        "comment on a pull request mapped to its issue"
+                    );
+                    issue_number = Some(number);
+                }
                 IssueThread::Github {
                     github: github.clone(),
                     number,
@@ -134,6 +173,8 @@ impl<'a> Run<'a> {
             usage: Usage::default(),
             git,
             repo_dir: ctx.workdir.join("repo"),
+            branch: branch_for(task.issue.tracker, issue_number, &task.issue.key),
+            issue_number,
             dry_run: false,
             clone_source: None,
         })
@@ -170,6 +211,8 @@ impl<'a> Run<'a> {
             usage: Usage::default(),
             git: Git::new(Some(token), &origin),
             repo_dir: ctx.workdir.join("repo"),
+            branch: branch_for(task.issue.tracker, task.issue.number, &task.issue.key),
+            issue_number: task.issue.number,
             dry_run: true,
             clone_source,
         })
@@ -539,7 +582,7 @@ impl<'a> Run<'a> {
         allow_empty: bool,
     ) -> Result<Pushed, Failure> {
         let started = Instant::now();
-        let branch = branch_for(self.task);
+        let branch = self.branch.clone();
         let identity = self.identity();
         let change = CommitSpec {
             branch: &branch,
@@ -566,9 +609,19 @@ impl<'a> Run<'a> {
         Ok(pushed)
     }
 
+    /// The hidden line in PR bodies that maps a PR back to its issue.
+    pub fn pull_marker(&self) -> String {
+        format!(
+            "<!-- agent-fleet:issue key={} number={} task={} -->",
+            self.task.issue.key,
+            self.issue_number.map(|n| n.to_string()).unwrap_or_default(),
+            self.task.task_id
+        )
+    }
+
     /// The line a PR body or Jira comment uses to point at the issue.
     pub fn issue_reference(&self) -> String {
-        match (self.task.issue.tracker, self.task.issue.number) {
+        match (self.task.issue.tracker, self.issue_number) {
             (Tracker::Github, Some(n)) => format!("Fixes #{n}"),
             _ => format!("Jira: [{}]({})", self.task.issue.key, self.task.issue.url),
         }
@@ -603,6 +656,23 @@ pub fn summary_of(answer: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pulls_map_back_to_their_issue() {
+        assert_eq!(issue_of_pull("agent/github-42", ""), Some(42));
+        assert_eq!(
+            issue_of_pull(
+                "feature",
+                "x <!-- agent-fleet:issue key=a/b#7 number=7 task=t -->"
+            ),
+            Some(7)
+        );
+        assert_eq!(issue_of_pull("feature", "no marker"), None);
+        assert_eq!(
+            branch_for(Tracker::Jira, None, "PAY-42"),
+            "agent/jira-PAY-42"
+        );
+    }
 
     #[test]
     fn summary_is_the_first_prose_line() {

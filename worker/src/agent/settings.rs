@@ -19,6 +19,7 @@ pub struct AgentSettings {
     /// Required to work tasks; `worker run --dry-run` does without.
     pub github_auth: Option<GithubAuth>,
     pub agent_login: Option<String>,
+    pub agent_jira_account_id: Option<String>,
     pub git_name: String,
     pub git_email: String,
     pub jira: Option<JiraSettings>,
@@ -74,6 +75,7 @@ impl AgentSettings {
             github_api: env.string_or("GITHUB_API_URL", "https://api.github.com"),
             github_auth,
             agent_login: env.get("AGENT_GITHUB_LOGIN"),
+            agent_jira_account_id: env.get("AGENT_JIRA_ACCOUNT_ID"),
             git_name: env.string_or("AGENT_GIT_NAME", "agent-fleet"),
             git_email: env.string_or("AGENT_GIT_EMAIL", "agent-fleet@users.noreply.github.com"),
             jira,

@@ -157,8 +157,10 @@ impl Status {
 
 /// Whether a status comment says this task already finished (so a redelivery can stop).
 pub fn finished_task(comment_text: &str, task_id: &str) -> bool {
-    comment_text.contains(&format!("agent-fleet:task id={task_id} state=done"))
-        || comment_text.contains(&format!("task {task_id} state=done"))
+    ["done", "waiting"].iter().any(|state| {
+        comment_text.contains(&format!("agent-fleet:task id={task_id} state={state}"))
+            || comment_text.contains(&format!("task {task_id} state={state}"))
+    })
 }
 
 #[cfg(test)]

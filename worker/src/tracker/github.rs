@@ -259,6 +259,21 @@ impl GitHub {
         Ok(out)
     }
 
+    /// Any issue or pull request comment of the repository, by id.
+    pub async fn comment(&self, id: &str) -> Result<Option<Comment>, ApiError> {
+        let path = format!("{}/issues/comments/{id}", self.repo_path());
+        Ok(
+            send_json(SERVICE, self.request(reqwest::Method::GET, &path), true)
+                .await?
+                .map(|c| Comment {
+                    id: id_string(&c["id"]),
+                    body: c["body"].as_str().unwrap_or("").to_owned(),
+                    author: c["user"]["login"].as_str().unwrap_or("").to_owned(),
+                    created_at: c["created_at"].as_str().unwrap_or("").to_owned(),
+                }),
+        )
+    }
+
     pub async fn post_comment(&self, number: u64, body: &str) -> Result<Comment, ApiError> {
         let path = format!("{}/issues/{number}/comments", self.repo_path());
         let value = send_json(

@@ -15,6 +15,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod standins;
+pub mod world;
 
 pub const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 

@@ -69,7 +69,10 @@ impl FakeGithub {
                 "/repos/{o}/{r}/issues/{n}/comments",
                 get(list_comments).post(create_comment),
             )
-            .route("/repos/{o}/{r}/issues/comments/{id}", patch(edit_comment))
+            .route(
+                "/repos/{o}/{r}/issues/comments/{id}",
+                patch(edit_comment).get(get_comment),
+            )
             .route(
                 "/repos/{o}/{r}/issues/comments/{id}/reactions",
                 post(ok_created),
@@ -182,6 +185,21 @@ async fn edit_comment(
             axum::Json(c.clone()).into_response()
         }
         None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn get_comment(
+    State(state): Gh,
+    Path((_o, _r, id)): Path<(String, String, u64)>,
+) -> Response {
+    let s = log(&state, format!("GET comment {id}"));
+    match s.comments.iter().find(|c| c["id"] == id) {
+        Some(c) => axum::Json(c.clone()).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"message": "Not Found"})),
+        )
+            .into_response(),
     }
 }
 
@@ -503,4 +521,152 @@ impl LocalGithubRepos {
             .success()
             .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
     }
+}
+
+/// A Jira Cloud stand-in (REST v3 comments with ADF bodies, issue, permission check).
+#[derive(Debug, Clone, Default)]
+pub struct JiraState {
+    /// issue key -> comments (`id`, `author.accountId`, `body` ADF, `created`)
+    pub comments: HashMap<String, Vec<Value>>,
+    /// account ids with EDIT_ISSUES
+    pub editors: Vec<String>,
+    pub requests: Vec<String>,
+    next_id: u64,
+}
+
+#[derive(Clone, Default)]
+pub struct FakeJira {
+    pub state: Arc<Mutex<JiraState>>,
+    pub url: String,
+}
+
+pub const JIRA_AGENT: &str = "712020:2f3e0c4a-agent";
+
+impl FakeJira {
+    pub async fn start(editors: &[&str]) -> Self {
+        let state = Arc::new(Mutex::new(JiraState {
+            editors: editors.iter().map(|s| s.to_string()).collect(),
+            next_id: 10600,
+            ..JiraState::default()
+        }));
+        let router = Router::new()
+            .route(
+                "/rest/api/3/issue/{key}/comment",
+                get(jira_comments).post(jira_add_comment),
+            )
+            .route(
+                "/rest/api/3/issue/{key}/comment/{id}",
+                axum::routing::put(jira_edit_comment),
+            )
+            .route("/rest/api/3/issue/{key}", get(jira_issue))
+            .route("/rest/api/3/permissions/check", post(jira_permissions))
+            .with_state(state.clone());
+        let url = serve(router).await;
+        Self { state, url }
+    }
+
+    /// Comments of an issue, their ADF flattened to text.
+    pub fn texts(&self, key: &str) -> Vec<String> {
+        let s = self.state.lock().expect("lock");
+        s.comments
+            .get(key)
+            .into_iter()
+            .flatten()
+            .map(|c| shared::adf::body_text(&c["body"]))
+            .collect()
+    }
+
+    /// A human comment in the shape of the fixtures (ADF body).
+    pub fn add_comment(&self, key: &str, account: &str, text: &str) -> String {
+        let mut s = self.state.lock().expect("lock");
+        s.next_id += 1;
+        let id = s.next_id;
+        s.comments.entry(key.to_owned()).or_default().push(json!({
+            "id": id.to_string(), "author": {"accountId": account},
+            "body": shared::adf::document(text, None),
+            "created": format!("2026-11-21T12:{:02}:{:02}.000+0000", (id / 60) % 60, id % 60),
+        }));
+        id.to_string()
+    }
+}
+
+async fn jira_comments(
+    State(state): State<Arc<Mutex<JiraState>>>,
+    Path(key): Path<String>,
+) -> Response {
+    let mut s = state.lock().expect("lock");
+    s.requests.push(format!("GET comments {key}"));
+    let comments = s.comments.get(&key).cloned().unwrap_or_default();
+    axum::Json(
+        json!({"startAt": 0, "maxResults": 100, "total": comments.len(), "comments": comments}),
+    )
+    .into_response()
+}
+
+async fn jira_add_comment(
+    State(state): State<Arc<Mutex<JiraState>>>,
+    Path(key): Path<String>,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    let mut s = state.lock().expect("lock");
+    s.requests.push(format!("POST comment {key}"));
+    if body["body"]["type"] != "doc" {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"errorMessages": ["v3 takes ADF bodies only"]})),
+        )
+            .into_response();
+    }
+    s.next_id += 1;
+    let id = s.next_id;
+    let comment = json!({
+        "id": id.to_string(), "author": {"accountId": JIRA_AGENT}, "body": body["body"],
+        "created": format!("2026-11-21T12:{:02}:{:02}.000+0000", (id / 60) % 60, id % 60),
+    });
+    s.comments.entry(key).or_default().push(comment.clone());
+    (StatusCode::CREATED, axum::Json(comment)).into_response()
+}
+
+async fn jira_edit_comment(
+    State(state): State<Arc<Mutex<JiraState>>>,
+    Path((key, id)): Path<(String, String)>,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    let mut s = state.lock().expect("lock");
+    s.requests.push(format!("PUT comment {key} {id}"));
+    let Some(comment) = s
+        .comments
+        .get_mut(&key)
+        .and_then(|list| list.iter_mut().find(|c| c["id"] == id.as_str()))
+    else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    comment["body"] = body["body"].clone();
+    axum::Json(comment.clone()).into_response()
+}
+
+async fn jira_issue(Path(key): Path<String>) -> Response {
+    let id = 10000
+        + key
+            .rsplit('-')
+            .next()
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+    axum::Json(json!({"id": id.to_string(), "key": key, "fields": {"summary": "x"}}))
+        .into_response()
+}
+
+async fn jira_permissions(
+    State(state): State<Arc<Mutex<JiraState>>>,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    let s = state.lock().expect("lock");
+    let account = body["accountId"].as_str().unwrap_or("");
+    let issues = body["projectPermissions"][0]["issues"].clone();
+    let granted = if s.editors.iter().any(|e| e == account) {
+        issues
+    } else {
+        json!([])
+    };
+    axum::Json(json!({"projectPermissions": [{"permission": "EDIT_ISSUES", "issues": granted, "projects": []}]})).into_response()
 }

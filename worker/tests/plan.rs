@@ -1,0 +1,458 @@
+//! Plan mode end to end: plan, /approve (on the issue or the PR), /revise, implement, on
+//! GitHub and on Jira, with the real broker, a spawned worker and the stand-ins.
+
+mod common;
+
+use common::standins::{Answer, JIRA_AGENT};
+use common::world::*;
+use shared::task::{Approval, Revision};
+use shared::{Mode, TaskMessage, Tracker};
+
+fn plan_json(summary: &str) -> String {
+    format!(
+        "```json\n{{\"summary\": \"{summary}\", \"files\": [{{\"path\": \"pay/refunds.py\", \"change\": \"round the amount\"}}], \"steps\": [\"round in refund()\"], \"risks\": [\"none\"], \"tests\": \"a unit test\"}}\n```"
+    )
+}
+
+/// An edit to a file the plan does not name: refused and fed back once.
+fn off_plan_answer() -> String {
+    "Also fix the README.\n\nREADME.md\n```\n<<<<<<< SEARCH\n# payments\n=======\n# payments (rounded)\n>>>>>>> REPLACE\n```\n".into()
+}
+
+fn plan_task(world: &World, id: &str, number: u64) -> TaskMessage {
+    let mut task = world.task(id, number, "dev1");
+    task.mode = Mode::Plan;
+    task
+}
+
+fn approve_task(
+    world: &World,
+    id: &str,
+    number: u64,
+    comment_id: &str,
+    approver: &str,
+) -> TaskMessage {
+    let mut task = world.task(id, number, approver);
+    task.mode = Mode::Implement;
+    task.trigger.event = "issue_comment.created".into();
+    task.approval = Some(Approval {
+        comment_id: comment_id.into(),
+        approver: approver.into(),
+    });
+    task
+}
+
+fn plan_comments(world: &World, number: u64) -> Vec<String> {
+    world
+        .github
+        .comments_on(number)
+        .iter()
+        .filter_map(|c| c["body"].as_str().map(str::to_owned))
+        .filter(|b| b.contains("<!-- agent-fleet:plan v="))
+        .collect()
+}
+
+fn hash_of(comment: &str) -> String {
+    comment
+        .split("hash=")
+        .nth(1)
+        .expect("hash")
+        .chars()
+        .take_while(char::is_ascii_hexdigit)
+        .collect()
+}
+
+fn commits_on(world: &World, branch: &str) -> usize {
+    world
+        .repos
+        .git_in(REPO, &["rev-list", "--count", branch])
+        .trim()
+        .parse()
+        .expect("count")
+}
+
+#[tokio::test]
+async fn plan_then_approve_implements_it_once() {
+    let world = World::new(
+        "plan-gh",
+        5,
+        &[
+            (
+                "plan",
+                vec![Answer::Text(plan_json("Round refunds to cents"))],
+            ),
+            ("edit", vec![Answer::Text(off_plan_answer())]),
+            ("repair", vec![Answer::Text(good_answer())]),
+        ],
+    )
+    .await;
+    let worker = world.worker(&[]);
+    worker.wait_ready().await;
+    let plan = plan_task(&world, "github:plan-1", 21);
+    world.fleet.publish(&plan).await;
+    assert_eq!(
+        finished(&worker, &plan.task_id).await,
+        "done",
+        "{}",
+        worker.log_text()
+    );
+
+    // The branch: one empty commit on top of main.
+    assert_eq!(
+        world
+            .repos
+            .git_in(REPO, &["log", "-1", "--format=%s", "agent/github-21"])
+            .trim(),
+        "agent-fleet: plan for acme/payments#21"
+    );
+    assert_eq!(
+        commits_on(&world, "agent/github-21"),
+        commits_on(&world, "main") + 1
+    );
+    assert_eq!(
+        world
+            .repos
+            .git_in(REPO, &["rev-parse", "agent/github-21^{tree}"]),
+        world.repos.git_in(REPO, &["rev-parse", "main^{tree}"])
+    );
+    let pulls = world.github.pulls();
+    assert_eq!(pulls.len(), 1);
+    assert_eq!(pulls[0]["draft"], true);
+    assert!(
+        pulls[0]["body"]
+            .as_str()
+            .expect("body")
+            .contains("Fixes #21")
+    );
+    let plans = plan_comments(&world, 21);
+    assert_eq!(plans.len(), 1);
+    assert!(
+        plans[0].contains("<!-- agent-fleet:plan-json")
+            && plans[0].contains("/approve")
+            && plans[0].contains("/revise")
+    );
+    let hash = hash_of(&plans[0]);
+    let status = status_comments(&world.github, 21);
+    assert_eq!(status.len(), 1);
+    assert!(
+        status[0]["body"]
+            .as_str()
+            .expect("body")
+            .contains("waiting for approval")
+    );
+
+    let comment_id = world.github.add_comment(21, "dev1", "/approve");
+    let approve = approve_task(&world, "github:approve-1", 21, &comment_id, "dev1");
+    world.fleet.publish(&approve).await;
+    assert_eq!(
+        finished(&worker, &approve.task_id).await,
+        "done",
+        "{}",
+        worker.log_text()
+    );
+    let message = world
+        .repos
+        .git_in(REPO, &["log", "-1", "--format=%B", "agent/github-21"]);
+    assert!(message.contains(&format!("Plan-Hash: {hash}")), "{message}");
+    let content = world
+        .repos
+        .file_on(REPO, "agent/github-21", "pay/refunds.py")
+        .expect("file");
+    assert!(content.contains("round(amount, 2)"));
+    assert_eq!(
+        world
+            .repos
+            .file_on(REPO, "agent/github-21", "README.md")
+            .as_deref(),
+        Some("# payments\n"),
+        "off-plan edit refused"
+    );
+    assert_eq!(world.llm.phases(), vec!["plan", "edit", "repair"]);
+    let repair = world.llm.calls()[2].body.to_string();
+    assert!(repair.contains("README.md"), "the refusal was fed back");
+    let pulls = world.github.pulls();
+    assert_eq!(pulls.len(), 1);
+    assert_eq!(pulls[0]["draft"], false, "marked ready for review");
+    assert!(
+        world
+            .github
+            .state
+            .lock()
+            .expect("lock")
+            .review_requests
+            .iter()
+            .any(|(n, r)| *n == 100 && r == &vec!["dev1".to_string()])
+    );
+    let status = status_comments(&world.github, 21);
+    assert_eq!(status.len(), 1);
+    assert!(
+        status[0]["body"]
+            .as_str()
+            .expect("body")
+            .contains("/pull/100")
+    );
+
+    // A second /approve of the same version does nothing new.
+    let commits = commits_on(&world, "agent/github-21");
+    let again_id = world.github.add_comment(21, "admin1", "/approve");
+    let again = approve_task(&world, "github:approve-2", 21, &again_id, "admin1");
+    world.fleet.publish(&again).await;
+    assert_eq!(finished(&worker, &again.task_id).await, "done");
+    assert_eq!(
+        commits_on(&world, "agent/github-21"),
+        commits,
+        "one implementation commit"
+    );
+    assert_eq!(world.llm.calls().len(), 3, "no new LLM call");
+    world.fleet.cleanup().await;
+}
+
+#[tokio::test]
+async fn approve_from_the_pr_conversation_and_refuse_a_reader() {
+    let world = World::new(
+        "plan-pr",
+        5,
+        &[
+            ("plan", vec![Answer::Text(plan_json("Round refunds"))]),
+            ("edit", vec![Answer::Text(good_answer())]),
+        ],
+    )
+    .await;
+    let worker = world.worker(&[]);
+    worker.wait_ready().await;
+    let plan = plan_task(&world, "github:plan-pr", 22);
+    world.fleet.publish(&plan).await;
+    assert_eq!(
+        finished(&worker, &plan.task_id).await,
+        "done",
+        "{}",
+        worker.log_text()
+    );
+    let pr_number = world.github.pulls()[0]["number"].as_u64().expect("number");
+
+    // A reader's /approve on the PR: refused, nothing pushed.
+    let commits = commits_on(&world, "agent/github-22");
+    let reader_comment = world.github.add_comment(pr_number, "reader", "/approve");
+    let mut refused = approve_task(
+        &world,
+        "github:approve-reader",
+        pr_number,
+        &reader_comment,
+        "reader",
+    );
+    refused.issue.pull_request = true;
+    world.fleet.publish(&refused).await;
+    assert_eq!(finished(&worker, &refused.task_id).await, "failed");
+    assert_eq!(commits_on(&world, "agent/github-22"), commits);
+    let status = status_comments(&world.github, 22);
+    assert!(
+        status[0]["body"]
+            .as_str()
+            .expect("body")
+            .contains("does not have write access"),
+        "{status:?}"
+    );
+
+    let comment = world.github.add_comment(pr_number, "dev1", "/approve");
+    let mut approve = approve_task(&world, "github:approve-pr", pr_number, &comment, "dev1");
+    approve.issue.pull_request = true;
+    world.fleet.publish(&approve).await;
+    assert_eq!(
+        finished(&worker, &approve.task_id).await,
+        "done",
+        "{}",
+        worker.log_text()
+    );
+    assert_eq!(commits_on(&world, "agent/github-22"), commits + 1);
+    assert!(
+        world
+            .repos
+            .file_on(REPO, "agent/github-22", "pay/refunds.py")
+            .expect("file")
+            .contains("round(amount, 2)")
+    );
+    assert_eq!(
+        status_comments(&world.github, 22).len(),
+        1,
+        "status stays on the issue"
+    );
+    assert!(status_comments(&world.github, pr_number).is_empty());
+    world.fleet.cleanup().await;
+}
+
+#[tokio::test]
+async fn revise_posts_v2_and_approve_binds_to_it() {
+    let world = World::new(
+        "plan-revise",
+        5,
+        &[
+            (
+                "plan",
+                vec![
+                    Answer::Text(plan_json("First idea")),
+                    Answer::Text(plan_json("Second idea, with the feedback")),
+                ],
+            ),
+            ("edit", vec![Answer::Text(good_answer())]),
+        ],
+    )
+    .await;
+    let worker = world.worker(&[]);
+    worker.wait_ready().await;
+    // /approve before any plan: a helpful comment, nothing else.
+    let early = world.github.add_comment(23, "dev1", "/approve");
+    let premature = approve_task(&world, "github:approve-early", 23, &early, "dev1");
+    world.fleet.publish(&premature).await;
+    assert_eq!(finished(&worker, &premature.task_id).await, "failed");
+    assert!(
+        status_comments(&world.github, 23)[0]["body"]
+            .as_str()
+            .expect("body")
+            .contains("no plan to approve yet")
+    );
+
+    let plan = plan_task(&world, "github:plan-v1", 23);
+    world.fleet.publish(&plan).await;
+    assert_eq!(finished(&worker, &plan.task_id).await, "done");
+    let feedback_id = world
+        .github
+        .add_comment(23, "dev1", "/revise keep the public API");
+    let mut revise = plan_task(&world, "github:plan-v2", 23);
+    revise.revision = Some(Revision {
+        comment_id: feedback_id,
+        feedback: "keep the public API".into(),
+        requested_by: "dev1".into(),
+    });
+    world.fleet.publish(&revise).await;
+    assert_eq!(
+        finished(&worker, &revise.task_id).await,
+        "done",
+        "{}",
+        worker.log_text()
+    );
+    let plans = plan_comments(&world, 23);
+    assert_eq!(plans.len(), 2);
+    assert!(plans[1].contains("<!-- agent-fleet:plan v=2 "));
+    let second_prompt = world.llm.calls()[1].body.to_string();
+    assert!(second_prompt.contains("keep the public API") && second_prompt.contains("First idea"));
+    assert_eq!(world.github.pulls().len(), 1, "the draft PR is reused");
+
+    let comment = world.github.add_comment(23, "dev1", "/approve");
+    let approve = approve_task(&world, "github:approve-v2", 23, &comment, "dev1");
+    world.fleet.publish(&approve).await;
+    assert_eq!(
+        finished(&worker, &approve.task_id).await,
+        "done",
+        "{}",
+        worker.log_text()
+    );
+    let message = world
+        .repos
+        .git_in(REPO, &["log", "-1", "--format=%B", "agent/github-23"]);
+    assert!(
+        message.contains(&format!("Plan-Hash: {}", hash_of(&plans[1]))),
+        "binds to v2: {message}"
+    );
+    world.fleet.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_jira_round_trip() {
+    let world = World::new(
+        "plan-jira",
+        5,
+        &[
+            ("plan", vec![Answer::Text(plan_json("Add rounding"))]),
+            ("edit", vec![Answer::Text(good_answer())]),
+        ],
+    )
+    .await;
+    let worker = world.worker(&[]);
+    worker.wait_ready().await;
+    // In the shape the ingest produces from shared/fixtures/jira/issue_labeled.json.
+    let mut plan = world.fleet.task("jira:plan-1", &["ai-plan", "backend"]);
+    plan.mode = Mode::Plan;
+    plan.source = Tracker::Jira;
+    plan.issue.tracker = Tracker::Jira;
+    plan.issue.key = "PAY-43".into();
+    plan.issue.number = None;
+    plan.issue.title = "Add an idempotency key to the payout client".into();
+    plan.issue.body = "Round refunds in pay/refunds.py.".into();
+    plan.issue.url = "https://acme.atlassian.net/browse/PAY-43".into();
+    plan.trigger_user = "5b10ac8d82e05b22cc7d4ef5".into();
+    plan.trigger.event = "jira:issue_updated".into();
+    world.fleet.publish(&plan).await;
+    assert_eq!(
+        finished(&worker, &plan.task_id).await,
+        "done",
+        "{}",
+        worker.log_text()
+    );
+
+    let texts = world.jira.texts("PAY-43");
+    let plan_text = texts
+        .iter()
+        .find(|t| t.contains("agent-fleet:plan v=1 hash="))
+        .expect("plan comment on Jira");
+    assert!(
+        plan_text.contains("\"summary\":\"Add rounding\""),
+        "JSON in a code block: {plan_text}"
+    );
+    assert!(texts.iter().any(
+        |t| t.trim_end().ends_with("agent-fleet:status") && t.contains("waiting for approval")
+    ));
+    let pulls = world.github.pulls();
+    assert_eq!(pulls.len(), 1);
+    assert_eq!(pulls[0]["head"]["ref"], "agent/jira-PAY-43");
+    assert!(
+        pulls[0]["body"]
+            .as_str()
+            .expect("body")
+            .contains("https://acme.atlassian.net/browse/PAY-43")
+    );
+
+    let comment = world
+        .jira
+        .add_comment("PAY-43", "5b10ac8d82e05b22cc7d4ef5", "/approve");
+    let mut approve = plan.clone();
+    approve.task_id = "jira:approve-1".into();
+    approve.mode = Mode::Implement;
+    approve.trigger.event = "comment_created".into();
+    approve.approval = Some(Approval {
+        comment_id: comment,
+        approver: "5b10ac8d82e05b22cc7d4ef5".into(),
+    });
+    world.fleet.publish(&approve).await;
+    assert_eq!(
+        finished(&worker, &approve.task_id).await,
+        "done",
+        "{}",
+        worker.log_text()
+    );
+    assert!(
+        world
+            .repos
+            .file_on(REPO, "agent/jira-PAY-43", "pay/refunds.py")
+            .expect("file")
+            .contains("round(amount, 2)")
+    );
+    assert_eq!(world.github.pulls()[0]["draft"], false);
+    let texts = world.jira.texts("PAY-43");
+    let status: Vec<&String> = texts
+        .iter()
+        .filter(|t| t.trim_end().ends_with("agent-fleet:status"))
+        .collect();
+    assert_eq!(status.len(), 1, "one status comment, edited in place");
+    assert!(
+        status[0].contains("/pull/100"),
+        "PR link goes back to Jira: {}",
+        status[0]
+    );
+    // Every comment the agent wrote on Jira is ADF (the stand-in refuses anything else).
+    let agent_comments = world.jira.state.lock().expect("lock").comments["PAY-43"]
+        .iter()
+        .filter(|c| c["author"]["accountId"] == JIRA_AGENT)
+        .count();
+    assert_eq!(agent_comments, 2, "a plan comment and a status comment");
+    world.fleet.cleanup().await;
+}
