@@ -6,6 +6,7 @@ use crate::metrics::IngestMetrics;
 use crate::normalize::{Normalized, PayloadError};
 use crate::settings::IngestSettings;
 use crate::signature::{self, SignatureError};
+use crate::sink::TaskSink;
 use crate::{github, jira};
 use axum::Router;
 use axum::body::Bytes;
@@ -35,7 +36,7 @@ const REMEMBERED_DELIVERIES: usize = 100_000;
 #[derive(Clone, Debug)]
 struct AppState {
     settings: Arc<IngestSettings>,
-    broker: BrokerLink,
+    sink: Arc<dyn TaskSink>,
     deliveries: Deliveries,
     metrics: IngestMetrics,
 }
@@ -46,29 +47,44 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     cancel: CancellationToken,
-    broker_task: tokio::task::JoinHandle<()>,
+    broker_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
     /// Binds `settings.bind` and starts connecting to the broker in the background: the
     /// service is up (and `/readyz` says 503) even while the broker is not.
     pub async fn build(settings: IngestSettings) -> anyhow::Result<Self> {
+        Self::build_with_sink(settings, None).await
+    }
+
+    /// The same, publishing to `sink` (the embedded queue of `worker standalone`) instead
+    /// of RabbitMQ when given.
+    pub async fn build_with_sink(
+        settings: IngestSettings,
+        sink: Option<Arc<dyn TaskSink>>,
+    ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(settings.bind)
             .await
             .map_err(|e| anyhow::anyhow!("INGEST_BIND {}: cannot listen: {e}", settings.bind))?;
         let cancel = CancellationToken::new();
-        let (broker, broker_task) = BrokerLink::spawn(
-            settings.common.amqp_url.clone(),
-            settings.common.topology(),
-            format!("agent-fleet ingest ({})", std::process::id()),
-            CONFIRM_TIMEOUT,
-            cancel.child_token(),
-        );
+        let (sink, broker_task) = match sink {
+            Some(sink) => (sink, None),
+            None => {
+                let (broker, task) = BrokerLink::spawn(
+                    settings.common.amqp_url.clone(),
+                    settings.common.topology(),
+                    format!("agent-fleet ingest ({})", std::process::id()),
+                    CONFIRM_TIMEOUT,
+                    cancel.child_token(),
+                );
+                (Arc::new(broker) as Arc<dyn TaskSink>, Some(task))
+            }
+        };
         let metrics = IngestMetrics::new();
         let max_body = settings.max_body_bytes;
         let state = AppState {
             settings: Arc::new(settings),
-            broker: broker.clone(),
+            sink: sink.clone(),
             deliveries: Deliveries::new(REMEMBERED_DELIVERIES),
             metrics: metrics.clone(),
         };
@@ -78,10 +94,9 @@ impl Application {
             .layer(DefaultBodyLimit::disable())
             .layer(RequestBodyLimitLayer::new(max_body))
             .with_state(state);
-        let ready_broker = broker.clone();
         let router = webhooks.merge(shared::telemetry::ops_router(
             metrics.registry.clone(),
-            Arc::new(move || ready_broker.is_ready()),
+            Arc::new(move || sink.is_ready()),
         ));
         Ok(Self {
             listener,
@@ -108,7 +123,9 @@ impl Application {
             .with_graceful_shutdown(shutdown)
             .await?;
         self.cancel.cancel();
-        let _ = self.broker_task.await;
+        if let Some(task) = self.broker_task {
+            let _ = task.await;
+        }
         tracing::info!("ingest stopped");
         Ok(())
     }
@@ -319,12 +336,12 @@ async fn publish_once(state: &AppState, task: &TaskMessage) -> Answer {
         }
         Claim::New(guard) => guard,
     };
-    let Some(publisher) = state.broker.publisher() else {
+    let started = Instant::now();
+    let result = state.sink.publish(task).await;
+    if let Err(PublishError::Unavailable) = result {
         state.metrics.publish("unavailable", None);
         return Answer::unavailable("the task queue is unavailable; retry later");
-    };
-    let started = Instant::now();
-    let result = publisher.publish(task).await;
+    }
     let seconds = started.elapsed().as_secs_f64();
     match result {
         Ok(()) => {
@@ -346,7 +363,7 @@ async fn publish_once(state: &AppState, task: &TaskMessage) -> Answer {
         Err(error) => {
             let outcome = match &error {
                 PublishError::Unavailable => "unavailable",
-                PublishError::Broker(_) => "error",
+                PublishError::Broker(_) | PublishError::Queue(_) => "error",
                 PublishError::Nacked => "nacked",
                 PublishError::Returned { .. } => "returned",
                 PublishError::Timeout(_) => "timeout",

@@ -7,6 +7,7 @@
 //! - [`signature`]: HMAC-SHA256 verification against one or more secrets.
 //! - [`normalize`]: what both sources share (outcomes, 400 errors, `/approve`/`/revise`).
 //! - [`github`], [`jira`]: each source's trigger table.
+//! - [`sink`]: where accepted tasks go (RabbitMQ, or `worker standalone`'s embedded queue).
 //! - [`dedupe`]: the per-replica memory of published deliveries.
 //! - [`metrics`]: counters and histograms, updated where each outcome is logged.
 
@@ -18,6 +19,7 @@ pub mod metrics;
 pub mod normalize;
 pub mod settings;
 pub mod signature;
+pub mod sink;
 
 pub use app::Application;
 pub use settings::IngestSettings;

@@ -117,6 +117,9 @@ pub enum PublishError {
     Returned { code: u16, text: String },
     #[error("no confirm from the broker within {0:?}")]
     Timeout(Duration),
+    /// Another durable queue (the embedded one of `worker standalone`) failed.
+    #[error("the queue did not take the task: {0}")]
+    Queue(String),
 }
 
 /// A channel in confirm mode publishing task messages to the task queue.

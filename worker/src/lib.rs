@@ -11,10 +11,12 @@
 //! - [`git`]: shallow clone, commit and push with the git CLI, credentials kept out of argv.
 
 pub mod agent;
+pub mod embedded;
 pub mod git;
 pub mod handler;
 pub mod handlers;
 pub mod oneshot;
 pub mod runtime;
 pub mod settings;
+pub mod startup;
 pub mod tracker;

@@ -1,14 +1,13 @@
-//! The `worker` binary: parses the command line and hands over to the library.
+//! The `worker` binary: parses the command line, checks the settings the subcommand needs
+//! (exit 2 naming the variable when one is wrong) and hands over to the library.
 
-use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use shared::settings::Env;
+use shared::settings::{Env, SettingsError};
+use std::future::Future;
 use std::process::ExitCode;
-use worker::agent::Agent;
-use worker::agent::settings::AgentSettings;
-use worker::handlers::test_recorder::TestRecorder;
-use worker::runtime::{self, RunMode, metrics::WorkerMetrics};
-use worker::settings::{HandlerKind, WorkerSettings};
+use worker::runtime::RunMode;
+use worker::settings::WorkerSettings;
+use worker::startup::{self, Handlers};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -31,6 +30,9 @@ enum Command {
     Context(fleet_context::ContextArgs),
     /// One task without queue or webhook; --dry-run prints the diff and touches no tracker.
     Run(worker::oneshot::RunArgs),
+    /// One process serving the webhooks and working the tasks: an embedded durable queue
+    /// (STANDALONE_DB) without AMQP_URL, RabbitMQ with it.
+    Standalone,
 }
 
 fn main() -> ExitCode {
@@ -43,86 +45,74 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Some(Command::Run(args)) => one_shot(args),
-        None => consume(if cli.once {
-            RunMode::Once
-        } else {
-            RunMode::Forever
-        }),
+        Some(Command::Run(args)) => {
+            shared::telemetry::init_tracing(shared::settings::LogFormat::Pretty);
+            block_on("worker run", worker::oneshot::run(args))
+        }
+        Some(Command::Standalone) => {
+            let env = Env::process();
+            let (settings, handlers) = match checked(&env) {
+                Ok(checked) => checked,
+                Err(code) => return code,
+            };
+            let ingest = match ingest::IngestSettings::from_env(&env) {
+                Ok(ingest) => ingest,
+                Err(error) => return invalid(&error),
+            };
+            let embedded_db = env
+                .get("AMQP_URL")
+                .is_none()
+                .then(|| env.string_or("STANDALONE_DB", "./agent-fleet.db"));
+            shared::telemetry::init_tracing(settings.common.log_format);
+            block_on(
+                "worker standalone",
+                startup::standalone(settings, handlers, ingest, embedded_db),
+            )
+        }
+        None => {
+            let (settings, handlers) = match checked(&Env::process()) {
+                Ok(checked) => checked,
+                Err(code) => return code,
+            };
+            shared::telemetry::init_tracing(settings.common.log_format);
+            let mode = if cli.once {
+                RunMode::Once
+            } else {
+                RunMode::Forever
+            };
+            block_on("worker", startup::consume(settings, handlers, mode))
+        }
     }
 }
 
-fn one_shot(args: worker::oneshot::RunArgs) -> ExitCode {
-    shared::telemetry::init_tracing(shared::settings::LogFormat::Pretty);
+fn invalid(error: &SettingsError) -> ExitCode {
+    eprintln!("worker: invalid settings: {error}");
+    ExitCode::from(2)
+}
+
+/// The worker's settings and its handler's, all checked before anything starts.
+fn checked(env: &Env) -> Result<(WorkerSettings, Handlers), ExitCode> {
+    let settings = WorkerSettings::from_env(env).map_err(|e| invalid(&e))?;
+    let handlers = Handlers::from_env(&settings, env).map_err(|e| invalid(&e))?;
+    Ok((settings, handlers))
+}
+
+fn block_on(name: &str, work: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("worker run: {error}");
+            eprintln!("{name}: cannot start the async runtime: {error}");
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(worker::oneshot::run(args)) {
+    match runtime.block_on(work) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("worker run: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn consume(mode: RunMode) -> ExitCode {
-    let settings = match WorkerSettings::from_env(&Env::process()) {
-        Ok(settings) => settings,
-        Err(error) => {
-            eprintln!("worker: invalid settings: {error}");
-            return ExitCode::from(2);
-        }
-    };
-    // The agent's own settings are checked before anything starts, like the others.
-    let agent_settings = match settings.handler {
-        HandlerKind::Agent => match AgentSettings::from_env(&Env::process()) {
-            Ok(agent) => Some(agent),
-            Err(error) => {
-                eprintln!("worker: invalid settings: {error}");
-                return ExitCode::from(2);
-            }
-        },
-        HandlerKind::Test { .. } => None,
-    };
-    shared::telemetry::init_tracing(settings.common.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("worker: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async move {
-        let metrics = WorkerMetrics::new();
-        let shutdown = shared::signals::terminated();
-        match settings.handler.clone() {
-            HandlerKind::Test { record_dir } => {
-                let handler = TestRecorder::new(record_dir)?;
-                runtime::run(settings, handler, mode, metrics, shutdown).await
-            }
-            HandlerKind::Agent => {
-                let agent_settings = agent_settings.context("agent settings were checked")?;
-                let agent = Agent::new(agent_settings, settings.clone())?;
-                runtime::run(settings, agent, mode, metrics, shutdown).await
-            }
-        }
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "worker failed");
-            eprintln!("worker: {error:#}");
+            tracing::error!(error = format!("{error:#}"), "{name} failed");
+            eprintln!("{name}: {error:#}");
             ExitCode::FAILURE
         }
     }

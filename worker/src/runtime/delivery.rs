@@ -5,6 +5,7 @@
 use super::Shared;
 use super::local::{Begin, Settle};
 use super::workspace;
+use crate::embedded::Lease;
 use crate::handler::{TaskContext, TaskError, TaskHandler};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
@@ -12,6 +13,7 @@ use lapin::types::AMQPValue;
 use shared::TaskMessage;
 use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
 /// How a run ended, before it is turned into a settle.
@@ -72,6 +74,48 @@ fn decide(end: RunEnd, last_attempt: bool, timeout_secs: u64) -> Decision {
     }
 }
 
+/// A delivery from either queue the runtime consumes.
+#[derive(Debug)]
+pub enum Incoming {
+    Amqp(Box<Delivery>),
+    Embedded(Lease),
+}
+
+impl Incoming {
+    fn body(&self) -> &[u8] {
+        match self {
+            Incoming::Amqp(d) => &d.data,
+            Incoming::Embedded(l) => &l.body,
+        }
+    }
+
+    fn delivery_count(&self) -> u32 {
+        match self {
+            Incoming::Amqp(d) => delivery_count(d),
+            Incoming::Embedded(l) => l.delivery_count,
+        }
+    }
+
+    fn redelivered(&self) -> bool {
+        match self {
+            Incoming::Amqp(d) => d.redelivered,
+            Incoming::Embedded(l) => l.delivery_count > 0,
+        }
+    }
+
+    fn message_id(&self) -> String {
+        match self {
+            Incoming::Amqp(d) => d
+                .properties
+                .message_id()
+                .as_ref()
+                .map(|m| m.to_string())
+                .unwrap_or_default(),
+            Incoming::Embedded(l) => l.message_id.clone(),
+        }
+    }
+}
+
 /// `x-delivery-count` (set by quorum queues on redelivery), 0 on a first delivery.
 pub fn delivery_count(delivery: &Delivery) -> u32 {
     let value = delivery
@@ -94,24 +138,29 @@ pub fn delivery_count(delivery: &Delivery) -> u32 {
 
 /// Settles on the delivery's own channel; `false` when that channel is gone (the broker
 /// then redelivers, and [`super::local::LocalRuns`] replays this outcome).
-async fn settle(delivery: &Delivery, settle: Settle, shared: &Shared) -> bool {
-    let result = match settle {
-        Settle::Ack => delivery.acker.ack(BasicAckOptions::default()).await,
-        Settle::Requeue => {
-            delivery
-                .acker
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    multiple: false,
-                })
-                .await
+async fn settle(delivery: &Incoming, settle: Settle, shared: &Shared) -> bool {
+    let result = match (delivery, settle) {
+        (Incoming::Embedded(lease), settle) => {
+            lease.settle(settle).await.map_err(|e| e.to_string())
         }
-        Settle::Reject => {
-            delivery
-                .acker
-                .reject(BasicRejectOptions { requeue: false })
-                .await
-        }
+        (Incoming::Amqp(d), Settle::Ack) => d
+            .acker
+            .ack(BasicAckOptions::default())
+            .await
+            .map_err(|e| e.to_string()),
+        (Incoming::Amqp(d), Settle::Requeue) => d
+            .acker
+            .nack(BasicNackOptions {
+                requeue: true,
+                multiple: false,
+            })
+            .await
+            .map_err(|e| e.to_string()),
+        (Incoming::Amqp(d), Settle::Reject) => d
+            .acker
+            .reject(BasicRejectOptions { requeue: false })
+            .await
+            .map_err(|e| e.to_string()),
     };
     let label = match settle {
         Settle::Ack => "ack",
@@ -135,21 +184,23 @@ async fn settle(delivery: &Delivery, settle: Settle, shared: &Shared) -> bool {
     }
 }
 
-pub async fn process<H: TaskHandler>(delivery: Delivery, shared: Arc<Shared>, handler: Arc<H>) {
+/// Processes one delivery. `permit`: a concurrency slot the caller already holds (the
+/// embedded queue leases only when a slot is free); otherwise one is acquired here.
+pub async fn process<H: TaskHandler>(
+    delivery: Incoming,
+    shared: Arc<Shared>,
+    handler: Arc<H>,
+    permit: Option<OwnedSemaphorePermit>,
+) {
     let received_at = Instant::now();
-    let count = delivery_count(&delivery);
-    if count > 0 || delivery.redelivered {
+    let count = delivery.delivery_count();
+    if count > 0 || delivery.redelivered() {
         shared.metrics.redeliveries.inc();
     }
-    let task = match TaskMessage::from_slice(&delivery.data) {
+    let task = match TaskMessage::from_slice(delivery.body()) {
         Ok(task) => task,
         Err(error) => {
-            let message_id = delivery
-                .properties
-                .message_id()
-                .as_ref()
-                .map(|m| m.to_string())
-                .unwrap_or_default();
+            let message_id = delivery.message_id();
             tracing::warn!(%error, message_id, delivery_count = count, "malformed task message; dead-lettering it");
             shared
                 .metrics
@@ -168,18 +219,19 @@ pub async fn process<H: TaskHandler>(delivery: Delivery, shared: Arc<Shared>, ha
         mode = %task.mode,
         delivery_count = count,
     );
-    run_task(delivery, task, count, received_at, shared, handler)
+    run_task(delivery, task, count, received_at, shared, handler, permit)
         .instrument(span)
         .await;
 }
 
 async fn run_task<H: TaskHandler>(
-    delivery: Delivery,
+    delivery: Incoming,
     task: TaskMessage,
     count: u32,
     received_at: Instant,
     shared: Arc<Shared>,
     handler: Arc<H>,
+    permit: Option<OwnedSemaphorePermit>,
 ) {
     let guard = match shared.local.begin(&task.task_id) {
         Begin::Run(guard) => guard,
@@ -209,8 +261,12 @@ async fn run_task<H: TaskHandler>(
             return;
         }
     };
-    let Ok(_permit) = shared.permits.clone().acquire_owned().await else {
-        return;
+    let _permit = match permit {
+        Some(permit) => permit,
+        None => match shared.permits.clone().acquire_owned().await {
+            Ok(permit) => permit,
+            Err(_) => return,
+        },
     };
     shared.metrics.in_flight.inc();
     let started = Instant::now();

@@ -11,9 +11,11 @@ pub mod local;
 pub mod metrics;
 pub mod workspace;
 
+use crate::embedded::EmbeddedQueue;
 use crate::handler::TaskHandler;
 use crate::settings::WorkerSettings;
 use anyhow::Context as _;
+use delivery::Incoming;
 use futures_util::StreamExt;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
@@ -53,8 +55,30 @@ pub struct Shared {
 /// How long in-flight tasks get to unwind once the grace period ran out.
 const UNWIND: Duration = Duration::from_secs(30);
 
-/// Runs the worker until `shutdown` resolves (or, in `Once` mode, after one task).
+/// Which queue the worker consumes.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// RabbitMQ at `AMQP_URL` (the fleet).
+    Broker,
+    /// The embedded SQLite queue (`worker standalone` without `AMQP_URL`).
+    Embedded(EmbeddedQueue),
+}
+
+/// Runs the worker on RabbitMQ until `shutdown` resolves (or, in `Once` mode, after one
+/// task).
 pub async fn run<H: TaskHandler>(
+    settings: WorkerSettings,
+    handler: H,
+    mode: RunMode,
+    metrics: WorkerMetrics,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    run_on(Source::Broker, settings, handler, mode, metrics, shutdown).await
+}
+
+/// The same on any [`Source`].
+pub async fn run_on<H: TaskHandler>(
+    source: Source,
     settings: WorkerSettings,
     handler: H,
     mode: RunMode,
@@ -87,7 +111,12 @@ pub async fn run<H: TaskHandler>(
 
     let tracker = TaskTracker::new();
     let handler = Arc::new(handler);
-    let result = consume(&shared, &handler, mode, &stop, &tracker).await;
+    let result = match source {
+        Source::Broker => consume(&shared, &handler, mode, &stop, &tracker).await,
+        Source::Embedded(queue) => consume_embedded(&shared, &handler, &queue, &stop, &tracker)
+            .await
+            .map(|()| None),
+    };
     shared.consuming.store(false, Ordering::SeqCst);
     tracker.close();
     let grace = shared.settings.shutdown_grace;
@@ -205,7 +234,12 @@ async fn consume<H: TaskHandler>(
                 }
                 next = consumer.next() => match next {
                     Some(Ok(delivery)) => {
-                        tracker.spawn(delivery::process(delivery, shared.clone(), handler.clone()));
+                        tracker.spawn(delivery::process(
+                            Incoming::Amqp(Box::new(delivery)),
+                            shared.clone(),
+                            handler.clone(),
+                            None,
+                        ));
                         if mode == RunMode::Once {
                             let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
                             shared.consuming.store(false, Ordering::SeqCst);
@@ -226,6 +260,45 @@ async fn consume<H: TaskHandler>(
             }
         }
     }
+}
+
+/// Consumes the embedded queue until `stop` fires: a message is leased only when a
+/// concurrency slot is free, so the queue keeps what this process cannot start yet.
+async fn consume_embedded<H: TaskHandler>(
+    shared: &Arc<Shared>,
+    handler: &Arc<H>,
+    queue: &EmbeddedQueue,
+    stop: &CancellationToken,
+    tracker: &TaskTracker,
+) -> anyhow::Result<()> {
+    shared.consuming.store(true, Ordering::SeqCst);
+    tracing::info!("consuming the embedded queue");
+    'consume: loop {
+        let permit = tokio::select! {
+            () = stop.cancelled() => break 'consume,
+            permit = shared.permits.clone().acquire_owned() => permit?,
+        };
+        let lease = loop {
+            match queue.lease().await {
+                Ok(Some(lease)) => break lease,
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "cannot read the embedded queue"),
+            }
+            tokio::select! {
+                () = stop.cancelled() => break 'consume,
+                () = queue.wait() => {}
+            }
+        };
+        tracker.spawn(delivery::process(
+            Incoming::Embedded(lease),
+            shared.clone(),
+            handler.clone(),
+            Some(permit),
+        ));
+    }
+    shared.consuming.store(false, Ordering::SeqCst);
+    tracing::info!("stopped taking tasks from the embedded queue");
+    Ok(())
 }
 
 /// Serves `/metrics`, `/healthz`, `/readyz` on `METRICS_BIND`.

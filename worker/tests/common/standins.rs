@@ -330,6 +330,8 @@ pub struct LlmCall {
 pub struct LlmState {
     pub script: HashMap<String, VecDeque<Answer>>,
     pub calls: Vec<LlmCall>,
+    /// How long each answer takes (models are slow; the fleet test needs tasks in flight).
+    pub delay: std::time::Duration,
 }
 
 #[derive(Clone, Default)]
@@ -348,6 +350,7 @@ impl FakeLlm {
                 .map(|(p, a)| (p.to_string(), a.iter().cloned().collect()))
                 .collect(),
             calls: Vec::new(),
+            delay: std::time::Duration::ZERO,
         }));
         let router = Router::new()
             .route("/v1/messages", post(llm_answer))

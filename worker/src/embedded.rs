@@ -1,0 +1,303 @@
+//! The embedded durable queue of `worker standalone` (SQLite, one file): the same semantics
+//! as the quorum queue the fleet uses — a message is leased to one task at a time, acked
+//! (deleted), requeued (its delivery count goes up) or rejected; past `TASK_DELIVERY_LIMIT`
+//! redeliveries, or on reject, it is kept as a dead letter. Leases of a process that died are
+//! returned to the queue (counted as a redelivery) when the queue is opened again.
+//!
+//! One process owns a database file at a time (opening it recovers every lease).
+
+use crate::runtime::local::Settle;
+use ingest::sink::{PublishFuture, TaskSink};
+use rusqlite::{Connection, OptionalExtension, params};
+use shared::TaskMessage;
+use shared::amqp::PublishError;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+#[derive(Clone)]
+pub struct EmbeddedQueue {
+    db: Arc<Mutex<Connection>>,
+    queue: String,
+    delivery_limit: u32,
+    notify: Arc<Notify>,
+}
+
+impl std::fmt::Debug for EmbeddedQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedQueue")
+            .field("queue", &self.queue)
+            .finish()
+    }
+}
+
+/// A message leased to this process.
+#[derive(Debug)]
+pub struct Lease {
+    queue: EmbeddedQueue,
+    id: i64,
+    pub body: Vec<u8>,
+    pub message_id: String,
+    /// Earlier deliveries that did not complete (like `x-delivery-count`).
+    pub delivery_count: u32,
+}
+
+/// What the queue holds, for metrics and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Depth {
+    pub ready: u64,
+    pub leased: u64,
+    pub dead: u64,
+}
+
+/// A dead-lettered message.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub body: Vec<u8>,
+    pub reason: String,
+    pub delivery_count: u32,
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl EmbeddedQueue {
+    /// Opens (or creates) the database and returns every lease a dead process left.
+    pub fn open(path: &Path, queue: &str, delivery_limit: u32) -> anyhow::Result<Self> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+        let db = Connection::open(path)?;
+        db.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             PRAGMA synchronous=FULL;
+             PRAGMA busy_timeout=5000;
+             CREATE TABLE IF NOT EXISTS messages(
+                 id INTEGER PRIMARY KEY AUTOINCREMENT,
+                 queue TEXT NOT NULL,
+                 body BLOB NOT NULL,
+                 message_id TEXT NOT NULL DEFAULT '',
+                 delivery_count INTEGER NOT NULL DEFAULT 0,
+                 state TEXT NOT NULL CHECK (state IN ('ready', 'leased', 'dead')),
+                 death_reason TEXT,
+                 enqueued_at INTEGER NOT NULL,
+                 updated_at INTEGER NOT NULL);
+             CREATE INDEX IF NOT EXISTS messages_by_state ON messages(queue, state, id);",
+        )?;
+        let recovered = db.execute(
+            "UPDATE messages SET
+                 delivery_count = delivery_count + 1,
+                 state = CASE WHEN delivery_count + 1 > ?2 THEN 'dead' ELSE 'ready' END,
+                 death_reason = CASE WHEN delivery_count + 1 > ?2 THEN 'delivery_limit' ELSE NULL END,
+                 updated_at = ?3
+             WHERE queue = ?1 AND state = 'leased'",
+            params![queue, delivery_limit, now()],
+        )?;
+        if recovered > 0 {
+            tracing::info!(
+                recovered,
+                "returned leases of a stopped process to the embedded queue"
+            );
+        }
+        Ok(Self {
+            db: Arc::new(Mutex::new(db)),
+            queue: queue.to_owned(),
+            delivery_limit,
+            notify: Arc::new(Notify::new()),
+        })
+    }
+
+    async fn with_db<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection, &str, u32) -> rusqlite::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let (db, queue, limit) = (self.db.clone(), self.queue.clone(), self.delivery_limit);
+        let result = tokio::task::spawn_blocking(move || {
+            let db = db.lock().unwrap_or_else(|p| p.into_inner());
+            work(&db, &queue, limit)
+        })
+        .await?;
+        Ok(result?)
+    }
+
+    /// Durably enqueues a message (committed before this returns).
+    pub async fn publish(&self, body: Vec<u8>, message_id: String) -> anyhow::Result<()> {
+        self.with_db(move |db, queue, _| {
+            let t = now();
+            db.execute(
+                "INSERT INTO messages(queue, body, message_id, state, enqueued_at, updated_at) VALUES (?1, ?2, ?3, 'ready', ?4, ?4)",
+                params![queue, body, message_id, t],
+            )
+        })
+        .await?;
+        self.notify.notify_one();
+        Ok(())
+    }
+
+    /// Leases the oldest ready message, if any.
+    pub async fn lease(&self) -> anyhow::Result<Option<Lease>> {
+        let row = self
+            .with_db(|db, queue, _| {
+                db.query_row(
+                    "UPDATE messages SET state = 'leased', updated_at = ?2
+                     WHERE id = (SELECT id FROM messages WHERE queue = ?1 AND state = 'ready' ORDER BY id LIMIT 1)
+                     RETURNING id, body, message_id, delivery_count",
+                    params![queue, now()],
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, String>(2)?, r.get::<_, u32>(3)?)),
+                )
+                .optional()
+            })
+            .await?;
+        Ok(row.map(|(id, body, message_id, delivery_count)| Lease {
+            queue: self.clone(),
+            id,
+            body,
+            message_id,
+            delivery_count,
+        }))
+    }
+
+    /// Resolves when a message may be ready (a publish here, or a periodic look).
+    pub async fn wait(&self) {
+        tokio::select! {
+            () = self.notify.notified() => {}
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+
+    pub async fn depth(&self) -> anyhow::Result<Depth> {
+        self.with_db(|db, queue, _| {
+            let count = |state: &str| -> rusqlite::Result<u64> {
+                db.query_row(
+                    "SELECT COUNT(*) FROM messages WHERE queue = ?1 AND state = ?2",
+                    params![queue, state],
+                    |r| r.get(0),
+                )
+            };
+            Ok(Depth {
+                ready: count("ready")?,
+                leased: count("leased")?,
+                dead: count("dead")?,
+            })
+        })
+        .await
+    }
+
+    pub async fn dead_letters(&self) -> anyhow::Result<Vec<DeadLetter>> {
+        self.with_db(|db, queue, _| {
+            let mut statement = db.prepare(
+                "SELECT body, COALESCE(death_reason, ''), delivery_count FROM messages WHERE queue = ?1 AND state = 'dead' ORDER BY id",
+            )?;
+            let rows = statement.query_map(params![queue], |r| {
+                Ok(DeadLetter { body: r.get(0)?, reason: r.get(1)?, delivery_count: r.get(2)? })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+}
+
+impl Lease {
+    /// Settles the lease; `false` when it was no longer leased (already settled).
+    pub async fn settle(&self, settle: Settle) -> anyhow::Result<bool> {
+        let id = self.id;
+        let changed = self
+            .queue
+            .with_db(move |db, _, limit| {
+                let t = now();
+                match settle {
+                    Settle::Ack => db.execute("DELETE FROM messages WHERE id = ?1 AND state = 'leased'", params![id]),
+                    Settle::Reject => db.execute(
+                        "UPDATE messages SET state = 'dead', death_reason = 'rejected', updated_at = ?2 WHERE id = ?1 AND state = 'leased'",
+                        params![id, t],
+                    ),
+                    Settle::Requeue => db.execute(
+                        "UPDATE messages SET
+                             delivery_count = delivery_count + 1,
+                             state = CASE WHEN delivery_count + 1 > ?2 THEN 'dead' ELSE 'ready' END,
+                             death_reason = CASE WHEN delivery_count + 1 > ?2 THEN 'delivery_limit' ELSE NULL END,
+                             updated_at = ?3
+                         WHERE id = ?1 AND state = 'leased'",
+                        params![id, limit, t],
+                    ),
+                }
+            })
+            .await?;
+        if settle == Settle::Requeue {
+            self.queue.notify.notify_one();
+        }
+        Ok(changed == 1)
+    }
+}
+
+impl TaskSink for EmbeddedQueue {
+    fn publish<'a>(&'a self, task: &'a TaskMessage) -> PublishFuture<'a> {
+        Box::pin(async move {
+            EmbeddedQueue::publish(self, task.to_json(), task.task_id.clone())
+                .await
+                .map_err(|e| PublishError::Queue(e.to_string()))
+        })
+    }
+
+    fn is_ready(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn lease_settle_limit_and_recovery() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("q.db");
+        let q = EmbeddedQueue::open(&path, "tasks", 1).expect("open");
+        q.publish(b"a".to_vec(), "a".into()).await.expect("publish");
+        q.publish(b"b".to_vec(), "b".into()).await.expect("publish");
+
+        let a = q.lease().await.expect("lease").expect("a");
+        assert_eq!((a.body.as_slice(), a.delivery_count), (b"a".as_slice(), 0));
+        assert!(a.settle(Settle::Requeue).await.expect("requeue"));
+        assert!(
+            !a.settle(Settle::Ack).await.expect("second settle"),
+            "never settled twice"
+        );
+        let b = q.lease().await.expect("lease").expect("b");
+        assert!(b.settle(Settle::Ack).await.expect("ack"));
+        let a = q.lease().await.expect("lease").expect("a again");
+        assert_eq!(a.delivery_count, 1);
+        assert!(a.settle(Settle::Requeue).await.expect("requeue"));
+        assert_eq!(
+            q.depth().await.expect("depth"),
+            Depth {
+                ready: 0,
+                leased: 0,
+                dead: 1
+            }
+        );
+        assert_eq!(
+            q.dead_letters().await.expect("dead")[0].reason,
+            "delivery_limit"
+        );
+
+        q.publish(b"c".to_vec(), "c".into()).await.expect("publish");
+        let c = q.lease().await.expect("lease").expect("c");
+        assert!(c.settle(Settle::Reject).await.expect("reject"));
+        assert_eq!(q.dead_letters().await.expect("dead")[1].reason, "rejected");
+
+        // A lease held when the process dies comes back, counted, after a restart.
+        q.publish(b"d".to_vec(), "d".into()).await.expect("publish");
+        let _held = q.lease().await.expect("lease").expect("d");
+        drop(q);
+        let reopened = EmbeddedQueue::open(&path, "tasks", 5).expect("reopen");
+        let d = reopened
+            .lease()
+            .await
+            .expect("lease")
+            .expect("d after restart");
+        assert_eq!((d.body.as_slice(), d.delivery_count), (b"d".as_slice(), 1));
+    }
+}

@@ -1,0 +1,118 @@
+//! Wiring the worker's pieces for each way it runs: the consuming worker (`worker`,
+//! `worker --once`) and the single process of `worker standalone` (webhooks and tasks on one
+//! queue, embedded or RabbitMQ).
+
+use crate::agent::Agent;
+use crate::agent::settings::AgentSettings;
+use crate::embedded::EmbeddedQueue;
+use crate::handlers::test_recorder::TestRecorder;
+use crate::runtime::{self, RunMode, Source, metrics::WorkerMetrics};
+use crate::settings::{HandlerKind, WorkerSettings};
+use shared::settings::{Env, SettingsError};
+use std::future::Future;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// The handler's own settings, checked at start-up.
+#[derive(Debug)]
+pub enum Handlers {
+    Agent(Box<AgentSettings>),
+    Test(std::path::PathBuf),
+}
+
+impl Handlers {
+    pub fn from_env(settings: &WorkerSettings, env: &Env) -> Result<Self, SettingsError> {
+        Ok(match &settings.handler {
+            HandlerKind::Agent => Handlers::Agent(Box::new(AgentSettings::from_env(env)?)),
+            HandlerKind::Test { record_dir } => Handlers::Test(record_dir.clone()),
+        })
+    }
+}
+
+async fn work(
+    source: Source,
+    settings: WorkerSettings,
+    handlers: Handlers,
+    mode: RunMode,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let metrics = WorkerMetrics::new();
+    match handlers {
+        Handlers::Agent(agent) => {
+            let agent = Agent::new(*agent, settings.clone())?;
+            runtime::run_on(source, settings, agent, mode, metrics, shutdown).await
+        }
+        Handlers::Test(dir) => {
+            let recorder = TestRecorder::new(dir)?;
+            runtime::run_on(source, settings, recorder, mode, metrics, shutdown).await
+        }
+    }
+}
+
+/// `worker` and `worker --once`: consume RabbitMQ until SIGTERM (or one task).
+pub async fn consume(
+    settings: WorkerSettings,
+    handlers: Handlers,
+    mode: RunMode,
+) -> anyhow::Result<()> {
+    work(
+        Source::Broker,
+        settings,
+        handlers,
+        mode,
+        shared::signals::terminated(),
+    )
+    .await
+}
+
+/// `worker standalone`: the ingest's routes and the worker in one process. With
+/// `embedded_db`, tasks go through the embedded durable queue in that file; without, through
+/// RabbitMQ as in the fleet.
+pub async fn standalone(
+    settings: WorkerSettings,
+    handlers: Handlers,
+    ingest_settings: ingest::IngestSettings,
+    embedded_db: Option<String>,
+) -> anyhow::Result<()> {
+    let stop = CancellationToken::new();
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        shared::signals::terminated().await;
+        on_signal.cancel();
+    });
+    let (app, source) = match embedded_db {
+        Some(path) => {
+            let queue = EmbeddedQueue::open(
+                std::path::Path::new(&path),
+                &settings.common.task_queue,
+                settings.common.delivery_limit,
+            )?;
+            tracing::info!(db = %path, "standalone: embedded queue");
+            let sink: Arc<dyn ingest::sink::TaskSink> = Arc::new(queue.clone());
+            (
+                ingest::Application::build_with_sink(ingest_settings, Some(sink)).await?,
+                Source::Embedded(queue),
+            )
+        }
+        None => {
+            tracing::info!(broker = %settings.common.amqp_url, "standalone: RabbitMQ");
+            (
+                ingest::Application::build(ingest_settings).await?,
+                Source::Broker,
+            )
+        }
+    };
+    let ingest = tokio::spawn(app.run_until_stopped(stop.clone().cancelled_owned()));
+    let worked = work(
+        source,
+        settings,
+        handlers,
+        RunMode::Forever,
+        stop.clone().cancelled_owned(),
+    )
+    .await;
+    // The worker stopped (signal, or a fatal error): stop taking webhooks too.
+    stop.cancel();
+    let served = ingest.await?;
+    worked.and(served)
+}

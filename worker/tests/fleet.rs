@@ -1,0 +1,177 @@
+//! The fleet: the real `ingest` and three `worker` processes on the real broker, 60 signed
+//! webhooks, workers killed at random while they work; at the GitHub stand-in every task's
+//! effect (one pull request, one status comment per issue) appears exactly once.
+
+mod common;
+
+use common::standins::Answer;
+use common::world::*;
+use common::{free_port, wait_until};
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const ISSUES: u64 = 60;
+const SECRET: &str = "fleet-secret";
+
+/// The `ingest` binary, built next to this package's `worker` binary.
+fn ingest_binary() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_BIN_EXE_worker")).with_file_name("ingest");
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "ingest"])
+            .status()
+            .expect("cargo build");
+        assert!(status.success());
+    }
+    path
+}
+
+struct Ingest(Child);
+impl Drop for Ingest {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A small deterministic generator: "random" kills that replay the same way every run.
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self, below: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 33) % below as u64) as usize
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_webhooks_three_workers_random_kills_every_effect_exactly_once() {
+    let world = World::new("fleet", 5, &[("edit", vec![Answer::Text(good_answer())])]).await;
+    world.llm.state.lock().expect("lock").delay = Duration::from_millis(400);
+    let port = free_port();
+    let _ingest = Ingest(
+        Command::new(ingest_binary())
+            .env("TASK_QUEUE", &world.fleet.queue)
+            .env("TASK_DELIVERY_LIMIT", "5")
+            .env("INGEST_BIND", format!("127.0.0.1:{port}"))
+            .env("GITHUB_WEBHOOK_SECRET", SECRET)
+            .env("AGENT_GITHUB_LOGIN", "fleet-agent[bot]")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn ingest"),
+    );
+    let http = reqwest::Client::new();
+    wait_until("ingest ready", Duration::from_secs(30), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    let mut workers: Vec<_> = (0..3)
+        .map(|_| world.worker(&[("WORKER_CONCURRENCY", "2")]))
+        .collect();
+    for w in &workers {
+        w.wait_ready().await;
+    }
+
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/fixtures/github/issues/labeled.payload.json"
+    );
+    let template: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture).expect("fixture")).expect("json");
+    for number in 1..=ISSUES {
+        let mut payload = template.clone();
+        payload["label"]["name"] = json!("ai-help");
+        payload["sender"]["login"] = json!("dev1");
+        payload["repository"]["html_url"] = json!("https://github.com/acme/payments");
+        payload["repository"]["full_name"] = json!("acme/payments");
+        payload["issue"]["number"] = json!(number);
+        payload["issue"]["html_url"] =
+            json!(format!("https://github.com/acme/payments/issues/{number}"));
+        let body = payload.to_string();
+        let response = http
+            .post(format!("http://127.0.0.1:{port}/webhooks/github"))
+            .header("x-github-event", "issues")
+            .header("x-github-delivery", format!("fleet-{number}"))
+            .header(
+                "x-hub-signature-256",
+                ingest::signature::sign(SECRET, body.as_bytes()),
+            )
+            .body(body)
+            .send()
+            .await
+            .expect("webhook");
+        assert_eq!(response.status().as_u16(), 202);
+    }
+
+    // Kill a worker every so often while tasks are in flight, and replace it.
+    let mut rng = Lcg(42);
+    let mut kills = 0;
+    while kills < 5 && (world.github.pulls().len() as u64) < ISSUES {
+        tokio::time::sleep(Duration::from_millis(300 + rng.next(700) as u64)).await;
+        let victim = rng.next(workers.len());
+        workers[victim].kill9();
+        kills += 1;
+        workers[victim] = world.worker(&[("WORKER_CONCURRENCY", "2")]);
+    }
+    let done = |number: u64| {
+        status_comments(&world.github, number)
+            .iter()
+            .any(|c| c["body"].as_str().unwrap_or("").contains("state=done"))
+    };
+    wait_until("every issue done", Duration::from_secs(240), || {
+        (1..=ISSUES).all(done)
+    })
+    .await;
+    assert!(kills >= 3, "the kills happened during the run ({kills})");
+
+    let pulls = world.github.pulls();
+    assert_eq!(
+        pulls.len() as u64,
+        ISSUES,
+        "one PR per issue, none duplicated"
+    );
+    let mut heads: Vec<String> = pulls
+        .iter()
+        .map(|p| p["head"]["ref"].as_str().expect("head").to_owned())
+        .collect();
+    heads.sort();
+    heads.dedup();
+    assert_eq!(heads.len() as u64, ISSUES);
+    for number in 1..=ISSUES {
+        assert_eq!(
+            status_comments(&world.github, number).len(),
+            1,
+            "issue {number}: one status comment"
+        );
+        assert!(
+            world
+                .repos
+                .file_on(REPO, &format!("agent/github-{number}"), "pay/refunds.py")
+                .expect("branch")
+                .contains("round(amount, 2)")
+        );
+    }
+    for w in &workers {
+        w.signal("TERM");
+    }
+    for w in &mut workers {
+        assert!(w.exit_status(Duration::from_secs(60)).await.success());
+    }
+    assert_eq!(
+        world.fleet.ready(&world.fleet.queue).await,
+        0,
+        "nothing left behind"
+    );
+    assert_eq!(
+        world.fleet.ready(&world.fleet.dead_queue()).await,
+        0,
+        "nothing dead-lettered"
+    );
+    world.fleet.cleanup().await;
+}
