@@ -3,13 +3,13 @@
 //! a PR back to its issue) is the worker's job.
 
 use crate::normalize::{
-    Command, Normalized, PayloadError, field, id_field, invalid, opt_str, parse_command, str_field,
-    u64_field,
+    Normalized, PayloadError, command_task, field, id_field, invalid, opt_str, parse_command,
+    str_field, u64_field,
 };
 use crate::settings::IngestSettings;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use shared::task::{Approval, IssueRef, Revision, TriggerInfo};
+use shared::task::{IssueRef, TriggerInfo};
 use shared::{Mode, RepoUrl, TaskMessage, Tracker, task::TASK_VERSION};
 
 /// Comment authors GitHub vouches for as part of the repository.
@@ -79,27 +79,9 @@ pub fn normalize(
                 ));
             }
             let comment_id = id_field(payload, "comment.id")?;
-            match command {
-                Command::Approve => (
-                    Mode::Implement,
-                    Some(Approval {
-                        comment_id,
-                        approver: author.to_owned(),
-                    }),
-                    None,
-                ),
-                Command::Revise(feedback) if feedback.is_empty() => {
-                    return Ok(Normalized::Ignored("/revise without feedback"));
-                }
-                Command::Revise(feedback) => (
-                    Mode::Plan,
-                    None,
-                    Some(Revision {
-                        comment_id,
-                        feedback,
-                        requested_by: author.to_owned(),
-                    }),
-                ),
+            match command_task(command, comment_id, author) {
+                Ok(fields) => fields,
+                Err(reason) => return Ok(Normalized::Ignored(reason)),
             }
         }
         _ => return Ok(Normalized::Ignored("action not handled")),

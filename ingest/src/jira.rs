@@ -3,7 +3,7 @@
 
 use crate::github::assignment_mode;
 use crate::normalize::{
-    Command, Normalized, PayloadError, field, id_field, opt_field, opt_str, parse_command,
+    Normalized, PayloadError, command_task, field, id_field, opt_field, opt_str, parse_command,
     str_field,
 };
 use crate::settings::IngestSettings;
@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use shared::adf::body_text;
-use shared::task::{Approval, IssueRef, Revision, TriggerInfo};
+use shared::task::{IssueRef, TriggerInfo};
 use shared::{Mode, RepoUrl, TaskMessage, Tracker, task::TASK_VERSION};
 
 /// The delivery id: Jira's `X-Atlassian-Webhook-Identifier` (stable across retries), or a
@@ -78,29 +78,9 @@ pub fn normalize(
                 return Ok(Normalized::Ignored("comment is not a command"));
             };
             let comment_id = id_field(payload, "comment.id")?;
-            match command {
-                Command::Approve => (
-                    author.to_owned(),
-                    Mode::Implement,
-                    Some(Approval {
-                        comment_id,
-                        approver: author.to_owned(),
-                    }),
-                    None,
-                ),
-                Command::Revise(feedback) if feedback.is_empty() => {
-                    return Ok(Normalized::Ignored("/revise without feedback"));
-                }
-                Command::Revise(feedback) => (
-                    author.to_owned(),
-                    Mode::Plan,
-                    None,
-                    Some(Revision {
-                        comment_id,
-                        feedback,
-                        requested_by: author.to_owned(),
-                    }),
-                ),
+            match command_task(command, comment_id, author) {
+                Ok((mode, approval, revision)) => (author.to_owned(), mode, approval, revision),
+                Err(reason) => return Ok(Normalized::Ignored(reason)),
             }
         }
         _ => return Ok(Normalized::Ignored("event not handled")),

@@ -78,6 +78,41 @@ pub enum Command {
     Revise(String),
 }
 
+/// What a command comment asks for: the mode, and the approval or revision the task
+/// carries. A `/revise` without feedback asks for nothing (the reason is returned).
+pub type CommandTask = (
+    shared::Mode,
+    Option<shared::task::Approval>,
+    Option<shared::task::Revision>,
+);
+
+pub fn command_task(
+    command: Command,
+    comment_id: String,
+    author: &str,
+) -> Result<CommandTask, &'static str> {
+    match command {
+        Command::Approve => Ok((
+            shared::Mode::Implement,
+            Some(shared::task::Approval {
+                comment_id,
+                approver: author.to_owned(),
+            }),
+            None,
+        )),
+        Command::Revise(feedback) if feedback.is_empty() => Err("/revise without feedback"),
+        Command::Revise(feedback) => Ok((
+            shared::Mode::Plan,
+            None,
+            Some(shared::task::Revision {
+                comment_id,
+                feedback,
+                requested_by: author.to_owned(),
+            }),
+        )),
+    }
+}
+
 /// Recognises a command at the start of a comment (after leading blanks). `/approved` or
 /// `/revisedly` are not commands: the word must end there.
 pub fn parse_command(body: &str) -> Option<Command> {

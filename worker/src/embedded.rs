@@ -4,7 +4,9 @@
 //! redeliveries, or on reject, it is kept as a dead letter. Leases of a process that died are
 //! returned to the queue (counted as a redelivery) when the queue is opened again.
 //!
-//! One process owns a database file at a time (opening it recovers every lease).
+//! Order: oldest first, where a requeued message goes to the back (a message that keeps
+//! failing does not hold up the others). One process owns a database file at a time
+//! (opening it recovers every lease).
 
 use crate::runtime::local::Settle;
 use ingest::sink::{PublishFuture, TaskSink};
@@ -59,6 +61,19 @@ pub struct DeadLetter {
     pub delivery_count: u32,
 }
 
+/// The back of the queue: a strictly increasing position (one process owns the file, and
+/// every statement runs under its lock).
+const NEXT_POSITION: &str = "(SELECT COALESCE(MAX(position), 0) + 1 FROM messages)";
+
+/// Returns a lease to the queue as a redelivery: counted, and dead-lettered once past the
+/// delivery limit (`?2`); `?3` is the time. The caller adds which rows (`?1`).
+const RETURN_LEASE: &str = "UPDATE messages SET
+    position = (SELECT COALESCE(MAX(position), 0) + 1 FROM messages),
+    delivery_count = delivery_count + 1,
+    state = CASE WHEN delivery_count + 1 > ?2 THEN 'dead' ELSE 'ready' END,
+    death_reason = CASE WHEN delivery_count + 1 > ?2 THEN 'delivery_limit' ELSE NULL END,
+    updated_at = ?3";
+
 fn now() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -83,16 +98,12 @@ impl EmbeddedQueue {
                  state TEXT NOT NULL CHECK (state IN ('ready', 'leased', 'dead')),
                  death_reason TEXT,
                  enqueued_at INTEGER NOT NULL,
-                 updated_at INTEGER NOT NULL);
-             CREATE INDEX IF NOT EXISTS messages_by_state ON messages(queue, state, id);",
+                 updated_at INTEGER NOT NULL,
+                 position INTEGER NOT NULL DEFAULT 0);
+             CREATE INDEX IF NOT EXISTS messages_by_position ON messages(queue, state, position);",
         )?;
         let recovered = db.execute(
-            "UPDATE messages SET
-                 delivery_count = delivery_count + 1,
-                 state = CASE WHEN delivery_count + 1 > ?2 THEN 'dead' ELSE 'ready' END,
-                 death_reason = CASE WHEN delivery_count + 1 > ?2 THEN 'delivery_limit' ELSE NULL END,
-                 updated_at = ?3
-             WHERE queue = ?1 AND state = 'leased'",
+            &format!("{RETURN_LEASE} WHERE queue = ?1 AND state = 'leased'"),
             params![queue, delivery_limit, now()],
         )?;
         if recovered > 0 {
@@ -127,7 +138,7 @@ impl EmbeddedQueue {
         self.with_db(move |db, queue, _| {
             let t = now();
             db.execute(
-                "INSERT INTO messages(queue, body, message_id, state, enqueued_at, updated_at) VALUES (?1, ?2, ?3, 'ready', ?4, ?4)",
+                &format!("INSERT INTO messages(queue, body, message_id, state, enqueued_at, updated_at, position) VALUES (?1, ?2, ?3, 'ready', ?4, ?4, {NEXT_POSITION})"),
                 params![queue, body, message_id, t],
             )
         })
@@ -142,7 +153,7 @@ impl EmbeddedQueue {
             .with_db(|db, queue, _| {
                 db.query_row(
                     "UPDATE messages SET state = 'leased', updated_at = ?2
-                     WHERE id = (SELECT id FROM messages WHERE queue = ?1 AND state = 'ready' ORDER BY id LIMIT 1)
+                     WHERE id = (SELECT id FROM messages WHERE queue = ?1 AND state = 'ready' ORDER BY position LIMIT 1)
                      RETURNING id, body, message_id, delivery_count",
                     params![queue, now()],
                     |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, String>(2)?, r.get::<_, u32>(3)?)),
@@ -214,12 +225,7 @@ impl Lease {
                         params![id, t],
                     ),
                     Settle::Requeue => db.execute(
-                        "UPDATE messages SET
-                             delivery_count = delivery_count + 1,
-                             state = CASE WHEN delivery_count + 1 > ?2 THEN 'dead' ELSE 'ready' END,
-                             death_reason = CASE WHEN delivery_count + 1 > ?2 THEN 'delivery_limit' ELSE NULL END,
-                             updated_at = ?3
-                         WHERE id = ?1 AND state = 'leased'",
+                        &format!("{RETURN_LEASE} WHERE id = ?1 AND state = 'leased'"),
                         params![id, limit, t],
                     ),
                 }

@@ -260,17 +260,8 @@ impl Git {
         repo: &Path,
         cancel: &CancellationToken,
     ) -> Result<String, GitError> {
-        Ok(self
-            .run(
-                "rev-parse",
-                Some(repo),
-                &["rev-parse", "--abbrev-ref", "HEAD"],
-                LOCAL_OP,
-                cancel,
-            )
-            .await?
-            .trim()
-            .to_owned())
+        self.rev_parse(repo, &["--abbrev-ref", "HEAD"], cancel)
+            .await
     }
 
     /// Commits `change.paths` (added, changed or deleted) on `change.branch`, created from
@@ -341,17 +332,7 @@ impl Git {
                 detail: format!("{} {}", detail.trim(), stdout.trim()),
             });
         }
-        Ok(self
-            .run(
-                "rev-parse",
-                Some(repo),
-                &["rev-parse", "HEAD"],
-                LOCAL_OP,
-                cancel,
-            )
-            .await?
-            .trim()
-            .to_owned())
+        self.rev_parse(repo, &["HEAD"], cancel).await
     }
 
     /// The remote's default branch (what `origin/HEAD` names), e.g. `main`.
@@ -425,14 +406,20 @@ impl Git {
         )
         .await?;
         let name = format!("refs/remotes/origin/{branch}");
+        self.rev_parse(repo, &[&name], cancel).await
+    }
+
+    /// `git rev-parse <args>`, trimmed.
+    async fn rev_parse(
+        &self,
+        repo: &Path,
+        args: &[&str],
+        cancel: &CancellationToken,
+    ) -> Result<String, GitError> {
+        let mut argv = vec!["rev-parse"];
+        argv.extend_from_slice(args);
         Ok(self
-            .run(
-                "rev-parse",
-                Some(repo),
-                &["rev-parse", &name],
-                LOCAL_OP,
-                cancel,
-            )
+            .run("rev-parse", Some(repo), &argv, LOCAL_OP, cancel)
             .await?
             .trim()
             .to_owned())
@@ -445,17 +432,7 @@ impl Git {
         cancel: &CancellationToken,
     ) -> Result<String, GitError> {
         let spec = format!("{commit}^{{tree}}");
-        Ok(self
-            .run(
-                "rev-parse",
-                Some(repo),
-                &["rev-parse", &spec],
-                LOCAL_OP,
-                cancel,
-            )
-            .await?
-            .trim()
-            .to_owned())
+        self.rev_parse(repo, &[&spec], cancel).await
     }
 
     /// Pushes HEAD to the agent's own `branch`: force-with-lease against what the remote had
@@ -499,16 +476,9 @@ impl Git {
             }
             Err(other) => return Err(other),
         }
-        let head = self
-            .run(
-                "rev-parse",
-                Some(repo),
-                &["rev-parse", "HEAD"],
-                LOCAL_OP,
-                cancel,
-            )
-            .await?;
-        Ok(Pushed::Updated(head.trim().to_owned()))
+        Ok(Pushed::Updated(
+            self.rev_parse(repo, &["HEAD"], cancel).await?,
+        ))
     }
 
     /// `git diff` of the working tree against HEAD, new files included.

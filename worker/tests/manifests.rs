@@ -510,6 +510,11 @@ fn scaled_job_runs_worker_once_with_every_required_setting() {
         "`--once` must be its own element of args: {args:?}"
     );
     assert_eq!(s(job, "spec.scalingStrategy.strategy"), Some("accurate"));
+    assert_eq!(
+        s(job, "spec.rollout.strategy"),
+        Some("gradual"),
+        "an update must not delete running Jobs (tasks)"
+    );
     assert_eq!(s(pod, "restartPolicy"), Some("Never"));
 
     let env = cluster.container_env(&container);
@@ -712,6 +717,46 @@ fn service_monitor_scrapes_both_services() {
             "Service {name}: no port the ServiceMonitor scrapes ({endpoint_ports:?})"
         );
         names.insert(name);
+    }
+    // Each scraped Service selects the pods that serve its port: the Deployments' and the
+    // ScaledJob's pod templates.
+    let templates: Vec<&Value> = ["ingest", "worker"]
+        .into_iter()
+        .map(|n| at(cluster.get("Deployment", n), "spec.template").expect("template"))
+        .chain(
+            cluster
+                .all("ScaledJob")
+                .into_iter()
+                .map(|j| at(j, "spec.jobTargetRef.template").expect("template")),
+        )
+        .collect();
+    for name in &names {
+        let service = cluster.get("Service", name);
+        let selector = at(service, "spec.selector")
+            .and_then(Value::as_mapping)
+            .expect("Service selector");
+        let selected: Vec<&&Value> = templates
+            .iter()
+            .filter(|t| {
+                at(t, "metadata.labels")
+                    .and_then(Value::as_mapping)
+                    .is_some_and(|l| selector.iter().all(|(k, v)| l.get(k) == Some(v)))
+            })
+            .collect();
+        assert!(!selected.is_empty(), "Service {name} selects no pods");
+        for template in selected {
+            let container = only_container(at(template, "spec").expect("pod"), name);
+            for port in seq(service, "spec.ports") {
+                let target = scalar(at(port, "targetPort").expect("targetPort")).expect("port");
+                assert!(
+                    seq(&container, "ports").into_iter().any(|p| {
+                        s(p, "name") == Some(target.as_str())
+                            || u(p, "containerPort").is_some_and(|n| n.to_string() == target)
+                    }),
+                    "Service {name}: targetPort {target} is not a port of its pods"
+                );
+            }
+        }
     }
     assert!(
         names.contains("ingest"),

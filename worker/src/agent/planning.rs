@@ -272,18 +272,7 @@ pub async fn implement(run: &mut Run<'_>) -> Result<(), Failure> {
         .iter()
         .find_map(|t| std::fs::read_to_string(run.repo_dir.join(t)).ok())
         .unwrap_or_default();
-    let files = edited
-        .applied
-        .iter()
-        .map(|f| {
-            format!(
-                "- `{}`{}",
-                f.path,
-                if f.previous.is_none() { " (new)" } else { "" }
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
+    let files = super::run::files_list(&edited.applied);
     let pr_body = format!(
         "{}\n\n{}### Plan v{} (`{}`), approved by {}\n{}\n\n### Files changed\n{files}\n\n### Token usage\n{} input, {} output tokens.\n\n{}\n\n{}",
         newest.plan.summary.trim(),

@@ -54,18 +54,7 @@ pub async fn run(run: &mut Run<'_>) -> Result<(), Failure> {
 
     let branch = run.branch.clone();
     let title = format!("{} (agent-fleet)", run.task.issue.title.trim());
-    let files = edited
-        .applied
-        .iter()
-        .map(|f| {
-            format!(
-                "- `{}`{}",
-                f.path,
-                if f.previous.is_none() { " (new)" } else { "" }
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
+    let files = super::run::files_list(&edited.applied);
     let context = selection
         .included
         .iter()

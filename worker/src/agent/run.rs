@@ -628,6 +628,21 @@ impl<'a> Run<'a> {
     }
 }
 
+/// The changed files as a markdown list for a PR body.
+pub fn files_list(files: &[fleet_edits::ChangedFile]) -> String {
+    files
+        .iter()
+        .map(|f| {
+            format!(
+                "- `{}`{}",
+                f.path,
+                if f.previous.is_none() { " (new)" } else { "" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Later answers (repairs) replace earlier content of the same file; the first `previous`
 /// stays, so the syntax gate compares against the original file.
 fn merge_changes(
