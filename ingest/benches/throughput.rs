@@ -55,6 +55,41 @@ fn payload(i: usize) -> Vec<u8> {
     value.to_string().into_bytes()
 }
 
+/// CPU seconds (user + system) a process has used so far, from /proc.
+fn process_cpu(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields
+        .get(11)
+        .and_then(|u| u.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// CPU seconds of the local RabbitMQ (its Erlang VM), when it runs here.
+fn broker_cpu() -> f64 {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "beam.smp")
+        })
+        .map(process_cpu)
+        .sum()
+}
+
 struct Ingest(Child);
 impl Drop for Ingest {
     fn drop(&mut self) {
@@ -156,7 +191,7 @@ async fn main() {
         .local_addr()
         .expect("addr")
         .port();
-    let _ingest = Ingest(
+    let ingest_process = Ingest(
         Command::new(env!("CARGO_BIN_EXE_ingest"))
             .env("INGEST_BIND", format!("127.0.0.1:{port}"))
             .env("TASK_QUEUE", &queue)
@@ -166,6 +201,7 @@ async fn main() {
             .spawn()
             .expect("spawn ingest"),
     );
+    let ingest_pid = ingest_process.0.id();
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while client
@@ -191,7 +227,17 @@ async fn main() {
     // Warm-up: connections, broker queue, allocator.
     let _ = drive_ingest(&url, Arc::new(bodies[..200.min(n)].to_vec()), concurrency).await;
 
+    let cpu_before = (
+        process_cpu(ingest_pid),
+        process_cpu(std::process::id()),
+        broker_cpu(),
+    );
     let ingest = drive_ingest(&url, bodies.clone(), concurrency).await;
+    let cpu_after = (
+        process_cpu(ingest_pid),
+        process_cpu(std::process::id()),
+        broker_cpu(),
+    );
     let connection = Connection::connect(BROKER, ConnectionProperties::default())
         .await
         .expect("broker");
@@ -200,7 +246,9 @@ async fn main() {
         .queue_purge(queue.as_str().into(), QueuePurgeOptions::default())
         .await
         .expect("purge");
+    let raw_before = (process_cpu(std::process::id()), broker_cpu());
     let raw = drive_raw(&queue, tasks, concurrency).await;
+    let raw_after = (process_cpu(std::process::id()), broker_cpu());
 
     println!("ingest benchmark: n={n} concurrency={concurrency}");
     println!(
@@ -218,6 +266,15 @@ async fn main() {
     println!(
         "ratio ingest/raw throughput: {:.2}",
         ingest.rate() / raw.rate()
+    );
+    let per = |seconds: f64| seconds / n as f64 * 1e6;
+    println!(
+        "CPU per request (µs): ingest run: ingest {:.0}, client {:.0}, broker {:.0} | raw run: client {:.0}, broker {:.0}",
+        per(cpu_after.0 - cpu_before.0),
+        per(cpu_after.1 - cpu_before.1),
+        per(cpu_after.2 - cpu_before.2),
+        per(raw_after.0 - raw_before.0),
+        per(raw_after.1 - raw_before.1),
     );
 
     for q in [queue.clone(), format!("{queue}.dead")] {

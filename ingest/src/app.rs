@@ -246,9 +246,9 @@ async fn handle_github(state: &AppState, headers: &HeaderMap, body: &[u8]) -> An
         },
         (Err(answer), _) | (_, Err(answer)) => return answer,
     };
-    let payload = match parse_json(body) {
+    let payload = match github::parse_payload(body) {
         Ok(payload) => payload,
-        Err(answer) => return answer,
+        Err(error) => return error.into(),
     };
     match github::normalize(&delivery, &payload, &state.settings) {
         Ok(normalized) => dispatch(state, "github", normalized).await,

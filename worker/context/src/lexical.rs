@@ -167,6 +167,14 @@ pub struct FileScan {
 /// Lines per window of the windowed BM25.
 pub const WINDOW_LINES: usize = 60;
 
+/// The bit of [`scan`]'s prefilter for a lowercase term.
+fn filter_bit(term: &[u8]) -> usize {
+    let (Some(&first), Some(&last)) = (term.first(), term.last()) else {
+        return 0;
+    };
+    (term.len() * 31 + usize::from(first) * 7 + usize::from(last)) % 1024
+}
+
 /// (index, a - b) for each index where `a` exceeds `b`.
 fn sparse_difference(a: &[u32], b: &[u32]) -> Vec<(u32, u32)> {
     a.iter()
@@ -186,9 +194,18 @@ pub fn scan(path: &str, text: &str, query_terms: &TermMap) -> FileScan {
     let (min_len, max_len) = query_terms.keys().fold((usize::MAX, 0), |(lo, hi), k| {
         (lo.min(k.len()), hi.max(k.len()))
     });
+    // A bit set over (length, first letter, last letter) of the query terms rejects most
+    // words before any hashing.
+    let mut filter = [0u64; 16];
+    for k in query_terms.keys() {
+        let b = filter_bit(k.as_bytes());
+        filter[b / 64] |= 1 << (b % 64);
+    }
     let mut lower = String::new();
     let count_term = |term: &str, counts: &mut [u32]| {
+        let b = filter_bit(term.as_bytes());
         if (min_len..=max_len).contains(&term.len())
+            && filter[b / 64] & (1 << (b % 64)) != 0
             && let Some(&idx) = query_terms.get(term)
         {
             counts[idx as usize] += 1;
@@ -196,12 +213,16 @@ pub fn scan(path: &str, text: &str, query_terms: &TermMap) -> FileScan {
     };
     let mut count_word = |w: &str, counts: &mut [u32], length: &mut u32| {
         *length += 1;
-        lower.clear();
-        lower.push_str(w);
-        lower.make_ascii_lowercase();
-        count_term(&lower, counts);
-        // Split only words that can have parts; most words are plain lowercase.
         let bytes = w.as_bytes();
+        if bytes.iter().any(u8::is_ascii_uppercase) {
+            lower.clear();
+            lower.push_str(w);
+            lower.make_ascii_lowercase();
+            count_term(&lower, counts);
+        } else {
+            count_term(w, counts);
+        }
+        // Split only words that can have parts; most words are plain lowercase.
         let has_inner_upper = bytes.iter().skip(1).any(u8::is_ascii_uppercase);
         if has_inner_upper || w.trim_matches('_').contains('_') {
             let mut parts = 0;

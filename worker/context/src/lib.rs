@@ -78,7 +78,7 @@ impl Default for SelectOptions {
         SelectOptions {
             budget: 16_000,
             max_files: 100,
-            parse_candidates: 30,
+            parse_candidates: 20,
             parse_bytes: 3 * 1024 * 1024,
         }
     }
@@ -151,8 +151,8 @@ pub fn select(repo: &Path, issue_text: &str, options: &SelectOptions) -> anyhow:
     let files = &walked.files;
     let n = files.len();
 
-    // The issue, and the query terms of BM25 (each distinct term weighs 1, as in the
-    // benchmark's baseline).
+    // The issue, and the query terms of BM25 (distinct terms, as in the benchmark's
+    // baseline; weighted below).
     let t = Instant::now();
     let mut idents = issue::identifiers(issue_text);
     // Functions named by stack-trace frames are code identifiers, whatever the text says.
@@ -224,11 +224,7 @@ pub fn select(repo: &Path, issue_text: &str, options: &SelectOptions) -> anyhow:
     // Paths inside stack traces are the trace signal's, which knows their depth.
     let paths: Vec<String> = issue::path_mentions(issue_text)
         .into_iter()
-        .filter(|m| {
-            !frames
-                .iter()
-                .any(|f| f.path.replace('\\', "/").ends_with(m.as_str()))
-        })
+        .filter(|m| !frames.iter().any(|f| f.path.ends_with(m.as_str())))
         .collect();
     let mentions = rank::mention_signal(&index, &paths, &issue::dotted_mentions(issue_text), n);
     let trace = rank::trace_signal(&index, &frames, n);
