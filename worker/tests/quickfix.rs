@@ -368,3 +368,65 @@ async fn worker_run_dry_run_prints_the_diff_and_touches_no_tracker() {
     );
     world.fleet.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_jira_quickfix_reports_to_jira_and_refuses_non_editors() {
+    let world = World::new("qf-jira", 5, &[("edit", vec![Answer::Text(good_answer())])]).await;
+    let worker = world.worker(&[]);
+    worker.wait_ready().await;
+    // In the shape the ingest produces from shared/fixtures/jira/issue_assigned.json.
+    let jira_task = |id: &str, user: &str| {
+        let mut task = world.fleet.task(id, &["ai-help", "backend"]);
+        task.source = shared::Tracker::Jira;
+        task.issue.tracker = shared::Tracker::Jira;
+        task.issue.key = "PAY-42".into();
+        task.issue.number = None;
+        task.issue.title =
+            "Refund endpoint returns 500 when the amount has more than two decimals".into();
+        task.issue.body = "See {{pay/refunds.py}}.".into();
+        task.issue.url = "https://acme.atlassian.net/browse/PAY-42".into();
+        task.trigger_user = user.into();
+        task
+    };
+    let outsider = jira_task("jira:qf-outsider", "557058:someone-else");
+    world.fleet.publish(&outsider).await;
+    assert_eq!(finished(&worker, &outsider.task_id).await, "failed");
+    assert!(world.llm.calls().is_empty());
+    assert!(
+        world
+            .jira
+            .texts("PAY-42")
+            .iter()
+            .any(|t| t.contains("will not work on this"))
+    );
+
+    let task = jira_task("jira:qf-editor", "5b10ac8d82e05b22cc7d4ef5");
+    world.fleet.publish(&task).await;
+    assert_eq!(
+        finished(&worker, &task.task_id).await,
+        "done",
+        "{}",
+        worker.log_text()
+    );
+    let pulls = world.github.pulls();
+    assert_eq!(pulls.len(), 1);
+    assert_eq!(pulls[0]["head"]["ref"], "agent/jira-PAY-42");
+    assert!(
+        pulls[0]["body"]
+            .as_str()
+            .expect("body")
+            .contains("https://acme.atlassian.net/browse/PAY-42")
+    );
+    let texts = world.jira.texts("PAY-42");
+    let status: Vec<&String> = texts
+        .iter()
+        .filter(|t| t.trim_end().ends_with("agent-fleet:status"))
+        .collect();
+    assert_eq!(
+        status.len(),
+        1,
+        "one status comment on Jira, edited in place"
+    );
+    assert!(status[0].contains("/pull/100"), "{}", status[0]);
+    world.fleet.cleanup().await;
+}

@@ -86,7 +86,8 @@ impl WorkerMetrics {
                 "From the handler's end to the settled delivery (task dir removal included)",
             )
             .buckets(vec![
-                0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
+                0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005,
+                0.0075, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
             ]),
         )
         .expect("metric");

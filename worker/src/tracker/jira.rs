@@ -141,7 +141,10 @@ impl Jira {
 
     /// Whether the account may edit the issue (`EDIT_ISSUES`).
     pub async fn can_edit(&self, key: &str, account_id: &str) -> Result<bool, ApiError> {
-        let issue = send_json(
+        // The check takes numeric issue ids; the task knows the key. When the issue cannot
+        // be read (deleted, or a proxy that only exposes the check), ask without it and
+        // accept a grant on any issue or project.
+        let issue_id: Option<u64> = match send_json(
             SERVICE,
             self.request(
                 reqwest::Method::GET,
@@ -149,15 +152,18 @@ impl Jira {
             ),
             true,
         )
-        .await?;
-        let Some(issue) = issue else { return Ok(false) };
-        let issue_id: u64 = match &issue["id"] {
-            Value::String(s) => s.parse().unwrap_or(0),
-            other => other.as_u64().unwrap_or(0),
+        .await
+        {
+            Ok(issue) => issue.and_then(|i| match &i["id"] {
+                Value::String(s) => s.parse().ok(),
+                other => other.as_u64(),
+            }),
+            Err(error) if error.is_transient() => return Err(error),
+            Err(_) => None,
         };
         let payload = json!({
             "accountId": account_id,
-            "projectPermissions": [{"permissions": ["EDIT_ISSUES"], "issues": [issue_id]}]
+            "projectPermissions": [{"permissions": ["EDIT_ISSUES"], "issues": issue_id.into_iter().collect::<Vec<_>>()}]
         });
         let answer = send_json(
             SERVICE,
@@ -167,18 +173,27 @@ impl Jira {
         )
         .await?
         .unwrap_or(Value::Null);
+        let granted_on = |entry: &Value, field: &str| -> Vec<u64> {
+            entry[field]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|id| {
+                    id.as_u64()
+                        .or_else(|| id.as_str().and_then(|s| s.parse().ok()))
+                })
+                .collect()
+        };
         Ok(answer["projectPermissions"]
             .as_array()
             .into_iter()
             .flatten()
-            .any(|p| {
-                p["permission"] == "EDIT_ISSUES"
-                    && p["issues"].as_array().is_some_and(|ids| {
-                        ids.iter().any(|id| {
-                            id.as_u64() == Some(issue_id)
-                                || id.as_str() == Some(&issue_id.to_string())
-                        })
-                    })
+            .filter(|p| p["permission"] == "EDIT_ISSUES")
+            .any(|p| match issue_id {
+                Some(id) => granted_on(p, "issues").contains(&id),
+                None => {
+                    !granted_on(p, "issues").is_empty() || !granted_on(p, "projects").is_empty()
+                }
             }))
     }
 }
