@@ -1,16 +1,20 @@
 //! Ingest throughput against raw lapin, in one run on the same broker.
 //!
-//! `cargo bench -p ingest --bench throughput -- [--n 4000] [--c 32]`
+//! `cargo bench -p ingest --bench throughput -- [--n 8000] [--c 32]`
 //!
-//! Starts the release `ingest` binary, drives it with N signed `issues.labeled` webhooks at
-//! concurrency C, then publishes the same task bodies with raw lapin + confirms at the same
-//! concurrency. Prints req/s, p50/p99 and the ingest/raw throughput ratio.
+//! Starts the release `ingest` binary and drives it with N signed `issues.labeled` webhooks
+//! at concurrency C (bodies and signatures prepared before the clock starts: GitHub signs on
+//! its side). In the same run, raw lapin publishes with confirms at the same concurrency to
+//! the same broker, twice: the same N webhook bodies, and the N task messages the ingest
+//! publishes (same bodies and properties, the tougher baseline). Prints req/s, p50/p99 and
+//! the ratios, plus the CPU each process spent per request.
 
 use futures_util::StreamExt;
 use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, QueueDeleteOptions, QueuePurgeOptions,
 };
 use lapin::{BasicProperties, Connection, ConnectionProperties};
+use shared::settings::Env;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,8 +34,15 @@ impl Figures {
     fn percentile(&self, p: f64) -> f64 {
         let mut sorted = self.latencies.clone();
         sorted.sort();
-        let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-        sorted[index].as_secs_f64() * 1000.0
+        sorted[((sorted.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1000.0
+    }
+    fn line(&self, what: &str, unit: &str) -> String {
+        format!(
+            "{what:<58} {:>7.0} {unit}  p50 {:>6.2} ms  p99 {:>6.2} ms",
+            self.rate(),
+            self.percentile(0.50),
+            self.percentile(0.99)
+        )
     }
 }
 
@@ -43,16 +54,51 @@ fn arg(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn payload(i: usize) -> Vec<u8> {
+/// One prepared delivery: body, signature, delivery id, and the task the ingest makes of it.
+struct Prepared {
+    body: Vec<u8>,
+    signature: String,
+    delivery: String,
+    task: shared::TaskMessage,
+}
+
+fn prepare(n: usize) -> Vec<Prepared> {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../shared/fixtures/github/issues/labeled.payload.json"
     );
-    let mut value: serde_json::Value =
+    let template: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json");
-    value["label"]["name"] = serde_json::json!("ai-help");
-    value["issue"]["number"] = serde_json::json!(i + 1);
-    value.to_string().into_bytes()
+    let settings =
+        ingest::IngestSettings::from_env(&Env::from_map([("GITHUB_WEBHOOK_SECRET", SECRET)]))
+            .expect("settings");
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    (0..n)
+        .map(|i| {
+            let mut value = template.clone();
+            value["label"]["name"] = serde_json::json!("ai-help");
+            value["issue"]["number"] = serde_json::json!(i + 1);
+            let body = value.to_string().into_bytes();
+            let delivery = format!("{run}-{i}");
+            let parsed = ingest::github::parse_payload(&body).expect("payload");
+            let meta = ingest::github::Delivery {
+                event: "issues",
+                delivery_id: &delivery,
+                received_at: chrono::Utc::now(),
+            };
+            let task =
+                match ingest::github::normalize(&meta, &parsed, &settings).expect("normalize") {
+                    ingest::normalize::Normalized::Task(task) => *task,
+                    other => panic!("not a task: {other:?}"),
+                };
+            Prepared {
+                signature: ingest::signature::sign(SECRET, &body),
+                body,
+                delivery,
+                task,
+            }
+        })
+        .collect()
 }
 
 /// CPU seconds (user + system) a process has used so far, from /proc.
@@ -64,18 +110,16 @@ fn process_cpu(pid: u32) -> f64 {
         .unwrap_or("")
         .split_whitespace()
         .collect();
-    let ticks: f64 = fields
-        .get(11)
-        .and_then(|u| u.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        + fields
-            .get(12)
-            .and_then(|s| s.parse::<f64>().ok())
-            .unwrap_or(0.0);
-    ticks / 100.0
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (tick(11) + tick(12)) / 100.0
 }
 
-/// CPU seconds of the local RabbitMQ (its Erlang VM), when it runs here.
+/// CPU seconds of the local RabbitMQ (its Erlang VM).
 fn broker_cpu() -> f64 {
     std::fs::read_dir("/proc")
         .into_iter()
@@ -98,26 +142,29 @@ impl Drop for Ingest {
     }
 }
 
-async fn drive_ingest(url: &str, bodies: Arc<Vec<Vec<u8>>>, concurrency: usize) -> Figures {
+async fn drive_ingest(
+    url: &str,
+    prepared: &Arc<Vec<Prepared>>,
+    range: std::ops::Range<usize>,
+    concurrency: usize,
+) -> Figures {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .build()
         .expect("client");
-    let run = format!("{}", uuid::Uuid::new_v4().simple());
     let started = Instant::now();
-    let latencies: Vec<Duration> = futures_util::stream::iter(0..bodies.len())
+    let latencies: Vec<Duration> = futures_util::stream::iter(range)
         .map(|i| {
-            let (client, bodies, url, run) =
-                (client.clone(), bodies.clone(), url.to_owned(), run.clone());
+            let (client, prepared, url) = (client.clone(), prepared.clone(), url.to_owned());
             async move {
-                let body = &bodies[i];
+                let p = &prepared[i];
                 let sent = Instant::now();
                 let response = client
                     .post(&url)
                     .header("x-github-event", "issues")
-                    .header("x-github-delivery", format!("{run}-{i}"))
-                    .header("x-hub-signature-256", ingest::signature::sign(SECRET, body))
-                    .body(body.clone())
+                    .header("x-github-delivery", &p.delivery)
+                    .header("x-hub-signature-256", &p.signature)
+                    .body(p.body.clone())
                     .send()
                     .await
                     .expect("request");
@@ -134,7 +181,12 @@ async fn drive_ingest(url: &str, bodies: Arc<Vec<Vec<u8>>>, concurrency: usize) 
     }
 }
 
-async fn drive_raw(queue: &str, bodies: Arc<Vec<Vec<u8>>>, concurrency: usize) -> Figures {
+/// Publishes `messages` with confirms, `mandatory`, at `concurrency`.
+async fn drive_raw(
+    queue: &str,
+    messages: Arc<Vec<(Vec<u8>, BasicProperties)>>,
+    concurrency: usize,
+) -> Figures {
     let connection = Connection::connect(BROKER, ConnectionProperties::default())
         .await
         .expect("broker");
@@ -144,11 +196,11 @@ async fn drive_raw(queue: &str, bodies: Arc<Vec<Vec<u8>>>, concurrency: usize) -
         .await
         .expect("confirms");
     let started = Instant::now();
-    let latencies: Vec<Duration> = futures_util::stream::iter(0..bodies.len())
+    let latencies: Vec<Duration> = futures_util::stream::iter(0..messages.len())
         .map(|i| {
-            let (channel, bodies) = (channel.clone(), bodies.clone());
-            let queue = queue.to_owned();
+            let (channel, messages, queue) = (channel.clone(), messages.clone(), queue.to_owned());
             async move {
+                let (body, properties) = &messages[i];
                 let sent = Instant::now();
                 let confirm = channel
                     .basic_publish(
@@ -158,8 +210,8 @@ async fn drive_raw(queue: &str, bodies: Arc<Vec<Vec<u8>>>, concurrency: usize) -
                             mandatory: true,
                             ..BasicPublishOptions::default()
                         },
-                        &bodies[i],
-                        BasicProperties::default().with_delivery_mode(2),
+                        body,
+                        properties.clone(),
                     )
                     .await
                     .expect("publish")
@@ -183,8 +235,9 @@ async fn drive_raw(queue: &str, bodies: Arc<Vec<Vec<u8>>>, concurrency: usize) -
 
 #[tokio::main]
 async fn main() {
-    let n = arg("--n", 4000);
+    let n = arg("--n", 8000);
     let concurrency = arg("--c", 32);
+    let warmup = 500;
     let queue = format!("bench-ingest-{}", uuid::Uuid::new_v4().simple());
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("port")
@@ -214,30 +267,16 @@ async fn main() {
         assert!(Instant::now() < deadline, "ingest never became ready");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-
-    let bodies = Arc::new((0..n).map(payload).collect::<Vec<_>>());
-    // Task bodies the ingest would publish: same size class as the webhooks' tasks.
-    let tasks = Arc::new(
-        bodies
-            .iter()
-            .map(|b| b[..b.len().min(2000)].to_vec())
-            .collect::<Vec<_>>(),
-    );
+    let prepared = Arc::new(prepare(n + warmup));
     let url = format!("http://127.0.0.1:{port}/webhooks/github");
-    // Warm-up: connections, broker queue, allocator.
-    let _ = drive_ingest(&url, Arc::new(bodies[..200.min(n)].to_vec()), concurrency).await;
+    // Warm-up: connections, the broker's queue, allocators.
+    drive_ingest(&url, &prepared, n..n + warmup, concurrency).await;
 
-    let cpu_before = (
-        process_cpu(ingest_pid),
-        process_cpu(std::process::id()),
-        broker_cpu(),
-    );
-    let ingest = drive_ingest(&url, bodies.clone(), concurrency).await;
-    let cpu_after = (
-        process_cpu(ingest_pid),
-        process_cpu(std::process::id()),
-        broker_cpu(),
-    );
+    let me = std::process::id();
+    let before = (process_cpu(ingest_pid), process_cpu(me), broker_cpu());
+    let ingest = drive_ingest(&url, &prepared, 0..n, concurrency).await;
+    let after = (process_cpu(ingest_pid), process_cpu(me), broker_cpu());
+
     let connection = Connection::connect(BROKER, ConnectionProperties::default())
         .await
         .expect("broker");
@@ -246,33 +285,67 @@ async fn main() {
         .queue_purge(queue.as_str().into(), QueuePurgeOptions::default())
         .await
         .expect("purge");
-    let raw_before = (process_cpu(std::process::id()), broker_cpu());
-    let raw = drive_raw(&queue, tasks, concurrency).await;
-    let raw_after = (process_cpu(std::process::id()), broker_cpu());
+    let webhooks: Vec<(Vec<u8>, BasicProperties)> = prepared[..n]
+        .iter()
+        .map(|p| {
+            (
+                p.body.clone(),
+                BasicProperties::default().with_delivery_mode(2),
+            )
+        })
+        .collect();
+    let raw_webhooks = drive_raw(&queue, Arc::new(webhooks), concurrency).await;
+    admin
+        .queue_purge(queue.as_str().into(), QueuePurgeOptions::default())
+        .await
+        .expect("purge");
+    let tasks: Vec<(Vec<u8>, BasicProperties)> = prepared[..n]
+        .iter()
+        .map(|p| {
+            let properties = BasicProperties::default()
+                .with_content_type("application/json".into())
+                .with_delivery_mode(2)
+                .with_message_id(p.task.task_id.as_str().into())
+                .with_type(p.task.mode.as_str().into())
+                .with_app_id("agent-fleet".into());
+            (p.task.to_json(), properties)
+        })
+        .collect();
+    let raw_before = (process_cpu(me), broker_cpu());
+    let raw_tasks = drive_raw(&queue, Arc::new(tasks), concurrency).await;
+    let raw_after = (process_cpu(me), broker_cpu());
 
-    println!("ingest benchmark: n={n} concurrency={concurrency}");
     println!(
-        "ingest (HTTP -> verify -> normalize -> publish+confirm): {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms",
-        ingest.rate(),
-        ingest.percentile(0.50),
-        ingest.percentile(0.99)
+        "ingest benchmark: n={n} concurrency={concurrency} (webhook body {} bytes, task message {} bytes)",
+        prepared[0].body.len(),
+        prepared[0].task.to_json().len()
     );
     println!(
-        "raw lapin (publish+confirm):                             {:>8.0} msg/s  p50 {:>6.2} ms  p99 {:>6.2} ms",
-        raw.rate(),
-        raw.percentile(0.50),
-        raw.percentile(0.99)
+        "{}",
+        ingest.line(
+            "ingest (HTTP -> verify -> normalize -> publish+confirm):",
+            "req/s"
+        )
     );
     println!(
-        "ratio ingest/raw throughput: {:.2}",
-        ingest.rate() / raw.rate()
+        "{}",
+        raw_webhooks.line("raw lapin publish+confirm, the webhook bodies:", "msg/s")
+    );
+    println!(
+        "{}",
+        raw_tasks.line("raw lapin publish+confirm, the task messages:", "msg/s")
+    );
+    println!(
+        "ratio ingest/raw throughput: {:.2} (vs the webhook bodies), {:.2} (vs the task messages)",
+        ingest.rate() / raw_webhooks.rate(),
+        ingest.rate() / raw_tasks.rate()
     );
     let per = |seconds: f64| seconds / n as f64 * 1e6;
     println!(
-        "CPU per request (µs): ingest run: ingest {:.0}, client {:.0}, broker {:.0} | raw run: client {:.0}, broker {:.0}",
-        per(cpu_after.0 - cpu_before.0),
-        per(cpu_after.1 - cpu_before.1),
-        per(cpu_after.2 - cpu_before.2),
+        "CPU per request (µs): ingest run: ingest {:.0}, client {:.0}, broker {:.0} | raw run (task messages): client {:.0}, broker {:.0}",
+        per(after.0 - before.0),
+        per(after.1 - before.1),
+        per(after.2 - before.2),
         per(raw_after.0 - raw_before.0),
         per(raw_after.1 - raw_before.1),
     );
