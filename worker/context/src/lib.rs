@@ -33,6 +33,7 @@ pub mod tags;
 pub mod walk;
 
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -489,8 +490,13 @@ pub fn run_cli(args: &ContextArgs) -> anyhow::Result<()> {
         ..SelectOptions::default()
     };
     let selection = select(&args.repo, &issue, &options)?;
-    println!("{}", render(&selection, &args.format)?);
-    Ok(())
+    let text = render(&selection, &args.format)?;
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        // A reader that stops early (`| head`) is not an error of the selection.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }
 
 /// The CLI's output: `json` is the whole [`Selection`] (the benchmark reads `files` and
