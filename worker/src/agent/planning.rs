@@ -324,8 +324,16 @@ pub async fn implement(run: &mut Run<'_>) -> Result<(), Failure> {
                 .await?
         }
     };
-    if pr.draft {
-        run.github.mark_ready(&pr).await?;
+    // The implementation is pushed and described by now: a PR left in draft is worth a
+    // note, not a failed task (and not a second implementation on retry).
+    let mut ready_note = None;
+    if pr.draft
+        && let Err(error) = run.github.mark_ready(&pr).await
+    {
+        tracing::warn!(%error, "could not mark the pull request ready for review");
+        ready_note = Some(format!(
+            "The pull request could not be marked ready for review ({error}); please do it by hand."
+        ));
     }
     if run.task.issue.tracker == Tracker::Github {
         if let Err(error) = run
@@ -345,6 +353,7 @@ pub async fn implement(run: &mut Run<'_>) -> Result<(), Failure> {
         "Implemented plan v{} (`{}`), approved by {}.",
         newest.version, newest.hash, approval.approver
     )];
+    run.status.notes.extend(ready_note);
     run.step("PR").await?;
     tracing::info!(pr = pr.number, version = newest.version, "plan implemented");
     Ok(())
