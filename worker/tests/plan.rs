@@ -73,7 +73,7 @@ fn commits_on(world: &World, branch: &str) -> usize {
 
 #[tokio::test]
 async fn plan_then_approve_implements_it_once() {
-    let world = World::new(
+    let (world, worker) = World::with_worker(
         "plan-gh",
         5,
         &[
@@ -84,10 +84,9 @@ async fn plan_then_approve_implements_it_once() {
             ("edit", vec![Answer::Text(off_plan_answer())]),
             ("repair", vec![Answer::Text(good_answer())]),
         ],
+        &[],
     )
     .await;
-    let worker = world.worker(&[]);
-    worker.wait_ready().await;
     let plan = plan_task(&world, "github:plan-1", 21);
     world.fleet.publish(&plan).await;
     assert_eq!(
@@ -209,17 +208,16 @@ async fn plan_then_approve_implements_it_once() {
 
 #[tokio::test]
 async fn approve_from_the_pr_conversation_and_refuse_a_reader() {
-    let world = World::new(
+    let (world, worker) = World::with_worker(
         "plan-pr",
         5,
         &[
             ("plan", vec![Answer::Text(plan_json("Round refunds"))]),
             ("edit", vec![Answer::Text(good_answer())]),
         ],
+        &[],
     )
     .await;
-    let worker = world.worker(&[]);
-    worker.wait_ready().await;
     let plan = plan_task(&world, "github:plan-pr", 22);
     world.fleet.publish(&plan).await;
     assert_eq!(
@@ -282,7 +280,7 @@ async fn approve_from_the_pr_conversation_and_refuse_a_reader() {
 
 #[tokio::test]
 async fn revise_posts_v2_and_approve_binds_to_it() {
-    let world = World::new(
+    let (world, worker) = World::with_worker(
         "plan-revise",
         5,
         &[
@@ -295,10 +293,9 @@ async fn revise_posts_v2_and_approve_binds_to_it() {
             ),
             ("edit", vec![Answer::Text(good_answer())]),
         ],
+        &[],
     )
     .await;
-    let worker = world.worker(&[]);
-    worker.wait_ready().await;
     // /approve before any plan: a helpful comment, nothing else.
     let early = world.github.add_comment(23, "dev1", "/approve");
     let premature = approve_task(&world, "github:approve-early", 23, &early, "dev1");
@@ -358,17 +355,16 @@ async fn revise_posts_v2_and_approve_binds_to_it() {
 
 #[tokio::test]
 async fn the_jira_round_trip() {
-    let world = World::new(
+    let (world, worker) = World::with_worker(
         "plan-jira",
         5,
         &[
             ("plan", vec![Answer::Text(plan_json("Add rounding"))]),
             ("edit", vec![Answer::Text(good_answer())]),
         ],
+        &[],
     )
     .await;
-    let worker = world.worker(&[]);
-    worker.wait_ready().await;
     // In the shape the ingest produces from shared/fixtures/jira/issue_labeled.json.
     let mut plan = world.fleet.task("jira:plan-1", &["ai-plan", "backend"]);
     plan.mode = Mode::Plan;

@@ -10,14 +10,13 @@ use std::time::Duration;
 
 #[tokio::test]
 async fn happy_path_opens_one_pr_and_a_redelivery_changes_nothing() {
-    let world = World::new(
+    let (world, worker) = World::with_worker(
         "qf-happy",
         5,
         &[("edit", vec![Answer::Text(good_answer())])],
+        &[],
     )
     .await;
-    let worker = world.worker(&[]);
-    worker.wait_ready().await;
     let task = world.task("github:qf-happy-1", 7, "dev1");
     world.fleet.publish(&task).await;
     assert_eq!(
@@ -118,7 +117,7 @@ async fn happy_path_opens_one_pr_and_a_redelivery_changes_nothing() {
 
 #[tokio::test]
 async fn a_syntax_error_is_repaired_once() {
-    let world = World::new(
+    let (world, worker) = World::with_worker(
         "qf-repair",
         5,
         &[
@@ -131,10 +130,9 @@ async fn a_syntax_error_is_repaired_once() {
                 ))],
             ),
         ],
+        &[],
     )
     .await;
-    let worker = world.worker(&[]);
-    worker.wait_ready().await;
     let task = world.task("github:qf-repair", 8, "dev1");
     world.fleet.publish(&task).await;
     assert_eq!(
@@ -160,17 +158,16 @@ async fn a_syntax_error_is_repaired_once() {
 
 #[tokio::test]
 async fn two_bad_answers_push_nothing_and_say_why() {
-    let world = World::new(
+    let (world, worker) = World::with_worker(
         "qf-bad",
         5,
         &[
             ("edit", vec![Answer::Text(broken_answer())]),
             ("repair", vec![Answer::Text("I could not do it.".into())]),
         ],
+        &[],
     )
     .await;
-    let worker = world.worker(&[]);
-    worker.wait_ready().await;
     let task = world.task("github:qf-bad", 9, "dev1");
     world.fleet.publish(&task).await;
     assert_eq!(finished(&worker, &task.task_id).await, "failed");
@@ -198,17 +195,16 @@ async fn two_bad_answers_push_nothing_and_say_why() {
 #[tokio::test]
 async fn an_edit_outside_the_repository_is_refused_and_writes_nothing() {
     let escape = "Write outside.\n\n../../outside.txt\n```\n<<<<<<< SEARCH\n=======\npwned\n>>>>>>> REPLACE\n```\n";
-    let world = World::new(
+    let (world, worker) = World::with_worker(
         "qf-escape",
         5,
         &[
             ("edit", vec![Answer::Text(escape.into())]),
             ("repair", vec![Answer::Text(escape.into())]),
         ],
+        &[],
     )
     .await;
-    let worker = world.worker(&[]);
-    worker.wait_ready().await;
     let task = world.task("github:qf-escape", 10, "dev1");
     world.fleet.publish(&task).await;
     assert_eq!(finished(&worker, &task.task_id).await, "failed");
@@ -233,14 +229,13 @@ async fn an_edit_outside_the_repository_is_refused_and_writes_nothing() {
 
 #[tokio::test]
 async fn a_read_only_user_is_refused_before_any_work() {
-    let world = World::new(
+    let (world, worker) = World::with_worker(
         "qf-reader",
         5,
         &[("edit", vec![Answer::Text(good_answer())])],
+        &[],
     )
     .await;
-    let worker = world.worker(&[]);
-    worker.wait_ready().await;
     let task = world.task("github:qf-reader", 11, "reader");
     world.fleet.publish(&task).await;
     assert_eq!(finished(&worker, &task.task_id).await, "failed");
@@ -371,9 +366,13 @@ async fn worker_run_dry_run_prints_the_diff_and_touches_no_tracker() {
 
 #[tokio::test]
 async fn a_jira_quickfix_reports_to_jira_and_refuses_non_editors() {
-    let world = World::new("qf-jira", 5, &[("edit", vec![Answer::Text(good_answer())])]).await;
-    let worker = world.worker(&[]);
-    worker.wait_ready().await;
+    let (world, worker) = World::with_worker(
+        "qf-jira",
+        5,
+        &[("edit", vec![Answer::Text(good_answer())])],
+        &[],
+    )
+    .await;
     // In the shape the ingest produces from shared/fixtures/jira/issue_assigned.json.
     let jira_task = |id: &str, user: &str| {
         let mut task = world.fleet.task(id, &["ai-help", "backend"]);

@@ -50,6 +50,19 @@ impl World {
         }
     }
 
+    /// A world with one worker, ready to take tasks.
+    pub async fn with_worker(
+        name: &str,
+        limit: u32,
+        script: &[(&str, Vec<Answer>)],
+        extra: &[(&str, &str)],
+    ) -> (Self, WorkerProc) {
+        let world = Self::new(name, limit, script).await;
+        let worker = world.worker(extra);
+        worker.wait_ready().await;
+        (world, worker)
+    }
+
     pub fn worker(&self, extra: &[(&str, &str)]) -> WorkerProc {
         let mut env: Vec<(String, String)> = vec![
             ("WORKER_HANDLER".into(), "agent".into()),
