@@ -176,8 +176,9 @@ impl Git {
         max_bytes: u64,
         cancel: &CancellationToken,
     ) -> Result<Cloned, GitError> {
-        let url = format!("{}.git", repo.as_str());
-        self.shallow_clone_url(&url, branch, dest, timeout, max_bytes, cancel)
+        // No `.git` suffix: GitHub answers both, and a local mirror reached through
+        // `insteadOf` may be named `<name>` or `<name>.git` (git finds either without it).
+        self.shallow_clone_url(repo.as_str(), branch, dest, timeout, max_bytes, cancel)
             .await
     }
 

@@ -177,3 +177,24 @@ async fn an_unreachable_host_is_transient() {
         .expect_err("unreachable");
     assert!(!error.is_permanent(), "{error}");
 }
+
+#[tokio::test]
+async fn a_mirror_named_without_dot_git_is_found_too() {
+    let root = tempfile::tempdir().expect("tmp");
+    let bare = bare_repo(root.path());
+    std::fs::rename(&bare, root.path().join("github/acme/plain")).expect("rename");
+    let git = local_github(root.path());
+    let repo = RepoUrl::parse("https://github.com/acme/plain").expect("url");
+    let dest = root.path().join("clone");
+    git.shallow_clone(
+        &repo,
+        None,
+        &dest,
+        Duration::from_secs(30),
+        1 << 30,
+        &CancellationToken::new(),
+    )
+    .await
+    .expect("clone of <name> without .git");
+    assert!(dest.join("a.py").exists());
+}

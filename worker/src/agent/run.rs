@@ -294,7 +294,7 @@ impl<'a> Run<'a> {
         let url = self
             .clone_source
             .clone()
-            .unwrap_or_else(|| format!("{}.git", self.task.repo_url));
+            .unwrap_or_else(|| self.task.repo_url.to_string());
         let cloned = self
             .git
             .shallow_clone_url(
