@@ -659,12 +659,26 @@ fn merge_changes(
 
 /// The answer's one-line summary: its first line of prose before the first block.
 pub fn summary_of(answer: &str) -> String {
-    answer
-        .lines()
-        .map(str::trim)
-        .take_while(|l| !l.starts_with("```") && !l.starts_with("<<<<<<<"))
-        .find(|l| !l.is_empty() && !l.contains('/') && !l.ends_with(".py") && l.contains(' '))
-        .map(|l| l.trim_start_matches(['#', '*', '-', ' ']).to_owned())
+    let lines: Vec<&str> = answer.lines().map(str::trim).collect();
+    let first_block = lines
+        .iter()
+        .position(|l| l.starts_with("```") || l.starts_with("<<<<<<<"))
+        .unwrap_or(lines.len());
+    // The last non-empty line before the first block names its file: not prose.
+    let path_line = lines[..first_block].iter().rposition(|l| !l.is_empty());
+    let prose_end = match path_line {
+        Some(i) if first_block < lines.len() => i,
+        _ => first_block,
+    };
+    lines[..prose_end]
+        .iter()
+        .find(|l| !l.is_empty())
+        .map(|l| {
+            l.trim_start_matches(['#', '*', '-', ' '])
+                .trim_end_matches('*')
+                .trim()
+                .to_owned()
+        })
         .unwrap_or_default()
 }
 
@@ -696,5 +710,10 @@ mod tests {
             "Fix the refund rounding."
         );
         assert_eq!(summary_of("pay/refunds.py\n<<<<<<< SEARCH\n"), "");
+        assert_eq!(
+            summary_of("**Use a/b paths.**\n\nsrc/a.rs\n```rust\n<<<<<<< SEARCH"),
+            "Use a/b paths."
+        );
+        assert_eq!(summary_of("Only prose, no block."), "Only prose, no block.");
     }
 }
