@@ -426,7 +426,48 @@ pub fn identifiers(text: &str) -> HashMap<String, IssueIdent> {
             e.in_text += weight;
         }
     });
+    for (name, off) in option_names(text, &code) {
+        let mut weight = CODE_WEIGHT;
+        if off < title_end {
+            weight *= TITLE_WEIGHT;
+        }
+        let e = out.entry(name).or_insert(IssueIdent {
+            weight: 0.0,
+            code_like: true,
+            in_text: 0.0,
+        });
+        e.weight += weight;
+        e.code_like = true;
+        if !code[off] {
+            e.in_text += weight;
+        }
+    }
     out
+}
+
+/// Option and setting names written in kebab-case where the text uses them as such
+/// (`--import-mode`, `import-mode=importlib`, `` `max-line-length` ``), in the snake_case
+/// spelling the code gives them (`import_mode`, which also matches `ImportMode`), with
+/// their offsets. Hyphenated prose (`well-known`) is neither code nor followed by `=`.
+fn option_names(text: &str, code: &[bool]) -> Vec<(String, usize)> {
+    static KEBAB: OnceLock<Regex> = OnceLock::new();
+    let kebab = re(&KEBAB, r"[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z][A-Za-z0-9]*)+");
+    let bytes = text.as_bytes();
+    kebab
+        .find_iter(text)
+        .filter(|m| {
+            let glued = m.start() > 0 && {
+                let prev = bytes[m.start() - 1];
+                prev.is_ascii_alphanumeric() || prev == b'_' || prev == b'.' || prev == b'/'
+            };
+            let used_as_option = text[..m.start()].ends_with("--")
+                || bytes.get(m.end()) == Some(&b'=')
+                || code[m.start()];
+            !glued && used_as_option && bytes.get(m.end()) != Some(&b'/')
+        })
+        .map(|m| (m.as_str().to_ascii_lowercase().replace('-', "_"), m.start()))
+        .filter(|(name, _)| name.len() >= 6)
+        .collect()
 }
 
 /// A word that only code would contain: `snake_case`, `camelCase`, `CONSTANT_NAME`.

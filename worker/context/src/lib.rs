@@ -21,12 +21,15 @@
 //! - [`walk`]: the repository walk and file roles (source, test, docs, ...).
 //! - [`lexical`]: tokenizing, identifier splitting, definition keyword scan, BM25.
 //! - [`issue`]: parsing of the issue text (mentions, stack traces, identifiers).
+//! - [`noise`]: what the reporter's environment adds to an issue (package lists, session
+//!   headers, calls into other libraries), blanked before the issue is read.
 //! - [`rank`]: the ranking signals, their weights, and personalized PageRank.
 //! - [`pack`]: token estimate and packing.
 
 pub mod issue;
 pub mod languages;
 pub mod lexical;
+pub mod noise;
 pub mod pack;
 pub mod rank;
 pub mod tags;
@@ -155,9 +158,16 @@ pub fn select(repo: &Path, issue_text: &str, options: &SelectOptions) -> anyhow:
     // The issue, and the query terms of BM25 (distinct terms, as in the benchmark's
     // baseline; weighted below).
     let t = Instant::now();
+    // What the reporter's machine and other libraries contribute is blanked before any
+    // word is read ([`noise`]); stack traces keep the original text, whose frames outside
+    // the repository simply do not resolve.
+    let trace_text = issue_text;
+    let repo_modules = walk::top_level_modules(files);
+    let cleaned = noise::blank_noise(issue_text, &|m| repo_modules.contains(m));
+    let issue_text = cleaned.as_str();
     let mut idents = issue::identifiers(issue_text);
     // Functions named by stack-trace frames are code identifiers, whatever the text says.
-    for f in issue::trace_frames(issue_text) {
+    for f in issue::trace_frames(trace_text) {
         if let Some(func) = f.function {
             let e = idents.entry(func).or_insert(issue::IssueIdent {
                 weight: 0.0,
@@ -221,7 +231,7 @@ pub fn select(repo: &Path, issue_text: &str, options: &SelectOptions) -> anyhow:
         .map(|s| rank::file_matches(&matcher, s.defs.iter().map(|d| d.name.as_str())))
         .collect();
     let index = PathIndex::new(files);
-    let frames = issue::trace_frames(issue_text);
+    let frames = issue::trace_frames(trace_text);
     // Paths inside stack traces are the trace signal's, which knows their depth.
     let paths: Vec<String> = issue::path_mentions(issue_text)
         .into_iter()

@@ -6,6 +6,7 @@
 //! 8 KiB, or a known binary extension), lock files and generated files. Non-UTF-8 text is
 //! read lossily rather than failing the selection.
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use ignore::WalkBuilder;
@@ -240,7 +241,10 @@ pub fn role_of(path: &str) -> FileRole {
         "thirdparty",
         "external",
         "extern",
-    ]) {
+    ]) || dirs.iter().skip(1).any(|d| *d == "packages")
+    {
+        // `packages/` at the root is a monorepo's layout; inside a package
+        // (`requests/packages/urllib3`) it holds bundled third-party packages.
         return FileRole::Vendored;
     }
     let stem = name.split('.').next().unwrap_or("");
@@ -284,4 +288,24 @@ pub fn role_of(path: &str) -> FileRole {
     } else {
         FileRole::Other
     }
+}
+
+/// The names the project's own code is imported by: the first folder or module of each
+/// source file's path, under `src/` or `lib/` when the code lives there (`sympy`,
+/// `_pytest`, `pytest`, `flask`, `setup`).
+pub fn top_level_modules(files: &[SourceFile]) -> HashSet<String> {
+    files
+        .iter()
+        .filter(|f| f.role == FileRole::Source)
+        .filter_map(|f| {
+            let path = f
+                .path
+                .strip_prefix("src/")
+                .or_else(|| f.path.strip_prefix("lib/"))
+                .unwrap_or(&f.path);
+            let first = path.split('/').next()?;
+            let name = first.split('.').next().unwrap_or(first);
+            (!name.is_empty()).then(|| name.to_string())
+        })
+        .collect()
 }

@@ -434,6 +434,57 @@ fn identifiers_weigh_title_and_code_above_prose() {
     assert!(!ids.contains_key("the") && !ids.contains_key("is"));
 }
 
+#[test]
+fn kebab_case_option_names_become_snake_case_identifiers() {
+    let ids = issue::identifiers(
+        "Imported twice under import-mode=importlib\n\nWith `max-line-length` and --log-cli-level set; a well-known long-standing bug, see github.com/pytest-dev/pytest.\n",
+    );
+    assert_eq!(
+        ids["import_mode"].weight,
+        issue::CODE_WEIGHT * issue::TITLE_WEIGHT
+    );
+    assert!(ids["import_mode"].code_like);
+    assert!(ids.contains_key("max_line_length") && ids.contains_key("log_cli_level"));
+    assert!(!ids.contains_key("well_known") && !ids.contains_key("long_standing"));
+    assert!(!ids.contains_key("pytest_dev"));
+    // The snake_case spelling matches the code's CamelCase class.
+    let matcher = rank::IdentMatcher::new(&ids);
+    assert_eq!(
+        matcher.matches("ImportMode").map(|(_, m)| m),
+        Some(rank::NameMatch::Split)
+    );
+}
+
+#[test]
+fn a_pasted_environment_does_not_make_candidates() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |p: &str, s: &str| {
+        let path = dir.path().join(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, s).unwrap();
+    };
+    write("pkg/__init__.py", "");
+    write(
+        "pkg/argparsing.py",
+        "class attrs:\n    pass\n\ndef dirname(p):\n    return p\n",
+    );
+    write(
+        "pkg/source.py",
+        "def statement_lineno(node):\n    return node.lineno\n",
+    );
+    let issue = "Wrong statement_lineno\n\n```\nimport os\nos.path.dirname(x)\n```\n\n```\n$ pip list\nPackage Version\n------- -------\nattrs   21.2.0\n```\n";
+    let sel =
+        fleet_context::select(dir.path(), issue, &fleet_context::SelectOptions::default()).unwrap();
+    let score = |p: &str| {
+        sel.files
+            .iter()
+            .find(|f| f.path == p)
+            .map_or(0.0, |f| f.signals.definitions)
+    };
+    assert!(score("pkg/source.py") > 0.0);
+    assert_eq!(score("pkg/argparsing.py"), 0.0, "{:?}", sel.files);
+}
+
 // ---- ranking signals ----------------------------------------------------------------
 
 #[test]
@@ -519,6 +570,14 @@ fn roles_demote_tests_examples_docs_and_vendored_code() {
     assert_eq!(walk::role_of("doc/src/index.rst"), FileRole::Doc);
     assert_eq!(walk::role_of("README.md"), FileRole::Doc);
     assert_eq!(walk::role_of("src/vendor/lib/x.js"), FileRole::Vendored);
+    assert_eq!(
+        walk::role_of("requests/packages/urllib3/exceptions.py"),
+        FileRole::Vendored
+    );
+    assert_eq!(
+        walk::role_of("packages/core/src/index.ts"),
+        FileRole::Source
+    );
     assert_eq!(walk::role_of("setup.cfg"), FileRole::Other);
     let s = rank::Signals {
         bm25: 1.0,
