@@ -8,6 +8,8 @@ use crate::types::{LlmRequest, LlmResponse};
 use crate::wire;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use secrecy::ExposeSecret;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 /// The Anthropic API version this client speaks.
@@ -31,6 +33,9 @@ pub struct LlmClient {
     /// protocol version.
     fixed_headers: HeaderMap,
     backoff: Backoff,
+    /// Set once the server refused `max_tokens` and asked for `max_completion_tokens`
+    /// (OpenAI's reasoning models): later requests use that name from the start.
+    wants_max_completion_tokens: Arc<AtomicBool>,
 }
 
 impl LlmClient {
@@ -86,6 +91,7 @@ impl LlmClient {
             http,
             fixed_headers,
             backoff: Backoff::default(),
+            wants_max_completion_tokens: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -126,13 +132,17 @@ impl LlmClient {
     /// [`LlmError::is_transient`], otherwise report it.
     pub async fn complete(&self, req: &LlmRequest) -> Result<LlmResponse, LlmError> {
         let headers = self.request_headers(req)?;
-        let body = wire::request_body(
+        let mut body = wire::request_body(
             self.config.provider,
             &self.config.model,
             self.config.max_tokens,
             req,
         );
-        let max_attempts = self.config.max_retries.saturating_add(1);
+        let mut renamed = self.wants_max_completion_tokens.load(Ordering::Relaxed);
+        if renamed {
+            wire::rename_max_tokens(&mut body);
+        }
+        let mut max_attempts = self.config.max_retries.saturating_add(1);
         let started = Instant::now();
         let mut attempt = 1;
         loop {
@@ -175,6 +185,29 @@ impl LlmClient {
                     });
                 }
                 Err(failure) => {
+                    // OpenAI's reasoning models refuse `max_tokens` with a 400 that names
+                    // the field they want; OpenAI-compatible servers (vLLM, Ollama) only
+                    // know `max_tokens`. Asking again under the other name costs one
+                    // request and is not a retry.
+                    if !renamed
+                        && self.config.provider == Provider::OpenAi
+                        && wire::asks_for_max_completion_tokens(&failure.error)
+                    {
+                        renamed = true;
+                        self.wants_max_completion_tokens
+                            .store(true, Ordering::Relaxed);
+                        wire::rename_max_tokens(&mut body);
+                        tracing::info!(
+                            task_id = %req.task_id,
+                            phase = req.phase.as_str(),
+                            model = %self.config.model,
+                            attempt,
+                            "model wants max_completion_tokens instead of max_tokens; sending again"
+                        );
+                        attempt += 1;
+                        max_attempts = max_attempts.saturating_add(1);
+                        continue;
+                    }
                     if !failure.error.is_transient() || attempt >= max_attempts {
                         tracing::warn!(
                             task_id = %req.task_id,

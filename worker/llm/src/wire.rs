@@ -102,6 +102,29 @@ pub(crate) fn parse_answer(provider: Provider, body: &[u8]) -> Result<Parsed, St
     }
 }
 
+/// Whether a refusal says the model takes `max_completion_tokens` rather than `max_tokens`
+/// (OpenAI: "Unsupported parameter: 'max_tokens' is not supported with this model. Use
+/// 'max_completion_tokens' instead.").
+pub(crate) fn asks_for_max_completion_tokens(error: &crate::LlmError) -> bool {
+    match error {
+        crate::LlmError::Http {
+            status: 400,
+            message,
+            ..
+        } => message.contains("max_completion_tokens") && message.contains("max_tokens"),
+        _ => false,
+    }
+}
+
+/// Sends the output limit of an OpenAI request body under the name reasoning models take.
+pub(crate) fn rename_max_tokens(body: &mut serde_json::Value) {
+    if let Some(fields) = body.as_object_mut()
+        && let Some(limit) = fields.remove("max_tokens")
+    {
+        fields.insert("max_completion_tokens".to_owned(), limit);
+    }
+}
+
 /// The error message in a non-2xx body. Both APIs (and Ollama, llama.cpp, vLLM) use
 /// `{"error": {"message": ...}}` or `{"error": "..."}`; anything else is returned raw.
 pub(crate) fn error_message(body: &[u8]) -> String {

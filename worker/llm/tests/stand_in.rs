@@ -261,6 +261,57 @@ async fn openai_request_shape_headers_and_usage() {
 }
 
 #[tokio::test]
+async fn reasoning_model_gets_max_completion_tokens_after_refusing_max_tokens() {
+    let refusal = || {
+        Reply::json(
+            400,
+            json!({"error": {
+                "message": "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.",
+                "type": "invalid_request_error", "param": "max_tokens",
+                "code": "unsupported_parameter"
+            }}),
+        )
+    };
+    let (base, script) = stand_in(vec![refusal(), openai_ok("one"), openai_ok("two")]).await;
+    let mut settings = config(Provider::OpenAi, &base, Some(KEY));
+    settings.max_retries = 0;
+    let client = client(settings);
+    let first = client
+        .complete(&request(Phase::Plan))
+        .await
+        .expect("answer");
+    assert_eq!(first.text, "one");
+    assert_eq!(first.attempts, 2);
+    // The client remembers: the next call uses the new name from the start.
+    let second = client
+        .complete(&request(Phase::Edit))
+        .await
+        .expect("answer");
+    assert_eq!((second.text.as_str(), second.attempts), ("two", 1));
+
+    let sent = seen(&script);
+    assert_eq!(sent.len(), 3);
+    assert_eq!(sent[0].body["max_tokens"], 256);
+    for later in &sent[1..] {
+        assert_eq!(later.body["max_completion_tokens"], 256);
+        assert!(later.body.get("max_tokens").is_none(), "{}", later.body);
+    }
+
+    // Anthropic's API has no such field: the same refusal there is a plain permanent 400.
+    let (base, script) = stand_in(vec![refusal()]).await;
+    let err = client_for(Provider::Anthropic, &base)
+        .complete(&request(Phase::Edit))
+        .await
+        .expect_err("permanent");
+    assert_eq!((err.status(), err.is_transient()), (Some(400), false));
+    assert_eq!(seen(&script).len(), 1);
+}
+
+fn client_for(provider: Provider, base: &str) -> LlmClient {
+    client(config(provider, base, Some(KEY)))
+}
+
+#[tokio::test]
 async fn openai_compatible_server_without_key_or_usage() {
     // Ollama-like: no key configured, no usage in the answer, base URL given with /v1.
     let (base, script) = stand_in(vec![Reply::json(
