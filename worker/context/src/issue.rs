@@ -12,7 +12,8 @@ use crate::lexical::for_each_word;
 /// Extensions a path mention may end with.
 const MENTION_EXTENSIONS: &str = "py|pyi|pyx|rs|js|mjs|cjs|jsx|ts|mts|cts|tsx|go|java|kt|scala|c|h|cc|cpp|cxx|hpp|cs|rb|php|swift|toml|cfg|ini|yaml|yml|json|md|rst|txt|html|css|sh";
 
-fn re(cell: &'static OnceLock<Regex>, src: &str) -> &'static Regex {
+/// A regex compiled once, on first use.
+pub(crate) fn re(cell: &'static OnceLock<Regex>, src: &str) -> &'static Regex {
     cell.get_or_init(|| Regex::new(src).expect("static regex"))
 }
 
@@ -409,40 +410,45 @@ pub fn identifiers(text: &str) -> HashMap<String, IssueIdent> {
                 && bytes
                     .get(off.wrapping_sub(2))
                     .is_some_and(u8::is_ascii_alphanumeric));
-        let in_code = code[off];
-        let code_like = shaped || in_code;
-        let mut weight = if code_like { CODE_WEIGHT } else { PROSE_WEIGHT };
-        if off < title_end {
-            weight *= TITLE_WEIGHT;
-        }
-        let e = out.entry(w.to_string()).or_insert(IssueIdent {
-            weight: 0.0,
-            code_like: false,
-            in_text: 0.0,
-        });
-        e.weight += weight;
-        e.code_like |= code_like;
-        if !in_code {
-            e.in_text += weight;
-        }
+        add_occurrence(
+            &mut out,
+            w.to_string(),
+            off,
+            shaped || code[off],
+            &code,
+            title_end,
+        );
     });
     for (name, off) in option_names(text, &code) {
-        let mut weight = CODE_WEIGHT;
-        if off < title_end {
-            weight *= TITLE_WEIGHT;
-        }
-        let e = out.entry(name).or_insert(IssueIdent {
-            weight: 0.0,
-            code_like: true,
-            in_text: 0.0,
-        });
-        e.weight += weight;
-        e.code_like = true;
-        if !code[off] {
-            e.in_text += weight;
-        }
+        add_occurrence(&mut out, name, off, true, &code, title_end);
     }
     out
+}
+
+/// Count one occurrence of `name` at byte `off` of the issue (`code` marks code bytes,
+/// `title_end` ends the title) towards its [`IssueIdent`].
+fn add_occurrence(
+    out: &mut HashMap<String, IssueIdent>,
+    name: String,
+    off: usize,
+    code_like: bool,
+    code: &[bool],
+    title_end: usize,
+) {
+    let mut weight = if code_like { CODE_WEIGHT } else { PROSE_WEIGHT };
+    if off < title_end {
+        weight *= TITLE_WEIGHT;
+    }
+    let e = out.entry(name).or_insert(IssueIdent {
+        weight: 0.0,
+        code_like: false,
+        in_text: 0.0,
+    });
+    e.weight += weight;
+    e.code_like |= code_like;
+    if !code[off] {
+        e.in_text += weight;
+    }
 }
 
 /// Option and setting names written in kebab-case where the text uses them as such

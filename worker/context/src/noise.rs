@@ -9,13 +9,15 @@
 //! (`attrs`, `six`, `packaging`) that match definitions and BM25 terms all over a code base,
 //! and `os.path.join` in a reporter's snippet makes every file defining `join` a candidate.
 //! [`blank_noise`] replaces them with spaces (line breaks kept, so byte offsets stay valid)
-//! before identifiers, query terms and phrases are read. Stack traces and path mentions are
-//! read from the original text.
+//! before identifiers, query terms, path mentions and phrases are read. Stack traces are
+//! read from the original text (frames outside the repository do not resolve anyway).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 
 use regex::Regex;
+
+use crate::issue::re;
 
 /// Module names that, written as `name.attr`, are another library's API in any issue, unless
 /// the repository itself is that library: standard libraries' and the most common scientific
@@ -95,10 +97,6 @@ const INTERPRETER_MESSAGES: &[&str] = &[
     "goroutine stack exceeds",
     "Maximum call stack size exceeded",
 ];
-
-fn re(cell: &'static OnceLock<Regex>, src: &str) -> &'static Regex {
-    cell.get_or_init(|| Regex::new(src).expect("static regex"))
-}
 
 /// Whether a line belongs to a package listing or an environment header: `attrs 19.3.0`,
 /// `numpy==1.21.0`, `six  1.16.0  pyhd3eb1b0_0  defaults`, `Package  Version`, a row of
