@@ -65,7 +65,7 @@ struct Prepared {
 fn prepare(n: usize) -> Vec<Prepared> {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/fixtures/github/issues/labeled.payload.json"
+        "/../testdata/fixtures/github/issues/labeled.payload.json"
     );
     let template: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json");

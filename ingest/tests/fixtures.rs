@@ -1,4 +1,4 @@
-//! Every real payload in `shared/fixtures`, signed, gives the expected outcome: a message
+//! Every real payload in `testdata/fixtures`, signed, gives the expected outcome: a message
 //! with the expected fields and AMQP properties, or nothing.
 
 mod common;

@@ -80,7 +80,7 @@ async fn sixty_webhooks_three_workers_random_kills_every_effect_exactly_once() {
 
     let fixture = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/fixtures/github/issues/labeled.payload.json"
+        "/../testdata/fixtures/github/issues/labeled.payload.json"
     );
     let template: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixture).expect("fixture")).expect("json");

@@ -365,7 +365,7 @@ async fn the_jira_round_trip() {
         &[],
     )
     .await;
-    // In the shape the ingest produces from shared/fixtures/jira/issue_labeled.json.
+    // In the shape the ingest produces from testdata/fixtures/jira/issue_labeled.json.
     let mut plan = world.fleet.task("jira:plan-1", &["ai-plan", "backend"]);
     plan.mode = Mode::Plan;
     plan.source = Tracker::Jira;

@@ -373,7 +373,7 @@ async fn a_jira_quickfix_reports_to_jira_and_refuses_non_editors() {
         &[],
     )
     .await;
-    // In the shape the ingest produces from shared/fixtures/jira/issue_assigned.json.
+    // In the shape the ingest produces from testdata/fixtures/jira/issue_assigned.json.
     let jira_task = |id: &str, user: &str| {
         let mut task = world.fleet.task(id, &["ai-help", "backend"]);
         task.source = shared::Tracker::Jira;

@@ -79,7 +79,7 @@ impl Standalone {
     async fn webhook(&self, delivery: &str, labels: &[&str]) -> (u16, Value) {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/fixtures/github/issues/labeled.payload.json"
+            "/../testdata/fixtures/github/issues/labeled.payload.json"
         );
         let mut payload: Value =
             serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json");

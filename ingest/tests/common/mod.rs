@@ -27,7 +27,7 @@ pub const AGENT_JIRA: &str = "712020:2f3e0c4a-agent";
 pub const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 pub fn fixtures_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/fixtures")
 }
 
 pub fn fixture(relative: &str) -> Value {
