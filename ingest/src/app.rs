@@ -1,9 +1,11 @@
 //! The HTTP application: routes, the webhook handlers, and [`Application`], which binds
 //! (port 0 in tests), keeps the broker link alive and shuts down gracefully.
 
+use crate::admission::{self, Admission};
 use crate::dedupe::{Claim, Deliveries};
 use crate::metrics::IngestMetrics;
 use crate::normalize::{Normalized, PayloadError};
+use crate::serve::{ServeLimits, serve};
 use crate::settings::IngestSettings;
 use crate::signature::{self, SignatureError};
 use crate::sink::TaskSink;
@@ -23,7 +25,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower_http::limit::RequestBodyLimitLayer;
 
 /// How long a publish may wait for the broker's confirm: well under GitHub's 10 s delivery
 /// timeout, so a struggling broker turns into a quick 503 rather than a hung delivery.
@@ -46,6 +47,7 @@ struct AppState {
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    limits: ServeLimits,
     cancel: CancellationToken,
     broker_task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -81,7 +83,18 @@ impl Application {
             }
         };
         let metrics = IngestMetrics::new();
-        let max_body = settings.max_body_bytes;
+        // Bodies are received (and bounded) by the admission layer, before any handler.
+        let admission = Arc::new(Admission::new(
+            settings.max_body_bytes,
+            settings.request_timeout,
+            settings.max_concurrency,
+            metrics.clone(),
+        ));
+        let limits = ServeLimits {
+            header_timeout: settings.request_timeout,
+            // A request let in just before shutdown: its headers, its body, its publish.
+            drain: settings.request_timeout * 2 + CONFIRM_TIMEOUT + Duration::from_secs(1),
+        };
         let state = AppState {
             settings: Arc::new(settings),
             sink: sink.clone(),
@@ -92,7 +105,10 @@ impl Application {
             .route("/webhooks/github", post(github_webhook))
             .route("/webhooks/jira", post(jira_webhook))
             .layer(DefaultBodyLimit::disable())
-            .layer(RequestBodyLimitLayer::new(max_body))
+            .layer(axum::middleware::from_fn_with_state(
+                admission,
+                admission::receive,
+            ))
             .with_state(state);
         let router = webhooks.merge(shared::telemetry::ops_router(
             metrics.registry.clone(),
@@ -101,6 +117,7 @@ impl Application {
         Ok(Self {
             listener,
             router,
+            limits,
             cancel,
             broker_task,
         })
@@ -113,15 +130,14 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves: then stops accepting, lets in-flight requests
-    /// finish, and closes the broker channel and connection.
+    /// finish (within a bound), and closes the broker channel and connection. Headers must
+    /// arrive within `INGEST_REQUEST_TIMEOUT_SECS` (see [`crate::serve`]).
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr(), "ingest listening");
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        serve(self.listener, self.router, self.limits, shutdown).await;
         self.cancel.cancel();
         if let Some(task) = self.broker_task {
             let _ = task.await;

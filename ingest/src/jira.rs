@@ -86,8 +86,9 @@ pub fn normalize(
         _ => return Ok(Normalized::Ignored("event not handled")),
     };
     let key = str_field(payload, "issue.key")?;
-    let Some(repo_url) = repository_for(key, payload, &labels, settings) else {
-        return Ok(Normalized::Ignored("project not mapped to a repository"));
+    let repo_url = match repository_for(key, payload, &labels, settings) {
+        Ok(repo_url) => repo_url,
+        Err(reason) => return Ok(Normalized::Ignored(reason)),
     };
     let issue = IssueRef {
         tracker: Tracker::Jira,
@@ -139,28 +140,41 @@ fn added_trigger_label(items: &[Value], settings: &IngestSettings) -> Option<Mod
         })
 }
 
-/// A `repo:owner/name` label (when enabled) wins over the project mapping.
+/// Why a delivery whose label names a repository outside `JIRA_REPO_ALLOW` is ignored.
+pub const REPO_NOT_ALLOWED: &str = "repository label not in JIRA_REPO_ALLOW";
+const NOT_MAPPED: &str = "project not mapped to a repository";
+
+/// A `repo:owner/name` label (when enabled) wins over the project mapping, but only for a
+/// repository on `JIRA_REPO_ALLOW`: anyone who can edit a Jira issue can add a label, so a
+/// label outside the list ignores the delivery (it does not fall back to the project's
+/// repository either: the editor asked for another one).
 fn repository_for(
     key: &str,
     payload: &Value,
     labels: &[String],
     settings: &IngestSettings,
-) -> Option<RepoUrl> {
+) -> Result<RepoUrl, &'static str> {
     if settings.jira_repo_from_label {
         let from_label = labels
             .iter()
             .filter_map(|l| l.strip_prefix("repo:"))
             .find_map(|slug| RepoUrl::from_slug(slug).ok());
-        if from_label.is_some() {
-            return from_label;
+        if let Some(repo) = from_label {
+            return if settings.jira_repo_allow.allows(&repo) {
+                Ok(repo)
+            } else {
+                Err(REPO_NOT_ALLOWED)
+            };
         }
     }
     let project = opt_str(payload, "issue.fields.project.key")
-        .or_else(|| key.split_once('-').map(|(p, _)| p))?;
+        .or_else(|| key.split_once('-').map(|(p, _)| p))
+        .ok_or(NOT_MAPPED)?;
     settings
         .jira_projects
         .get(&project.to_ascii_uppercase())
         .cloned()
+        .ok_or(NOT_MAPPED)
 }
 
 /// `https://<site>/browse/<KEY>`, from the `self` link of the issue (or of the comment).

@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //! - [`app`]: routes, handlers and [`Application`] (bind, serve, graceful shutdown).
+//! - [`admission`]: receives webhook bodies under the size, time and concurrency bounds.
+//! - [`serve`]: the HTTP/1 accept loop with its header read timeout.
 //! - [`settings`]: the ingest's environment variables.
 //! - [`signature`]: HMAC-SHA256 verification against one or more secrets.
 //! - [`normalize`]: what both sources share (outcomes, 400 errors, `/approve`/`/revise`).
@@ -11,12 +13,14 @@
 //! - [`dedupe`]: the per-replica memory of published deliveries.
 //! - [`metrics`]: counters and histograms, updated where each outcome is logged.
 
+pub mod admission;
 pub mod app;
 pub mod dedupe;
 pub mod github;
 pub mod jira;
 pub mod metrics;
 pub mod normalize;
+pub mod serve;
 pub mod settings;
 pub mod signature;
 pub mod sink;

@@ -1,6 +1,6 @@
 //! The ingest's metrics, and the one place each webhook outcome is both logged and counted.
 
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
 use shared::telemetry::FAST_BUCKETS;
 
 #[derive(Clone, Debug)]
@@ -11,6 +11,8 @@ pub struct IngestMetrics {
     publishes: IntCounterVec,
     publish_seconds: Histogram,
     request_seconds: Histogram,
+    receiving: IntGauge,
+    refused: IntCounterVec,
 }
 
 impl IngestMetrics {
@@ -56,12 +58,28 @@ impl IngestMetrics {
             .buckets(FAST_BUCKETS.to_vec()),
         )
         .expect("valid metric");
+        let receiving = IntGauge::new(
+            "agent_fleet_ingest_bodies_receiving",
+            "Webhook request bodies being received right now (bounded by INGEST_MAX_CONCURRENCY)",
+        )
+        .expect("valid metric");
+        let refused = IntCounterVec::new(
+            Opts::new(
+                "agent_fleet_ingest_refused_total",
+                "Webhook requests refused before a handler saw them, by reason \
+                 (too_large, timeout, evicted, unreadable)",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(webhooks.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(ignored.clone()),
             Box::new(publishes.clone()),
             Box::new(publish_seconds.clone()),
             Box::new(request_seconds.clone()),
+            Box::new(receiving.clone()),
+            Box::new(refused.clone()),
         ] {
             registry
                 .register(collector)
@@ -74,7 +92,19 @@ impl IngestMetrics {
             publishes,
             publish_seconds,
             request_seconds,
+            receiving,
+            refused,
         }
+    }
+
+    /// How many bodies are being received now.
+    pub fn receiving(&self, count: usize) {
+        self.receiving.set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// A request refused while its body was received (the reason is a fixed label).
+    pub fn refused(&self, reason: &'static str) {
+        self.refused.with_label_values(&[reason]).inc();
     }
 
     pub fn webhook(&self, source: &str, event: &str, outcome: &str, seconds: f64) {

@@ -6,6 +6,16 @@ use shared::RepoUrl;
 use shared::settings::{CommonSettings, Env, SettingsError};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::time::Duration;
+
+/// What GitHub and Jira send at most in practice: GitHub caps payloads at 25 MB, but issue
+/// and comment events are a few tens of KiB; anything near 1 MiB is not a webhook we want.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1_048_576;
+/// GitHub gives a delivery 10 s; a sender that has not sent its request by then never will.
+pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 10;
+/// Bodies being received at once. Each holds at most `MAX_BODY_BYTES`, so this caps their
+/// memory: 64 MiB by default, well inside the ingest pod's 256 Mi limit (deploy/).
+pub const DEFAULT_MAX_CONCURRENCY: usize = 64;
 
 /// Trigger labels and the mode each one asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,6 +57,59 @@ impl TriggerLabels {
     }
 }
 
+/// `JIRA_REPO_ALLOW`: the repositories a `repo:owner/name` label may name. Entries are an
+/// owner (`acme`, `acme/*`: any of its repositories) or one repository (`acme/payments`);
+/// they compare case-insensitively, as GitHub does.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RepoAllowList(Vec<(String, Option<String>)>);
+
+impl RepoAllowList {
+    pub fn parse(entries: &[String]) -> Result<Self, SettingsError> {
+        let valid = |part: &str| {
+            !part.is_empty()
+                && part != "."
+                && part != ".."
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        };
+        entries
+            .iter()
+            .map(|entry| {
+                let (owner, name) = match entry.split_once('/') {
+                    None => (entry.as_str(), None),
+                    Some((owner, "*")) => (owner, None),
+                    Some((owner, name)) => (owner, Some(name)),
+                };
+                if !valid(owner) || name.is_some_and(|n| !valid(n)) {
+                    return Err(SettingsError::new(
+                        "JIRA_REPO_ALLOW",
+                        format!("`{entry}` is not `owner`, `owner/*` or `owner/name`"),
+                    ));
+                }
+                Ok((
+                    owner.to_ascii_lowercase(),
+                    name.map(str::to_ascii_lowercase),
+                ))
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether `repo` (a github.com repository) is allowed.
+    pub fn allows(&self, repo: &RepoUrl) -> bool {
+        let (owner, name) = (repo.owner(), repo.name());
+        self.0.iter().any(|(o, n)| {
+            o.eq_ignore_ascii_case(owner)
+                && n.as_deref().is_none_or(|n| n.eq_ignore_ascii_case(name))
+        })
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct IngestSettings {
     pub common: CommonSettings,
@@ -59,7 +122,13 @@ pub struct IngestSettings {
     pub default_mode: Mode,
     pub jira_projects: HashMap<String, RepoUrl>,
     pub jira_repo_from_label: bool,
+    /// Required (non-empty) when `jira_repo_from_label` is on.
+    pub jira_repo_allow: RepoAllowList,
     pub max_body_bytes: usize,
+    /// Bounds the request headers and, separately, the body (`INGEST_REQUEST_TIMEOUT_SECS`).
+    pub request_timeout: Duration,
+    /// Webhook bodies received at once (`INGEST_MAX_CONCURRENCY`).
+    pub max_concurrency: usize,
 }
 
 impl IngestSettings {
@@ -99,9 +168,35 @@ impl IngestSettings {
                 Ok((project.to_ascii_uppercase(), url))
             })
             .collect::<Result<_, SettingsError>>()?;
-        let max_body_bytes = env.parse_or("MAX_BODY_BYTES", 26_214_400usize)?;
+        let max_body_bytes = env.parse_or("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)?;
         if max_body_bytes == 0 {
             return Err(SettingsError::new("MAX_BODY_BYTES", "must be at least 1"));
+        }
+        let timeout_secs =
+            env.parse_or("INGEST_REQUEST_TIMEOUT_SECS", DEFAULT_REQUEST_TIMEOUT_SECS)?;
+        if timeout_secs == 0 {
+            return Err(SettingsError::new(
+                "INGEST_REQUEST_TIMEOUT_SECS",
+                "must be at least 1",
+            ));
+        }
+        let max_concurrency = env.parse_or("INGEST_MAX_CONCURRENCY", DEFAULT_MAX_CONCURRENCY)?;
+        if max_concurrency == 0 {
+            return Err(SettingsError::new(
+                "INGEST_MAX_CONCURRENCY",
+                "must be at least 1",
+            ));
+        }
+        let jira_repo_from_label = env.flag("JIRA_REPO_FROM_LABEL", false)?;
+        let jira_repo_allow = RepoAllowList::parse(&env.list("JIRA_REPO_ALLOW"))?;
+        // Without a list, any Jira editor could point the agent at any repository the
+        // token reaches: refuse to start rather than trust every label.
+        if jira_repo_from_label && jira_repo_allow.is_empty() {
+            return Err(SettingsError::new(
+                "JIRA_REPO_ALLOW",
+                "is required with JIRA_REPO_FROM_LABEL=true: list the owners (`acme` or \
+                 `acme/*`) or repositories (`acme/payments`) a `repo:` label may name",
+            ));
         }
         Ok(Self {
             common,
@@ -111,8 +206,11 @@ impl IngestSettings {
             trigger_labels,
             default_mode,
             jira_projects,
-            jira_repo_from_label: env.flag("JIRA_REPO_FROM_LABEL", false)?,
+            jira_repo_from_label,
+            jira_repo_allow,
             max_body_bytes,
+            request_timeout: Duration::from_secs(timeout_secs),
+            max_concurrency,
         })
     }
 }
@@ -158,11 +256,44 @@ mod tests {
             ("MAX_BODY_BYTES", "-1"),
             ("INGEST_BIND", "localhost"),
             ("JIRA_REPO_FROM_LABEL", "sometimes"),
+            ("INGEST_REQUEST_TIMEOUT_SECS", "0"),
+            ("INGEST_MAX_CONCURRENCY", "0"),
+            ("JIRA_REPO_ALLOW", "acme/pay/ments"),
+            ("JIRA_REPO_ALLOW", "*"),
         ] {
             let err = IngestSettings::from_env(&Env::from_map([(var, value)]))
                 .expect_err(&format!("{var}={value} must be refused"));
             assert_eq!(err.variable, var);
         }
+    }
+
+    #[test]
+    fn repo_labels_need_an_allow_list_that_matches_owners_and_repositories() {
+        let err = IngestSettings::from_env(&Env::from_map([("JIRA_REPO_FROM_LABEL", "true")]))
+            .expect_err("JIRA_REPO_FROM_LABEL=true without JIRA_REPO_ALLOW must be refused");
+        assert_eq!(err.variable, "JIRA_REPO_ALLOW");
+        let settings = IngestSettings::from_env(&Env::from_map([
+            ("JIRA_REPO_FROM_LABEL", "true"),
+            ("JIRA_REPO_ALLOW", "Acme, tools/*, other/Billing"),
+        ]))
+        .expect("valid");
+        let allow = &settings.jira_repo_allow;
+        let repo = |slug: &str| RepoUrl::from_slug(slug).expect("slug");
+        assert!(allow.allows(&repo("acme/payments")));
+        assert!(allow.allows(&repo("ACME/anything")));
+        assert!(allow.allows(&repo("tools/ci")));
+        assert!(allow.allows(&repo("other/billing")));
+        assert!(!allow.allows(&repo("other/payments")));
+        assert!(!allow.allows(&repo("acme-evil/payments")));
+        assert!(!allow.allows(&repo("evil/acme")));
+    }
+
+    #[test]
+    fn ingest_limits_default_to_what_webhooks_need() {
+        let settings = IngestSettings::from_env(&Env::from_map([("X", "1")])).expect("defaults");
+        assert_eq!(settings.max_body_bytes, 1_048_576);
+        assert_eq!(settings.request_timeout, Duration::from_secs(10));
+        assert_eq!(settings.max_concurrency, 64);
     }
 
     #[test]

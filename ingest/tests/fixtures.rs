@@ -295,6 +295,7 @@ async fn jira_edge_cases_unmapped_project_revise_adf_and_loop_guard() {
     let app = TestApp::spawn(&[
         ("JIRA_PROJECTS", "OPS=acme/ops"),
         ("JIRA_REPO_FROM_LABEL", "true"),
+        ("JIRA_REPO_ALLOW", "acme/*,tools/ci"),
     ])
     .await;
     app.wait_ready(200).await;
@@ -333,6 +334,41 @@ async fn jira_edge_cases_unmapped_project_revise_adf_and_loop_guard() {
     assert_eq!(messages.len(), 1);
     let task = TaskMessage::from_slice(&messages[0].data).expect("task");
     assert_eq!(task.repo_url.as_str(), "https://github.com/acme/billing");
+
+    // A label naming a repository outside JIRA_REPO_ALLOW: ignored, nothing published, and
+    // no fallback to the project's repository either.
+    for (n, repo) in ["evil/payments", "acme-evil/billing", "tools/other"]
+        .iter()
+        .enumerate()
+    {
+        let outside = with(
+            assigned.clone(),
+            "/issue/fields/labels",
+            json!(["ai-help", format!("repo:{repo}")]),
+        );
+        let response = app
+            .jira(&format!("outside-{n}"), outside.to_string().as_bytes())
+            .await;
+        assert_eq!(response.status().as_u16(), 202, "{repo}");
+        let answer: Value = response.json().await.expect("json");
+        assert_eq!(answer["status"], "ignored", "{repo}: {answer}");
+        assert_eq!(
+            answer["reason"], "repository label not in JIRA_REPO_ALLOW",
+            "{repo}"
+        );
+        assert!(view.drain().await.is_empty(), "{repo}");
+    }
+    let allowed = with(
+        assigned.clone(),
+        "/issue/fields/labels",
+        json!(["repo:tools/ci"]),
+    );
+    let response = app.jira("allowed-1", allowed.to_string().as_bytes()).await;
+    assert_eq!(response.status().as_u16(), 202);
+    let messages = view.drain().await;
+    assert_eq!(messages.len(), 1);
+    let task = TaskMessage::from_slice(&messages[0].data).expect("task");
+    assert_eq!(task.repo_url.as_str(), "https://github.com/tools/ci");
 
     // /revise in ADF, mapped through the label as well.
     let mut adf = fixture("jira/comment_created_adf.json");

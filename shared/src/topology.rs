@@ -1,10 +1,46 @@
 //! The queue topology, declared from this one place by both services with identical
-//! arguments: the quorum task queue with its delivery limit, and the dead-letter exchange and
-//! queue behind it.
+//! arguments: the quorum task queue with its delivery limit, the dead-letter exchange and
+//! queue behind it, and the delay queues `<queue>.retry.<bucket>` of delayed retries.
+//!
+//! A delayed retry (a rate limit, a task waiting for its issue's lock) is a copy of the
+//! message published to one delay queue: every message of a delay queue has the same TTL
+//! (`x-message-ttl`, one queue per bucket, because a per-message TTL only expires at the
+//! head of a queue), and on expiry it is dead-lettered back onto `<queue>` through the
+//! default exchange. A delay longer than a bucket takes several hops: the copy carries its
+//! not-before time and the worker sends an early arrival back without running it.
+//!
+//! Also the name of an issue's lock queue (`<queue>.lock.<issue>`), which is not declared
+//! here: a worker declares it exclusively on its own connection while it works on the issue.
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, ExchangeKind};
+use std::time::Duration;
+
+/// The delays of the delay queues, shortest first. Named by [`bucket_label`].
+pub const RETRY_BUCKETS: [Duration; 4] = [
+    Duration::from_secs(5),
+    Duration::from_secs(30),
+    Duration::from_secs(300),
+    Duration::from_secs(1800),
+];
+
+/// `5s`, `30s`, `5m`, `30m`: the suffix of a delay queue's name.
+pub fn bucket_label(delay: Duration) -> String {
+    let secs = delay.as_secs();
+    if secs >= 60 && secs.is_multiple_of(60) {
+        format!("{}m", secs / 60)
+    } else {
+        format!("{secs}s")
+    }
+}
+
+/// One delay queue: messages sit `delay`, then go back to the task queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetryQueue {
+    pub name: String,
+    pub delay: Duration,
+}
 
 /// Names and limits of the task queue and its dead-letter side.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,6 +89,76 @@ impl Topology {
             dead_letter_queue: format!("{queue}.dead"),
             delivery_limit,
         }
+    }
+
+    /// The delay queues, shortest first.
+    pub fn retry_queues(&self) -> Vec<RetryQueue> {
+        RETRY_BUCKETS
+            .iter()
+            .map(|delay| RetryQueue {
+                name: format!("{}.retry.{}", self.queue, bucket_label(*delay)),
+                delay: *delay,
+            })
+            .collect()
+    }
+
+    /// The delay queue for a wait of `remaining`: the longest bucket that does not overshoot
+    /// it (the copy then comes back early and takes another hop), or the shortest bucket.
+    pub fn retry_queue_for(&self, remaining: Duration) -> RetryQueue {
+        let queues = self.retry_queues();
+        queues
+            .iter()
+            .rev()
+            .find(|q| q.delay <= remaining)
+            .unwrap_or(&queues[0])
+            .clone()
+    }
+
+    /// The arguments of a delay queue, exactly as declared: a quorum queue (replicated like
+    /// the task queue) whose messages expire after `delay` and are dead-lettered, at least
+    /// once, onto the task queue through the default exchange.
+    pub fn retry_queue_arguments(&self, delay: Duration) -> FieldTable {
+        let mut args = FieldTable::default();
+        let text = |v: &str| AMQPValue::LongString(LongString::from(v));
+        args.insert(ShortString::from("x-queue-type"), text("quorum"));
+        args.insert(
+            ShortString::from("x-message-ttl"),
+            AMQPValue::LongLongInt(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)),
+        );
+        args.insert(ShortString::from("x-dead-letter-exchange"), text(""));
+        args.insert(
+            ShortString::from("x-dead-letter-routing-key"),
+            text(self.queue.as_str()),
+        );
+        // At-least-once dead-lettering (RabbitMQ >= 3.10) needs reject-publish overflow.
+        args.insert(
+            ShortString::from("x-dead-letter-strategy"),
+            text("at-least-once"),
+        );
+        args.insert(ShortString::from("x-overflow"), text("reject-publish"));
+        args
+    }
+
+    /// The lock queue of an issue: `<queue>.lock.<key>`, the key reduced to characters that
+    /// are safe in a queue name and followed by a hash of the whole key (so that keys that
+    /// reduce to the same text do not share a lock).
+    pub fn lock_queue(&self, issue_key: &str) -> String {
+        let safe: String = issue_key
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(120)
+            .collect();
+        // FNV-1a: stable across processes and versions (std's hasher is not).
+        let hash = issue_key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        format!("{}.lock.{safe}.{:08x}", self.queue, hash >> 32)
     }
 
     /// The arguments of the task queue, exactly as declared.
@@ -123,6 +229,16 @@ impl Topology {
             .queue_declare(self.queue.as_str().into(), durable, self.queue_arguments())
             .await
             .map_err(|e| self.classify(&self.queue, e))?;
+        for retry in self.retry_queues() {
+            channel
+                .queue_declare(
+                    retry.name.as_str().into(),
+                    durable,
+                    self.retry_queue_arguments(retry.delay),
+                )
+                .await
+                .map_err(|e| self.classify(&retry.name, e))?;
+        }
         Ok(())
     }
 
@@ -163,6 +279,35 @@ mod tests {
         let t = Topology::new("agent-tasks", 5);
         assert_eq!(t.dead_letter_exchange, "agent-tasks.dlx");
         assert_eq!(t.dead_letter_queue, "agent-tasks.dead");
+    }
+
+    #[test]
+    fn retry_buckets_and_lock_names() {
+        let t = Topology::new("agent-tasks", 5);
+        let names: Vec<String> = t.retry_queues().into_iter().map(|q| q.name).collect();
+        assert_eq!(
+            names,
+            [
+                "agent-tasks.retry.5s",
+                "agent-tasks.retry.30s",
+                "agent-tasks.retry.5m",
+                "agent-tasks.retry.30m"
+            ]
+        );
+        let pick = |secs| t.retry_queue_for(Duration::from_secs(secs)).name;
+        assert_eq!(pick(1), "agent-tasks.retry.5s");
+        assert_eq!(pick(29), "agent-tasks.retry.5s");
+        assert_eq!(pick(45), "agent-tasks.retry.30s");
+        assert_eq!(pick(7200), "agent-tasks.retry.30m");
+        let a = t.lock_queue("acme/payments#12");
+        assert!(a.starts_with("agent-tasks.lock.acme_payments_12."), "{a}");
+        assert_ne!(
+            a,
+            t.lock_queue("acme_payments#12"),
+            "a hash tells them apart"
+        );
+        assert_eq!(a, t.lock_queue("acme/payments#12"), "stable");
+        assert!(t.lock_queue(&"x".repeat(1000)).len() < 200);
     }
 
     #[test]

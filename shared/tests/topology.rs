@@ -1,5 +1,6 @@
 //! The topology's arguments, verified through the real broker: messages really are
-//! dead-lettered after the delivery limit, and a mismatch names the queue and argument.
+//! dead-lettered after the delivery limit, a mismatch names the queue and argument, and the
+//! delay queues are declared idempotently and send their messages back to the task queue.
 
 use lapin::options::{BasicGetOptions, BasicNackOptions, QueueDeleteOptions};
 use lapin::types::AMQPValue;
@@ -18,7 +19,15 @@ async fn connect() -> Connection {
 
 async fn cleanup(connection: &Connection, topology: &Topology) {
     let channel = connection.create_channel().await.expect("channel");
-    for queue in [&topology.queue, &topology.dead_letter_queue] {
+    let retry: Vec<String> = topology
+        .retry_queues()
+        .into_iter()
+        .map(|q| q.name)
+        .collect();
+    for queue in [&topology.queue, &topology.dead_letter_queue]
+        .into_iter()
+        .chain(&retry)
+    {
         let _ = channel
             .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
             .await;
@@ -129,4 +138,119 @@ async fn a_mismatching_queue_names_the_queue_and_the_argument() {
         "{message}"
     );
     cleanup(&connection, &original).await;
+}
+
+/// Whether `queue` exists (a passive declare), on a throwaway channel.
+async fn exists(connection: &Connection, queue: &str) -> bool {
+    let channel = connection.create_channel().await.expect("channel");
+    channel
+        .queue_declare(
+            queue.into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .is_ok()
+}
+
+#[tokio::test]
+async fn the_delay_queues_are_declared_idempotently_and_lead_back_to_the_queue() {
+    let ingest = connect().await;
+    let worker = connect().await;
+    let topology = Topology::new(&unique("retry"), 5);
+    // Both services declare it, each on its own connection, in either order, repeatedly.
+    let publisher = Publisher::open(&ingest, &topology, Duration::from_secs(5))
+        .await
+        .expect("the ingest's declare");
+    for _ in 0..2 {
+        let channel = worker.create_channel().await.expect("channel");
+        topology
+            .declare(&channel)
+            .await
+            .expect("the worker's declare, identical arguments");
+    }
+    for retry in topology.retry_queues() {
+        assert!(
+            exists(&worker, &retry.name).await,
+            "{} declared",
+            retry.name
+        );
+    }
+    // A different TTL under the same name is refused, naming the queue and the argument.
+    let retry_5s = topology.retry_queues()[0].name.clone();
+    let channel = worker.create_channel().await.expect("channel");
+    let error = channel
+        .queue_declare(
+            retry_5s.as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            topology.retry_queue_arguments(Duration::from_secs(6)),
+        )
+        .await
+        .expect_err("another TTL");
+    assert!(error.to_string().contains("x-message-ttl"), "{error}");
+
+    // A message in the 5 s delay queue comes back to the task queue after its TTL.
+    let published = Instant::now();
+    let channel = worker.create_channel().await.expect("channel");
+    channel
+        .confirm_select(lapin::options::ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    channel
+        .basic_publish(
+            "".into(),
+            retry_5s.as_str().into(),
+            lapin::options::BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
+            b"later",
+            BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirmed");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let back = loop {
+        assert!(Instant::now() < deadline, "never came back from {retry_5s}");
+        if let Some(message) = channel
+            .basic_get(
+                topology.queue.as_str().into(),
+                BasicGetOptions { no_ack: true },
+            )
+            .await
+            .expect("get")
+        {
+            break message;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let waited = published.elapsed();
+    assert!(
+        waited >= Duration::from_millis(4900),
+        "came back after {waited:?}"
+    );
+    assert_eq!(back.delivery.data, b"later");
+    let headers = back.delivery.properties.headers().clone().expect("headers");
+    let Some(AMQPValue::FieldArray(deaths)) = headers.inner().get("x-death") else {
+        panic!("no x-death: {headers:?}")
+    };
+    let Some(AMQPValue::FieldTable(death)) = deaths.as_slice().first() else {
+        panic!("no x-death entry: {deaths:?}")
+    };
+    let text = |key: &str| match death.inner().get(key) {
+        Some(AMQPValue::LongString(v)) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
+        other => panic!("{key}: {other:?}"),
+    };
+    assert_eq!(text("queue"), retry_5s, "x-death names the delay queue");
+    assert_eq!(text("reason"), "expired");
+    drop(publisher);
+    cleanup(&worker, &topology).await;
 }

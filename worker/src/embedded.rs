@@ -7,7 +7,12 @@
 //! Order: oldest first, where a requeued message goes to the back (a message that keeps
 //! failing does not hold up the others). One process owns a database file at a time
 //! (opening it recovers every lease).
+//!
+//! Delayed retries (rate limits, a locked issue) go back to ready with a not-before time
+//! and are not leased before it; they do not count as deliveries. The issue locks of the
+//! fleet are in-process here (one process is the whole fleet).
 
+use crate::runtime::delay::WaitState;
 use crate::runtime::local::Settle;
 use ingest::sink::{PublishFuture, TaskSink};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -43,6 +48,8 @@ pub struct Lease {
     pub message_id: String,
     /// Earlier deliveries that did not complete (like `x-delivery-count`).
     pub delivery_count: u32,
+    /// Its delayed retries so far (`attempts` stays 0: waits never reset the count here).
+    pub wait: WaitState,
 }
 
 /// What the queue holds, for metrics and tests.
@@ -102,6 +109,21 @@ impl EmbeddedQueue {
                  position INTEGER NOT NULL DEFAULT 0);
              CREATE INDEX IF NOT EXISTS messages_by_position ON messages(queue, state, position);",
         )?;
+        // Columns of delayed retries, added to databases made before them.
+        for (column, kind) in [
+            ("not_before", "INTEGER NOT NULL DEFAULT 0"),
+            ("waits", "INTEGER NOT NULL DEFAULT 0"),
+            ("waited_ms", "INTEGER NOT NULL DEFAULT 0"),
+        ] {
+            let present: bool = db.query_row(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info('messages') WHERE name = ?1",
+                params![column],
+                |r| r.get(0),
+            )?;
+            if !present {
+                db.execute_batch(&format!("ALTER TABLE messages ADD COLUMN {column} {kind}"))?;
+            }
+        }
         let recovered = db.execute(
             &format!("{RETURN_LEASE} WHERE queue = ?1 AND state = 'leased'"),
             params![queue, delivery_limit, now()],
@@ -147,26 +169,35 @@ impl EmbeddedQueue {
         Ok(())
     }
 
-    /// Leases the oldest ready message, if any.
+    /// Leases the oldest ready message that is due, if any.
     pub async fn lease(&self) -> anyhow::Result<Option<Lease>> {
         let row = self
             .with_db(|db, queue, _| {
                 db.query_row(
                     "UPDATE messages SET state = 'leased', updated_at = ?2
-                     WHERE id = (SELECT id FROM messages WHERE queue = ?1 AND state = 'ready' ORDER BY position LIMIT 1)
-                     RETURNING id, body, message_id, delivery_count",
+                     WHERE id = (SELECT id FROM messages WHERE queue = ?1 AND state = 'ready' AND not_before <= ?2 ORDER BY position LIMIT 1)
+                     RETURNING id, body, message_id, delivery_count, waits, waited_ms, not_before",
                     params![queue, now()],
-                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, String>(2)?, r.get::<_, u32>(3)?)),
+                    |r| {
+                        let wait = WaitState {
+                            waits: r.get(4)?,
+                            waited_ms: r.get(5)?,
+                            not_before_ms: r.get(6)?,
+                            attempts: 0,
+                        };
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, String>(2)?, r.get::<_, u32>(3)?, wait))
+                    },
                 )
                 .optional()
             })
             .await?;
-        Ok(row.map(|(id, body, message_id, delivery_count)| Lease {
+        Ok(row.map(|(id, body, message_id, delivery_count, wait)| Lease {
             queue: self.clone(),
             id,
             body,
             message_id,
             delivery_count,
+            wait,
         }))
     }
 
@@ -228,10 +259,16 @@ impl Lease {
                         &format!("{RETURN_LEASE} WHERE id = ?1 AND state = 'leased'"),
                         params![id, limit, t],
                     ),
+                    // Back to ready, not before its time, uncounted, at the back.
+                    Settle::Delay(wait) => db.execute(
+                        &format!("UPDATE messages SET state = 'ready', not_before = ?2, waits = ?3, waited_ms = ?4,
+                             position = {NEXT_POSITION}, updated_at = ?5 WHERE id = ?1 AND state = 'leased'"),
+                        params![id, wait.not_before_ms, wait.waits, i64::try_from(wait.waited_ms).unwrap_or(i64::MAX), t],
+                    ),
                 }
             })
             .await?;
-        if settle == Settle::Requeue {
+        if matches!(settle, Settle::Requeue | Settle::Delay(_)) {
             self.queue.notify.notify_one();
         }
         Ok(changed == 1)
@@ -305,5 +342,25 @@ mod tests {
             .expect("lease")
             .expect("d after restart");
         assert_eq!((d.body.as_slice(), d.delivery_count), (b"d".as_slice(), 1));
+    }
+
+    #[tokio::test]
+    async fn a_delayed_message_waits_uncounted_for_its_time() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let q = EmbeddedQueue::open(&dir.path().join("q.db"), "tasks", 1).expect("open");
+        q.publish(b"a".to_vec(), "a".into()).await.expect("publish");
+        let a = q.lease().await.expect("lease").expect("a");
+        let wait = WaitState {
+            waits: 1,
+            waited_ms: 300,
+            not_before_ms: now() + 300,
+            attempts: 0,
+        };
+        assert!(a.settle(Settle::Delay(wait)).await.expect("delay"));
+        assert!(q.lease().await.expect("lease").is_none(), "not before its time");
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        let a = q.lease().await.expect("lease").expect("due");
+        assert_eq!(a.delivery_count, 0, "a wait is not a delivery");
+        assert_eq!((a.wait.waits, a.wait.waited_ms), (1, 300));
     }
 }

@@ -39,6 +39,16 @@ pub enum TaskError {
     /// The message is not a task this worker can run. Rejected without requeue (DLQ).
     #[error("unsupported task: {0}")]
     Unsupported(String),
+    /// Not now, but later: a rate limit that outlasts what a task may wait in-process, or
+    /// another task holding the lock. Retried after at least `after` through the
+    /// delay queues (`<queue>.retry.*`), without using up the delivery limit; the runtime
+    /// bounds the waits (`TASK_MAX_WAITS`, `TASK_MAX_WAIT_SECS`), past them it is a transient
+    /// failure.
+    #[error("delayed retry in {} s: {reason}", after.as_secs())]
+    Delayed {
+        reason: String,
+        after: std::time::Duration,
+    },
 }
 
 /// What a task does. Implementations must be idempotent: delivery is at-least-once.

@@ -8,9 +8,12 @@
 //!   ack, requeue or dead-letter.
 //! - [`runtime`]: consuming, settling, reconnecting, graceful shutdown, task dirs, metrics.
 //! - [`handlers`]: the handlers (the test-only recorder; the agent).
+//! - [`checkout`]: the read boundary of a cloned repository (no symlink in any component,
+//!   nothing outside the root, only regular files, capped reads).
 //! - [`git`]: shallow clone, commit and push with the git CLI, credentials kept out of argv.
 
 pub mod agent;
+pub mod checkout;
 pub mod embedded;
 pub mod git;
 pub mod handler;

@@ -119,12 +119,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let task = task_for(&args, repo_url, mode)?;
     std::fs::create_dir_all(&worker.workspace_dir)
         .with_context(|| format!("WORKSPACE_DIR {}", worker.workspace_dir.display()))?;
-    let workdir = tempfile::Builder::new()
-        .prefix("agent-fleet-task-run-")
-        .tempdir_in(&worker.workspace_dir)?;
+    // Named like a worker's task dir (with this pid), so that a worker starting on the same
+    // WORKSPACE_DIR leaves it alone while this process lives, and sweeps it once it is gone.
+    let workdir = RunDir(crate::runtime::workspace::create(
+        &worker.workspace_dir,
+        &task.task_id,
+    )?);
     let agent = Agent::new(settings, worker)?;
     let ctx = TaskContext {
-        workdir: workdir.path().to_path_buf(),
+        workdir: workdir.0.clone(),
         cancel: tokio_util::sync::CancellationToken::new(),
         attempt: 1,
         last_attempt: true,
@@ -141,6 +144,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         run.publish_status().await.map_err(describe)?;
     }
     Agent::execute(&mut run).await.map_err(describe)
+}
+
+/// The run's dir, removed when the run ends (also on an error).
+struct RunDir(PathBuf);
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let _ = crate::runtime::workspace::remove(&self.0);
+    }
 }
 
 fn describe(failure: Failure) -> anyhow::Error {

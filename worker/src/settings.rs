@@ -29,6 +29,11 @@ pub struct WorkerSettings {
     pub clone_timeout: Duration,
     pub clone_max_bytes: u64,
     pub handler: HandlerKind,
+    /// `GITHUB_RATE_LIMIT_MAX_WAIT_SECS`: the longest rate limit (GitHub, Jira) a task waits
+    /// out in-process (five times that in total per attempt); longer ones are delayed retries.
+    pub rate_limit_max_wait: Duration,
+    /// `TASK_MAX_WAITS`, `TASK_MAX_WAIT_SECS`: how long a task may wait in delayed retries.
+    pub wait_limits: crate::runtime::delay::WaitLimits,
 }
 
 impl WorkerSettings {
@@ -71,6 +76,13 @@ impl WorkerSettings {
             clone_timeout: secs(env, "CLONE_TIMEOUT_SECS", 300)?,
             clone_max_bytes: env.parse_or("CLONE_MAX_BYTES", 2_147_483_648u64)?,
             handler,
+            rate_limit_max_wait: Duration::from_secs(
+                env.parse_or("GITHUB_RATE_LIMIT_MAX_WAIT_SECS", 60u64)?,
+            ),
+            wait_limits: crate::runtime::delay::WaitLimits {
+                max_waits: env.parse_or("TASK_MAX_WAITS", 100u32)?,
+                max_total: secs(env, "TASK_MAX_WAIT_SECS", 7200)?,
+            },
         })
     }
 }

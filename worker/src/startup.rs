@@ -39,7 +39,10 @@ async fn work(
     let metrics = WorkerMetrics::new();
     match handlers {
         Handlers::Agent(agent) => {
-            let agent = Agent::new(*agent, settings.clone())?;
+            let mut agent = *agent;
+            // Who the agent is, before the first task: only its own comments are markers.
+            agent.resolve_identity().await?;
+            let agent = Agent::new(agent, settings.clone())?;
             runtime::run_on(source, settings, agent, mode, metrics, shutdown).await
         }
         Handlers::Test(dir) => {

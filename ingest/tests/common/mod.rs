@@ -3,6 +3,8 @@
 //! cut the ingest off from the broker.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use futures_util::FutureExt;
 use ingest::{Application, IngestSettings};
 use lapin::options::{BasicGetOptions, QueueDeclareOptions, QueueDeleteOptions};
@@ -115,6 +117,42 @@ impl TestApp {
                 "/readyz never answered {want} (last {status})"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The value of a metric line (`name` with its labels, as rendered), if present.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let text = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines().find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+    }
+
+    /// Waits (bounded) until the metric line `name` reads `want`.
+    pub async fn wait_metric(&self, name: &str, want: f64) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let value = self.metric(name).await;
+            if value == Some(want) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} never reached {want} (last {value:?})"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

@@ -4,7 +4,9 @@
 //! files, dependency folders that are never the project's code (`node_modules`, virtual
 //! environments), files over [`MAX_FILE_BYTES`], binary files (a NUL byte in the first
 //! 8 KiB, or a known binary extension), lock files and generated files. Non-UTF-8 text is
-//! read lossily rather than failing the selection.
+//! read lossily rather than failing the selection. What the walk keeps is capped at
+//! [`MAX_WALK_BYTES`] (the project's own code first), so a hostile or huge repository
+//! cannot make the worker hold it all in memory. Links are never followed.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -17,6 +19,11 @@ use crate::languages::{Lang, is_source_extension};
 /// Files larger than this are skipped: minified bundles, data and fixtures, never the code
 /// an issue is fixed in, and they would dominate the time spent.
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Most bytes of file content one walk keeps (64 MiB: the largest repository of the
+/// evaluation, sympy, is 25 MB of text). Past it, files are dropped in the order of
+/// [`budget_rank`], then by path, so the cut is deterministic.
+pub const MAX_WALK_BYTES: u64 = 64 * 1024 * 1024;
 
 /// How a file's location colours its relevance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -54,6 +61,8 @@ pub struct Walked {
     pub skipped_large: usize,
     pub skipped_binary: usize,
     pub skipped_generated: usize,
+    /// Files left out because [`MAX_WALK_BYTES`] was reached.
+    pub skipped_budget: usize,
 }
 
 /// Directory names that hold installed dependencies rather than the project's code.
@@ -96,6 +105,11 @@ const LOCK_FILES: &[&str] = &[
 
 /// Walk `root` and read the files worth ranking, in parallel.
 pub fn walk(root: &Path) -> anyhow::Result<Walked> {
+    walk_capped(root, MAX_WALK_BYTES)
+}
+
+/// [`walk`] keeping at most `max_bytes` of file content.
+pub fn walk_capped(root: &Path, max_bytes: u64) -> anyhow::Result<Walked> {
     anyhow::ensure!(root.is_dir(), "{} is not a folder", root.display());
     let mut candidates = Vec::new();
     let mut skipped_large = 0;
@@ -147,8 +161,23 @@ pub fn walk(root: &Path) -> anyhow::Result<Walked> {
             continue;
         };
         let rel = rel.to_string_lossy().replace('\\', "/");
-        candidates.push((path.to_path_buf(), rel));
+        candidates.push((path.to_path_buf(), rel, size));
     }
+    // The byte budget, by the sizes on disk: the project's code first, then by path.
+    candidates.sort_by(|a, b| {
+        (budget_rank(role_of(&a.1)), &a.1).cmp(&(budget_rank(role_of(&b.1)), &b.1))
+    });
+    let mut budget = max_bytes;
+    let mut skipped_budget = 0;
+    candidates.retain(|(_, _, size)| {
+        if *size <= budget {
+            budget -= size;
+            true
+        } else {
+            skipped_budget += 1;
+            false
+        }
+    });
 
     enum Read {
         Kept(SourceFile),
@@ -158,10 +187,15 @@ pub fn walk(root: &Path) -> anyhow::Result<Walked> {
     }
     let read: Vec<Read> = candidates
         .into_par_iter()
-        .map(|(abs, rel)| {
-            let Ok(bytes) = std::fs::read(&abs) else {
+        .map(|(abs, rel, size)| {
+            // `take`: a file that grew since it was measured cannot overrun the budget.
+            let mut bytes = Vec::new();
+            let read = std::fs::File::open(&abs).and_then(|f| {
+                std::io::Read::read_to_end(&mut std::io::Read::take(f, size), &mut bytes)
+            });
+            if read.is_err() {
                 return Read::Unreadable;
-            };
+            }
             if bytes[..bytes.len().min(8192)].contains(&0) {
                 return Read::Binary;
             }
@@ -186,6 +220,7 @@ pub fn walk(root: &Path) -> anyhow::Result<Walked> {
         skipped_large,
         skipped_binary,
         skipped_generated,
+        skipped_budget,
         ..Walked::default()
     };
     for r in read {
@@ -202,6 +237,19 @@ pub fn walk(root: &Path) -> anyhow::Result<Walked> {
     // Deterministic order whatever the walk's: ties in ranking break by path.
     out.files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
+}
+
+/// The order in which files claim the walk's byte budget: the project's code first,
+/// third-party code last.
+fn budget_rank(role: FileRole) -> u8 {
+    match role {
+        FileRole::Source => 0,
+        FileRole::Test => 1,
+        FileRole::Doc => 2,
+        FileRole::Example => 3,
+        FileRole::Other => 4,
+        FileRole::Vendored => 5,
+    }
 }
 
 /// Names that mark machine-written files.
@@ -308,4 +356,39 @@ pub fn top_level_modules(files: &[SourceFile]) -> HashSet<String> {
             (!name.is_empty()).then(|| name.to_string())
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_walk_keeps_at_most_its_byte_budget_code_first() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("src")).expect("mkdir");
+        std::fs::create_dir_all(root.join("docs")).expect("mkdir");
+        std::fs::write(root.join("src/a.py"), "x = 1\n".repeat(100)).expect("write");
+        std::fs::write(root.join("src/b.py"), "y = 2\n".repeat(100)).expect("write");
+        std::fs::write(root.join("docs/guide.md"), "words\n".repeat(100)).expect("write");
+        let all = walk(root).expect("walk");
+        assert_eq!(all.files.len(), 3);
+        assert_eq!(all.skipped_budget, 0);
+        let capped = walk_capped(root, 1000).expect("walk");
+        assert!(capped.bytes <= 1000, "{} bytes kept", capped.bytes);
+        let kept: Vec<&str> = capped.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(kept, vec!["src/a.py"]);
+        assert_eq!(capped.skipped_budget, 2);
+    }
+
+    #[test]
+    fn links_are_not_followed() {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::write(dir.path().join("a.py"), "x = 1\n").expect("write");
+        std::os::unix::fs::symlink("/proc/self/environ", dir.path().join("env.py")).expect("link");
+        std::os::unix::fs::symlink("/proc/self", dir.path().join("proc")).expect("link");
+        let walked = walk(dir.path()).expect("walk");
+        let kept: Vec<&str> = walked.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(kept, vec!["a.py"]);
+    }
 }

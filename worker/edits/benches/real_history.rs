@@ -670,6 +670,7 @@ fn main() {
         max_files: usize::MAX,
         max_bytes_changed: usize::MAX,
         allowed_paths: None,
+        protected_paths: Vec::new(),
     };
     println!();
     println!("| perturbation | tolerant (`apply`) | exact-only baseline | tolerant / baseline |");

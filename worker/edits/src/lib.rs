@@ -2,7 +2,8 @@
 //!
 //! An LLM answer is parsed into [`EditBlock`]s with [`parse_blocks`], then [`apply`]
 //! resolves every block against the checkout in memory, checks the [`Policy`] (paths that
-//! leave the repository, `.git/`, workflows, the plan's file list, caps) and writes only
+//! leave the repository, `.git/`, workflows and local actions, `PROTECTED_PATHS` globs,
+//! the plan's file list, caps) and writes only
 //! if everything succeeded. The [`Applied`] result carries each changed file's previous and
 //! new content for the syntax gate, the diff and the PR body; an [`EditError`] renders
 //! itself as repair-prompt text with [`EditError::feedback`].
@@ -24,6 +25,7 @@
 //!   re-indenting the replacement, line endings, closest-lines hints ([`Matching`],
 //!   [`MatchKind`]).
 //! - `safety`: [`Policy`] and the path checks ([`Refusal`]).
+//! - `protected`: the `PROTECTED_PATHS` glob syntax and matching.
 //! - `apply`: the all-or-nothing transaction, [`Applied`], [`EditError`] and its feedback.
 //! - `benches/real_history.rs`: applies real commits of mirrored repositories as blocks,
 //!   with and without the perturbations models make (see the README).
@@ -31,6 +33,7 @@
 mod apply;
 mod matching;
 mod parse;
+mod protected;
 mod safety;
 
 pub use apply::{Applied, ChangedFile, Closest, EditError, apply, apply_with, preview};

@@ -264,11 +264,16 @@ pub(crate) fn clean_path_line(line: &str) -> Option<String> {
             }
         }
         for label in ["file path:", "filepath:", "filename:", "file:", "path:"] {
-            if s.len() >= label.len() && s[..label.len()].eq_ignore_ascii_case(label) {
+            // `get`, not indexing: the label's length may fall inside a multi-byte character
+            // of the line (`docs/日本語.md`, Chinese prose), and a panic here kills the task.
+            if let Some(head) = s.get(..label.len())
+                && head.eq_ignore_ascii_case(label)
+            {
                 s = s[label.len()..].trim();
             }
         }
-        if let Some(r) = s.strip_suffix(':') {
+        // The fullwidth colon too: "修复如下：" before a block is prose, not a file name.
+        if let Some(r) = s.strip_suffix(':').or_else(|| s.strip_suffix('：')) {
             had_colon = true;
             s = r.trim();
         }
@@ -506,6 +511,28 @@ mod tests {
         assert_eq!(
             parse_blocks("a.py\nx\n=======\ny\n>>>>>>> REPLACE").unwrap_err(),
             ParseError::StrayReplace { line: 5 }
+        );
+    }
+
+    #[test]
+    fn non_ascii_paths_and_prose_parse() {
+        // Byte lengths of the `File:` labels fall inside these characters: this panicked.
+        let b = one("docs/日本語.md\n<<<<<<< SEARCH\n古い\n=======\n新しい\n>>>>>>> REPLACE\n");
+        assert_eq!(b.path, "docs/日本語.md");
+        assert_eq!(b.replace, "新しい\n");
+        let b = one(
+            "修复如下：请看这个文件。\n\n`src/a.py`\n```python\n<<<<<<< SEARCH\nx\n=======\ny\n>>>>>>> REPLACE\n```",
+        );
+        assert_eq!(b.path, "src/a.py");
+        for deco in ["**docs/é.md**", "File: docs/ü/ß.md", "# ドキュメント/a.md"] {
+            let b = one(&format!(
+                "{deco}\n<<<<<<< SEARCH\nx\n=======\ny\n>>>>>>> REPLACE"
+            ));
+            assert!(b.path.ends_with(".md"), "{deco} -> {}", b.path);
+        }
+        assert_eq!(
+            parse_blocks("修复如下：\n<<<<<<< SEARCH\nx\n=======\ny\n>>>>>>> REPLACE").unwrap_err(),
+            ParseError::MissingPath { block: 1, line: 2 }
         );
     }
 

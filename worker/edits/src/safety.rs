@@ -2,9 +2,11 @@
 //!
 //! Owns the rules that keep a model's answer inside the checkout: no absolute paths, no
 //! `..`, nothing through a symlink that resolves elsewhere (every existing ancestor is
-//! resolved and checked), nothing under `.git/`, nothing under `.github/workflows/` unless
-//! allowed (a workflow edit runs code with the repository's secrets), and, in Plan mode,
-//! nothing outside the plan's files. Caps on files and bytes live in [`Policy`] and are
+//! resolved and checked), nothing under `.git/`, nothing under `.github/workflows/` or
+//! `.github/actions/` unless allowed (a workflow or a local action runs code with the
+//! repository's secrets), nothing matching the operator's protected globs
+//! (`PROTECTED_PATHS`, see [`crate::protected`]), and, in Plan mode, nothing outside the
+//! plan's files. Caps on files and bytes live in [`Policy`] and are
 //! enforced by `crate::apply` once every new content is known.
 
 use std::path::{Path, PathBuf};
@@ -12,8 +14,13 @@ use std::path::{Path, PathBuf};
 /// What an answer is allowed to change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
-    /// Allow writes under `.github/workflows/` (setting `ALLOW_WORKFLOW_EDITS`).
+    /// Allow writes under `.github/workflows/` and `.github/actions/` (setting
+    /// `ALLOW_WORKFLOW_EDITS`). It does not lift `protected_paths`: those the operator
+    /// listed one by one, and drops from the list to allow.
     pub allow_workflow_edits: bool,
+    /// Globs no edit may touch (setting `PROTECTED_PATHS`), matched case-insensitively
+    /// against the normalized path; see [`crate::protected`] for the syntax.
+    pub protected_paths: Vec<String>,
     /// Most distinct files one answer may change (created files count).
     pub max_files: usize,
     /// Most bytes one answer may change, summed over files; a file's changed bytes are the
@@ -28,6 +35,7 @@ impl Default for Policy {
     fn default() -> Self {
         Policy {
             allow_workflow_edits: false,
+            protected_paths: Vec::new(),
             max_files: 20,
             max_bytes_changed: 200_000,
             allowed_paths: None,
@@ -47,9 +55,13 @@ pub enum Refusal {
     #[error("files under `.git/` are git's own state and may not be edited")]
     GitDir,
     #[error(
-        "files under `.github/workflows/` may not be edited by the agent (ALLOW_WORKFLOW_EDITS is off)"
+        "files under `.github/workflows/` and `.github/actions/` may not be edited by the agent (they run in CI with the repository's secrets; ALLOW_WORKFLOW_EDITS is off)"
     )]
     Workflow,
+    #[error(
+        "the path matches the protected pattern `{pattern}` (PROTECTED_PATHS) and may not be edited by the agent; leave this file unchanged"
+    )]
+    Protected { pattern: String },
     #[error("`{link}` is a symbolic link that resolves outside the repository")]
     SymlinkOutside { link: String },
     #[error("the file is a symbolic link (to `{target}`); edit the file it points to instead")]
@@ -104,12 +116,19 @@ pub(crate) fn normalize(path: &str, policy: &Policy) -> Result<String, Refusal> 
     if parts.is_empty() {
         return Err(Refusal::Empty);
     }
+    // Case-insensitively, like `.git`: `.GitHub/Actions` is the same directory on macOS
+    // and Windows checkouts, and `./.github//actions` was already folded into `parts`.
     if !policy.allow_workflow_edits
-        && parts.len() >= 3
+        && parts.len() >= 2
         && parts[0].eq_ignore_ascii_case(".github")
-        && parts[1].eq_ignore_ascii_case("workflows")
+        && (parts[1].eq_ignore_ascii_case("workflows") || parts[1].eq_ignore_ascii_case("actions"))
     {
         return Err(Refusal::Workflow);
+    }
+    if let Some(pattern) = crate::protected::first_match(&policy.protected_paths, &parts) {
+        return Err(Refusal::Protected {
+            pattern: pattern.to_string(),
+        });
     }
     let rel = parts.join("/");
     if let Some(allowed) = &policy.allowed_paths {
@@ -230,6 +249,51 @@ mod tests {
             ..Policy::default()
         };
         assert!(normalize(".github/workflows/ci.yml", &allow).is_ok());
+        assert!(normalize(".github/actions/setup/action.yml", &allow).is_ok());
+    }
+
+    #[test]
+    fn local_actions_are_protected_like_workflows() {
+        let p = Policy::default();
+        for path in [
+            ".github/actions/setup/action.yml",
+            "./.github//actions/setup/action.yml",
+            ".GitHub/Actions/setup/action.yaml",
+            ".github\\actions\\x.yml",
+            ".github/./actions/x.yml",
+            ".github/WORKFLOWS/ci.yml",
+        ] {
+            assert_eq!(normalize(path, &p), Err(Refusal::Workflow), "{path}");
+        }
+        assert!(normalize(".github/actionsx/a.yml", &p).is_ok());
+        assert!(normalize("docs/.github/actions/a.yml", &p).is_ok());
+    }
+
+    #[test]
+    fn protected_globs_are_refused_even_with_workflow_edits_allowed() {
+        let p = Policy {
+            allow_workflow_edits: true,
+            protected_paths: vec!["deploy/**".into(), "*.pem".into()],
+            ..Policy::default()
+        };
+        for path in [
+            "deploy/k8s/a.yaml",
+            "./Deploy//x",
+            "certs/server.PEM",
+            "key.pem",
+        ] {
+            assert!(
+                matches!(normalize(path, &p), Err(Refusal::Protected { .. })),
+                "{path}"
+            );
+        }
+        let e = normalize("deploy/a", &p).unwrap_err().to_string();
+        assert!(
+            e.contains("`deploy/**`") && e.contains("PROTECTED_PATHS"),
+            "{e}"
+        );
+        assert!(normalize("src/deploy.rs", &p).is_ok());
+        assert!(normalize("docs/pem.md", &p).is_ok());
     }
 
     #[test]

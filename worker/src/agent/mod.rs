@@ -9,6 +9,7 @@ pub mod run;
 pub mod settings;
 pub mod status;
 pub mod syntax;
+pub mod untrusted;
 
 use crate::handler::{TaskContext, TaskError, TaskHandler};
 use crate::settings::WorkerSettings;
@@ -99,11 +100,17 @@ impl Agent {
     }
 }
 
+/// A transient failure after a rate limit that outlasted the in-process wait (recorded in the
+/// attempt's wait budget by the tracker client) is a delayed retry: the task comes back when
+/// the limit has passed instead of spending its delivery limit in seconds.
 fn into_task_error(failure: Failure) -> TaskError {
     match failure {
-        Failure::Transient(r) => TaskError::Transient(r),
-        Failure::Permanent(r) => TaskError::Permanent(r),
-        Failure::Unsupported(r) => TaskError::Unsupported(r),
+        Failure::Transient(reason) => match crate::runtime::wait::current_deferral() {
+            Some(after) => TaskError::Delayed { reason, after },
+            None => TaskError::Transient(reason),
+        },
+        Failure::Permanent(reason) => TaskError::Permanent(reason),
+        Failure::Unsupported(reason) => TaskError::Unsupported(reason),
     }
 }
 

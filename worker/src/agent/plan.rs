@@ -34,6 +34,19 @@ pub struct PostedPlan {
     pub plan: Plan,
     pub comment_id: String,
     pub created: String,
+    /// The comment was edited after the agent posted it: whatever it says now is not what
+    /// the agent wrote, so it is never approved.
+    pub edited: bool,
+    /// The hash of the issue's text the plan was written for ([`issue_hash`]); `None` on
+    /// plans posted before it was recorded.
+    pub issue_hash: Option<String>,
+}
+
+/// A short hash of the issue's title and body: recorded in the plan marker so an approval
+/// can tell when the issue changed after the plan was written.
+pub fn issue_hash(title: &str, body: &str) -> String {
+    let text = format!("{}\n{}", title.trim(), body.trim());
+    hex_prefix(&Sha256::digest(text.as_bytes()), 16)
 }
 
 const JSON_OPEN: &str = "<!-- agent-fleet:plan-json";
@@ -59,18 +72,34 @@ impl Plan {
         Ok(plan)
     }
 
-    /// Files the plan names that do not exist in the checkout and are not marked new.
+    /// Files the plan names that the agent may not work on: an existing file must be a
+    /// regular file reached without a symlink (the checkout boundary), a `new` file must
+    /// not lie under a link or a file; `..`, absolute paths and `.git/` are never allowed.
     pub fn missing_files(&self, repo: &Path) -> Vec<String> {
+        let checkout = crate::checkout::Checkout::new(repo);
         self.files
             .iter()
             .filter(|f| {
                 let new = f.change.to_ascii_lowercase().contains("new");
-                let safe = !f.path.contains("..") && !Path::new(&f.path).is_absolute();
-                let acceptable = safe && (new || repo.join(&f.path).is_file());
+                let acceptable = if checkout.is_file(&f.path) {
+                    true
+                } else {
+                    new && checkout.may_create(&f.path).is_ok()
+                };
                 !acceptable
             })
             .map(|f| f.path.clone())
             .collect()
+    }
+
+    /// The first path that breaks the boundary's rules (`..`, absolute, `.git/`, empty),
+    /// with the reason: a plan read back from a comment is checked again, whoever wrote it.
+    pub fn refused_path(&self) -> Option<(String, crate::checkout::Refused)> {
+        self.files.iter().find_map(|f| {
+            crate::checkout::Checkout::relative(&f.path)
+                .err()
+                .map(|refused| (f.path.clone(), refused))
+        })
     }
 
     /// The canonical JSON (what is hashed and posted).
@@ -116,10 +145,23 @@ impl Plan {
 
     /// The GitHub comment: readable plan, hidden marker, hidden JSON, how to answer.
     pub fn github_comment(&self, version: u32, task_id: &str) -> String {
+        self.github_comment_for(version, task_id, None)
+    }
+
+    /// [`Plan::github_comment`] with the hash of the issue text it was written for.
+    pub fn github_comment_for(
+        &self,
+        version: u32,
+        task_id: &str,
+        issue_hash: Option<&str>,
+    ) -> String {
         // `-->` cannot occur in JSON outside strings; inside them it is escaped.
         let json = self.to_json().replace("-->", "--\\u003e");
+        let issue = issue_hash
+            .map(|h| format!(" issue={h}"))
+            .unwrap_or_default();
         format!(
-            "<!-- agent-fleet:plan v={version} hash={hash} -->\n{JSON_OPEN}\n{json}\n-->\n<!-- agent-fleet:plan-task id={task_id} -->\n\
+            "<!-- agent-fleet:plan v={version} hash={hash}{issue} -->\n{JSON_OPEN}\n{json}\n-->\n<!-- agent-fleet:plan-task id={task_id} -->\n\
              ### Plan v{version} (`{hash}`)\n\n{body}\n---\nReply `/approve` to implement this plan, or `/revise <feedback>` for a new version.",
             hash = self.hash(),
             body = self.readable("-"),
@@ -129,8 +171,21 @@ impl Plan {
     /// The Jira comment text (its code block, the JSON, is added by the caller) ending with
     /// the visible marker line.
     pub fn jira_comment(&self, version: u32, task_id: &str) -> (String, String) {
+        self.jira_comment_for(version, task_id, None)
+    }
+
+    /// [`Plan::jira_comment`] with the hash of the issue text it was written for.
+    pub fn jira_comment_for(
+        &self,
+        version: u32,
+        task_id: &str,
+        issue_hash: Option<&str>,
+    ) -> (String, String) {
+        let issue = issue_hash
+            .map(|h| format!(" issue={h}"))
+            .unwrap_or_default();
         let text = format!(
-            "Plan v{version} ({hash})\n\n{body}\nReply /approve to implement this plan, or /revise <feedback> for a new version.\n\ntask {task_id}\n\nagent-fleet:plan v={version} hash={hash}",
+            "Plan v{version} ({hash})\n\n{body}\nReply /approve to implement this plan (or /approve {hash} to name it), or /revise <feedback> for a new version.\n\ntask {task_id}\n\nagent-fleet:plan v={version} hash={hash}{issue}",
             hash = self.hash(),
             body = self.readable("*"),
         );
@@ -140,6 +195,36 @@ impl Plan {
 
 fn hex_prefix(bytes: &[u8], len: usize) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()[..len].to_owned()
+}
+
+/// `issue=<hex>` on the plan marker's line, if the plan recorded it.
+fn issue_hash_of(text: &str) -> Option<String> {
+    let rest = text.split("agent-fleet:plan v=").nth(1)?;
+    let line = rest.lines().next()?;
+    let hash: String = line
+        .split(" issue=")
+        .nth(1)?
+        .chars()
+        .take_while(char::is_ascii_hexdigit)
+        .collect();
+    (!hash.is_empty()).then_some(hash)
+}
+
+/// Whether a comment was edited after it was posted (`updated` later than `created`); an
+/// `updated` that cannot be read but differs counts as edited.
+fn edited_after_posting(created: &str, updated: &str) -> bool {
+    if updated.is_empty() || updated == created {
+        return false;
+    }
+    let parse = |t: &str| {
+        chrono::DateTime::parse_from_rfc3339(t)
+            .or_else(|_| chrono::DateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f%z"))
+            .ok()
+    };
+    match (parse(created), parse(updated)) {
+        (Some(c), Some(u)) => u > c,
+        _ => true,
+    }
 }
 
 /// `v=<n> hash=<hex>` after `agent-fleet:plan ` in a comment.
@@ -157,22 +242,29 @@ fn marker_of(text: &str) -> Option<(u32, String)> {
 
 fn json_of(comment: &ThreadComment) -> Option<Plan> {
     let text = &comment.text;
-    if let Some(rest) = text.split(JSON_OPEN).nth(1) {
+    let plan: Plan = if let Some(rest) = text.split(JSON_OPEN).nth(1) {
         let json = rest.split("-->").next()?;
-        return serde_json::from_str(json.trim()).ok();
+        serde_json::from_str(json.trim()).ok()?
+    } else {
+        let code = shared::adf::first_code_block(&comment.raw)?;
+        serde_json::from_str(&code).ok()?
+    };
+    // The paths are re-validated on the way back in: a comment is not the validation
+    // the plan passed when it was written.
+    if let Some((path, refused)) = plan.refused_path() {
+        tracing::warn!(comment = %comment.id, path, %refused, "a plan comment names a path the agent may not use; ignored");
+        return None;
     }
-    let code = shared::adf::first_code_block(&comment.raw)?;
-    serde_json::from_str(&code).ok()
+    Some(plan)
 }
 
-/// Every plan posted on the thread (by anyone who used the marker; the caller decides
-/// whom to trust), oldest first.
-pub fn posted(comments: &[ThreadComment], agent_author: Option<&str>) -> Vec<PostedPlan> {
+/// Every plan the agent (`agent_author`, its login or Jira account id) posted on the
+/// thread, oldest first. Anyone can write the marker: a comment by another author, or by
+/// nobody known, is not a plan.
+pub fn posted(comments: &[ThreadComment], agent_author: &str) -> Vec<PostedPlan> {
     let mut plans: Vec<PostedPlan> = comments
         .iter()
-        .filter(|c| {
-            agent_author.is_none_or(|a| c.author.is_empty() || c.author.eq_ignore_ascii_case(a))
-        })
+        .filter(|c| c.by(agent_author))
         .filter_map(|c| {
             let (version, hash) = marker_of(&c.text)?;
             let plan = json_of(c)?;
@@ -183,6 +275,8 @@ pub fn posted(comments: &[ThreadComment], agent_author: Option<&str>) -> Vec<Pos
                 plan,
                 comment_id: c.id.clone(),
                 created: c.created.clone(),
+                edited: edited_after_posting(&c.created, &c.updated),
+                issue_hash: issue_hash_of(&c.text),
             })
         })
         .collect();
@@ -190,11 +284,13 @@ pub fn posted(comments: &[ThreadComment], agent_author: Option<&str>) -> Vec<Pos
     plans
 }
 
-/// Whether a plan comment for this task id is already on the thread (a redelivery).
-pub fn posted_by_task(comments: &[ThreadComment], task_id: &str) -> bool {
+/// Whether the agent (`agent_author`) already posted a plan comment for this task id (a
+/// redelivery); the same marker by anyone else means nothing.
+pub fn posted_by_task(comments: &[ThreadComment], task_id: &str, agent_author: &str) -> bool {
     let jira_line = format!("task {task_id}");
     comments.iter().any(|c| {
-        c.text.contains("agent-fleet:plan v=")
+        c.by(agent_author)
+            && c.text.contains("agent-fleet:plan v=")
             && (c
                 .text
                 .contains(&format!("agent-fleet:plan-task id={task_id} "))
@@ -235,6 +331,7 @@ mod tests {
             raw,
             author: "bot".into(),
             created: String::new(),
+            updated: String::new(),
         }
     }
 
@@ -243,7 +340,7 @@ mod tests {
         let p = plan();
         let text = p.github_comment(2, "github:t1");
         assert!(text.starts_with(&format!("<!-- agent-fleet:plan v=2 hash={} -->", p.hash())));
-        let found = posted(&[comment("5", text.clone(), Value::String(text))], None);
+        let found = posted(&[comment("5", text.clone(), Value::String(text))], "bot");
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].plan, p);
         assert_eq!(found[0].version, 2);
@@ -256,7 +353,7 @@ mod tests {
         let doc = shared::adf::document(&text, Some(("json", &json)));
         let flat = shared::adf::body_text(&doc);
         assert!(flat.contains(&format!("agent-fleet:plan v=1 hash={}", p.hash())));
-        let found = posted(&[comment("9", flat, doc)], None);
+        let found = posted(&[comment("9", flat, doc)], "bot");
         assert_eq!(found.len(), 1);
         assert!(posted_by_task(
             &[comment(
@@ -264,8 +361,41 @@ mod tests {
                 shared::adf::body_text(&shared::adf::document(&text, None)),
                 Value::Null
             )],
-            "jira:t"
+            "jira:t",
+            "bot"
         ));
+    }
+
+    #[test]
+    fn only_the_agents_own_unedited_plans_count() {
+        let p = plan();
+        let text = p.github_comment_for(1, "github:t", Some("00ff00ff00ff00ff"));
+        let mut c = comment("5", text.clone(), Value::Null);
+        c.created = "2026-11-21T12:00:00Z".into();
+        c.updated = c.created.clone();
+        assert!(posted(std::slice::from_ref(&c), "someone-else").is_empty());
+        assert!(!posted_by_task(
+            std::slice::from_ref(&c),
+            "github:t",
+            "someone-else"
+        ));
+        assert!(posted_by_task(std::slice::from_ref(&c), "github:t", "BOT"));
+        let mut nobody = c.clone();
+        nobody.author = String::new();
+        assert!(
+            posted(&[nobody], "").is_empty(),
+            "an empty author is nobody"
+        );
+        let found = posted(std::slice::from_ref(&c), "bot");
+        assert_eq!(found[0].issue_hash.as_deref(), Some("00ff00ff00ff00ff"));
+        assert!(!found[0].edited);
+        c.updated = "2026-11-21T13:00:00Z".into();
+        assert!(posted(&[c], "bot")[0].edited);
+        let (jira, _) = p.jira_comment_for(2, "jira:t", Some("abcdefabcdefabcd"));
+        assert_eq!(issue_hash_of(&jira).as_deref(), Some("abcdefabcdefabcd"));
+        assert_eq!(issue_hash_of(&p.github_comment(1, "t")), None);
+        assert_ne!(issue_hash("a", "b"), issue_hash("a", "c"));
+        assert_eq!(issue_hash(" a ", "b\n"), issue_hash("a", "b"));
     }
 
     #[test]
@@ -274,7 +404,7 @@ mod tests {
         let text = p
             .github_comment(1, "t")
             .replace("Round refunds", "Delete everything");
-        assert!(posted(&[comment("1", text, Value::Null)], None).is_empty());
+        assert!(posted(&[comment("1", text, Value::Null)], "bot").is_empty());
     }
 
     #[test]
@@ -285,6 +415,32 @@ mod tests {
         std::fs::write(dir.path().join("a.py"), "").expect("write");
         let p = Plan::parse("{\"summary\": \"x\", \"files\": [{\"path\": \"a.py\", \"change\": \"edit\"}, {\"path\": \"b.py\", \"change\": \"edit\"}, {\"path\": \"c.py\", \"change\": \"new file\"}, {\"path\": \"../x\", \"change\": \"new\"}]}").expect("plan");
         assert_eq!(p.missing_files(dir.path()), vec!["b.py", "../x"]);
+    }
+
+    #[test]
+    fn plan_files_go_through_the_checkout_boundary() {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::create_dir(dir.path().join("docs")).expect("mkdir");
+        std::os::unix::fs::symlink("/proc/self", dir.path().join("docs/ref")).expect("link");
+        std::os::unix::fs::symlink("/etc/hostname", dir.path().join("host.txt")).expect("link");
+        let p = Plan::parse("{\"summary\": \"x\", \"files\": [{\"path\": \"docs/ref/environ\", \"change\": \"edit\"}, {\"path\": \"docs/ref/new.md\", \"change\": \"new file\"}, {\"path\": \"host.txt\", \"change\": \"edit\"}, {\"path\": \"docs/new.md\", \"change\": \"new file\"}]}").expect("plan");
+        assert_eq!(
+            p.missing_files(dir.path()),
+            vec!["docs/ref/environ", "docs/ref/new.md", "host.txt"]
+        );
+    }
+
+    #[test]
+    fn a_plan_read_back_with_an_escaping_path_is_not_a_plan() {
+        for path in ["../outside", "/proc/self/environ", ".git/config"] {
+            let mut p = plan();
+            p.files[0].path = path.into();
+            let text = p.github_comment(1, "t");
+            assert!(
+                posted(&[comment("1", text, Value::Null)], "bot").is_empty(),
+                "{path}"
+            );
+        }
     }
 
     #[test]

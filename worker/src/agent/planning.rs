@@ -9,25 +9,19 @@ use crate::tracker::IssueThread;
 use fleet_llm::{Message, Phase};
 use shared::Tracker;
 
-/// Whose comments count as plans: the agent's own account on this tracker.
-fn agent_author<'r>(run: &'r Run<'_>) -> Option<&'r str> {
-    match run.thread {
-        IssueThread::Github { .. } => run.agent.settings.agent_login.as_deref(),
-        IssueThread::Jira { .. } => run.agent.settings.agent_jira_account_id.as_deref(),
-    }
-}
-
+/// The thread's comments and the newest plan the agent itself posted there (only its own
+/// account's comments count: `Run::agent_account`).
 async fn newest_plan(
     run: &Run<'_>,
 ) -> Result<(Vec<crate::tracker::ThreadComment>, Option<PostedPlan>), Failure> {
     let comments = run.thread.comments().await?;
-    let newest = plan::posted(&comments, agent_author(run)).pop();
+    let newest = plan::posted(&comments, &run.agent_account).pop();
     Ok((comments, newest))
 }
 
 pub async fn plan(run: &mut Run<'_>) -> Result<(), Failure> {
     let (comments, previous) = newest_plan(run).await?;
-    if plan::posted_by_task(&comments, &run.task.task_id) {
+    if plan::posted_by_task(&comments, &run.task.task_id, &run.agent_account) {
         tracing::info!("the plan of this task is already posted (redelivery)");
         run.status.state = State::WaitingForApproval;
         return run.publish_status().await;
@@ -90,8 +84,13 @@ pub async fn plan(run: &mut Run<'_>) -> Result<(), Failure> {
     };
     let version = previous.as_ref().map_or(1, |p| p.version + 1);
     let hash = plan.hash();
+    // What the plan was written for: an approval checks the issue still says it.
+    let issue_hash = plan::issue_hash(&run.issue_title, &run.issue_body);
     if run.dry_run {
-        println!("{}", plan.github_comment(version, &run.task.task_id));
+        println!(
+            "{}",
+            plan.github_comment_for(version, &run.task.task_id, Some(&issue_hash))
+        );
         return Ok(());
     }
     run.step("syntax").await?;
@@ -112,7 +111,7 @@ pub async fn plan(run: &mut Run<'_>) -> Result<(), Failure> {
         run.issue_reference(),
         run.pull_marker()
     );
-    let title = format!("Plan: {} (agent-fleet)", run.task.issue.title.trim());
+    let title = format!("Plan: {} (agent-fleet)", run.issue_title.trim());
     let pr = run
         .github
         .open_or_update_pull(&run.branch.clone(), &base, &title, &pr_body, true)
@@ -122,12 +121,11 @@ pub async fn plan(run: &mut Run<'_>) -> Result<(), Failure> {
 
     match &run.thread {
         IssueThread::Github { github, number } => {
-            github
-                .post_comment(*number, &plan.github_comment(version, &run.task.task_id))
-                .await?;
+            let body = plan.github_comment_for(version, &run.task.task_id, Some(&issue_hash));
+            github.post_comment(*number, &body).await?;
         }
         IssueThread::Jira { jira, key } => {
-            let (text, json) = plan.jira_comment(version, &run.task.task_id);
+            let (text, json) = plan.jira_comment_for(version, &run.task.task_id, Some(&issue_hash));
             jira.post_comment(key, shared::adf::document(&text, Some(("json", &json))))
                 .await?;
         }
@@ -154,6 +152,94 @@ fn validate(run: &Run<'_>, answer: &str) -> Result<Plan, String> {
     Ok(plan)
 }
 
+/// The approval approves the newest plan as the agent posted it, for the issue as it was:
+/// the `/approve` comment still exists, was written by the approver after the plan, names
+/// that plan if it names one (`/approve <hash>`); the plan comment is unedited; the issue's
+/// text is the one the plan was written for. Anything else is refused with what to do.
+async fn bind_approval(
+    run: &Run<'_>,
+    approval: &shared::task::Approval,
+    comments: &[crate::tracker::ThreadComment],
+    newest: &PostedPlan,
+) -> Result<(), Failure> {
+    // The approval may be on the issue or (GitHub) on the plan's pull request.
+    let mut found = comments
+        .iter()
+        .find(|c| c.id == approval.comment_id)
+        .map(|c| {
+            (
+                c.created.clone(),
+                c.id.clone(),
+                c.text.clone(),
+                c.author.clone(),
+            )
+        });
+    if found.is_none() && run.task.issue.tracker == Tracker::Github {
+        found = run
+            .github
+            .comment(&approval.comment_id)
+            .await?
+            .map(|c| (c.created_at, c.id, c.body, c.author));
+    }
+    let Some((created, id, text, author)) = found else {
+        return Err(Failure::Permanent(format!(
+            "the `/approve` comment ({}) is gone (deleted?), so nothing approves plan v{}; reply `/approve` again to implement it",
+            approval.comment_id, newest.version
+        )));
+    };
+    if !author.is_empty() && !crate::tracker::github::same_account(&author, &approval.approver) {
+        return Err(Failure::Permanent(format!(
+            "the `/approve` comment ({id}) was not written by {}; reply `/approve` yourself to implement the plan",
+            approval.approver
+        )));
+    }
+    if !plan::is_newer(&created, &id, &newest.created, &newest.comment_id) {
+        return Err(Failure::Permanent(format!(
+            "that approval is older than the newest plan (v{}); reply `/approve` again to implement it",
+            newest.version
+        )));
+    }
+    if newest.edited {
+        return Err(Failure::Permanent(format!(
+            "plan v{} (`{}`) was edited after agent-fleet posted it, so it is not the plan that was reviewed; reply `/revise <feedback>` for a new version",
+            newest.version, newest.hash
+        )));
+    }
+    if let Some(named) = named_hash(&text)
+        && !newest.hash.starts_with(&named)
+    {
+        return Err(Failure::Permanent(format!(
+            "that approval names plan `{named}`, which is not the newest plan (v{}, `{}`); reply `/approve {}` to implement the newest",
+            newest.version, newest.hash, newest.hash
+        )));
+    }
+    if let Some(recorded) = &newest.issue_hash
+        && *recorded != plan::issue_hash(&run.issue_title, &run.issue_body)
+    {
+        return Err(Failure::Permanent(format!(
+            "the issue's text changed after plan v{} (`{}`) was written, so the plan may not fit it any more; reply `/revise <feedback>` for a plan of the current text, then `/approve` it",
+            newest.version, newest.hash
+        )));
+    }
+    Ok(())
+}
+
+/// The plan hash an approval names: `/approve <hex>` (at least 7 hex digits, as shown in
+/// the plan's heading), or `None` for a plain `/approve`.
+fn named_hash(text: &str) -> Option<String> {
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("/approve"))?;
+    let word = line
+        .trim_start_matches("/approve")
+        .split_whitespace()
+        .next()?;
+    let word = word.trim_matches(|c: char| c == '`' || c == '(' || c == ')');
+    (word.len() >= 7 && word.chars().all(|c| c.is_ascii_hexdigit()))
+        .then(|| word.to_ascii_lowercase())
+}
+
 /// Pull request templates GitHub recognises, in its order of preference.
 const PR_TEMPLATES: [&str; 5] = [
     ".github/pull_request_template.md",
@@ -175,26 +261,7 @@ pub async fn implement(run: &mut Run<'_>) -> Result<(), Failure> {
             "there is no plan to approve yet: add the plan label (or assign the issue to the agent) to get one, then reply `/approve`".into(),
         ));
     };
-    // The approval may be on the issue or (GitHub) on the plan's pull request.
-    let mut approved_at = comments
-        .iter()
-        .find(|c| c.id == approval.comment_id)
-        .map(|c| (c.created.clone(), c.id.clone()));
-    if approved_at.is_none() && run.task.issue.tracker == Tracker::Github {
-        approved_at = run
-            .github
-            .comment(&approval.comment_id)
-            .await?
-            .map(|c| (c.created_at, c.id));
-    }
-    if let Some((created, id)) = &approved_at
-        && !plan::is_newer(created, id, &newest.created, &newest.comment_id)
-    {
-        return Err(Failure::Permanent(format!(
-            "that approval is older than the newest plan (v{}); reply `/approve` again to implement it",
-            newest.version
-        )));
-    }
+    bind_approval(run, &approval, &comments, &newest).await?;
     let branch = run.branch.clone();
     run.clone_repo(Some(&branch))
         .await
@@ -268,10 +335,7 @@ pub async fn implement(run: &mut Run<'_>) -> Result<(), Failure> {
     run.commit_and_push(&changed, &message, false).await?;
     run.step("pushed").await?;
 
-    let template = PR_TEMPLATES
-        .iter()
-        .find_map(|t| std::fs::read_to_string(run.repo_dir.join(t)).ok())
-        .unwrap_or_default();
+    let template = pr_template(&run.repo_dir);
     let files = super::run::files_list(&edited.applied);
     let pr_body = format!(
         "{}\n\n{}### Plan v{} (`{}`), approved by {}\n{}\n\n### Files changed\n{files}\n\n### Token usage\n{} input, {} output tokens.\n\n{}\n\n{}",
@@ -305,7 +369,7 @@ pub async fn implement(run: &mut Run<'_>) -> Result<(), Failure> {
             .await
             .unwrap_or_else(|_| "main".into()),
     };
-    let title = format!("{} (agent-fleet)", run.task.issue.title.trim());
+    let title = format!("{} (agent-fleet)", run.issue_title.trim());
     let pr = match pr {
         Some(existing) => {
             let updated = run
@@ -359,23 +423,36 @@ pub async fn implement(run: &mut Run<'_>) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The repository's pull request template, read through the checkout boundary (a link such
+/// as `.github/pull_request_template.md -> /proc/self/environ` is never followed), capped.
+fn pr_template(repo: &std::path::Path) -> String {
+    let checkout = crate::checkout::Checkout::new(repo);
+    PR_TEMPLATES
+        .iter()
+        .find_map(|t| checkout.read_prefix(t, MAX_TEMPLATE_BYTES).ok())
+        .map(|prefix| prefix.text)
+        .unwrap_or_default()
+}
+
+/// GitHub itself ignores templates past this size; a bigger one is not a template.
+const MAX_TEMPLATE_BYTES: usize = 16 * 1024;
+
+/// Plan files larger than this are left to the context selection (which excerpts).
+const MAX_PLAN_FILE_BYTES: u64 = 60_000;
+
 /// The plan's existing files in full (they are what the edits must match), then the
-/// selected context.
+/// selected context. Each is read through the checkout boundary: a plan naming
+/// `docs/ref/environ` with `docs/ref -> /proc/self` reads nothing.
 fn with_plan_files(context: &str, repo: &std::path::Path, paths: &[String]) -> String {
+    let checkout = crate::checkout::Checkout::new(repo);
     let mut out = String::new();
     for path in paths {
-        if path.contains("..") {
-            continue;
-        }
-        let full = repo.join(path);
-        if full.is_symlink() {
-            continue;
-        }
-        if let Ok(text) = std::fs::read_to_string(&full)
-            && text.len() < 60_000
-            && !context.contains(&format!("{path}\n```"))
-        {
-            out.push_str(&format!("{path}\n```\n{text}```\n\n"));
+        match checkout.read_text(path, MAX_PLAN_FILE_BYTES) {
+            Ok(text) if !context.contains(&format!("{path}\n```")) => {
+                out.push_str(&format!("{path}\n```\n{text}```\n\n"));
+            }
+            Ok(_) | Err(crate::checkout::Refused::Missing) => {}
+            Err(refused) => tracing::info!(path, %refused, "a plan file was not read"),
         }
     }
     out.push_str(context);

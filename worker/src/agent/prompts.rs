@@ -1,10 +1,10 @@
-//! Prompts: template files under `worker/prompts/` (compiled in), a tiny `{{name}}` renderer,
-//! and the hygiene applied to issue text before it reaches an LLM (HTML comments, hidden
-//! markup and invisible Unicode removed: places where a prompt injection likes to hide).
+//! Prompts: template files under `worker/prompts/` (compiled in), a tiny `{{name}}` renderer
+//! that fills a template in one pass, and the hygiene applied to issue text before it
+//! reaches an LLM (see [`super::untrusted`]: hidden markup and invisible Unicode removed,
+//! the size capped).
 
-use regex::Regex;
+use super::untrusted;
 use std::path::Path;
-use std::sync::LazyLock;
 
 pub const SYSTEM: &str = include_str!("../../prompts/system.md");
 pub const EDIT_FORMAT: &str = include_str!("../../prompts/edit_format.md");
@@ -19,69 +19,61 @@ pub const INSTRUCTION_FILES: [&str; 3] =
     ["AGENTS.md", "CLAUDE.md", ".github/copilot-instructions.md"];
 const MAX_INSTRUCTIONS_BYTES: usize = 16 * 1024;
 
-/// Replaces each `{{name}}` with its value; unknown names are left as they are.
+/// Replaces each `{{name}}` of `template` with its value; unknown names are left as they
+/// are. One pass over the template: an inserted value is never scanned again, so a
+/// `{{context}}` written in an issue body stays literal text (and 3,000 of them stay 3,000
+/// short strings instead of 3,000 copies of the context).
 pub fn render(template: &str, values: &[(&str, &str)]) -> String {
-    let mut out = template.to_owned();
-    for (name, value) in values {
-        out = out.replace(&format!("{{{{{name}}}}}"), value);
+    let extra: usize = values.iter().map(|(_, v)| v.len()).sum();
+    let mut out = String::with_capacity(template.len() + extra);
+    let mut rest = template;
+    while let Some(open) = rest.find("{{") {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 2..];
+        let value = after.find("}}").and_then(|close| {
+            let name = &after[..close];
+            values
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v, close))
+        });
+        match value {
+            Some((v, close)) => {
+                out.push_str(v);
+                rest = &after[close + 2..];
+            }
+            None => {
+                out.push_str("{{");
+                rest = after;
+            }
+        }
     }
+    out.push_str(rest);
     out
 }
 
-static HTML_COMMENT: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?s)<!--.*?(-->|$)").expect("regex"));
-static HIDDEN_ELEMENT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"(?is)<(\w+)\b[^>]*(\bhidden\b|display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0)[^>]*>.*?</\s*\w+\s*>"#)
-        .expect("regex")
-});
-static HIDDEN_SELF_CLOSING: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"(?is)<\w+\b[^>]*(\bhidden\b|display\s*:\s*none)[^>]*/>"#).expect("regex")
-});
-
-/// Zero-width, bidirectional-control and tag characters: invisible to a reader, visible to
-/// a model.
-fn invisible(c: char) -> bool {
-    matches!(c,
-        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
-        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
-        | '\u{FFA0}' | '\u{FFF0}'..='\u{FFFB}' | '\u{E0000}'..='\u{E007F}' | '\u{E0100}'..='\u{E01EF}')
+/// The issue text as a person sees it, capped at the default `ISSUE_TEXT_MAX_BYTES`
+/// (with a note when cut). [`sanitize_untrusted`] takes the configured cap.
+pub fn sanitize_issue_text(text: &str) -> String {
+    untrusted::sanitize(text, untrusted::DEFAULT_MAX_BYTES)
 }
 
-/// The issue text as a person sees it.
-pub fn sanitize_issue_text(text: &str) -> String {
-    let without_comments = HTML_COMMENT.replace_all(text, "");
-    let without_hidden = HIDDEN_ELEMENT.replace_all(&without_comments, "");
-    let without_hidden = HIDDEN_SELF_CLOSING.replace_all(&without_hidden, "");
-    without_hidden
-        .chars()
-        .filter(|c| !invisible(*c))
-        .collect::<String>()
-        .replace("\r\n", "\n")
-        .trim()
-        .to_owned()
+/// Untrusted text (issue title or body, comment, review comment, check output) as a
+/// person sees it, at most `max_bytes` long plus a note saying it was cut.
+pub fn sanitize_untrusted(text: &str, max_bytes: usize) -> String {
+    untrusted::sanitize(text, max_bytes)
 }
 
 /// The repository's instructions file, rendered for the system prompt ("" when absent).
+/// Read through the checkout boundary: a link (`AGENTS.md -> /proc/self/environ`) or a
+/// path through one is never followed.
 pub fn repo_instructions(repo: &Path) -> String {
+    let checkout = crate::checkout::Checkout::new(repo);
     for name in INSTRUCTION_FILES {
-        let path = repo.join(name);
-        // Never follow a link out of the checkout.
-        if path.is_symlink() {
-            continue;
-        }
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            let mut text = text;
-            if text.len() > MAX_INSTRUCTIONS_BYTES {
-                let mut cut = MAX_INSTRUCTIONS_BYTES;
-                while !text.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                text.truncate(cut);
-            }
+        if let Ok(prefix) = checkout.read_prefix(name, MAX_INSTRUCTIONS_BYTES) {
             return render(
                 REPO_INSTRUCTIONS,
-                &[("file", name), ("instructions", text.trim())],
+                &[("file", name), ("instructions", prefix.text.trim())],
             );
         }
     }
@@ -107,9 +99,38 @@ mod tests {
             render("a {{x}} b {{y}} {{z}}", &[("x", "1"), ("y", "2")]),
             "a 1 b 2 {{z}}"
         );
+        assert_eq!(render("{{x}}{{ {{x}} }}{{", &[("x", "1")]), "1{{ 1 }}{{");
+        assert_eq!(render("日本{{x}}語", &[("x", "é")]), "日本é語");
+    }
+
+    #[test]
+    fn placeholders_inside_values_are_not_expanded() {
+        // Each value is inserted once, whatever it contains, in any order of `values`.
+        let body = "{{context}}".repeat(3000);
+        let context = "c".repeat(10_000);
+        let out = render(
+            "{{issue_body}}\n{{context}}",
+            &[("issue_body", &body), ("context", &context)],
+        );
+        assert_eq!(out.len(), body.len() + 1 + context.len());
+        assert_eq!(out.matches("{{context}}").count(), 3000);
+        let out = render("{{a}}{{b}}", &[("b", "{{a}}"), ("a", "{{b}}")]);
+        assert_eq!(out, "{{b}}{{a}}");
         for template in [SYSTEM, EDIT_FORMAT, QUICKFIX, REPAIR, PLAN, IMPLEMENT] {
             assert!(!template.trim().is_empty());
         }
+    }
+
+    #[test]
+    fn instructions_behind_a_link_are_not_read() {
+        let outside = tempfile::tempdir().expect("tmp");
+        std::fs::write(outside.path().join("copilot-instructions.md"), "SECRET").expect("w");
+        let dir = tempfile::tempdir().expect("tmp");
+        // A link in the middle component: `.github -> <outside>`.
+        std::os::unix::fs::symlink(outside.path(), dir.path().join(".github")).expect("link");
+        std::os::unix::fs::symlink("/proc/self/environ", dir.path().join("AGENTS.md"))
+            .expect("link");
+        assert_eq!(repo_instructions(dir.path()), "");
     }
 
     #[test]

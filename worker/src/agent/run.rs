@@ -15,7 +15,7 @@ use crate::tracker::jira::Jira;
 use fleet_edits::{Applied, EditError, Policy, apply, parse_blocks};
 use fleet_llm::{LlmError, LlmRequest, Message, Phase, Usage};
 use shared::{TaskMessage, Tracker};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// Why a step stopped the task.
@@ -111,6 +111,28 @@ pub struct Run<'a> {
     pub dry_run: bool,
     /// Clone from here instead of the task's repository (`worker run` on a local folder).
     pub clone_source: Option<String>,
+    /// The agent's own account on the thread's tracker (GitHub login or Jira account id):
+    /// only its comments count as status, done, plan and plan-task markers.
+    pub agent_account: String,
+    /// The issue's title and body as the tracker has them (a command on the plan's PR
+    /// reads the issue's, not the PR's; a Jira task reads Jira's), and its labels.
+    pub issue_title: String,
+    pub issue_body: String,
+    pub issue_labels: Vec<String>,
+    /// The agent's status comment once found or posted, and the body last published.
+    status_comment: Option<(String, String)>,
+}
+
+/// Says which setting names the agent when its identity could not be read from the token.
+fn unknown_identity(setting: &str, error: ApiError) -> Failure {
+    let message = format!(
+        "the agent's own account is unknown (needed to tell its comments from anyone else's): set {setting}, or give credentials that may read it ({error})"
+    );
+    if error.is_transient() {
+        Failure::Transient(message)
+    } else {
+        Failure::Permanent(message)
+    }
 }
 
 impl<'a> Run<'a> {
@@ -124,6 +146,10 @@ impl<'a> Run<'a> {
         })?;
         let github = GitHub::connect(&agent.settings.github_api, auth, &task.repo_url).await?;
         let mut issue_number = task.issue.number;
+        let mut issue_title = task.issue.title.clone();
+        let mut issue_body = task.issue.body.clone();
+        let mut issue_labels = task.issue.labels.clone();
+        let agent_account;
         let thread = match task.issue.tracker {
             Tracker::Github => {
                 let mut number = task.issue.number.ok_or_else(|| {
@@ -144,7 +170,21 @@ impl<'a> Run<'a> {
                         "comment on a pull request mapped to its issue"
                     );
                     issue_number = Some(number);
+                    // The message carries the PR's title and description: the work is on
+                    // the issue, so its text comes from the issue.
+                    (issue_title, issue_body) = github.issue_text(number).await?;
+                    issue_labels.clear();
                 }
+                // Resolved at start-up (startup.rs); asked here only when it was not.
+                agent_account = match &agent.settings.agent_login {
+                    Some(login) => login.clone(),
+                    None => crate::tracker::github::authenticated_login(
+                        &agent.settings.github_api,
+                        auth,
+                    )
+                    .await
+                    .map_err(|e| unknown_identity("AGENT_GITHUB_LOGIN", e))?,
+                };
                 IssueThread::Github {
                     github: github.clone(),
                     number,
@@ -155,6 +195,21 @@ impl<'a> Run<'a> {
                     Failure::Unsupported("a Jira task, but JIRA_BASE_URL is not set".into())
                 })?;
                 let client = Jira::new(&jira.base_url, &jira.user_email, jira.api_token.clone())?;
+                agent_account = match &agent.settings.agent_jira_account_id {
+                    Some(id) => id.clone(),
+                    None => client
+                        .myself()
+                        .await
+                        .map_err(|e| unknown_identity("AGENT_JIRA_ACCOUNT_ID", e))?,
+                };
+                // Jira's webhooks for comments carry no description nor labels: Jira's own
+                // fields are the issue text for every Jira task.
+                let issue = client.issue(&task.issue.key).await?;
+                if !issue.summary.trim().is_empty() {
+                    issue_title = issue.summary;
+                }
+                issue_body = issue.description;
+                issue_labels = issue.labels;
                 IssueThread::Jira {
                     jira: client,
                     key: task.issue.key.clone(),
@@ -177,6 +232,11 @@ impl<'a> Run<'a> {
             issue_number,
             dry_run: false,
             clone_source: None,
+            agent_account,
+            issue_title,
+            issue_body,
+            issue_labels,
+            status_comment: None,
         })
     }
 
@@ -215,18 +275,30 @@ impl<'a> Run<'a> {
             issue_number: task.issue.number,
             dry_run: true,
             clone_source,
+            // No tracker is read: nobody's comments count.
+            agent_account: String::new(),
+            issue_title: task.issue.title.clone(),
+            issue_body: task.issue.body.clone(),
+            issue_labels: task.issue.labels.clone(),
+            status_comment: None,
         })
     }
 
     /// Whether `user` may ask the agent for work on this issue: `write` or higher on the
     /// GitHub repository, or `EDIT_ISSUES` (or `JIRA_APPROVERS`) on Jira.
     pub async fn may_act(&self, user: &str) -> Result<bool, Failure> {
-        if self
-            .agent
-            .settings
-            .agent_login
-            .as_deref()
-            .is_some_and(|a| a.eq_ignore_ascii_case(user))
+        // The agent never acts on its own word (a loop, or a forged trigger).
+        let settings = &self.agent.settings;
+        let own = [
+            Some(self.agent_account.as_str()),
+            settings.agent_login.as_deref(),
+            settings.agent_jira_account_id.as_deref(),
+        ];
+        if user.trim().is_empty()
+            || own
+                .iter()
+                .flatten()
+                .any(|a| crate::tracker::github::same_account(a, user))
         {
             return Ok(false);
         }
@@ -248,15 +320,29 @@ impl<'a> Run<'a> {
         }
         self.status.input_tokens = self.usage.input_tokens;
         self.status.output_tokens = self.usage.output_tokens;
-        self.thread
+        let markdown = self.status.markdown();
+        let plain = self.status.plain();
+        // Found once by author and marker, then edited by its id; an unchanged body is not
+        // sent again.
+        if let Some((_, last)) = &self.status_comment
+            && *last == markdown
+        {
+            return Ok(());
+        }
+        let known = self.status_comment.as_ref().map(|(id, _)| id.clone());
+        let id = self
+            .thread
             .upsert(
+                &self.agent_account,
+                known.as_deref(),
                 status::GITHUB_MARKER,
-                &self.status.markdown(),
+                &markdown,
                 status::JIRA_MARKER,
-                &self.status.plain(),
+                &plain,
                 None,
             )
             .await?;
+        self.status_comment = Some((id, markdown));
         Ok(())
     }
 
@@ -279,18 +365,36 @@ impl<'a> Run<'a> {
         TaskError::Permanent(reason)
     }
 
-    /// Whether the status comment says this very task already finished.
+    /// Whether the agent's own status comment says this very task already finished (the
+    /// same marker in anyone else's comment means nothing).
     pub async fn already_done(&self) -> Result<bool, Failure> {
-        Ok(self
-            .thread
-            .comments()
-            .await?
-            .iter()
-            .any(|c| status::finished_task(&c.text, &self.task.task_id)))
+        Ok(self.thread.comments().await?.iter().any(|c| {
+            c.by(&self.agent_account) && status::finished_task(&c.text, &self.task.task_id)
+        }))
     }
 
+    /// Clones the task's repository (at `branch`, else its default branch) and returns the
+    /// branch checked out. Refused before cloning when GitHub reports the repository over
+    /// `CLONE_MAX_BYTES`; stopped while cloning when it grows past it; refused before any
+    /// LLM call when the agent's branch holds commits the agent did not write (the push
+    /// would have to drop them).
     pub async fn clone_repo(&mut self, branch: Option<&str>) -> Result<String, Failure> {
         let settings = &self.agent.worker;
+        // `worker run` on a local folder (and a dry run) asks no API.
+        if self.clone_source.is_none() && !self.dry_run {
+            match self.github.repo_size_kib().await {
+                Ok(Some(kib)) if kib.saturating_mul(1024) > settings.clone_max_bytes => {
+                    return Err(Failure::Permanent(format!(
+                        "GitHub reports the repository at {} bytes, over the limit of {} (CLONE_MAX_BYTES); raise CLONE_MAX_BYTES to let the agent work on it",
+                        kib.saturating_mul(1024),
+                        settings.clone_max_bytes
+                    )));
+                }
+                Ok(_) => {}
+                // The clone's own guard still holds: no reason to fail the task here.
+                Err(error) => tracing::warn!(%error, "could not read the repository's size"),
+            }
+        }
         let url = self
             .clone_source
             .clone()
@@ -310,17 +414,45 @@ impl<'a> Run<'a> {
         self.ctx.metrics.clone_bytes.observe(cloned.bytes as f64);
         self.ctx.metrics.phase("clone", cloned.seconds);
         tracing::info!(bytes = cloned.bytes, seconds = cloned.seconds, "cloned");
-        Ok(self
+        let current = self
             .git
             .current_branch(&self.repo_dir, &self.ctx.cancel)
-            .await?)
+            .await?;
+        if !self.dry_run && current != self.branch {
+            let email = self.agent.settings.git_email.clone();
+            let basis = crate::git::Basis {
+                base: &current,
+                agent_email: &email,
+            };
+            let remote = self
+                .git
+                .inspect_branch(
+                    &self.repo_dir,
+                    &self.branch,
+                    &basis,
+                    settings.clone_timeout,
+                    &self.ctx.cancel,
+                )
+                .await?;
+            if let Some(remote) = remote.filter(|r| !r.foreign.is_empty()) {
+                return Err(GitError::Foreign {
+                    branch: self.branch.clone(),
+                    commits: remote.foreign,
+                }
+                .into());
+            }
+        }
+        Ok(current)
     }
 
-    /// The issue text as the LLM sees it.
+    /// The issue text as the LLM sees it: what a reader of the issue sees (hidden markup
+    /// and invisible characters removed), each field capped at `ISSUE_TEXT_MAX_BYTES` with
+    /// a note when cut.
     pub fn issue_text(&self) -> (String, String) {
+        let max = self.agent.settings.issue_text_max_bytes;
         (
-            prompts::sanitize_issue_text(&self.task.issue.title),
-            prompts::sanitize_issue_text(&self.task.issue.body),
+            prompts::sanitize_untrusted(&self.issue_title, max),
+            prompts::sanitize_untrusted(&self.issue_body, max),
         )
     }
 
@@ -426,6 +558,7 @@ impl<'a> Run<'a> {
     fn policy(&self, allowed_paths: Option<Vec<String>>) -> Policy {
         Policy {
             allow_workflow_edits: self.agent.settings.allow_workflow_edits,
+            protected_paths: self.agent.settings.protected_paths.clone(),
             allowed_paths,
             ..Policy::default()
         }
@@ -538,20 +671,20 @@ impl<'a> Run<'a> {
         apply(&self.repo_dir, &blocks, policy).map_err(|e: EditError| (e.feedback(), files))
     }
 
-    /// The current content of files (that exist and are inside the checkout), for a repair.
+    /// The current content of files, for a repair: read through the checkout boundary, so
+    /// an answer naming `docs/ref/environ` (with `docs/ref -> /proc/self`) shows nothing.
     fn show_files(&self, files: &[String]) -> String {
+        /// A repair round shows whole files; bigger ones are not worth the prompt.
+        const MAX_SHOWN_BYTES: u64 = 256 * 1024;
+        let checkout = crate::checkout::Checkout::new(&self.repo_dir);
         let mut seen = Vec::new();
         let mut out = String::new();
         for path in files {
-            if seen.contains(path) || path.contains("..") || Path::new(path).is_absolute() {
+            if seen.contains(path) {
                 continue;
             }
             seen.push(path.clone());
-            let full = self.repo_dir.join(path);
-            if full.is_symlink() {
-                continue;
-            }
-            if let Ok(text) = std::fs::read_to_string(&full) {
+            if let Ok(text) = checkout.read_text(path, MAX_SHOWN_BYTES) {
                 let numbered: String = text
                     .lines()
                     .enumerate()
@@ -574,7 +707,9 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Commits `paths` on the agent's branch and pushes it.
+    /// Commits `paths` on the agent's branch and pushes it. The push never drops a commit
+    /// the agent did not write (it is refused and reported instead), and a rejected push
+    /// is permanent.
     pub async fn commit_and_push(
         &mut self,
         paths: &[String],
@@ -584,6 +719,35 @@ impl<'a> Run<'a> {
         let started = Instant::now();
         let branch = self.branch.clone();
         let identity = self.identity();
+        let cancel = self.ctx.cancel.clone();
+        // A link checked out as a plain file (`core.symlinks=false`) still is a link in
+        // the index: an edit of it would re-point the link.
+        let links = self.git.links_among(&self.repo_dir, paths, &cancel).await?;
+        if !links.is_empty() {
+            return Err(Failure::Permanent(format!(
+                "the edits change {}, a symbolic link in the repository; the agent does not change links: edit the file it points to instead",
+                links
+                    .iter()
+                    .map(|l| format!("`{l}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        // What the branch is based on: the branch that was cloned (QuickFix, Plan), or,
+        // when the agent's branch itself was cloned (Implement), the repository's base.
+        let current = self.git.current_branch(&self.repo_dir, &cancel).await?;
+        let base = if current == branch {
+            match &self.task.base_branch {
+                Some(base) => base.clone(),
+                None => {
+                    self.git
+                        .remote_default_branch(&self.repo_dir, &cancel)
+                        .await?
+                }
+            }
+        } else {
+            current
+        };
         let change = CommitSpec {
             branch: &branch,
             paths,
@@ -591,15 +755,20 @@ impl<'a> Run<'a> {
             allow_empty,
         };
         self.git
-            .commit(&self.repo_dir, &change, &identity, &self.ctx.cancel)
+            .commit(&self.repo_dir, &change, &identity, &cancel)
             .await?;
+        let basis = crate::git::Basis {
+            base: &base,
+            agent_email: &identity.email,
+        };
         let pushed = self
             .git
             .push_branch(
                 &self.repo_dir,
                 &branch,
+                &basis,
                 self.agent.worker.clone_timeout,
-                &self.ctx.cancel,
+                &cancel,
             )
             .await?;
         self.ctx

@@ -27,9 +27,54 @@ pub struct AgentSettings {
     pub llm: LlmConfig,
     pub context_budget: usize,
     pub allow_workflow_edits: bool,
+    /// `PROTECTED_PATHS`: globs no edit may touch (not lifted by `ALLOW_WORKFLOW_EDITS`).
+    pub protected_paths: Vec<String>,
+    /// `ISSUE_TEXT_MAX_BYTES`: cap on each untrusted text field put into a prompt.
+    pub issue_text_max_bytes: usize,
 }
 
 impl AgentSettings {
+    /// Fills in the agent's own accounts that were not configured, from its credentials:
+    /// `AGENT_GITHUB_LOGIN` from `GET /user` (a token) or `<slug>[bot]` from `GET /app` (a
+    /// GitHub App), `AGENT_JIRA_ACCOUNT_ID` from Jira's `GET /myself` when Jira is set up.
+    /// Marker comments count only when the agent wrote them, so a worker that cannot tell
+    /// who it is does not start: the error names the setting to give instead.
+    pub async fn resolve_identity(&mut self) -> anyhow::Result<()> {
+        if self.agent_login.is_none()
+            && let Some(auth) = &self.github_auth
+        {
+            let login = crate::tracker::github::authenticated_login(&self.github_api, auth)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot read the agent's GitHub login from its credentials ({e}); set AGENT_GITHUB_LOGIN"
+                    )
+                })?;
+            tracing::info!(login, "the agent's GitHub login, read from its credentials");
+            self.agent_login = Some(login);
+        }
+        if self.agent_jira_account_id.is_none()
+            && let Some(jira) = &self.jira
+        {
+            let client = crate::tracker::jira::Jira::new(
+                &jira.base_url,
+                &jira.user_email,
+                jira.api_token.clone(),
+            )?;
+            let account = client.myself().await.map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot read the agent's Jira account id from its credentials ({e}); set AGENT_JIRA_ACCOUNT_ID"
+                )
+            })?;
+            tracing::info!(
+                account,
+                "the agent's Jira account id, read from its credentials"
+            );
+            self.agent_jira_account_id = Some(account);
+        }
+        Ok(())
+    }
+
     /// Everything a worker needs to work tasks.
     pub fn from_env(env: &Env) -> Result<Self, SettingsError> {
         let settings = Self::without_github(env)?;
@@ -51,6 +96,7 @@ impl AgentSettings {
                 private_key: env.secret("GITHUB_APP_PRIVATE_KEY").ok_or_else(|| {
                     SettingsError::new("GITHUB_APP_PRIVATE_KEY", "is required with GITHUB_APP_ID")
                 })?,
+                workflows: env.flag("ALLOW_WORKFLOW_EDITS", false)?,
             }),
             (None, None) => None,
         };
@@ -71,6 +117,14 @@ impl AgentSettings {
                 "must be at least 1000",
             ));
         }
+        let issue_text_max_bytes =
+            env.parse_or("ISSUE_TEXT_MAX_BYTES", super::untrusted::DEFAULT_MAX_BYTES)?;
+        if issue_text_max_bytes < 1024 {
+            return Err(SettingsError::new(
+                "ISSUE_TEXT_MAX_BYTES",
+                "must be at least 1024 (bytes of issue text kept per field)",
+            ));
+        }
         Ok(Self {
             github_api: env.string_or("GITHUB_API_URL", "https://api.github.com"),
             github_auth,
@@ -83,6 +137,8 @@ impl AgentSettings {
             llm: LlmConfig::from_env(env)?,
             context_budget,
             allow_workflow_edits: env.flag("ALLOW_WORKFLOW_EDITS", false)?,
+            protected_paths: env.list("PROTECTED_PATHS"),
+            issue_text_max_bytes,
         })
     }
 }

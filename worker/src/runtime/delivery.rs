@@ -1,16 +1,21 @@
-//! One delivery, from the broker's message to its settle: parse, run the handler in its own
-//! directory under a timeout, delete the directory, then ack, nack or reject (DESIGN.md,
-//! "Worker, per delivery").
+//! One delivery, from the broker's message to its settle: parse, wait its turn (not before
+//! its time, one task per issue), run the handler in its own directory under a timeout,
+//! delete the directory, then ack, nack, reject or delay (DESIGN.md, "Worker, per delivery").
 
 use super::Shared;
+use super::delay::{self, WaitLimits, WaitState};
 use super::local::{Begin, Settle};
+use super::locks::{self, BrokerLock, LocalLock, LockError};
+use super::wait::WaitBudget;
 use super::workspace;
 use crate::embedded::Lease;
 use crate::handler::{TaskContext, TaskError, TaskHandler};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
 use lapin::types::AMQPValue;
+use lapin::Channel;
 use shared::TaskMessage;
+use shared::topology::Topology;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::OwnedSemaphorePermit;
@@ -34,9 +39,28 @@ struct Decision {
     report_exhausted: bool,
 }
 
-fn decide(end: RunEnd, last_attempt: bool, timeout_secs: u64) -> Decision {
+/// What the settle of a run depends on besides how it ended.
+struct Rules {
+    last_attempt: bool,
+    timeout_secs: u64,
+    /// Failed deliveries were carried over from an earlier copy (a delayed retry): the
+    /// broker's own count is behind, so the last attempt is dead-lettered by a reject.
+    carried: bool,
+    wait: WaitState,
+    /// This copy's failed deliveries (`x-delivery-count`).
+    failed: u32,
+    limits: WaitLimits,
+    now_ms: i64,
+}
+
+fn decide(end: RunEnd, rules: &Rules) -> Decision {
+    let last_attempt = rules.last_attempt;
     let retry = |outcome: &'static str, reason: String| Decision {
-        settle: Settle::Requeue,
+        settle: if last_attempt && rules.carried {
+            Settle::Reject
+        } else {
+            Settle::Requeue
+        },
         outcome: if last_attempt { "exhausted" } else { outcome },
         report_exhausted: last_attempt,
         reason: Some(reason),
@@ -60,9 +84,32 @@ fn decide(end: RunEnd, last_attempt: bool, timeout_secs: u64) -> Decision {
             reason: Some(reason),
             report_exhausted: false,
         },
+        RunEnd::Finished(Err(TaskError::Delayed { reason, after })) => {
+            match rules
+                .wait
+                .next(after, rules.failed, &rules.limits, rules.now_ms)
+            {
+                Some(state) => Decision {
+                    settle: Settle::Delay(state),
+                    outcome: "delayed",
+                    reason: Some(reason),
+                    report_exhausted: false,
+                },
+                None => retry(
+                    "retry",
+                    format!(
+                        "{reason} (no more waiting after {} delayed retries)",
+                        rules.wait.waits
+                    ),
+                ),
+            }
+        }
         RunEnd::Finished(Err(TaskError::Transient(reason))) => retry("retry", reason),
         RunEnd::NoWorkdir(reason) => retry("retry", reason),
-        RunEnd::TimedOut => retry("timeout", format!("timed out after {timeout_secs} s")),
+        RunEnd::TimedOut => retry(
+            "timeout",
+            format!("timed out after {} s", rules.timeout_secs),
+        ),
         RunEnd::Panicked => retry("panic", "the handler panicked".to_owned()),
         // Shutdown ran out of grace: not the task's fault, so no report and no exhaustion.
         RunEnd::Interrupted => Decision {
@@ -74,44 +121,61 @@ fn decide(end: RunEnd, last_attempt: bool, timeout_secs: u64) -> Decision {
     }
 }
 
+/// The broker side of a delivery: its connection (issue locks live on it), a confirm-mode
+/// channel for the copies of delayed retries, and the topology (delay and lock queues).
+#[derive(Debug)]
+pub struct BrokerSide {
+    /// Where issue locks are taken: each on a connection of its own (`locks::acquire`).
+    pub amqp_url: shared::settings::AmqpUrl,
+    pub retry: Channel,
+    pub topology: Topology,
+}
+
 /// A delivery from either queue the runtime consumes.
 #[derive(Debug)]
 pub enum Incoming {
-    Amqp(Box<Delivery>),
+    Amqp(Box<Delivery>, Arc<BrokerSide>),
     Embedded(Lease),
 }
 
 impl Incoming {
     fn body(&self) -> &[u8] {
         match self {
-            Incoming::Amqp(d) => &d.data,
+            Incoming::Amqp(d, _) => &d.data,
             Incoming::Embedded(l) => &l.body,
         }
     }
 
     fn delivery_count(&self) -> u32 {
         match self {
-            Incoming::Amqp(d) => delivery_count(d),
+            Incoming::Amqp(d, _) => delivery_count(d),
             Incoming::Embedded(l) => l.delivery_count,
         }
     }
 
     fn redelivered(&self) -> bool {
         match self {
-            Incoming::Amqp(d) => d.redelivered,
+            Incoming::Amqp(d, _) => d.redelivered,
             Incoming::Embedded(l) => l.delivery_count > 0,
         }
     }
 
     fn message_id(&self) -> String {
         match self {
-            Incoming::Amqp(d) => d
+            Incoming::Amqp(d, _) => d
                 .properties
                 .message_id()
                 .as_ref()
                 .map(|m| m.to_string())
                 .unwrap_or_default(),
             Incoming::Embedded(l) => l.message_id.clone(),
+        }
+    }
+
+    fn wait_state(&self) -> WaitState {
+        match self {
+            Incoming::Amqp(d, _) => WaitState::from_headers(d.properties.headers().as_ref()),
+            Incoming::Embedded(l) => l.wait,
         }
     }
 }
@@ -136,42 +200,56 @@ pub fn delivery_count(delivery: &Delivery) -> u32 {
     u32::try_from(count.max(0)).unwrap_or(u32::MAX)
 }
 
-/// Settles on the delivery's own channel; `false` when that channel is gone (the broker
-/// then redelivers, and [`super::local::LocalRuns`] replays this outcome).
-async fn settle(delivery: &Incoming, settle: Settle, shared: &Shared) -> bool {
-    let result = match (delivery, settle) {
-        (Incoming::Embedded(lease), settle) => {
-            lease.settle(settle).await.map_err(|e| e.to_string())
+/// Settles on the delivery's own channel. Returns whether the settle reached the queue
+/// (`false` when the channel is gone: the broker then redelivers, and
+/// [`super::local::LocalRuns`] replays the outcome) and the outcome to replay (a confirmed
+/// delayed copy is replayed as the ack it amounts to).
+async fn settle(delivery: &Incoming, settle: Settle, shared: &Shared) -> (bool, Settle) {
+    let (result, settled) = match (delivery, settle) {
+        (Incoming::Embedded(lease), settle) => (
+            lease.settle(settle).await.map_err(|e| e.to_string()),
+            settle,
+        ),
+        (Incoming::Amqp(d, side), Settle::Delay(state)) => {
+            let now = delay::now_ms();
+            match delay::publish_copy(&side.retry, &side.topology, d, &state, now).await {
+                Ok(queue) => {
+                    tracing::info!(
+                        retry_queue = %queue,
+                        waits = state.waits,
+                        due_in_ms = state.not_before_ms.saturating_sub(now),
+                        "delayed retry published"
+                    );
+                    (ack(d).await, Settle::Ack)
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot publish the delayed retry; requeueing instead");
+                    (requeue(d).await, Settle::Requeue)
+                }
+            }
         }
-        (Incoming::Amqp(d), Settle::Ack) => d
-            .acker
-            .ack(BasicAckOptions::default())
-            .await
-            .map_err(|e| e.to_string()),
-        (Incoming::Amqp(d), Settle::Requeue) => d
-            .acker
-            .nack(BasicNackOptions {
-                requeue: true,
-                multiple: false,
-            })
-            .await
-            .map_err(|e| e.to_string()),
-        (Incoming::Amqp(d), Settle::Reject) => d
-            .acker
-            .reject(BasicRejectOptions { requeue: false })
-            .await
-            .map_err(|e| e.to_string()),
+        (Incoming::Amqp(d, _), Settle::Ack) => (ack(d).await, settle),
+        (Incoming::Amqp(d, _), Settle::Requeue) => (requeue(d).await, settle),
+        (Incoming::Amqp(d, _), Settle::Reject) => (
+            d.acker
+                .reject(BasicRejectOptions { requeue: false })
+                .await
+                .map_err(|e| e.to_string()),
+            settle,
+        ),
     };
     let label = match settle {
         Settle::Ack => "ack",
         Settle::Requeue => "nack_requeue",
         Settle::Reject => "reject",
+        Settle::Delay(_) if settled == Settle::Requeue => "nack_requeue",
+        Settle::Delay(_) => "delay",
     };
     match result {
         Ok(true) => {
             shared.metrics.settles.with_label_values(&[label]).inc();
             tracing::info!(settle = label, "delivery settled");
-            true
+            (true, settled)
         }
         Ok(false) | Err(_) => {
             shared.metrics.settles.with_label_values(&["failed"]).inc();
@@ -179,18 +257,35 @@ async fn settle(delivery: &Incoming, settle: Settle, shared: &Shared) -> bool {
                 settle = label,
                 "could not settle: the channel is gone; the broker will redeliver"
             );
-            false
+            (false, settled)
         }
     }
 }
 
-/// Processes one delivery. `permit`: a concurrency slot the caller already holds (the
-/// embedded queue leases only when a slot is free); otherwise one is acquired here.
+async fn ack(d: &Delivery) -> Result<bool, String> {
+    d.acker
+        .ack(BasicAckOptions::default())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn requeue(d: &Delivery) -> Result<bool, String> {
+    d.acker
+        .nack(BasicNackOptions {
+            requeue: true,
+            multiple: false,
+        })
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Processes one delivery, holding `permit` (a concurrency slot: the runtime takes a
+/// delivery only when one is free) until it is settled.
 pub async fn process<H: TaskHandler>(
     delivery: Incoming,
     shared: Arc<Shared>,
     handler: Arc<H>,
-    permit: Option<OwnedSemaphorePermit>,
+    permit: OwnedSemaphorePermit,
 ) {
     let received_at = Instant::now();
     let count = delivery.delivery_count();
@@ -224,6 +319,49 @@ pub async fn process<H: TaskHandler>(
         .await;
 }
 
+/// The issue's locks, held while its task runs.
+struct IssueLock {
+    local: LocalLock,
+    broker: Option<BrokerLock>,
+}
+
+/// Takes the issue's locks (this process', then the broker's), or says how to settle.
+async fn lock_issue(
+    delivery: &Incoming,
+    task: &TaskMessage,
+    shared: &Shared,
+    waits: u32,
+) -> Result<Option<IssueLock>, RunEnd> {
+    let key = task.issue.key.as_str();
+    if key.is_empty() {
+        return Ok(None);
+    }
+    let busy = || {
+        RunEnd::Finished(Err(TaskError::Delayed {
+            reason: format!("another task of {key} is running"),
+            after: delay::lock_backoff(waits),
+        }))
+    };
+    let Some(local) = shared.locks.try_lock(key) else {
+        return Err(busy());
+    };
+    let broker = match delivery {
+        Incoming::Embedded(_) => None,
+        Incoming::Amqp(_, side) => {
+            match locks::acquire(&side.amqp_url, &side.topology.lock_queue(key)).await {
+                Ok(lock) => Some(lock),
+                Err(LockError::Busy) => return Err(busy()),
+                Err(LockError::Broker(error)) => {
+                    return Err(RunEnd::NoWorkdir(format!(
+                        "cannot take the issue's lock: {error}"
+                    )));
+                }
+            }
+        }
+    };
+    Ok(Some(IssueLock { local, broker }))
+}
+
 async fn run_task<H: TaskHandler>(
     delivery: Incoming,
     task: TaskMessage,
@@ -231,7 +369,7 @@ async fn run_task<H: TaskHandler>(
     received_at: Instant,
     shared: Arc<Shared>,
     handler: Arc<H>,
-    permit: Option<OwnedSemaphorePermit>,
+    permit: OwnedSemaphorePermit,
 ) {
     let guard = match shared.local.begin(&task.task_id) {
         Begin::Run(guard) => guard,
@@ -261,47 +399,49 @@ async fn run_task<H: TaskHandler>(
             return;
         }
     };
-    let _permit = match permit {
-        Some(permit) => permit,
-        None => match shared.permits.clone().acquire_owned().await {
-            Ok(permit) => permit,
-            Err(_) => return,
-        },
+    let _permit = permit;
+    let wait = delivery.wait_state();
+    let now_ms = delay::now_ms();
+    if let Some(left) = wait.remaining(now_ms) {
+        // A delayed copy back before its time (its wait is longer than the bucket it took):
+        // another hop, without running and without counting a wait.
+        tracing::info!(
+            due_in_ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX),
+            "not due yet; back to a delay queue"
+        );
+        let (delivered, settled) =
+            settle(&delivery, Settle::Delay(wait.again(count)), &shared).await;
+        guard.finish(settled, delivered);
+        return;
+    }
+    let effective = wait.attempts.saturating_add(count);
+    let attempt = effective.saturating_add(1);
+    let last_attempt = effective >= shared.settings.common.delivery_limit;
+    let rules = Rules {
+        last_attempt,
+        timeout_secs: shared.settings.task_timeout.as_secs(),
+        carried: wait.attempts > 0,
+        wait,
+        failed: count,
+        limits: shared.settings.wait_limits,
+        now_ms,
     };
-    shared.metrics.in_flight.inc();
-    let started = Instant::now();
-    let attempt = count.saturating_add(1);
-    let last_attempt = count >= shared.settings.common.delivery_limit;
-    tracing::info!(attempt, last_attempt, "task started");
 
-    let workspace = shared.settings.workspace_dir.clone();
-    let task_id = task.task_id.clone();
-    let workdir = tokio::task::spawn_blocking(move || workspace::create(&workspace, &task_id))
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()));
-    let (end, workdir) = match workdir {
-        Err(error) => (
-            RunEnd::NoWorkdir(format!("cannot create the task dir: {error}")),
-            None,
-        ),
-        Ok(workdir) => {
-            let ctx = TaskContext {
-                workdir: workdir.clone(),
-                cancel: shared.hard_stop.child_token(),
-                attempt,
-                last_attempt,
-                metrics: shared.metrics.clone(),
-                received_at,
-            };
-            (
-                run_handler(&task, ctx, &shared, &handler).await,
-                Some(workdir),
-            )
-        }
-    };
+    let (end, workdir, lock, started) =
+        match lock_issue(&delivery, &task, &shared, wait.waits).await {
+            Err(end) => {
+                tracing::info!("the issue is locked by another task; waiting for it");
+                (end, None, None, None)
+            }
+            Ok(lock) => {
+                let started = Instant::now();
+                let (end, workdir) =
+                    run_locked(&task, attempt, last_attempt, received_at, &shared, &handler).await;
+                (end, workdir, lock, Some(started))
+            }
+        };
     let handler_ended = Instant::now();
-    let decision = decide(end, last_attempt, shared.settings.task_timeout.as_secs());
+    let decision = decide(end, &rules);
     if decision.report_exhausted {
         let reason = decision.reason.clone().unwrap_or_default();
         let report = handler.report_exhausted(&task, &reason);
@@ -322,8 +462,10 @@ async fn run_task<H: TaskHandler>(
             Err(error) => tracing::error!(%error, "task dir removal did not run"),
         }
     }
-    let seconds = started.elapsed().as_secs_f64();
-    shared.metrics.phase("total", seconds);
+    let seconds = started.map_or(0.0, |s| s.elapsed().as_secs_f64());
+    if started.is_some() {
+        shared.metrics.phase("total", seconds);
+    }
     shared
         .metrics
         .tasks
@@ -335,13 +477,57 @@ async fn run_task<H: TaskHandler>(
             tracing::warn!(outcome = decision.outcome, reason, seconds, "task finished")
         }
     }
-    let delivered = settle(&delivery, decision.settle, &shared).await;
+    let (delivered, settled) = settle(&delivery, decision.settle, &shared).await;
     shared
         .metrics
         .settle_seconds
         .observe(handler_ended.elapsed().as_secs_f64());
-    guard.finish(decision.settle, delivered);
+    // The issue is free for its next task once this one is settled.
+    if let Some(IssueLock { broker, local }) = lock {
+        if let Some(broker) = broker {
+            broker.release().await;
+        }
+        drop(local);
+    }
+    guard.finish(settled, delivered);
+}
+
+/// Runs the task once its issue is locked: its dir, the handler, the metrics of a run.
+async fn run_locked<H: TaskHandler>(
+    task: &TaskMessage,
+    attempt: u32,
+    last_attempt: bool,
+    received_at: Instant,
+    shared: &Arc<Shared>,
+    handler: &Arc<H>,
+) -> (RunEnd, Option<std::path::PathBuf>) {
+    shared.metrics.in_flight.inc();
+    tracing::info!(attempt, last_attempt, "task started");
+    let workspace = shared.settings.workspace_dir.clone();
+    let task_id = task.task_id.clone();
+    let workdir = tokio::task::spawn_blocking(move || workspace::create(&workspace, &task_id))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    let result = match workdir {
+        Err(error) => (
+            RunEnd::NoWorkdir(format!("cannot create the task dir: {error}")),
+            None,
+        ),
+        Ok(workdir) => {
+            let ctx = TaskContext {
+                workdir: workdir.clone(),
+                cancel: shared.hard_stop.child_token(),
+                attempt,
+                last_attempt,
+                metrics: shared.metrics.clone(),
+                received_at,
+            };
+            (run_handler(task, ctx, shared, handler).await, Some(workdir))
+        }
+    };
     shared.metrics.in_flight.dec();
+    result
 }
 
 async fn run_handler<H: TaskHandler>(
@@ -352,8 +538,12 @@ async fn run_handler<H: TaskHandler>(
 ) -> RunEnd {
     let cancel = ctx.cancel.clone();
     let (task_for_handler, handler) = (task.clone(), handler.clone());
+    // Rate limits shorter than GITHUB_RATE_LIMIT_MAX_WAIT_SECS are waited out inside the run.
+    let budget = WaitBudget::new(cancel.clone(), shared.settings.rate_limit_max_wait);
     let mut handle = tokio::spawn(
-        async move { handler.handle(&task_for_handler, &ctx).await }.in_current_span(),
+        budget
+            .scope(async move { handler.handle(&task_for_handler, &ctx).await })
+            .in_current_span(),
     );
     let end = tokio::select! {
         joined = &mut handle => match joined {
@@ -375,40 +565,80 @@ async fn run_handler<H: TaskHandler>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    fn rules(last_attempt: bool) -> Rules {
+        Rules {
+            last_attempt,
+            timeout_secs: 1,
+            carried: false,
+            wait: WaitState::default(),
+            failed: 0,
+            limits: WaitLimits {
+                max_waits: 2,
+                max_total: Duration::from_secs(600),
+            },
+            now_ms: 1_000,
+        }
+    }
 
     #[test]
     fn settle_rules() {
-        let d = decide(RunEnd::Finished(Ok(())), false, 1);
+        let d = decide(RunEnd::Finished(Ok(())), &rules(false));
         assert_eq!((d.settle, d.outcome), (Settle::Ack, "done"));
         let d = decide(
             RunEnd::Finished(Err(TaskError::Permanent("x".into()))),
-            true,
-            1,
+            &rules(true),
         );
         assert_eq!((d.settle, d.report_exhausted), (Settle::Ack, false));
         let d = decide(
             RunEnd::Finished(Err(TaskError::Unsupported("x".into()))),
-            false,
-            1,
+            &rules(false),
         );
         assert_eq!(d.settle, Settle::Reject);
         let d = decide(
             RunEnd::Finished(Err(TaskError::Transient("x".into()))),
-            false,
-            1,
+            &rules(false),
         );
         assert_eq!(
             (d.settle, d.outcome, d.report_exhausted),
             (Settle::Requeue, "retry", false)
         );
-        let d = decide(RunEnd::TimedOut, true, 1);
+        let d = decide(RunEnd::TimedOut, &rules(true));
         assert_eq!(
             (d.settle, d.outcome, d.report_exhausted),
             (Settle::Requeue, "exhausted", true)
         );
-        let d = decide(RunEnd::Panicked, false, 1);
+        let d = decide(RunEnd::Panicked, &rules(false));
         assert_eq!((d.settle, d.outcome), (Settle::Requeue, "panic"));
-        let d = decide(RunEnd::Interrupted, true, 1);
+        let d = decide(RunEnd::Interrupted, &rules(true));
         assert_eq!((d.settle, d.report_exhausted), (Settle::Requeue, false));
+    }
+
+    #[test]
+    fn delayed_retries_are_bounded_and_carry_the_attempts() {
+        let delayed = || {
+            RunEnd::Finished(Err(TaskError::Delayed {
+                reason: "rate limit".into(),
+                after: Duration::from_secs(90),
+            }))
+        };
+        let mut r = rules(true);
+        r.failed = 3;
+        let d = decide(delayed(), &r);
+        let Settle::Delay(state) = d.settle else {
+            panic!("a delay, even on the last attempt: {:?}", d.settle)
+        };
+        assert_eq!((d.outcome, d.report_exhausted), ("delayed", false));
+        assert_eq!((state.waits, state.attempts), (1, 3));
+        assert_eq!(state.not_before_ms, 91_000);
+        r.wait.waits = 2;
+        r.carried = true;
+        let d = decide(delayed(), &r);
+        assert_eq!(
+            (d.settle, d.outcome, d.report_exhausted),
+            (Settle::Reject, "exhausted", true),
+            "waits spent on the last attempt: dead-lettered and reported"
+        );
     }
 }

@@ -17,6 +17,10 @@ pub enum Settle {
     Ack,
     Requeue,
     Reject,
+    /// A delayed retry carrying this wait state: a copy to a delay queue, then an ack (on
+    /// the embedded queue: back to ready with a not-before time). Remembered for a replay as
+    /// the ack it amounts to once the copy is confirmed.
+    Delay(super::delay::WaitState),
 }
 
 /// How long an unsettled outcome is kept for its redelivery.

@@ -2,13 +2,21 @@
 //! with manual acks, run each delivery through a [`TaskHandler`], reconnect when the broker
 //! goes away, and stop gracefully.
 //!
+//! A delivery is taken only when a concurrency permit is free: a consumer with a prefetch
+//! of one is started per free permit and cancelled as soon as its delivery arrives, so no
+//! delivery ever waits unacked for a permit (after a reconnect, the dead channel's tasks
+//! still hold theirs; a delivery waiting behind them could outlive `consumer_timeout`).
+//!
 //! Shutdown is two tokens: `stop` (SIGTERM/SIGINT: cancel the consumer, take nothing new,
 //! let in-flight tasks finish and ack) and `hard_stop` (the grace period ran out: cancel the
 //! handlers, clean up, requeue). A [`TaskTracker`] knows when every delivery has settled.
 
+pub mod delay;
 pub mod delivery;
 pub mod local;
+pub mod locks;
 pub mod metrics;
+pub mod wait;
 pub mod workspace;
 
 use crate::embedded::EmbeddedQueue;
@@ -17,7 +25,9 @@ use crate::settings::WorkerSettings;
 use anyhow::Context as _;
 use delivery::Incoming;
 use futures_util::StreamExt;
-use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::options::{
+    BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions,
+};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
 use local::LocalRuns;
@@ -50,6 +60,8 @@ pub struct Shared {
     pub permits: Arc<Semaphore>,
     pub hard_stop: CancellationToken,
     pub consuming: AtomicBool,
+    /// The issues this process is working on (one task per issue at a time).
+    pub locks: locks::IssueLocks,
 }
 
 /// How long in-flight tasks get to unwind once the grace period ran out.
@@ -100,6 +112,7 @@ pub async fn run_on<H: TaskHandler>(
         local: LocalRuns::default(),
         hard_stop: CancellationToken::new(),
         consuming: AtomicBool::new(false),
+        locks: locks::IssueLocks::default(),
     });
     let ops = serve_ops(&shared).await?;
     let stop = CancellationToken::new();
@@ -153,13 +166,9 @@ async fn consume<H: TaskHandler>(
     mode: RunMode,
     stop: &CancellationToken,
     tracker: &TaskTracker,
-) -> anyhow::Result<Option<(Connection, Channel)>> {
+) -> anyhow::Result<Option<(Arc<Connection>, Channel)>> {
     let settings = &shared.settings;
     let topology = settings.common.topology();
-    let prefetch = match mode {
-        RunMode::Forever => settings.concurrency,
-        RunMode::Once => 1,
-    };
     // `--once` gives up when nothing arrives in time, whether or not the broker answers.
     let idle = CancellationToken::new();
     if mode == RunMode::Once {
@@ -187,6 +196,7 @@ async fn consume<H: TaskHandler>(
         else {
             return Ok(None);
         };
+        let connection = Arc::new(connection);
         let channel = connection
             .create_channel()
             .await
@@ -198,50 +208,82 @@ async fn consume<H: TaskHandler>(
             tracing::warn!(%error, "declaring the topology failed; reconnecting");
             continue;
         }
+        // One delivery per consumer; a consumer per free permit.
         channel
-            .basic_qos(prefetch, BasicQosOptions::default())
+            .basic_qos(1, BasicQosOptions::default())
             .await
             .context("basic.qos")?;
-        let tag = format!(
-            "worker-{}-{}",
-            std::process::id(),
-            uuid::Uuid::new_v4().simple()
-        );
-        let mut consumer = match channel
-            .basic_consume(
-                topology.queue.as_str().into(),
-                tag.as_str().into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
+        let retry = connection
+            .create_channel()
             .await
-        {
-            Ok(consumer) => consumer,
-            Err(error) => {
-                tracing::warn!(%error, "basic.consume failed; reconnecting");
-                continue;
-            }
-        };
+            .context("opening the delayed-retry channel")?;
+        retry
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .context("confirm.select")?;
+        let side = Arc::new(delivery::BrokerSide {
+            amqp_url: settings.common.amqp_url.clone(),
+            retry,
+            topology: topology.clone(),
+        });
         shared.consuming.store(true, Ordering::SeqCst);
-        tracing::info!(queue = %topology.queue, prefetch, "consuming");
+        tracing::info!(queue = %topology.queue, concurrency = settings.concurrency, "consuming");
         loop {
+            // A permit first: a delivery is taken only when it can start at once.
+            let permit = tokio::select! {
+                () = give_up.cancelled() => {
+                    shared.consuming.store(false, Ordering::SeqCst);
+                    tracing::info!("consumer cancelled; no new deliveries");
+                    return Ok(Some((connection, channel)));
+                }
+                () = shared::amqp::wait_until_broken(&connection, &channel) => {
+                    shared.consuming.store(false, Ordering::SeqCst);
+                    tracing::warn!("broker connection lost; reconnecting");
+                    break;
+                }
+                permit = shared.permits.clone().acquire_owned() => permit?,
+            };
+            let tag = format!(
+                "worker-{}-{}",
+                std::process::id(),
+                uuid::Uuid::new_v4().simple()
+            );
+            let mut consumer = match channel
+                .basic_consume(
+                    topology.queue.as_str().into(),
+                    tag.as_str().into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+            {
+                Ok(consumer) => consumer,
+                Err(error) => {
+                    shared.consuming.store(false, Ordering::SeqCst);
+                    tracing::warn!(%error, "basic.consume failed; reconnecting");
+                    break;
+                }
+            };
+            let cancel =
+                || channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default());
             tokio::select! {
                 () = give_up.cancelled() => {
-                    let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
+                    let _ = cancel().await;
                     shared.consuming.store(false, Ordering::SeqCst);
                     tracing::info!("consumer cancelled; no new deliveries");
                     return Ok(Some((connection, channel)));
                 }
                 next = consumer.next() => match next {
                     Some(Ok(delivery)) => {
+                        // Its one delivery is in hand: no other comes to this consumer.
+                        let _ = cancel().await;
                         tracker.spawn(delivery::process(
-                            Incoming::Amqp(Box::new(delivery)),
+                            Incoming::Amqp(Box::new(delivery), side.clone()),
                             shared.clone(),
                             handler.clone(),
-                            None,
+                            permit,
                         ));
                         if mode == RunMode::Once {
-                            let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
                             shared.consuming.store(false, Ordering::SeqCst);
                             return Ok(Some((connection, channel)));
                         }
@@ -293,7 +335,7 @@ async fn consume_embedded<H: TaskHandler>(
             Incoming::Embedded(lease),
             shared.clone(),
             handler.clone(),
-            Some(permit),
+            permit,
         ));
     }
     shared.consuming.store(false, Ordering::SeqCst);

@@ -5,6 +5,8 @@
 //! The pid in the name lets several workers share one `WORKSPACE_DIR` (a host running three
 //! `worker` processes on the default temp dir): the sweep removes only entries whose process
 //! is gone, or that carry this process' own pid (a restarted container is often pid 1 again).
+//! `worker run` names its dir the same way; an entry whose name carries no pid is not ours
+//! to judge and is kept (it used to be swept, deleting a running `worker run`'s checkout).
 
 use std::path::{Path, PathBuf};
 
@@ -53,7 +55,7 @@ pub fn sweep(workspace: &Path) -> Vec<PathBuf> {
             let orphaned = match owner {
                 Some(pid) if pid == me => true,
                 Some(pid) => !process_alive(pid),
-                None => true,
+                None => false,
             };
             orphaned.then(|| entry.path())
         })
@@ -106,12 +108,16 @@ mod tests {
         std::fs::create_dir(&dead).expect("mkdir");
         let unrelated = root.path().join("keep-me");
         std::fs::create_dir(&unrelated).expect("mkdir");
+        // No pid in the name (an older `worker run`): not ours to judge.
+        let no_pid = root.path().join(format!("{PREFIX}run-abc"));
+        std::fs::create_dir(&no_pid).expect("mkdir");
 
         let removed = sweep(root.path());
         assert!(!mine.exists(), "own pid means a predecessor's leftover");
         assert!(!dead.exists());
         assert!(live.exists());
         assert!(unrelated.exists());
+        assert!(no_pid.exists());
         assert_eq!(removed.len(), 2);
     }
 

@@ -28,11 +28,22 @@ pub enum ApiError {
         service: &'static str,
         detail: String,
     },
+    /// A rate limit (primary, secondary or 429) that lasts `retry_after` more: longer than
+    /// this attempt may wait in-process, so the task is retried later (a delayed retry).
+    #[error("{service} rate-limited the agent for {} s more: {detail}", retry_after.as_secs())]
+    RateLimited {
+        service: &'static str,
+        retry_after: Duration,
+        detail: String,
+    },
 }
 
 impl ApiError {
     pub fn is_transient(&self) -> bool {
-        matches!(self, ApiError::Transient { .. })
+        matches!(
+            self,
+            ApiError::Transient { .. } | ApiError::RateLimited { .. }
+        )
     }
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -42,8 +53,72 @@ impl ApiError {
     }
 }
 
-/// Sends a request and classifies the answer; `Ok(None)` for 404 when `allow_404`.
+/// Sends a request and classifies the answer; `Ok(None)` for 404 when `allow_404`. A rate
+/// limit is waited out in-process when the task's wait budget allows (then the request is
+/// sent again), else it is an [`ApiError::RateLimited`] (see `runtime::wait`).
 pub async fn send_json(
+    service: &'static str,
+    request: reqwest::RequestBuilder,
+    allow_404: bool,
+) -> Result<Option<Value>, ApiError> {
+    let mut request = request;
+    loop {
+        let again = request.try_clone();
+        match send_once(service, request, allow_404).await {
+            Err(ApiError::RateLimited { retry_after, .. })
+                if again.is_some() && crate::runtime::wait::wait_out(retry_after).await =>
+            {
+                request = again.expect("checked");
+            }
+            other => return other,
+        }
+    }
+}
+
+/// GitHub's advice when a secondary rate limit names no time: wait at least a minute.
+const RATE_LIMIT_DEFAULT_WAIT: Duration = Duration::from_secs(60);
+
+/// How long a rate-limited answer asks the client to stay away, or `None` when the answer
+/// is not a rate limit: 429, or 403 with `retry-after`, `x-ratelimit-remaining: 0` or
+/// GitHub's "secondary rate limit" message. `retry-after` (seconds or an HTTP date) wins,
+/// then `x-ratelimit-reset` (epoch seconds, plus a second of margin), else a minute.
+fn rate_limit_wait(
+    status: u16,
+    headers: &reqwest::header::HeaderMap,
+    message: &str,
+    now: std::time::SystemTime,
+) -> Option<Duration> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    let exhausted = header("x-ratelimit-remaining") == Some("0");
+    let said_so = message.to_ascii_lowercase().contains("rate limit");
+    let retry_after = header("retry-after").and_then(|v| {
+        v.parse::<u64>().map(Duration::from_secs).ok().or_else(|| {
+            httpdate::parse_http_date(v)
+                .ok()
+                .map(|at| at.duration_since(now).unwrap_or_default())
+        })
+    });
+    if !(status == 429 || (status == 403 && (retry_after.is_some() || exhausted || said_so))) {
+        return None;
+    }
+    let reset = header("x-ratelimit-reset")
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|_| exhausted)
+        .map(|epoch| {
+            let at = std::time::UNIX_EPOCH + Duration::from_secs(epoch);
+            at.duration_since(now).unwrap_or_default() + Duration::from_secs(1)
+        });
+    let wait = retry_after.or(reset).unwrap_or(RATE_LIMIT_DEFAULT_WAIT);
+    // At least a second (no hot loop on a reset that just passed), at most a day.
+    Some(wait.clamp(Duration::from_secs(1), Duration::from_secs(86_400)))
+}
+
+async fn send_once(
     service: &'static str,
     request: reqwest::RequestBuilder,
     allow_404: bool,
@@ -54,7 +129,21 @@ pub async fn send_json(
     })?;
     let status = response.status();
     let headers = response.headers().clone();
-    let text = response.text().await.unwrap_or_default();
+    // A body cut short on a 2xx is not an empty success (an empty list of comments would
+    // post a second status comment, an empty permission would refuse): retry the task.
+    let text = match response.text().await {
+        Ok(text) => text,
+        Err(e) if status.is_success() => {
+            return Err(ApiError::Transient {
+                service,
+                detail: format!(
+                    "{status} with a body that could not be read: {}",
+                    without_url(&e)
+                ),
+            });
+        }
+        Err(_) => String::new(),
+    };
     if status.is_success() {
         if text.trim().is_empty() {
             return Ok(Some(Value::Null));
@@ -77,14 +166,19 @@ pub async fn send_json(
                 .map(|m| m.to_string())
         })
         .unwrap_or_else(|| text.chars().take(300).collect());
-    let rate_limited = status.as_u16() == 429
-        || (status.as_u16() == 403
-            && (headers.get("retry-after").is_some()
-                || headers
-                    .get("x-ratelimit-remaining")
-                    .is_some_and(|v| v.as_bytes() == b"0")
-                || message.to_ascii_lowercase().contains("rate limit")));
-    if rate_limited || status.is_server_error() {
+    if let Some(retry_after) = rate_limit_wait(
+        status.as_u16(),
+        &headers,
+        &message,
+        std::time::SystemTime::now(),
+    ) {
+        return Err(ApiError::RateLimited {
+            service,
+            retry_after,
+            detail: format!("{status}: {message}"),
+        });
+    }
+    if status.is_server_error() {
         return Err(ApiError::Transient {
             service,
             detail: format!("{status}: {message}"),
@@ -113,6 +207,9 @@ pub enum GithubAuth {
     App {
         app_id: String,
         private_key: SecretString,
+        /// Ask installation tokens for `workflows: write` too (`ALLOW_WORKFLOW_EDITS`):
+        /// GitHub refuses pushes touching `.github/workflows/` without it.
+        workflows: bool,
     },
 }
 
@@ -153,6 +250,70 @@ pub struct Comment {
     pub body: String,
     pub author: String,
     pub created_at: String,
+    /// Moves when someone edits the comment (equal to `created_at` until then).
+    pub updated_at: String,
+}
+
+impl Comment {
+    fn from_json(c: &Value) -> Self {
+        Comment {
+            id: id_string(&c["id"]),
+            body: c["body"].as_str().unwrap_or("").to_owned(),
+            author: c["user"]["login"].as_str().unwrap_or("").to_owned(),
+            created_at: c["created_at"].as_str().unwrap_or("").to_owned(),
+            updated_at: c["updated_at"].as_str().unwrap_or("").to_owned(),
+        }
+    }
+}
+
+/// Whether two logins (or Jira account ids) name the same account.
+pub fn same_account(a: &str, b: &str) -> bool {
+    !a.is_empty() && a.eq_ignore_ascii_case(b)
+}
+
+fn http_client() -> Result<reqwest::Client, ApiError> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .user_agent("agent-fleet")
+        .build()
+        .map_err(|e| ApiError::Invalid {
+            service: SERVICE,
+            detail: e.to_string(),
+        })
+}
+
+/// The login the agent's credentials act as: `GET /user` for a token, `<slug>[bot]` from
+/// `GET /app` for a GitHub App. Only the agent's own comments count as its markers.
+pub async fn authenticated_login(api: &str, auth: &GithubAuth) -> Result<String, ApiError> {
+    let http = http_client()?;
+    let api = api.trim_end_matches('/');
+    let (path, bearer) = match auth {
+        GithubAuth::Token(token) => ("/user", token.expose_secret().to_owned()),
+        GithubAuth::App {
+            app_id,
+            private_key,
+            ..
+        } => ("/app", app_jwt(app_id, private_key)?),
+    };
+    let value = send_json(
+        SERVICE,
+        http.get(format!("{api}{path}"))
+            .bearer_auth(bearer)
+            .header("accept", "application/vnd.github+json")
+            .header("x-github-api-version", "2022-11-28"),
+        false,
+    )
+    .await?
+    .unwrap_or(Value::Null);
+    let name = match auth {
+        GithubAuth::Token(_) => value["login"].as_str().map(str::to_owned),
+        GithubAuth::App { .. } => value["slug"].as_str().map(|slug| format!("{slug}[bot]")),
+    };
+    name.filter(|n| !n.trim().is_empty())
+        .ok_or_else(|| ApiError::Invalid {
+            service: SERVICE,
+            detail: format!("GET {path} named no account; set AGENT_GITHUB_LOGIN"),
+        })
 }
 
 /// A pull request, as far as the agent cares.
@@ -171,21 +332,15 @@ const SERVICE: &str = "GitHub";
 impl GitHub {
     /// Resolves the credentials for `repo` (an installation token for App auth).
     pub async fn connect(api: &str, auth: &GithubAuth, repo: &RepoUrl) -> Result<Self, ApiError> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .user_agent("agent-fleet")
-            .build()
-            .map_err(|e| ApiError::Invalid {
-                service: SERVICE,
-                detail: e.to_string(),
-            })?;
+        let http = http_client()?;
         let api = api.trim_end_matches('/').to_owned();
         let token = match auth {
             GithubAuth::Token(token) => token.clone(),
             GithubAuth::App {
                 app_id,
                 private_key,
-            } => installation_token(&http, &api, app_id, private_key, repo).await?,
+                workflows,
+            } => installation_token(&http, &api, app_id, private_key, *workflows, repo).await?,
         };
         Ok(Self {
             http,
@@ -244,14 +399,13 @@ impl GitHub {
             let value = send_json(SERVICE, self.request(reqwest::Method::GET, &path), false)
                 .await?
                 .unwrap_or(Value::Null);
-            let items = value.as_array().cloned().unwrap_or_default();
+            // Anything but a list is not "no comments" (that would post a second status).
+            let items = value.as_array().cloned().ok_or_else(|| ApiError::Invalid {
+                service: SERVICE,
+                detail: format!("the comments of #{number} are not a list"),
+            })?;
             let count = items.len();
-            out.extend(items.iter().map(|c| Comment {
-                id: id_string(&c["id"]),
-                body: c["body"].as_str().unwrap_or("").to_owned(),
-                author: c["user"]["login"].as_str().unwrap_or("").to_owned(),
-                created_at: c["created_at"].as_str().unwrap_or("").to_owned(),
-            }));
+            out.extend(items.iter().map(Comment::from_json));
             if count < 100 {
                 break;
             }
@@ -265,13 +419,21 @@ impl GitHub {
         Ok(
             send_json(SERVICE, self.request(reqwest::Method::GET, &path), true)
                 .await?
-                .map(|c| Comment {
-                    id: id_string(&c["id"]),
-                    body: c["body"].as_str().unwrap_or("").to_owned(),
-                    author: c["user"]["login"].as_str().unwrap_or("").to_owned(),
-                    created_at: c["created_at"].as_str().unwrap_or("").to_owned(),
-                }),
+                .map(|c| Comment::from_json(&c)),
         )
+    }
+
+    /// The issue's title and body as GitHub has them now.
+    pub async fn issue_text(&self, number: u64) -> Result<(String, String), ApiError> {
+        let issue = self.issue(number).await?;
+        let title = issue["title"].as_str().ok_or_else(|| ApiError::Invalid {
+            service: SERVICE,
+            detail: format!("issue #{number} has no title in GitHub's answer"),
+        })?;
+        Ok((
+            title.to_owned(),
+            issue["body"].as_str().unwrap_or("").to_owned(),
+        ))
     }
 
     pub async fn post_comment(&self, number: u64, body: &str) -> Result<Comment, ApiError> {
@@ -285,10 +447,8 @@ impl GitHub {
         .await?
         .unwrap_or(Value::Null);
         Ok(Comment {
-            id: id_string(&value["id"]),
             body: body.to_owned(),
-            author: value["user"]["login"].as_str().unwrap_or("").to_owned(),
-            created_at: value["created_at"].as_str().unwrap_or("").to_owned(),
+            ..Comment::from_json(&value)
         })
     }
 
@@ -304,10 +464,25 @@ impl GitHub {
         Ok(())
     }
 
-    /// Posts a comment, or edits the one that already carries `marker` (idempotent).
+    /// Edits a comment; `false` when it is gone (deleted by someone).
+    pub async fn edit_comment_if_exists(&self, id: &str, body: &str) -> Result<bool, ApiError> {
+        let path = format!("{}/issues/comments/{id}", self.repo_path());
+        Ok(send_json(
+            SERVICE,
+            self.request(reqwest::Method::PATCH, &path)
+                .json(&json!({"body": body})),
+            true,
+        )
+        .await?
+        .is_some())
+    }
+
+    /// Posts a comment, or edits the one `author` (the agent) wrote that carries `marker`:
+    /// anyone can write the marker, only the agent's own comment is ever edited.
     pub async fn upsert_comment(
         &self,
         number: u64,
+        author: &str,
         marker: &str,
         body: &str,
     ) -> Result<String, ApiError> {
@@ -315,7 +490,7 @@ impl GitHub {
             .comments(number)
             .await?
             .into_iter()
-            .find(|c| c.body.contains(marker));
+            .find(|c| same_account(&c.author, author) && c.body.contains(marker));
         match existing {
             Some(comment) => {
                 if comment.body != body {
@@ -325,6 +500,17 @@ impl GitHub {
             }
             None => Ok(self.post_comment(number, body).await?.id),
         }
+    }
+
+    /// The repository's size as GitHub reports it (`GET /repos/{o}/{r}` -> `size`, KiB),
+    /// read before a clone; `None` when the API does not say.
+    pub async fn repo_size_kib(&self) -> Result<Option<u64>, ApiError> {
+        let path = self.repo_path();
+        Ok(
+            send_json(SERVICE, self.request(reqwest::Method::GET, &path), true)
+                .await?
+                .and_then(|v| v.get("size").and_then(Value::as_u64)),
+        )
     }
 
     pub async fn issue(&self, number: u64) -> Result<Value, ApiError> {
@@ -485,15 +671,23 @@ fn pull_from(v: &Value) -> PullRequest {
     }
 }
 
-/// App auth: a 10-minute RS256 JWT for the app, exchanged for the repository installation's
-/// token.
-async fn installation_token(
-    http: &reqwest::Client,
-    api: &str,
-    app_id: &str,
-    private_key: &SecretString,
-    repo: &RepoUrl,
-) -> Result<SecretString, ApiError> {
+/// What an installation token is asked for: push the branch, open and update the PR, comment
+/// and unlabel the issue (`metadata: read` comes with any of them).
+fn installation_permissions(workflows: bool) -> Value {
+    let mut permissions = json!({
+        "contents": "write",
+        "pull_requests": "write",
+        "issues": "write",
+        "metadata": "read",
+    });
+    if workflows {
+        permissions["workflows"] = json!("write");
+    }
+    permissions
+}
+
+/// A 10-minute RS256 JWT that authenticates as the App itself.
+fn app_jwt(app_id: &str, private_key: &SecretString) -> Result<String, ApiError> {
     let now = chrono::Utc::now().timestamp();
     let claims = json!({"iat": now - 60, "exp": now + 540, "iss": app_id});
     let key = jsonwebtoken::EncodingKey::from_rsa_pem(private_key.expose_secret().as_bytes())
@@ -501,7 +695,7 @@ async fn installation_token(
             service: SERVICE,
             detail: "GITHUB_APP_PRIVATE_KEY is not an RSA PEM key".into(),
         })?;
-    let jwt = jsonwebtoken::encode(
+    jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
         &claims,
         &key,
@@ -509,7 +703,19 @@ async fn installation_token(
     .map_err(|e| ApiError::Invalid {
         service: SERVICE,
         detail: format!("cannot sign the app JWT: {e}"),
-    })?;
+    })
+}
+
+/// App auth: the App's JWT exchanged for the repository installation's token.
+async fn installation_token(
+    http: &reqwest::Client,
+    api: &str,
+    app_id: &str,
+    private_key: &SecretString,
+    workflows: bool,
+    repo: &RepoUrl,
+) -> Result<SecretString, ApiError> {
+    let jwt = app_jwt(app_id, private_key)?;
     let app_request = |method, path: String| {
         http.request(method, format!("{api}{path}"))
             .bearer_auth(&jwt)
@@ -528,10 +734,16 @@ async fn installation_token(
     let id = id_string(&installation["id"]);
     let token = send_json(
         SERVICE,
+        // Narrowed to the task's repository and to what the agent does there, so a token
+        // that leaks (or a checkout that reads it) reaches nothing else the App may.
         app_request(
             reqwest::Method::POST,
             format!("/app/installations/{id}/access_tokens"),
-        ),
+        )
+        .json(&json!({
+            "repositories": [repo.name()],
+            "permissions": installation_permissions(workflows),
+        })),
         false,
     )
     .await?
@@ -543,4 +755,63 @@ async fn installation_token(
             service: SERVICE,
             detail: "no installation token in the answer".into(),
         })
+}
+
+#[cfg(test)]
+mod rate_limit_tests {
+    use super::*;
+    use reqwest::header::{HeaderMap, HeaderValue};
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_str(value).expect("value"));
+        }
+        map
+    }
+
+    #[test]
+    fn rate_limits_are_recognised_with_their_wait() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let reset = headers(&[
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset", "1800000025"),
+        ]);
+        assert_eq!(
+            rate_limit_wait(403, &reset, "API rate limit exceeded", now),
+            Some(Duration::from_secs(26))
+        );
+        assert_eq!(
+            rate_limit_wait(429, &headers(&[("retry-after", "7")]), "", now),
+            Some(Duration::from_secs(7))
+        );
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(90));
+        assert_eq!(
+            rate_limit_wait(403, &headers(&[("retry-after", &date)]), "", now),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            rate_limit_wait(
+                403,
+                &HeaderMap::new(),
+                "You have exceeded a secondary rate limit",
+                now
+            ),
+            Some(Duration::from_secs(60)),
+            "a secondary limit without a time: a minute"
+        );
+        assert_eq!(
+            rate_limit_wait(403, &HeaderMap::new(), "Resource not accessible", now),
+            None,
+            "a plain 403 is a refusal"
+        );
+        assert_eq!(rate_limit_wait(500, &reset, "", now), None);
+        let past = headers(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "1")]);
+        assert_eq!(
+            rate_limit_wait(403, &past, "", SystemTime::now()),
+            Some(Duration::from_secs(1)),
+            "a reset in the past waits a second"
+        );
+    }
 }

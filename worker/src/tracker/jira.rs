@@ -1,7 +1,8 @@
-//! A small Jira Cloud client (REST v3, ADF bodies) for what the agent does on Jira: comments
-//! (found again by their visible markers), and the approver's permission.
+//! A small Jira Cloud client (REST v3, ADF bodies) for what the agent does on Jira: the
+//! issue's fields, comments (found again by their visible markers, only the agent's own
+//! count), the agent's own account, and the approver's permission.
 
-use super::github::{ApiError, send_json};
+use super::github::{ApiError, same_account, send_json};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use shared::adf;
@@ -34,6 +35,17 @@ pub struct JiraComment {
     pub body: Value,
     pub author: String,
     pub created: String,
+    /// Moves when someone edits the comment.
+    pub updated: String,
+}
+
+/// What the agent reads of a Jira issue: webhook payloads of comments carry none of it.
+#[derive(Debug, Clone, Default)]
+pub struct JiraIssue {
+    pub summary: String,
+    /// The description's ADF, flattened to text.
+    pub description: String,
+    pub labels: Vec<String>,
 }
 
 impl Jira {
@@ -80,6 +92,7 @@ impl Jira {
                 body: c["body"].clone(),
                 author: c["author"]["accountId"].as_str().unwrap_or("").to_owned(),
                 created: c["created"].as_str().unwrap_or("").to_owned(),
+                updated: c["updated"].as_str().unwrap_or("").to_owned(),
             }));
             let total = value["total"].as_u64().unwrap_or(0) as usize;
             start += count;
@@ -118,10 +131,30 @@ impl Jira {
         Ok(())
     }
 
-    /// Posts a comment, or edits the one whose text already contains `marker`.
+    /// Edits a comment; `false` when it is gone.
+    pub async fn edit_comment_if_exists(
+        &self,
+        key: &str,
+        id: &str,
+        body: Value,
+    ) -> Result<bool, ApiError> {
+        let path = format!("/rest/api/3/issue/{key}/comment/{id}");
+        Ok(send_json(
+            SERVICE,
+            self.request(reqwest::Method::PUT, &path)
+                .json(&json!({"body": body})),
+            true,
+        )
+        .await?
+        .is_some())
+    }
+
+    /// Posts a comment, or edits the one `author` (the agent) wrote whose text contains
+    /// `marker`: the marker is visible on Jira and anyone can type it.
     pub async fn upsert_comment(
         &self,
         key: &str,
+        author: &str,
         marker: &str,
         body: Value,
     ) -> Result<String, ApiError> {
@@ -129,7 +162,7 @@ impl Jira {
             .comments(key)
             .await?
             .into_iter()
-            .find(|c| c.text.contains(marker));
+            .find(|c| same_account(&c.author, author) && c.text.contains(marker));
         match existing {
             Some(comment) => {
                 self.edit_comment(key, &comment.id, body).await?;
@@ -139,61 +172,88 @@ impl Jira {
         }
     }
 
-    /// Whether the account may edit the issue (`EDIT_ISSUES`).
-    pub async fn can_edit(&self, key: &str, account_id: &str) -> Result<bool, ApiError> {
-        // The check takes numeric issue ids; the task knows the key. When the issue cannot
-        // be read (deleted, or a proxy that only exposes the check), ask without it and
-        // accept a grant on any issue or project.
-        let issue_id: Option<u64> = match send_json(
+    /// The issue's summary, description (as text) and labels.
+    pub async fn issue(&self, key: &str) -> Result<JiraIssue, ApiError> {
+        let value = send_json(
             SERVICE,
-            self.request(
-                reqwest::Method::GET,
-                &format!("/rest/api/3/issue/{key}?fields=summary"),
-            ),
-            true,
-        )
-        .await
-        {
-            Ok(issue) => issue.and_then(|i| match &i["id"] {
-                Value::String(s) => s.parse().ok(),
-                other => other.as_u64(),
-            }),
-            Err(error) if error.is_transient() => return Err(error),
-            Err(_) => None,
-        };
-        let payload = json!({
-            "accountId": account_id,
-            "projectPermissions": [{"permissions": ["EDIT_ISSUES"], "issues": issue_id.into_iter().collect::<Vec<_>>()}]
-        });
-        let answer = send_json(
-            SERVICE,
-            self.request(reqwest::Method::POST, "/rest/api/3/permissions/check")
-                .json(&payload),
+            self.request(reqwest::Method::GET, &format!("/rest/api/3/issue/{key}"))
+                .query(&[("fields", "summary,description,labels")]),
             false,
         )
         .await?
         .unwrap_or(Value::Null);
-        let granted_on = |entry: &Value, field: &str| -> Vec<u64> {
-            entry[field]
+        let fields = &value["fields"];
+        if !fields.is_object() {
+            return Err(ApiError::Invalid {
+                service: SERVICE,
+                detail: format!("issue {key} came without fields"),
+            });
+        }
+        Ok(JiraIssue {
+            summary: fields["summary"].as_str().unwrap_or("").to_owned(),
+            description: match &fields["description"] {
+                Value::Null => String::new(),
+                Value::String(text) => text.clone(),
+                doc => adf::body_text(doc),
+            },
+            labels: fields["labels"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter_map(|id| {
-                    id.as_u64()
-                        .or_else(|| id.as_str().and_then(|s| s.parse().ok()))
-                })
-                .collect()
-        };
-        Ok(answer["projectPermissions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|p| p["permission"] == "EDIT_ISSUES")
-            .any(|p| match issue_id {
-                Some(id) => granted_on(p, "issues").contains(&id),
-                None => {
-                    !granted_on(p, "issues").is_empty() || !granted_on(p, "projects").is_empty()
-                }
-            }))
+                .filter_map(|l| l.as_str().map(str::to_owned))
+                .collect(),
+        })
+    }
+
+    /// The account the agent's credentials act as (`GET /myself`).
+    pub async fn myself(&self) -> Result<String, ApiError> {
+        let value = send_json(
+            SERVICE,
+            self.request(reqwest::Method::GET, "/rest/api/3/myself"),
+            false,
+        )
+        .await?
+        .unwrap_or(Value::Null);
+        value["accountId"]
+            .as_str()
+            .filter(|id| !id.trim().is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| ApiError::Invalid {
+                service: SERVICE,
+                detail: "GET /myself named no accountId; set AGENT_JIRA_ACCOUNT_ID".into(),
+            })
+    }
+
+    /// Whether the account may edit the issue (`EDIT_ISSUES`).
+    ///
+    /// `POST /permissions/check` for another account needs "Administer Jira"; "Find users
+    /// with permissions" (`GET /user/permission/search`) needs only "Browse users and
+    /// groups", which ordinary accounts have. It answers the users matching `accountId`
+    /// that hold the permission on the issue: the account, or nobody. An agent account
+    /// without "Browse users and groups" gets an empty list, so everyone is refused (fail
+    /// closed) and `JIRA_APPROVERS` is the way out.
+    pub async fn can_edit(&self, key: &str, account_id: &str) -> Result<bool, ApiError> {
+        let answer = send_json(
+            SERVICE,
+            self.request(reqwest::Method::GET, "/rest/api/3/user/permission/search")
+                .query(&[
+                    ("accountId", account_id),
+                    ("permissions", "EDIT_ISSUES"),
+                    ("issueKey", key),
+                    ("maxResults", "50"),
+                ]),
+            false,
+        )
+        .await?
+        .unwrap_or(Value::Null);
+        let users = answer.as_array().ok_or_else(|| ApiError::Invalid {
+            service: SERVICE,
+            detail: "the permission search did not answer a list of users".into(),
+        })?;
+        Ok(users.iter().any(|u| {
+            u["accountId"]
+                .as_str()
+                .is_some_and(|id| same_account(id, account_id))
+        }))
     }
 }

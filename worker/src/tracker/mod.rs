@@ -23,6 +23,15 @@ pub struct ThreadComment {
     pub raw: Value,
     pub author: String,
     pub created: String,
+    /// When it was last edited (equal to `created`, or empty, until someone edits it).
+    pub updated: String,
+}
+
+impl ThreadComment {
+    /// Whether `account` (the agent's login or Jira account id) wrote this comment.
+    pub fn by(&self, account: &str) -> bool {
+        github::same_account(&self.author, account)
+    }
 }
 
 impl IssueThread {
@@ -38,6 +47,7 @@ impl IssueThread {
                     text: c.body,
                     author: c.author,
                     created: c.created_at,
+                    updated: c.updated_at,
                 })
                 .collect(),
             IssueThread::Jira { jira, key } => jira
@@ -50,15 +60,22 @@ impl IssueThread {
                     raw: c.body,
                     author: c.author,
                     created: c.created,
+                    updated: c.updated,
                 })
                 .collect(),
         })
     }
 
-    /// Posts or edits the comment carrying `marker`. GitHub gets `markdown`; Jira gets an ADF
-    /// document of `plain` (its comments cannot hide markers, so `plain` shows them).
+    /// Posts or edits the agent's own comment carrying `marker`: the one with id `known`
+    /// when the caller has it (and it still exists), else the one `author` wrote with the
+    /// marker; a comment by anyone else is never edited. GitHub gets `markdown`; Jira gets an
+    /// ADF document of `plain` (its comments cannot hide markers, so `plain` shows them).
+    /// Returns the comment's id.
+    #[allow(clippy::too_many_arguments)]
     pub async fn upsert(
         &self,
+        author: &str,
+        known: Option<&str>,
         marker_github: &str,
         markdown: &str,
         marker_jira: &str,
@@ -67,13 +84,23 @@ impl IssueThread {
     ) -> Result<String, ApiError> {
         match self {
             IssueThread::Github { github, number } => {
+                if let Some(id) = known
+                    && github.edit_comment_if_exists(id, markdown).await?
+                {
+                    return Ok(id.to_owned());
+                }
                 github
-                    .upsert_comment(*number, marker_github, markdown)
+                    .upsert_comment(*number, author, marker_github, markdown)
                     .await
             }
             IssueThread::Jira { jira, key } => {
-                jira.upsert_comment(key, marker_jira, shared::adf::document(plain, code))
-                    .await
+                let body = shared::adf::document(plain, code);
+                if let Some(id) = known
+                    && jira.edit_comment_if_exists(key, id, body.clone()).await?
+                {
+                    return Ok(id.to_owned());
+                }
+                jira.upsert_comment(key, author, marker_jira, body).await
             }
         }
     }

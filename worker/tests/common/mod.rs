@@ -28,6 +28,14 @@ pub async fn wait_until<F: FnMut() -> bool>(what: &str, within: Duration, mut co
     }
 }
 
+/// A stable issue number for a task id (FNV-1a, folded into 1..=999_999).
+pub fn issue_number_of(id: &str) -> u64 {
+    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    hash % 999_999 + 1
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
@@ -117,8 +125,10 @@ impl Fleet {
             base_branch: None,
             issue: IssueRef {
                 tracker: Tracker::Github,
-                key: format!("acme/payments#{}", id.len()),
-                number: Some(id.len() as u64),
+                // One issue per task id: distinct tasks are not serialized by the per-issue
+                // lock unless a test gives them one issue on purpose.
+                key: format!("acme/payments#{}", issue_number_of(id)),
+                number: Some(issue_number_of(id)),
                 title: "test".into(),
                 body: String::new(),
                 url: "https://github.com/acme/payments/issues/1".into(),
@@ -204,7 +214,14 @@ impl Fleet {
 
     pub async fn cleanup(self) {
         let channel = self.connection.create_channel().await.expect("channel");
-        for q in [self.queue.clone(), self.dead_queue()] {
+        let retry_queues = Topology::new(&self.queue, self.delivery_limit)
+            .retry_queues()
+            .into_iter()
+            .map(|q| q.name);
+        for q in [self.queue.clone(), self.dead_queue()]
+            .into_iter()
+            .chain(retry_queues)
+        {
             let _ = channel
                 .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
                 .await;

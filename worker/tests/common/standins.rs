@@ -33,7 +33,132 @@ pub struct GithubState {
     pub requests: Vec<String>,
     pub review_requests: Vec<(u64, Vec<String>)>,
     pub ready_for_review: Vec<String>,
+    /// Issues served by `GET /repos/{o}/{r}/issues/{n}` (number -> issue JSON).
+    pub issues: HashMap<u64, Value>,
+    /// The login `GET /user` answers (the token's account); empty: `fleet-agent[bot]`.
+    pub user_login: String,
+    /// Bodies of App installation token requests (`POST /app/installations/{id}/access_tokens`).
+    pub token_requests: Vec<Value>,
+    /// Routes answered with a rate limit for a while (see [`FakeGithub::rate_limit`]).
+    pub rate_limits: Vec<RateLimit>,
+    /// Requests answered with a rate limit.
+    pub rate_limited: u32,
+    /// The `size` (KiB) `GET /repos/{o}/{r}` reports; `None`: the field is absent.
+    pub repo_size_kib: Option<u64>,
+    /// Every request body received, as text (what the worker sent to GitHub).
+    pub bodies: Vec<String>,
     next_id: u64,
+}
+
+/// Records each request's body (see [`GithubState::bodies`]), then passes it on.
+async fn gh_record_body(
+    State(state): Gh,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    if !bytes.is_empty() {
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        state.lock().expect("lock").bodies.push(text);
+    }
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(bytes),
+    ))
+    .await
+}
+
+/// `GET /repos/{o}/{r}`: the repository, with its `size` when one is set.
+async fn gh_repo(State(state): Gh, Path((o, r)): Path<(String, String)>) -> Response {
+    let s = log(&state, format!("GET repo {o}/{r}"));
+    let mut repo = json!({"full_name": format!("{o}/{r}"), "default_branch": "main"});
+    if let Some(kib) = s.repo_size_kib {
+        repo["size"] = json!(kib);
+    }
+    axum::Json(repo).into_response()
+}
+
+/// How a rate-limited route answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitStyle {
+    /// 403 with `x-ratelimit-remaining: 0` and `x-ratelimit-reset` (GitHub's primary limit).
+    Reset,
+    /// 429 with `retry-after` in seconds.
+    RetryAfter,
+}
+
+/// `method` (`*`: any) requests whose path ends with `path_suffix` are rate-limited until
+/// `until`.
+#[derive(Debug, Clone)]
+pub struct RateLimit {
+    pub method: String,
+    pub path_suffix: String,
+    pub until: std::time::Instant,
+    pub style: LimitStyle,
+}
+
+async fn gh_rate_limit(
+    State(state): Gh,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let method = request.method().as_str().to_owned();
+    let path = request.uri().path().to_owned();
+    let now = std::time::Instant::now();
+    let hit = {
+        let mut s = state.lock().expect("lock");
+        let hit = s
+            .rate_limits
+            .iter()
+            .find(|l| {
+                l.until > now
+                    && (l.method == "*" || l.method == method)
+                    && path.ends_with(&l.path_suffix)
+            })
+            .map(|l| (l.until, l.style));
+        if hit.is_some() {
+            s.rate_limited += 1;
+            s.requests.push(format!("RATE-LIMITED {method} {path}"));
+        }
+        hit
+    };
+    let Some((until, style)) = hit else {
+        return next.run(request).await;
+    };
+    let left = until - now;
+    let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+    let mut response = match style {
+        LimitStyle::Reset => (
+            StatusCode::FORBIDDEN,
+            axum::Json(json!({"message": "API rate limit exceeded for installation."})),
+        )
+            .into_response(),
+        LimitStyle::RetryAfter => (
+            StatusCode::TOO_MANY_REQUESTS,
+            axum::Json(json!({"message": "You have exceeded a secondary rate limit."})),
+        )
+            .into_response(),
+    };
+    let headers = response.headers_mut();
+    match style {
+        LimitStyle::Reset => {
+            let reset = std::time::SystemTime::now() + left;
+            let epoch = reset.duration_since(std::time::UNIX_EPOCH).expect("epoch");
+            let epoch = epoch.as_secs() + u64::from(epoch.subsec_nanos() > 0);
+            headers.insert("x-ratelimit-remaining", "0".parse().expect("header"));
+            headers.insert(
+                "x-ratelimit-reset",
+                epoch.to_string().parse().expect("header"),
+            );
+        }
+        LimitStyle::RetryAfter => {
+            headers.insert("retry-after", secs.to_string().parse().expect("header"));
+        }
+    }
+    response
 }
 
 #[derive(Clone, Default)]
@@ -88,6 +213,23 @@ impl FakeGithub {
                 post(request_reviewers),
             )
             .route("/graphql", post(graphql))
+            .route("/user", get(gh_user))
+            .route("/app", get(gh_app))
+            .route("/repos/{o}/{r}/installation", get(gh_installation))
+            .route(
+                "/app/installations/{id}/access_tokens",
+                post(gh_access_token),
+            )
+            .route("/repos/{o}/{r}/issues/{n}", get(gh_issue))
+            .route("/repos/{o}/{r}", get(gh_repo))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                gh_record_body,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                gh_rate_limit,
+            ))
             .with_state(state.clone());
         let url = serve(router).await;
         Self { state, url }
@@ -115,12 +257,134 @@ impl FakeGithub {
         let mut s = self.state.lock().expect("lock");
         s.next_id += 1;
         let id = s.next_id;
+        let created = format!("2026-11-21T12:{:02}:{:02}Z", (id / 60) % 60, id % 60);
         let comment = json!({
             "id": id, "issue": number, "body": body, "user": {"login": user},
-            "created_at": format!("2026-11-21T12:{:02}:{:02}Z", (id / 60) % 60, id % 60),
+            "created_at": created, "updated_at": created,
         });
         s.comments.push(comment);
         id.to_string()
+    }
+
+    /// Edits a comment as a person would (GitHub moves `updated_at`).
+    pub fn edit_comment_by_hand(&self, id: &str, body: &str) {
+        let id: u64 = id.parse().expect("a comment id");
+        let mut s = self.state.lock().expect("lock");
+        let comment = s
+            .comments
+            .iter_mut()
+            .find(|c| c["id"] == id)
+            .expect("comment to edit");
+        comment["body"] = json!(body);
+        comment["updated_at"] = json!("2026-11-21T23:59:59Z");
+    }
+
+    /// Deletes a comment (as its author or a maintainer would).
+    pub fn delete_comment(&self, id: &str) {
+        let id: u64 = id.parse().expect("a comment id");
+        let mut s = self.state.lock().expect("lock");
+        s.comments.retain(|c| c["id"] != id);
+    }
+
+    /// Registers an issue for `GET /repos/{o}/{r}/issues/{n}`.
+    pub fn set_issue(&self, number: u64, title: &str, body: &str) {
+        let mut s = self.state.lock().expect("lock");
+        s.issues.insert(
+            number,
+            json!({"number": number, "title": title, "body": body, "state": "open",
+                   "labels": [], "user": {"login": "dev1"}}),
+        );
+    }
+
+    /// Registers an issue unless one is registered already (what `World::task` describes).
+    pub fn issue_if_unknown(&self, number: u64, title: &str, body: &str) {
+        if !self
+            .state
+            .lock()
+            .expect("lock")
+            .issues
+            .contains_key(&number)
+        {
+            self.set_issue(number, title, body);
+        }
+    }
+
+    /// Answers `method` (`*`: any) requests whose path ends with `path_suffix` with a rate
+    /// limit for the next `window`.
+    pub fn rate_limit(
+        &self,
+        method: &str,
+        path_suffix: &str,
+        window: std::time::Duration,
+        style: LimitStyle,
+    ) {
+        self.state
+            .lock()
+            .expect("lock")
+            .rate_limits
+            .push(RateLimit {
+                method: method.to_owned(),
+                path_suffix: path_suffix.to_owned(),
+                until: std::time::Instant::now() + window,
+                style,
+            });
+    }
+
+    /// Requests answered with a rate limit so far.
+    pub fn rate_limited(&self) -> u32 {
+        self.state.lock().expect("lock").rate_limited
+    }
+
+    /// The bodies of App installation token requests.
+    pub fn token_requests(&self) -> Vec<Value> {
+        self.state.lock().expect("lock").token_requests.clone()
+    }
+}
+
+async fn gh_user(State(state): Gh) -> Response {
+    let s = log(&state, "GET user".into());
+    let login = if s.user_login.is_empty() {
+        "fleet-agent[bot]".to_owned()
+    } else {
+        s.user_login.clone()
+    };
+    axum::Json(json!({"login": login, "id": 4242, "type": "Bot"})).into_response()
+}
+
+async fn gh_app(State(state): Gh) -> Response {
+    let _s = log(&state, "GET app".into());
+    axum::Json(json!({"id": 12345, "slug": "fleet-agent", "name": "Fleet Agent"})).into_response()
+}
+
+async fn gh_installation(State(state): Gh, Path((o, r)): Path<(String, String)>) -> Response {
+    let _s = log(&state, format!("GET installation {o}/{r}"));
+    axum::Json(json!({"id": 77, "account": {"login": o}})).into_response()
+}
+
+async fn gh_access_token(
+    State(state): Gh,
+    Path(id): Path<String>,
+    body: Option<axum::Json<Value>>,
+) -> Response {
+    let mut s = log(&state, format!("POST access_tokens {id}"));
+    s.token_requests
+        .push(body.map(|axum::Json(b)| b).unwrap_or(Value::Null));
+    (
+        StatusCode::CREATED,
+        axum::Json(json!({"token": "ghs_INSTALLATION_never_logged_77", "expires_at": "2099-01-01T00:00:00Z"})),
+    )
+        .into_response()
+}
+
+async fn gh_issue(State(state): Gh, Path((_o, _r, n)): Path<(String, String, u64)>) -> Response {
+    let s = log(&state, format!("GET issue {n}"));
+    match s.issues.get(&n) {
+        Some(issue) => axum::Json(issue.clone()).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"message": "Not Found"})),
+        )
+            .into_response(),
     }
 }
 
@@ -165,9 +429,10 @@ async fn create_comment(
     let mut s = log(&state, format!("POST comment {n}"));
     s.next_id += 1;
     let id = s.next_id;
+    let created = format!("2026-11-21T12:{:02}:{:02}Z", (id / 60) % 60, id % 60);
     let comment = json!({
         "id": id, "issue": n, "body": body["body"], "user": {"login": "fleet-agent[bot]"},
-        "created_at": format!("2026-11-21T12:{:02}:{:02}Z", (id / 60) % 60, id % 60),
+        "created_at": created, "updated_at": created,
     });
     s.comments.push(comment.clone());
     (StatusCode::CREATED, axum::Json(comment)).into_response()
@@ -332,6 +597,9 @@ pub struct LlmState {
     pub calls: Vec<LlmCall>,
     /// How long each answer takes (models are slow; the fleet test needs tasks in flight).
     pub delay: std::time::Duration,
+    /// While set, requests wait before they are answered (and recorded); `held` counts them.
+    pub hold: bool,
+    pub held: u32,
 }
 
 #[derive(Clone, Default)]
@@ -351,6 +619,7 @@ impl FakeLlm {
                 .collect(),
             calls: Vec::new(),
             delay: std::time::Duration::ZERO,
+            ..LlmState::default()
         }));
         let router = Router::new()
             .route("/v1/messages", post(llm_answer))
@@ -383,6 +652,20 @@ async fn llm_answer(
             .to_owned()
     };
     let phase = header("x-agent-phase");
+    let mut counted = false;
+    loop {
+        {
+            let mut s = state.lock().expect("lock");
+            if !s.hold {
+                break;
+            }
+            if !counted {
+                s.held += 1;
+                counted = true;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let mut s = state.lock().expect("lock");
     s.calls.push(LlmCall {
         path: uri.path().to_owned(),
@@ -533,6 +816,8 @@ pub struct JiraState {
     pub comments: HashMap<String, Vec<Value>>,
     /// account ids with EDIT_ISSUES
     pub editors: Vec<String>,
+    /// issue key -> `fields` (summary, description ADF, labels) for `GET /issue/{key}`
+    pub issues: HashMap<String, Value>,
     pub requests: Vec<String>,
     next_id: u64,
 }
@@ -563,6 +848,11 @@ impl FakeJira {
             )
             .route("/rest/api/3/issue/{key}", get(jira_issue))
             .route("/rest/api/3/permissions/check", post(jira_permissions))
+            .route("/rest/api/3/myself", get(jira_myself))
+            .route(
+                "/rest/api/3/user/permission/search",
+                get(jira_permission_search),
+            )
             .with_state(state.clone());
         let url = serve(router).await;
         Self { state, url }
@@ -584,13 +874,68 @@ impl FakeJira {
         let mut s = self.state.lock().expect("lock");
         s.next_id += 1;
         let id = s.next_id;
+        let created = format!(
+            "2026-11-21T12:{:02}:{:02}.000+0000",
+            (id / 60) % 60,
+            id % 60
+        );
         s.comments.entry(key.to_owned()).or_default().push(json!({
             "id": id.to_string(), "author": {"accountId": account},
             "body": shared::adf::document(text, None),
-            "created": format!("2026-11-21T12:{:02}:{:02}.000+0000", (id / 60) % 60, id % 60),
+            "created": created, "updated": created,
         }));
         id.to_string()
     }
+
+    /// Registers an issue's fields for `GET /rest/api/3/issue/{key}`.
+    pub fn set_issue(&self, key: &str, summary: &str, description: &str, labels: &[&str]) {
+        let mut s = self.state.lock().expect("lock");
+        s.issues.insert(
+            key.to_owned(),
+            json!({"summary": summary, "description": shared::adf::document(description, None),
+                   "labels": labels}),
+        );
+    }
+
+    pub fn requests(&self) -> Vec<String> {
+        self.state.lock().expect("lock").requests.clone()
+    }
+}
+
+async fn jira_myself(State(state): State<Arc<Mutex<JiraState>>>) -> Response {
+    let mut s = state.lock().expect("lock");
+    s.requests.push("GET myself".into());
+    axum::Json(json!({"accountId": JIRA_AGENT, "accountType": "atlassian", "active": true}))
+        .into_response()
+}
+
+/// `GET /user/permission/search`: the users (matching `accountId`) who hold every permission
+/// in `permissions` on `issueKey` - callable without "Administer Jira".
+async fn jira_permission_search(
+    State(state): State<Arc<Mutex<JiraState>>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut s = state.lock().expect("lock");
+    let account = q.get("accountId").cloned().unwrap_or_default();
+    s.requests.push(format!(
+        "GET permission/search {account} {} {}",
+        q.get("permissions").cloned().unwrap_or_default(),
+        q.get("issueKey").cloned().unwrap_or_default()
+    ));
+    if q.get("permissions").is_none_or(|p| p.is_empty()) {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"errorMessages": ["permissions is required"]})),
+        )
+            .into_response();
+    }
+    let users: Vec<Value> = s
+        .editors
+        .iter()
+        .filter(|e| **e == account)
+        .map(|e| json!({"accountId": e, "active": true}))
+        .collect();
+    axum::Json(Value::Array(users)).into_response()
 }
 
 async fn jira_comments(
@@ -622,9 +967,14 @@ async fn jira_add_comment(
     }
     s.next_id += 1;
     let id = s.next_id;
+    let created = format!(
+        "2026-11-21T12:{:02}:{:02}.000+0000",
+        (id / 60) % 60,
+        id % 60
+    );
     let comment = json!({
         "id": id.to_string(), "author": {"accountId": JIRA_AGENT}, "body": body["body"],
-        "created": format!("2026-11-21T12:{:02}:{:02}.000+0000", (id / 60) % 60, id % 60),
+        "created": created, "updated": created,
     });
     s.comments.entry(key).or_default().push(comment.clone());
     (StatusCode::CREATED, axum::Json(comment)).into_response()
@@ -648,22 +998,41 @@ async fn jira_edit_comment(
     axum::Json(comment.clone()).into_response()
 }
 
-async fn jira_issue(Path(key): Path<String>) -> Response {
+async fn jira_issue(
+    State(state): State<Arc<Mutex<JiraState>>>,
+    Path(key): Path<String>,
+) -> Response {
     let id = 10000
         + key
             .rsplit('-')
             .next()
             .and_then(|n| n.parse::<u64>().ok())
             .unwrap_or(0);
-    axum::Json(json!({"id": id.to_string(), "key": key, "fields": {"summary": "x"}}))
-        .into_response()
+    let mut s = state.lock().expect("lock");
+    s.requests.push(format!("GET issue {key}"));
+    let fields = s
+        .issues
+        .get(&key)
+        .cloned()
+        .unwrap_or_else(|| json!({"summary": "x"}));
+    axum::Json(json!({"id": id.to_string(), "key": key, "fields": fields})).into_response()
 }
 
+/// `POST /permissions/check` for another account needs "Administer Jira", which the agent's
+/// account does not have: like Jira Cloud, it is refused.
 async fn jira_permissions(
     State(state): State<Arc<Mutex<JiraState>>>,
     axum::Json(body): axum::Json<Value>,
 ) -> Response {
-    let s = state.lock().expect("lock");
+    let mut s = state.lock().expect("lock");
+    s.requests.push("POST permissions/check".into());
+    if !body["accountId"].is_null() {
+        return (
+            StatusCode::FORBIDDEN,
+            axum::Json(json!({"errorMessages": ["You must have the Administer Jira global permission to check other users' permissions."]})),
+        )
+            .into_response();
+    }
     let account = body["accountId"].as_str().unwrap_or("");
     let issues = body["projectPermissions"][0]["issues"].clone();
     let granted = if s.editors.iter().any(|e| e == account) {
