@@ -191,14 +191,16 @@ impl EmbeddedQueue {
                 .optional()
             })
             .await?;
-        Ok(row.map(|(id, body, message_id, delivery_count, wait)| Lease {
-            queue: self.clone(),
-            id,
-            body,
-            message_id,
-            delivery_count,
-            wait,
-        }))
+        Ok(
+            row.map(|(id, body, message_id, delivery_count, wait)| Lease {
+                queue: self.clone(),
+                id,
+                body,
+                message_id,
+                delivery_count,
+                wait,
+            }),
+        )
     }
 
     /// Resolves when a message may be ready (a publish here, or a periodic look).
@@ -357,7 +359,10 @@ mod tests {
             attempts: 0,
         };
         assert!(a.settle(Settle::Delay(wait)).await.expect("delay"));
-        assert!(q.lease().await.expect("lease").is_none(), "not before its time");
+        assert!(
+            q.lease().await.expect("lease").is_none(),
+            "not before its time"
+        );
         tokio::time::sleep(Duration::from_millis(350)).await;
         let a = q.lease().await.expect("lease").expect("due");
         assert_eq!(a.delivery_count, 0, "a wait is not a delivery");

@@ -259,7 +259,15 @@ impl QueueView {
     }
 
     pub async fn delete_all(&self) {
-        for queue in [self.queue.clone(), format!("{}.dead", self.queue)] {
+        // The delay queues too: the ingest declares the whole topology.
+        let retry_queues = shared::topology::Topology::new(&self.queue, 5)
+            .retry_queues()
+            .into_iter()
+            .map(|q| q.name);
+        for queue in [self.queue.clone(), format!("{}.dead", self.queue)]
+            .into_iter()
+            .chain(retry_queues)
+        {
             let _ = self
                 .channel
                 .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())

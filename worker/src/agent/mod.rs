@@ -140,3 +140,46 @@ impl TaskHandler for Agent {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::wait::WaitBudget;
+    use fleet_llm::LlmError;
+    use std::time::Duration;
+
+    fn llm_http(status: u16) -> LlmError {
+        LlmError::Http {
+            status,
+            attempts: 4,
+            message: "busy".into(),
+        }
+    }
+
+    async fn settled_as(error: LlmError) -> TaskError {
+        let budget = WaitBudget::new(Default::default(), Duration::from_secs(60));
+        budget
+            .scope(async move { into_task_error(Failure::from(error)) })
+            .await
+    }
+
+    #[tokio::test]
+    async fn an_llm_still_overloaded_after_its_retries_is_a_delayed_retry() {
+        for status in [429, 529] {
+            match settled_as(llm_http(status)).await {
+                TaskError::Delayed { after, .. } => {
+                    assert_eq!(after, run::LLM_OVERLOAD_DEFERRAL, "HTTP {status}")
+                }
+                other => panic!("HTTP {status} settled as {other:?}"),
+            }
+        }
+        assert!(matches!(
+            settled_as(llm_http(502)).await,
+            TaskError::Transient(_)
+        ));
+        assert!(matches!(
+            settled_as(llm_http(401)).await,
+            TaskError::Permanent(_)
+        ));
+    }
+}

@@ -49,8 +49,19 @@ impl From<GitError> for Failure {
     }
 }
 
+/// How long a task waits (a delayed retry) when the LLM server still answers "overloaded"
+/// or "rate-limited" after the client's own retries: an immediate requeue would spend the
+/// delivery limit in seconds against a server that asked for patience.
+pub const LLM_OVERLOAD_DEFERRAL: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl From<LlmError> for Failure {
     fn from(e: LlmError) -> Self {
+        if let LlmError::Http {
+            status: 429 | 529, ..
+        } = e
+        {
+            crate::runtime::wait::defer_current(LLM_OVERLOAD_DEFERRAL);
+        }
         if e.is_transient() {
             Failure::Transient(e.to_string())
         } else {

@@ -10,10 +10,10 @@ use super::wait::WaitBudget;
 use super::workspace;
 use crate::embedded::Lease;
 use crate::handler::{TaskContext, TaskError, TaskHandler};
+use lapin::Channel;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
 use lapin::types::AMQPValue;
-use lapin::Channel;
 use shared::TaskMessage;
 use shared::topology::Topology;
 use std::sync::Arc;
@@ -125,8 +125,8 @@ fn decide(end: RunEnd, rules: &Rules) -> Decision {
 /// channel for the copies of delayed retries, and the topology (delay and lock queues).
 #[derive(Debug)]
 pub struct BrokerSide {
-    /// Where issue locks are taken: each on a connection of its own (`locks::acquire`).
-    pub amqp_url: shared::settings::AmqpUrl,
+    /// Where issue locks are taken: connections apart from the consuming one.
+    pub lock_connections: Arc<locks::LockConnections>,
     pub retry: Channel,
     pub topology: Topology,
 }
@@ -348,7 +348,7 @@ async fn lock_issue(
     let broker = match delivery {
         Incoming::Embedded(_) => None,
         Incoming::Amqp(_, side) => {
-            match locks::acquire(&side.amqp_url, &side.topology.lock_queue(key)).await {
+            match locks::acquire(&side.lock_connections, &side.topology.lock_queue(key)).await {
                 Ok(lock) => Some(lock),
                 Err(LockError::Busy) => return Err(busy()),
                 Err(LockError::Broker(error)) => {

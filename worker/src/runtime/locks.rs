@@ -57,23 +57,84 @@ pub enum LockError {
     Broker(String),
 }
 
-/// The exclusive queue of one issue, on a connection of its own. Its own connection, not
-/// the consuming one: a lock found taken is a channel error (`RESOURCE_LOCKED`), which on
-/// the consuming connection was seen to end it, poisoning the ackers of the deliveries in
-/// hand (a delayed retry's copy published, its original not acked: the task ran twice).
+/// The connections issue locks are taken on, kept open between tasks. A lock gets a
+/// connection of its own, not the consuming one: a lock found taken is a channel error
+/// (`RESOURCE_LOCKED`), which on the consuming connection was seen to end it, poisoning the
+/// ackers of the deliveries in hand (a delayed retry's copy published, its original not
+/// acked: the task ran twice). Opening a connection per task cost ~10 ms of pickup
+/// (`benches/runtime.rs`); a released lock gives its connection back instead. A connection
+/// that saw a refusal or an error is closed, never reused.
+#[derive(Debug)]
+pub struct LockConnections {
+    url: AmqpUrl,
+    idle: Mutex<Vec<Connection>>,
+    keep: usize,
+}
+
+impl LockConnections {
+    /// At most `keep` idle connections are kept (one per task slot is enough).
+    pub fn new(url: AmqpUrl, keep: usize) -> Arc<Self> {
+        Arc::new(Self {
+            url,
+            idle: Mutex::new(Vec::new()),
+            keep: keep.max(1),
+        })
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Connection>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn take(&self) -> Result<Connection, lapin::Error> {
+        loop {
+            let pooled = self.idle().pop();
+            match pooled {
+                Some(connection) if connection.status().connected() => return Ok(connection),
+                Some(_) => continue,
+                None => return shared::amqp::connect(&self.url, "agent-fleet issue locks").await,
+            }
+        }
+    }
+
+    async fn give_back(&self, connection: Connection) {
+        if connection.status().connected() {
+            let mut idle = self.idle();
+            if idle.len() < self.keep {
+                idle.push(connection);
+                return;
+            }
+        }
+        let _ = connection.close(200, "not needed".into()).await;
+    }
+
+    /// Closes the idle connections (shutdown).
+    pub async fn close_idle(&self) {
+        let idle = std::mem::take(&mut *self.idle());
+        for connection in idle {
+            let _ = connection.close(200, "worker stopping".into()).await;
+        }
+    }
+}
+
+/// The exclusive queue of one issue, held on a channel of its own.
 #[derive(Debug)]
 pub struct BrokerLock {
     held: Option<(Connection, Channel)>,
+    pool: Arc<LockConnections>,
     queue: String,
 }
 
 /// Takes the broker lock `queue` (see `Topology::lock_queue`).
-pub async fn acquire(url: &AmqpUrl, queue: &str) -> Result<BrokerLock, LockError> {
+pub async fn acquire(pool: &Arc<LockConnections>, queue: &str) -> Result<BrokerLock, LockError> {
     let broker = |e: lapin::Error| LockError::Broker(e.to_string());
-    let connection = shared::amqp::connect(url, "agent-fleet issue lock")
-        .await
-        .map_err(broker)?;
-    let channel = connection.create_channel().await.map_err(broker)?;
+    let connection = pool.take().await.map_err(broker)?;
+    let channel = match connection.create_channel().await {
+        Ok(channel) => channel,
+        Err(error) => {
+            let _ = connection.close(200, "channel refused".into()).await;
+            return Err(broker(error));
+        }
+    };
     let options = QueueDeclareOptions {
         exclusive: true,
         auto_delete: true,
@@ -86,6 +147,7 @@ pub async fn acquire(url: &AmqpUrl, queue: &str) -> Result<BrokerLock, LockError
     {
         Ok(_) => Ok(BrokerLock {
             held: Some((connection, channel)),
+            pool: Arc::clone(pool),
             queue: queue.to_owned(),
         }),
         Err(error) => {
@@ -109,25 +171,33 @@ fn is_locked(error: &lapin::Error) -> bool {
 }
 
 impl BrokerLock {
-    /// Deletes the lock queue (the next task of the issue may start anywhere) and closes
-    /// its channel.
+    /// Deletes the lock queue (the next task of the issue may start anywhere), closes its
+    /// channel and gives the connection back.
     pub async fn release(mut self) {
         if let Some(held) = self.held.take() {
-            release_on(held, &self.queue).await;
+            release_on(held, &self.queue, &self.pool).await;
         }
     }
 }
 
-async fn release_on((connection, channel): (Connection, Channel), queue: &str) {
+async fn release_on(
+    (connection, channel): (Connection, Channel),
+    queue: &str,
+    pool: &LockConnections,
+) {
     let deleted = channel
         .queue_delete(queue.into(), QueueDeleteOptions::default())
         .await;
-    if let Err(error) = deleted {
-        // The connection is gone, and the broker dropped the queue with it.
-        tracing::debug!(%error, queue, "lock queue not deleted");
+    let closed = channel.close(200, "issue lock released".into()).await;
+    match (deleted, closed) {
+        (Ok(_), Ok(())) => pool.give_back(connection).await,
+        (deleted, closed) => {
+            // The connection is in doubt (or gone, and the broker dropped the queue with
+            // it): closing it releases the lock for certain.
+            tracing::debug!(?deleted, ?closed, queue, "lock queue not released cleanly");
+            let _ = connection.close(200, "issue lock released".into()).await;
+        }
     }
-    let _ = channel.close(200, "issue lock released".into()).await;
-    let _ = connection.close(200, "issue lock released".into()).await;
 }
 
 impl Drop for BrokerLock {
@@ -136,8 +206,9 @@ impl Drop for BrokerLock {
     fn drop(&mut self) {
         if let Some(held) = self.held.take() {
             let queue = self.queue.clone();
+            let pool = Arc::clone(&self.pool);
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move { release_on(held, &queue).await });
+                runtime.spawn(async move { release_on(held, &queue, &pool).await });
             }
         }
     }

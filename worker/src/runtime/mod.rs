@@ -62,6 +62,8 @@ pub struct Shared {
     pub consuming: AtomicBool,
     /// The issues this process is working on (one task per issue at a time).
     pub locks: locks::IssueLocks,
+    /// The connections broker-held issue locks are taken on (kept across reconnects).
+    pub lock_connections: Arc<locks::LockConnections>,
 }
 
 /// How long in-flight tasks get to unwind once the grace period ran out.
@@ -107,6 +109,10 @@ pub async fn run_on<H: TaskHandler>(
     }
     let shared = Arc::new(Shared {
         permits: Arc::new(Semaphore::new(usize::from(settings.concurrency))),
+        lock_connections: locks::LockConnections::new(
+            settings.common.amqp_url.clone(),
+            usize::from(settings.concurrency),
+        ),
         settings,
         metrics,
         local: LocalRuns::default(),
@@ -148,6 +154,7 @@ pub async fn run_on<H: TaskHandler>(
         shared.hard_stop.cancel();
         let _ = tokio::time::timeout(UNWIND, tracker.wait()).await;
     }
+    shared.lock_connections.close_idle().await;
     if let Ok(Some((connection, channel))) = &result {
         let _ = channel.close(200, "worker stopping".into()).await;
         let _ = connection.close(200, "worker stopping".into()).await;
@@ -222,7 +229,7 @@ async fn consume<H: TaskHandler>(
             .await
             .context("confirm.select")?;
         let side = Arc::new(delivery::BrokerSide {
-            amqp_url: settings.common.amqp_url.clone(),
+            lock_connections: Arc::clone(&shared.lock_connections),
             retry,
             topology: topology.clone(),
         });

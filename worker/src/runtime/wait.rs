@@ -101,6 +101,12 @@ pub async fn wait_out(wait: Duration) -> bool {
     }
 }
 
+/// Records that the current task should come back in `wait` at the earliest (a server that
+/// kept refusing after the client's own retries). Outside a task it does nothing.
+pub fn defer_current(wait: Duration) {
+    let _ = BUDGET.try_with(|b| b.defer(wait));
+}
+
 /// The deferral recorded in the current task's budget (for mapping a failure).
 pub fn current_deferral() -> Option<Duration> {
     BUDGET.try_with(|b| b.deferral()).ok().flatten()
