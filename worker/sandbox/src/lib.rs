@@ -26,9 +26,12 @@
 //! - `argv.rs`: the command lines of both modes (bubblewrap's mounts, the limit wrappers).
 //! - `output.rs`: the capped capture, ANSI stripping and secret redaction for prompts.
 //! - `group.rs`: the process group and killing it.
+//! - `suite.rs`: setup and checks in order, the comparison with the base commit, the
+//!   `### Checks` section and the repair round's feedback.
 
 pub mod env;
 pub mod output;
+pub mod suite;
 
 mod argv;
 mod group;
