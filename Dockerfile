@@ -47,9 +47,10 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
 
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime
 # git: the worker clones and pushes with the git CLI; ca-certificates: HTTPS to GitHub,
-# Jira and the LLM provider (rustls reads the system store through git, and git needs it).
+# Jira and the LLM provider (rustls reads the system store through git, and git needs it);
+# bubblewrap and util-linux (prlimit, setpriv): the sandbox of the repositories' checks.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends git ca-certificates tini \
+    && apt-get install -y --no-install-recommends git ca-certificates tini bubblewrap util-linux \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --gid 10001 agent \
     && useradd --uid 10001 --gid 10001 --home-dir /home/agent --create-home --shell /usr/sbin/nologin agent \
