@@ -1,0 +1,56 @@
+//! The task ledger: every task's life (received, queued, started, each phase, each LLM
+//! call with tokens and cost, checks, the outcome and the PR, cancels, dead letters) and
+//! the append-only audit trail, in PostgreSQL (`DATABASE_URL`).
+//!
+//! The rule that shapes it: a ledger outage never fails, delays or loses a task. Writes go
+//! through a bounded buffer ([`Ledger`]) that keeps records while the database is away and
+//! catches up when it is back; only the quotas ([`quota`]) ask the database synchronously,
+//! and their callers decide what an unanswered question means (the worker lets the task
+//! run and counts it).
+//!
+//! # Layout
+//! - `event.rs`: what is recorded ([`Event`], [`AuditEntry`]).
+//! - `writer.rs`: the buffer, the batch writer, its metrics.
+//! - `store.rs`: migrations (`migrations/*.sql`) and the SQL of writing and projecting.
+//! - `quota.rs`: quota slots taken atomically under advisory locks.
+//! - `query.rs`: what the operator API reads.
+
+pub mod event;
+pub mod query;
+pub mod quota;
+pub mod store;
+mod writer;
+
+pub use event::{AuditEntry, AuditKind, Event, EventKind, Outcome};
+pub use store::StoreError;
+pub use writer::{Ledger, LedgerMetrics};
+
+use std::str::FromStr;
+use std::time::Duration;
+
+/// `LEDGER_BUFFER` when unset: records kept while the database is away.
+pub const DEFAULT_BUFFER: usize = 10_000;
+
+/// A connection pool for `url` (`postgres://user:password@host:port/db`). Connections are
+/// made lazily: a database that is down at start-up delays nothing.
+pub fn pool(url: &str, max_size: usize) -> Result<deadpool_postgres::Pool, String> {
+    let mut config = tokio_postgres::Config::from_str(url)
+        .map_err(|e| format!("DATABASE_URL is not a PostgreSQL URL: {e}"))?;
+    config.connect_timeout(Duration::from_secs(5));
+    config.application_name("agent-fleet");
+    let manager = deadpool_postgres::Manager::from_config(
+        config,
+        tokio_postgres::NoTls,
+        deadpool_postgres::ManagerConfig {
+            recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+        },
+    );
+    deadpool_postgres::Pool::builder(manager)
+        .max_size(max_size.max(1))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(5)))
+        .create_timeout(Some(Duration::from_secs(5)))
+        .recycle_timeout(Some(Duration::from_secs(5)))
+        .build()
+        .map_err(|e| format!("cannot build the PostgreSQL pool: {e}"))
+}
