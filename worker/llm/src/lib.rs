@@ -32,9 +32,12 @@
 //! - `retry`: backoff with jitter and `retry-after` parsing.
 //! - `error`: [`LlmError`], transient versus permanent, and scrubbing of the API key.
 //! - `client`: [`LlmClient`], the HTTP round trip and the retry loop.
+//! - `budget`: a task's LLM budget (calls, tokens, cost from `LLM_PRICES`), checked
+//!   before every call.
 //!
 //! Tests against an in-process stand-in server are in `tests/stand_in.rs`.
 
+pub mod budget;
 mod client;
 mod config;
 mod error;
