@@ -1,0 +1,164 @@
+//! Notifications: a signed POST to `NOTIFY_URL` per finished, failed or cancelled task,
+//! `X-Agent-Fleet-Signature-256: sha256=<HMAC-SHA256 of the body with NOTIFY_SECRET>` (the
+//! scheme GitHub uses for its webhooks, so receivers can reuse their verification code).
+//!
+//! Like the ledger, a notification never holds up a task: [`Notifier::send`] queues it
+//! (bounded; a full queue drops and counts), one task delivers, retrying 5xx, 429 and
+//! network errors with backoff up to [`MAX_ATTEMPTS`] times; a 4xx other than 429 is not
+//! retried (the receiver refused that body).
+
+use hmac::{Hmac, Mac};
+use prometheus::{IntCounterVec, Opts, Registry};
+use serde::Serialize;
+use sha2::Sha256;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// The signature header.
+pub const SIGNATURE_HEADER: &str = "X-Agent-Fleet-Signature-256";
+/// Deliveries of one notification at most.
+pub const MAX_ATTEMPTS: u32 = 6;
+const QUEUE: usize = 1000;
+const BACKOFF_FIRST: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// The body of a notification.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Notification {
+    /// `task.finished`, `task.failed` or `task.cancelled`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub task_id: String,
+    pub issue_key: String,
+    pub issue_url: String,
+    pub repo_url: String,
+    pub mode: String,
+    pub outcome: String,
+    pub pr_url: Option<String>,
+    pub cost_usd: f64,
+    pub error: Option<String>,
+}
+
+/// `sha256=<hex>` of `body` under `secret`.
+pub fn signature(secret: &[u8], body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Where notifications go, and how they are signed.
+#[derive(Debug, Clone)]
+pub struct NotifyConfig {
+    pub url: String,
+    pub secret: Vec<u8>,
+}
+
+/// The handle tasks notify through; a disabled one (no `NOTIFY_URL`) does nothing.
+#[derive(Debug, Clone)]
+pub struct Notifier {
+    sender: Option<mpsc::Sender<Notification>>,
+    outcomes: IntCounterVec,
+}
+
+impl Notifier {
+    pub fn disabled(registry: &Registry) -> Self {
+        Self {
+            sender: None,
+            outcomes: outcomes(registry),
+        }
+    }
+
+    pub fn start(config: NotifyConfig, registry: &Registry) -> Self {
+        let (sender, receiver) = mpsc::channel(QUEUE);
+        let outcomes = outcomes(registry);
+        tokio::spawn(deliver_loop(config, receiver, outcomes.clone()));
+        Self {
+            sender: Some(sender),
+            outcomes,
+        }
+    }
+
+    /// Queues `notification`; returns at once.
+    pub fn send(&self, notification: Notification) {
+        let Some(sender) = &self.sender else { return };
+        if sender.try_send(notification).is_err() {
+            self.outcomes.with_label_values(&["dropped"]).inc();
+            tracing::warn!("notification queue full: a notification was dropped");
+        }
+    }
+}
+
+fn outcomes(registry: &Registry) -> IntCounterVec {
+    let counter = IntCounterVec::new(
+        Opts::new(
+            "agent_fleet_notifications_total",
+            "Task notifications by outcome (delivered, failed after retries, refused, dropped).",
+        ),
+        &["outcome"],
+    )
+    .expect("metric");
+    let _ = registry.register(Box::new(counter.clone()));
+    counter
+}
+
+async fn deliver_loop(
+    config: NotifyConfig,
+    mut receiver: mpsc::Receiver<Notification>,
+    outcomes: IntCounterVec,
+) {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap_or_default();
+    while let Some(notification) = receiver.recv().await {
+        let outcome = deliver(&client, &config, &notification).await;
+        outcomes.with_label_values(&[outcome]).inc();
+    }
+}
+
+async fn deliver(
+    client: &reqwest::Client,
+    config: &NotifyConfig,
+    notification: &Notification,
+) -> &'static str {
+    let body = serde_json::to_vec(notification).unwrap_or_default();
+    let signed = signature(&config.secret, &body);
+    let mut backoff = BACKOFF_FIRST;
+    for attempt in 1..=MAX_ATTEMPTS {
+        let answer = client
+            .post(&config.url)
+            .header("content-type", "application/json")
+            .header(SIGNATURE_HEADER, &signed)
+            .body(body.clone())
+            .send()
+            .await;
+        let retry = match answer {
+            Ok(response) if response.status().is_success() => return "delivered",
+            Ok(response) => {
+                let status = response.status();
+                if status.is_client_error() && status.as_u16() != 429 {
+                    tracing::warn!(%status, task_id = notification.task_id, "notification refused");
+                    return "refused";
+                }
+                format!("HTTP {status}")
+            }
+            Err(error) => error.to_string(),
+        };
+        if attempt < MAX_ATTEMPTS {
+            tracing::debug!(
+                attempt,
+                reason = retry,
+                "notification not delivered; retrying"
+            );
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        } else {
+            tracing::warn!(
+                reason = retry,
+                task_id = notification.task_id,
+                "notification given up"
+            );
+        }
+    }
+    "failed"
+}
