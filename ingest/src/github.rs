@@ -1,4 +1,4 @@
-//! GitHub deliveries: from a verified `X-GitHub-Event` payload to a task (DESIGN.md,
+//! GitHub deliveries: from a verified `X-GitHub-Event` payload to a task (the README's
 //! "Triggers"). The ingest never calls GitHub; whatever needs the API (permissions, mapping
 //! a PR back to its issue) is the worker's job.
 

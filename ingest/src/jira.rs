@@ -1,4 +1,4 @@
-//! Jira deliveries: from a verified `webhookEvent` payload to a task (DESIGN.md,
+//! Jira deliveries: from a verified `webhookEvent` payload to a task (the README's
 //! "Triggers"), including the two comment body forms Jira sends (plain text and ADF).
 
 use crate::github::assignment_mode;

@@ -1,35 +1,31 @@
 //! The worker's metrics. Every task event that is logged updates its metric in the same
 //! place (the runtime's settle step and the handlers' phase timers).
+//!
+//! Two halves: [`WorkerMetrics`], the runtime's own (tasks, settles, in flight), and
+//! [`TaskMetrics`], the narrow part a handler records into (phase timings, clone size and
+//! time, LLM requests and tokens), which is all the handler interface hands out.
 
+use prometheus::core::Collector;
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
 use shared::telemetry::SLOW_BUCKETS;
 
+/// What a handler records: given to it in [`super::handler::TaskContext`], registered in
+/// the runtime's registry by [`WorkerMetrics::new`].
 #[derive(Clone, Debug)]
-pub struct WorkerMetrics {
-    pub registry: Registry,
-    pub tasks: IntCounterVec,
+pub struct TaskMetrics {
     pub phase_seconds: HistogramVec,
-    pub in_flight: IntGauge,
-    pub redeliveries: IntCounter,
-    pub settles: IntCounterVec,
     pub clone_seconds: Histogram,
     pub clone_bytes: Histogram,
     pub llm_requests: IntCounterVec,
     pub llm_tokens: IntCounterVec,
-    /// Runtime overhead after the handler: cleanup and settle.
-    pub settle_seconds: Histogram,
 }
 
-impl WorkerMetrics {
+impl TaskMetrics {
+    /// Metrics registered nowhere yet: for a run outside the fleet runtime (`worker run`,
+    /// the report of an exhausted task), or to be registered by [`WorkerMetrics::new`].
     pub fn new() -> Self {
-        let registry = Registry::new();
-        let tasks = IntCounterVec::new(
-            Opts::new("agent_fleet_tasks_total", "Tasks by mode and outcome"),
-            &["mode", "outcome"],
-        )
-        .expect("metric");
         let phase_seconds = HistogramVec::new(
             HistogramOpts::new(
                 "agent_fleet_task_phase_duration_seconds",
@@ -37,21 +33,6 @@ impl WorkerMetrics {
             )
             .buckets(SLOW_BUCKETS.to_vec()),
             &["phase"],
-        )
-        .expect("metric");
-        let in_flight = IntGauge::new("agent_fleet_tasks_in_flight", "Tasks being worked on now")
-            .expect("metric");
-        let redeliveries = IntCounter::new(
-            "agent_fleet_redeliveries_total",
-            "Deliveries that were redeliveries (x-delivery-count > 0 or redelivered flag)",
-        )
-        .expect("metric");
-        let settles = IntCounterVec::new(
-            Opts::new(
-                "agent_fleet_settles_total",
-                "How deliveries were settled: ack, nack_requeue, reject, failed (channel gone)",
-            ),
-            &["result"],
         )
         .expect("metric");
         let clone_seconds = Histogram::with_opts(
@@ -80,6 +61,76 @@ impl WorkerMetrics {
             &["provider", "kind"],
         )
         .expect("metric");
+        Self {
+            phase_seconds,
+            clone_seconds,
+            clone_bytes,
+            llm_requests,
+            llm_tokens,
+        }
+    }
+
+    /// Records how long a phase took.
+    pub fn phase(&self, phase: &str, seconds: f64) {
+        self.phase_seconds
+            .with_label_values(&[phase])
+            .observe(seconds);
+    }
+
+    fn collectors(&self) -> [Box<dyn Collector>; 5] {
+        [
+            Box::new(self.phase_seconds.clone()),
+            Box::new(self.clone_seconds.clone()),
+            Box::new(self.clone_bytes.clone()),
+            Box::new(self.llm_requests.clone()),
+            Box::new(self.llm_tokens.clone()),
+        ]
+    }
+}
+
+impl Default for TaskMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The runtime's metrics, with the handlers' part in [`WorkerMetrics::task`].
+#[derive(Clone, Debug)]
+pub struct WorkerMetrics {
+    pub registry: Registry,
+    pub tasks: IntCounterVec,
+    pub in_flight: IntGauge,
+    pub redeliveries: IntCounter,
+    pub settles: IntCounterVec,
+    /// Runtime overhead after the handler: cleanup and settle.
+    pub settle_seconds: Histogram,
+    /// The handlers' part, handed to each task.
+    pub task: TaskMetrics,
+}
+
+impl WorkerMetrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let tasks = IntCounterVec::new(
+            Opts::new("agent_fleet_tasks_total", "Tasks by mode and outcome"),
+            &["mode", "outcome"],
+        )
+        .expect("metric");
+        let in_flight = IntGauge::new("agent_fleet_tasks_in_flight", "Tasks being worked on now")
+            .expect("metric");
+        let redeliveries = IntCounter::new(
+            "agent_fleet_redeliveries_total",
+            "Deliveries that were redeliveries (x-delivery-count > 0 or redelivered flag)",
+        )
+        .expect("metric");
+        let settles = IntCounterVec::new(
+            Opts::new(
+                "agent_fleet_settles_total",
+                "How deliveries were settled: ack, nack_requeue, reject, failed (channel gone)",
+            ),
+            &["result"],
+        )
+        .expect("metric");
         let settle_seconds = Histogram::with_opts(
             HistogramOpts::new(
                 "agent_fleet_settle_duration_seconds",
@@ -91,40 +142,31 @@ impl WorkerMetrics {
             ]),
         )
         .expect("metric");
-        for collector in [
-            Box::new(settle_seconds.clone()) as Box<dyn prometheus::core::Collector>,
+        let task = TaskMetrics::new();
+        let own: [Box<dyn Collector>; 5] = [
+            Box::new(settle_seconds.clone()),
             Box::new(tasks.clone()),
-            Box::new(phase_seconds.clone()),
             Box::new(in_flight.clone()),
             Box::new(redeliveries.clone()),
             Box::new(settles.clone()),
-            Box::new(clone_seconds.clone()),
-            Box::new(clone_bytes.clone()),
-            Box::new(llm_requests.clone()),
-            Box::new(llm_tokens.clone()),
-        ] {
+        ];
+        for collector in own.into_iter().chain(task.collectors()) {
             registry.register(collector).expect("registered once");
         }
         Self {
             registry,
             tasks,
-            phase_seconds,
             in_flight,
             redeliveries,
             settles,
-            clone_seconds,
-            clone_bytes,
-            llm_requests,
-            llm_tokens,
             settle_seconds,
+            task,
         }
     }
 
-    /// Records how long a phase took.
+    /// Records how long a phase took (the runtime's own: `total`).
     pub fn phase(&self, phase: &str, seconds: f64) {
-        self.phase_seconds
-            .with_label_values(&[phase])
-            .observe(seconds);
+        self.task.phase(phase, seconds);
     }
 }
 
