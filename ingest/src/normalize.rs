@@ -27,6 +27,39 @@ pub enum PayloadError {
     InvalidField { field: String, reason: String },
 }
 
+/// A leaf of a typed payload projection: missing or `null` is an error naming its path.
+pub fn leaf<'a>(value: Option<&'a Value>, path: &str) -> Result<&'a Value, PayloadError> {
+    value
+        .filter(|v| !v.is_null())
+        .ok_or_else(|| PayloadError::MissingField(path.to_owned()))
+}
+
+pub fn str_leaf<'a>(value: Option<&'a Value>, path: &str) -> Result<&'a str, PayloadError> {
+    leaf(value, path)?
+        .as_str()
+        .ok_or_else(|| invalid(path, "expected a string"))
+}
+
+pub fn u64_leaf(value: Option<&Value>, path: &str) -> Result<u64, PayloadError> {
+    leaf(value, path)?
+        .as_u64()
+        .ok_or_else(|| invalid(path, "expected a non-negative integer"))
+}
+
+/// An id that trackers send as a number (GitHub) or a string (Jira), as a string.
+pub fn id_leaf(value: Option<&Value>, path: &str) -> Result<String, PayloadError> {
+    match leaf(value, path)? {
+        Value::String(s) if !s.is_empty() => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        _ => Err(invalid(path, "expected an id")),
+    }
+}
+
+/// Optional text: absent, `null` or not a string is `None`.
+pub fn opt_text(value: Option<&Value>) -> Option<&str> {
+    value.and_then(Value::as_str)
+}
+
 /// The value at a dotted path; missing or `null` is an error naming the path.
 pub fn field<'a>(value: &'a Value, path: &str) -> Result<&'a Value, PayloadError> {
     opt_field(value, path).ok_or_else(|| PayloadError::MissingField(path.to_owned()))
