@@ -6,10 +6,8 @@
 //! time, LLM requests and tokens), which is all the handler interface hands out.
 
 use prometheus::core::Collector;
-use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-};
-use shared::telemetry::SLOW_BUCKETS;
+use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, Registry};
+use shared::telemetry::{SLOW_BUCKETS, counter_vec, histogram, histogram_vec, register_all};
 
 /// What a handler records: given to it in [`super::handler::TaskContext`], registered in
 /// the runtime's registry by [`WorkerMetrics::new`].
@@ -26,50 +24,35 @@ impl TaskMetrics {
     /// Metrics registered nowhere yet: for a run outside the fleet runtime (`worker run`,
     /// the report of an exhausted task), or to be registered by [`WorkerMetrics::new`].
     pub fn new() -> Self {
-        let phase_seconds = HistogramVec::new(
-            HistogramOpts::new(
+        Self {
+            phase_seconds: histogram_vec(
                 "agent_fleet_task_phase_duration_seconds",
                 "Time per task phase",
-            )
-            .buckets(SLOW_BUCKETS.to_vec()),
-            &["phase"],
-        )
-        .expect("metric");
-        let clone_seconds = Histogram::with_opts(
-            HistogramOpts::new("agent_fleet_clone_duration_seconds", "Shallow clone time")
-                .buckets(SLOW_BUCKETS.to_vec()),
-        )
-        .expect("metric");
-        let clone_bytes = Histogram::with_opts(
-            HistogramOpts::new("agent_fleet_clone_bytes", "Size of the cloned working tree")
-                .buckets(prometheus::exponential_buckets(1_048_576.0, 4.0, 8).expect("buckets")),
-        )
-        .expect("metric");
-        let llm_requests = IntCounterVec::new(
-            Opts::new(
+                SLOW_BUCKETS,
+                &["phase"],
+            ),
+            clone_seconds: histogram(
+                "agent_fleet_clone_duration_seconds",
+                "Shallow clone time",
+                SLOW_BUCKETS,
+            ),
+            clone_bytes: histogram(
+                "agent_fleet_clone_bytes",
+                "Size of the cloned working tree",
+                &prometheus::exponential_buckets(1_048_576.0, 4.0, 8).expect("buckets"),
+            ),
+            llm_requests: counter_vec(
                 "agent_fleet_llm_requests_total",
                 "LLM requests by provider, phase and outcome",
+                &["provider", "phase", "outcome"],
             ),
-            &["provider", "phase", "outcome"],
-        )
-        .expect("metric");
-        let llm_tokens = IntCounterVec::new(
-            Opts::new(
+            llm_tokens: counter_vec(
                 "agent_fleet_llm_tokens_total",
                 "LLM tokens by provider and kind (input, output)",
+                &["provider", "kind"],
             ),
-            &["provider", "kind"],
-        )
-        .expect("metric");
-        Self {
-            phase_seconds,
-            clone_seconds,
-            clone_bytes,
-            llm_requests,
-            llm_tokens,
         }
     }
-
     /// Records how long a phase took.
     pub fn phase(&self, phase: &str, seconds: f64) {
         self.phase_seconds
@@ -111,11 +94,11 @@ pub struct WorkerMetrics {
 impl WorkerMetrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let tasks = IntCounterVec::new(
-            Opts::new("agent_fleet_tasks_total", "Tasks by mode and outcome"),
+        let tasks = counter_vec(
+            "agent_fleet_tasks_total",
+            "Tasks by mode and outcome",
             &["mode", "outcome"],
-        )
-        .expect("metric");
+        );
         let in_flight = IntGauge::new("agent_fleet_tasks_in_flight", "Tasks being worked on now")
             .expect("metric");
         let redeliveries = IntCounter::new(
@@ -123,25 +106,19 @@ impl WorkerMetrics {
             "Deliveries that were redeliveries (x-delivery-count > 0 or redelivered flag)",
         )
         .expect("metric");
-        let settles = IntCounterVec::new(
-            Opts::new(
-                "agent_fleet_settles_total",
-                "How deliveries were settled: ack, nack_requeue, reject, failed (channel gone)",
-            ),
+        let settles = counter_vec(
+            "agent_fleet_settles_total",
+            "How deliveries were settled: ack, nack_requeue, reject, failed (channel gone)",
             &["result"],
-        )
-        .expect("metric");
-        let settle_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "agent_fleet_settle_duration_seconds",
-                "From the handler's end to the settled delivery (task dir removal included)",
-            )
-            .buckets(vec![
+        );
+        let settle_seconds = histogram(
+            "agent_fleet_settle_duration_seconds",
+            "From the handler's end to the settled delivery (task dir removal included)",
+            &[
                 0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005,
                 0.0075, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
-            ]),
-        )
-        .expect("metric");
+            ],
+        );
         let task = TaskMetrics::new();
         let own: [Box<dyn Collector>; 5] = [
             Box::new(settle_seconds.clone()),
@@ -150,9 +127,7 @@ impl WorkerMetrics {
             Box::new(redeliveries.clone()),
             Box::new(settles.clone()),
         ];
-        for collector in own.into_iter().chain(task.collectors()) {
-            registry.register(collector).expect("registered once");
-        }
+        register_all(&registry, own.into_iter().chain(task.collectors()));
         Self {
             registry,
             tasks,
