@@ -8,7 +8,6 @@ use crate::normalize::{Normalized, PayloadError};
 use crate::serve::{ServeLimits, serve};
 use crate::settings::IngestSettings;
 use crate::signature::{self, SignatureError};
-use crate::sink::TaskSink;
 use crate::{github, jira};
 use axum::Router;
 use axum::body::Bytes;
@@ -19,6 +18,7 @@ use axum::routing::post;
 use serde_json::{Value, json};
 use shared::TaskMessage;
 use shared::amqp::{BrokerLink, PublishError};
+use shared::queue::TaskSink;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -216,10 +216,6 @@ fn required_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, An
     })
 }
 
-fn parse_json(body: &[u8]) -> Result<Value, Answer> {
-    serde_json::from_slice(body).map_err(|e| PayloadError::Malformed(e.to_string()).into())
-}
-
 async fn github_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -300,14 +296,11 @@ async fn handle_jira(
     if let Err(e) = signature::verify(header_str(headers, "x-hub-signature"), body, &[secret]) {
         return (e.into(), unknown());
     }
-    let payload = match parse_json(body) {
+    let payload = match jira::parse_payload(body) {
         Ok(payload) => payload,
-        Err(answer) => return (answer, unknown()),
+        Err(e) => return (e.into(), unknown()),
     };
-    let event = payload
-        .get("webhookEvent")
-        .and_then(Value::as_str)
-        .map_or_else(unknown, str::to_owned);
+    let event = payload.event().map_or_else(unknown, str::to_owned);
     let answer = match jira::normalize(delivery_id, chrono::Utc::now(), &payload, &state.settings) {
         Ok(normalized) => dispatch(state, "jira", normalized).await,
         Err(e) => e.into(),

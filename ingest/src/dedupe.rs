@@ -1,5 +1,5 @@
 //! The per-replica memory of published deliveries: a redelivered webhook is answered
-//! "duplicate" without a second message. Best effort by design (DESIGN.md): the worker's
+//! "duplicate" without a second message. Best effort by design (docs/contracts.md): the worker's
 //! idempotent effects are what make duplicates harmless.
 
 use std::collections::{HashMap, VecDeque};

@@ -1,13 +1,13 @@
-//! Jira deliveries: from a verified `webhookEvent` payload to a task (DESIGN.md,
+//! Jira deliveries: from a verified `webhookEvent` payload to a task (the README's
 //! "Triggers"), including the two comment body forms Jira sends (plain text and ADF).
 
 use crate::github::assignment_mode;
 use crate::normalize::{
-    Normalized, PayloadError, command_task, field, id_field, opt_field, opt_str, parse_command,
-    str_field,
+    Normalized, PayloadError, command_task, id_leaf, leaf, opt_text, parse_command, str_leaf,
 };
 use crate::settings::IngestSettings;
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use shared::adf::body_text;
@@ -23,6 +23,80 @@ pub fn delivery_id(identifier: Option<&str>, body: &[u8]) -> String {
     }
 }
 
+/// The parts of a Jira payload the trigger table reads. The leaves stay JSON values, so
+/// that a missing or mistyped one is a 400 naming its whole path (`issue.fields.summary`).
+#[derive(Debug, Deserialize, Default)]
+pub struct Payload {
+    #[serde(rename = "webhookEvent")]
+    webhook_event: Option<Value>,
+    user: Option<Account>,
+    changelog: Option<Changelog>,
+    comment: Option<Comment>,
+    issue: Option<Issue>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct Account {
+    #[serde(rename = "accountId")]
+    account_id: Option<Value>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct Changelog {
+    /// Changes as `{field, fromString, toString, to}`, read one key at a time.
+    items: Option<Value>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct Comment {
+    id: Option<Value>,
+    body: Option<Value>,
+    author: Option<Account>,
+    #[serde(rename = "self")]
+    link: Option<Value>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct Issue {
+    key: Option<Value>,
+    fields: Option<Fields>,
+    #[serde(rename = "self")]
+    link: Option<Value>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct Fields {
+    summary: Option<Value>,
+    description: Option<Value>,
+    labels: Option<Value>,
+    project: Option<Project>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct Project {
+    key: Option<Value>,
+}
+
+impl Payload {
+    /// `webhookEvent`, when it is a string (for the logs, before normalizing).
+    pub fn event(&self) -> Option<&str> {
+        opt_text(self.webhook_event.as_ref())
+    }
+
+    fn fields(&self) -> Option<&Fields> {
+        self.issue.as_ref().and_then(|i| i.fields.as_ref())
+    }
+}
+
+fn account(a: Option<&Account>) -> Option<&Value> {
+    a.and_then(|a| a.account_id.as_ref())
+}
+
+/// Parses a Jira payload, keeping only what [`normalize`] reads.
+pub fn parse_payload(body: &[u8]) -> Result<Payload, PayloadError> {
+    serde_json::from_slice::<Payload>(body).map_err(|e| PayloadError::Malformed(e.to_string()))
+}
+
 pub fn task_id(delivery_id: &str) -> String {
     format!("jira:{delivery_id}")
 }
@@ -30,12 +104,15 @@ pub fn task_id(delivery_id: &str) -> String {
 pub fn normalize(
     delivery_id: &str,
     received_at: DateTime<Utc>,
-    payload: &Value,
+    payload: &Payload,
     settings: &IngestSettings,
 ) -> Result<Normalized, PayloadError> {
-    let event = str_field(payload, "webhookEvent")?;
+    let event = str_leaf(payload.webhook_event.as_ref(), "webhookEvent")?;
     let agent = settings.common.agent_jira_account_id.as_deref();
-    let labels: Vec<String> = opt_field(payload, "issue.fields.labels")
+    let fields = payload.fields();
+    let comment = payload.comment.as_ref();
+    let labels: Vec<String> = fields
+        .and_then(|f| f.labels.as_ref())
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()
@@ -46,18 +123,19 @@ pub fn normalize(
         .unwrap_or_default();
     let (trigger_user, mode, approval, revision) = match event {
         "jira:issue_updated" => {
-            let user = str_field(payload, "user.accountId")?;
+            let user = str_leaf(account(payload.user.as_ref()), "user.accountId")?;
             if agent == Some(user) {
                 return Ok(Normalized::Ignored("sent by the agent itself"));
             }
-            let items = field(payload, "changelog.items")?
+            let items = payload.changelog.as_ref().and_then(|c| c.items.as_ref());
+            let items = leaf(items, "changelog.items")?
                 .as_array()
                 .map(Vec::as_slice)
                 .unwrap_or_default();
             let assigned_to_agent = items.iter().any(|item| {
-                opt_str(item, "field") == Some("assignee")
+                text_of(item, "field") == Some("assignee")
                     && agent.is_some()
-                    && opt_str(item, "to") == agent
+                    && text_of(item, "to") == agent
             });
             let mode = if assigned_to_agent {
                 assignment_mode(&labels, settings)
@@ -69,15 +147,16 @@ pub fn normalize(
             (user.to_owned(), mode, None, None)
         }
         "comment_created" => {
-            let author = str_field(payload, "comment.author.accountId")?;
+            let author = comment.and_then(|c| account(c.author.as_ref()));
+            let author = str_leaf(author, "comment.author.accountId")?;
             if agent == Some(author) {
                 return Ok(Normalized::Ignored("comment written by the agent itself"));
             }
-            let body = body_text(field(payload, "comment.body")?);
+            let body = body_text(leaf(comment.and_then(|c| c.body.as_ref()), "comment.body")?);
             let Some(command) = parse_command(&body) else {
                 return Ok(Normalized::Ignored("comment is not a command"));
             };
-            let comment_id = id_field(payload, "comment.id")?;
+            let comment_id = id_leaf(comment.and_then(|c| c.id.as_ref()), "comment.id")?;
             match command_task(command, comment_id, author) {
                 Ok((mode, approval, revision)) => (author.to_owned(), mode, approval, revision),
                 Err(reason) => return Ok(Normalized::Ignored(reason)),
@@ -85,7 +164,10 @@ pub fn normalize(
         }
         _ => return Ok(Normalized::Ignored("event not handled")),
     };
-    let key = str_field(payload, "issue.key")?;
+    let key = str_leaf(
+        payload.issue.as_ref().and_then(|i| i.key.as_ref()),
+        "issue.key",
+    )?;
     let repo_url = match repository_for(key, payload, &labels, settings) {
         Ok(repo_url) => repo_url,
         Err(reason) => return Ok(Normalized::Ignored(reason)),
@@ -94,8 +176,14 @@ pub fn normalize(
         tracker: Tracker::Jira,
         key: key.to_owned(),
         number: None,
-        title: str_field(payload, "issue.fields.summary")?.to_owned(),
-        body: opt_field(payload, "issue.fields.description")
+        title: str_leaf(
+            fields.and_then(|f| f.summary.as_ref()),
+            "issue.fields.summary",
+        )?
+        .to_owned(),
+        body: fields
+            .and_then(|f| f.description.as_ref())
+            .filter(|d| !d.is_null())
             .map(body_text)
             .unwrap_or_default(),
         url: browse_url(payload, key),
@@ -126,18 +214,23 @@ pub fn normalize(
 fn added_trigger_label(items: &[Value], settings: &IngestSettings) -> Option<Mode> {
     items
         .iter()
-        .filter(|item| opt_str(item, "field") == Some("labels"))
+        .filter(|item| text_of(item, "field") == Some("labels"))
         .find_map(|item| {
-            let before: Vec<&str> = opt_str(item, "fromString")
+            let before: Vec<&str> = text_of(item, "fromString")
                 .unwrap_or("")
                 .split_whitespace()
                 .collect();
-            opt_str(item, "toString")
+            text_of(item, "toString")
                 .unwrap_or("")
                 .split_whitespace()
                 .filter(|label| !before.contains(label))
                 .find_map(|label| settings.trigger_labels.mode_of(label))
         })
+}
+
+/// A string under `key` of a changelog item, if any.
+fn text_of<'a>(item: &'a Value, key: &str) -> Option<&'a str> {
+    opt_text(item.get(key))
 }
 
 /// Why a delivery whose label names a repository outside `JIRA_REPO_ALLOW` is ignored.
@@ -150,7 +243,7 @@ const NOT_MAPPED: &str = "project not mapped to a repository";
 /// repository either: the editor asked for another one).
 fn repository_for(
     key: &str,
-    payload: &Value,
+    payload: &Payload,
     labels: &[String],
     settings: &IngestSettings,
 ) -> Result<RepoUrl, &'static str> {
@@ -167,7 +260,10 @@ fn repository_for(
             };
         }
     }
-    let project = opt_str(payload, "issue.fields.project.key")
+    let project = payload
+        .fields()
+        .and_then(|f| f.project.as_ref())
+        .and_then(|p| opt_text(p.key.as_ref()))
         .or_else(|| key.split_once('-').map(|(p, _)| p))
         .ok_or(NOT_MAPPED)?;
     settings
@@ -178,10 +274,12 @@ fn repository_for(
 }
 
 /// `https://<site>/browse/<KEY>`, from the `self` link of the issue (or of the comment).
-fn browse_url(payload: &Value, key: &str) -> String {
-    ["issue.self", "comment.self"]
-        .iter()
-        .filter_map(|path| opt_str(payload, path))
+fn browse_url(payload: &Payload, key: &str) -> String {
+    let issue = payload.issue.as_ref().and_then(|i| i.link.as_ref());
+    let comment = payload.comment.as_ref().and_then(|c| c.link.as_ref());
+    [issue, comment]
+        .into_iter()
+        .filter_map(opt_text)
         .find_map(|link| {
             let after_scheme = link.find("://")? + 3;
             let host_end = link[after_scheme..]
@@ -207,11 +305,14 @@ mod tests {
 
     #[test]
     fn browse_url_comes_from_the_self_link() {
-        let payload = json!({"issue": {"self": "https://acme.atlassian.net/rest/api/2/10043"}});
+        let payload: Payload = serde_json::from_value(
+            json!({"issue": {"self": "https://acme.atlassian.net/rest/api/2/10043"}}),
+        )
+        .expect("payload");
         assert_eq!(
             browse_url(&payload, "PAY-43"),
             "https://acme.atlassian.net/browse/PAY-43"
         );
-        assert_eq!(browse_url(&json!({}), "PAY-43"), "");
+        assert_eq!(browse_url(&Payload::default(), "PAY-43"), "");
     }
 }

@@ -9,7 +9,8 @@
 //! - [`signature`]: HMAC-SHA256 verification against one or more secrets.
 //! - [`normalize`]: what both sources share (outcomes, 400 errors, `/approve`/`/revise`).
 //! - [`github`], [`jira`]: each source's trigger table.
-//! - [`sink`]: where accepted tasks go (RabbitMQ, or `worker standalone`'s embedded queue).
+//! - where accepted tasks go is `shared::queue::TaskSink` (RabbitMQ, or `worker
+//!   standalone`'s embedded queue).
 //! - [`dedupe`]: the per-replica memory of published deliveries.
 //! - [`metrics`]: counters and histograms, updated where each outcome is logged.
 
@@ -23,7 +24,6 @@ pub mod normalize;
 pub mod serve;
 pub mod settings;
 pub mod signature;
-pub mod sink;
 
 pub use app::Application;
 pub use settings::IngestSettings;

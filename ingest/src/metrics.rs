@@ -1,7 +1,7 @@
 //! The ingest's metrics, and the one place each webhook outcome is both logged and counted.
 
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
-use shared::telemetry::FAST_BUCKETS;
+use prometheus::{Histogram, IntCounterVec, IntGauge, Registry};
+use shared::telemetry::{FAST_BUCKETS, counter_vec, histogram, register_all};
 
 #[derive(Clone, Debug)]
 pub struct IngestMetrics {
@@ -18,73 +18,54 @@ pub struct IngestMetrics {
 impl IngestMetrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let webhooks = IntCounterVec::new(
-            Opts::new(
-                "agent_fleet_webhooks_received_total",
-                "Webhook deliveries by source, event and outcome",
-            ),
+        let webhooks = counter_vec(
+            "agent_fleet_webhooks_received_total",
+            "Webhook deliveries by source, event and outcome",
             &["source", "event", "outcome"],
-        )
-        .expect("valid metric");
-        let ignored = IntCounterVec::new(
-            Opts::new(
-                "agent_fleet_webhooks_ignored_total",
-                "Verified deliveries that asked for no task, by source and reason",
-            ),
+        );
+        let ignored = counter_vec(
+            "agent_fleet_webhooks_ignored_total",
+            "Verified deliveries that asked for no task, by source and reason",
             &["source", "reason"],
-        )
-        .expect("valid metric");
-        let publishes = IntCounterVec::new(
-            Opts::new(
-                "agent_fleet_publishes_total",
-                "Task publishes by outcome (confirmed, nacked, returned, timeout, unavailable, error)",
-            ),
+        );
+        let publishes = counter_vec(
+            "agent_fleet_publishes_total",
+            "Task publishes by outcome (confirmed, nacked, returned, timeout, unavailable, error)",
             &["outcome"],
-        )
-        .expect("valid metric");
-        let publish_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "agent_fleet_publish_duration_seconds",
-                "From publish to the broker's confirm",
-            )
-            .buckets(FAST_BUCKETS.to_vec()),
-        )
-        .expect("valid metric");
-        let request_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "agent_fleet_webhook_duration_seconds",
-                "Time to answer a webhook delivery",
-            )
-            .buckets(FAST_BUCKETS.to_vec()),
-        )
-        .expect("valid metric");
+        );
+        let publish_seconds = histogram(
+            "agent_fleet_publish_duration_seconds",
+            "From publish to the broker's confirm",
+            FAST_BUCKETS,
+        );
+        let request_seconds = histogram(
+            "agent_fleet_webhook_duration_seconds",
+            "Time to answer a webhook delivery",
+            FAST_BUCKETS,
+        );
         let receiving = IntGauge::new(
             "agent_fleet_ingest_bodies_receiving",
             "Webhook request bodies being received right now (bounded by INGEST_MAX_CONCURRENCY)",
         )
         .expect("valid metric");
-        let refused = IntCounterVec::new(
-            Opts::new(
-                "agent_fleet_ingest_refused_total",
-                "Webhook requests refused before a handler saw them, by reason \
-                 (too_large, timeout, evicted, unreadable)",
-            ),
+        let refused = counter_vec(
+            "agent_fleet_ingest_refused_total",
+            "Webhook requests refused before a handler saw them, by reason \
+             (too_large, timeout, evicted, unreadable)",
             &["reason"],
-        )
-        .expect("valid metric");
-        for collector in [
-            Box::new(webhooks.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(ignored.clone()),
-            Box::new(publishes.clone()),
-            Box::new(publish_seconds.clone()),
-            Box::new(request_seconds.clone()),
-            Box::new(receiving.clone()),
-            Box::new(refused.clone()),
-        ] {
-            registry
-                .register(collector)
-                .expect("each metric registered once");
-        }
+        );
+        register_all(
+            &registry,
+            [
+                Box::new(webhooks.clone()) as Box<dyn prometheus::core::Collector>,
+                Box::new(ignored.clone()),
+                Box::new(publishes.clone()),
+                Box::new(publish_seconds.clone()),
+                Box::new(request_seconds.clone()),
+                Box::new(receiving.clone()),
+                Box::new(refused.clone()),
+            ],
+        );
         Self {
             registry,
             webhooks,

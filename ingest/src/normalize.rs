@@ -1,6 +1,6 @@
 //! What both webhook sources share once a payload is verified and parsed: the outcome of
 //! normalizing it, the errors that make it a 400, the `/approve` and `/revise` commands,
-//! and small accessors that name the missing field.
+//! and the accessors of payload leaves that name the missing field by its whole path.
 
 use serde_json::Value;
 use shared::TaskMessage;
@@ -27,40 +27,37 @@ pub enum PayloadError {
     InvalidField { field: String, reason: String },
 }
 
-/// The value at a dotted path; missing or `null` is an error naming the path.
-pub fn field<'a>(value: &'a Value, path: &str) -> Result<&'a Value, PayloadError> {
-    opt_field(value, path).ok_or_else(|| PayloadError::MissingField(path.to_owned()))
-}
-
-pub fn opt_field<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
-    path.split('.')
-        .try_fold(value, |v, key| v.get(key))
+/// A leaf of a typed payload projection: missing or `null` is an error naming its path.
+pub fn leaf<'a>(value: Option<&'a Value>, path: &str) -> Result<&'a Value, PayloadError> {
+    value
         .filter(|v| !v.is_null())
+        .ok_or_else(|| PayloadError::MissingField(path.to_owned()))
 }
 
-pub fn str_field<'a>(value: &'a Value, path: &str) -> Result<&'a str, PayloadError> {
-    field(value, path)?
+pub fn str_leaf<'a>(value: Option<&'a Value>, path: &str) -> Result<&'a str, PayloadError> {
+    leaf(value, path)?
         .as_str()
         .ok_or_else(|| invalid(path, "expected a string"))
 }
 
-pub fn opt_str<'a>(value: &'a Value, path: &str) -> Option<&'a str> {
-    opt_field(value, path).and_then(Value::as_str)
-}
-
-pub fn u64_field(value: &Value, path: &str) -> Result<u64, PayloadError> {
-    field(value, path)?
+pub fn u64_leaf(value: Option<&Value>, path: &str) -> Result<u64, PayloadError> {
+    leaf(value, path)?
         .as_u64()
         .ok_or_else(|| invalid(path, "expected a non-negative integer"))
 }
 
 /// An id that trackers send as a number (GitHub) or a string (Jira), as a string.
-pub fn id_field(value: &Value, path: &str) -> Result<String, PayloadError> {
-    match field(value, path)? {
+pub fn id_leaf(value: Option<&Value>, path: &str) -> Result<String, PayloadError> {
+    match leaf(value, path)? {
         Value::String(s) if !s.is_empty() => Ok(s.clone()),
         Value::Number(n) => Ok(n.to_string()),
         _ => Err(invalid(path, "expected an id")),
     }
+}
+
+/// Optional text: absent, `null` or not a string is `None`.
+pub fn opt_text(value: Option<&Value>) -> Option<&str> {
+    value.and_then(Value::as_str)
 }
 
 pub fn invalid(path: &str, reason: &str) -> PayloadError {
@@ -156,19 +153,20 @@ mod tests {
     #[test]
     fn accessors_name_the_missing_path() {
         let v = json!({"a": {"b": "x", "n": 3, "nul": null}});
-        assert_eq!(str_field(&v, "a.b"), Ok("x"));
-        assert_eq!(u64_field(&v, "a.n"), Ok(3));
-        assert_eq!(id_field(&v, "a.n"), Ok("3".to_owned()));
+        let at = |key: &str| v["a"].get(key);
+        assert_eq!(str_leaf(at("b"), "a.b"), Ok("x"));
+        assert_eq!(u64_leaf(at("n"), "a.n"), Ok(3));
+        assert_eq!(id_leaf(at("n"), "a.n"), Ok("3".to_owned()));
         assert_eq!(
-            str_field(&v, "a.c"),
+            str_leaf(at("c"), "a.c"),
             Err(PayloadError::MissingField("a.c".into()))
         );
         assert_eq!(
-            str_field(&v, "a.nul"),
+            str_leaf(at("nul"), "a.nul"),
             Err(PayloadError::MissingField("a.nul".into()))
         );
         assert!(matches!(
-            str_field(&v, "a.n"),
+            str_leaf(at("n"), "a.n"),
             Err(PayloadError::InvalidField { .. })
         ));
     }

@@ -1,4 +1,4 @@
-//! The ingest's settings, read from the environment (DESIGN.md, "Settings").
+//! The ingest's settings, read from the environment (the README's "Configuration" table).
 
 use secrecy::SecretString;
 use shared::Mode;

@@ -9,11 +9,14 @@
 //!   settings both services share; secrets redacted in `Debug`.
 //! - [`amqp`]: connecting with backoff, the confirm-mode publisher, and the self-healing
 //!   [`amqp::BrokerLink`].
+//! - [`queue`]: the queue contract: how a delivery is settled, the wait state of a
+//!   delayed retry, and [`queue::TaskSink`] (where accepted tasks go).
 //! - [`signals`]: SIGTERM/SIGINT as one future.
 //! - [`telemetry`]: tracing set-up, Prometheus exposition and the ops routes.
 
 pub mod adf;
 pub mod amqp;
+pub mod queue;
 pub mod settings;
 pub mod signals;
 pub mod task;

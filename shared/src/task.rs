@@ -219,7 +219,7 @@ pub struct Revision {
     pub requested_by: String,
 }
 
-/// Task message v1 (see DESIGN.md, "Task message, version 1").
+/// Task message v1 (docs/contracts.md, "Task message, version 1").
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskMessage {
     pub version: u64,

@@ -6,7 +6,10 @@ use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use prometheus::{Encoder, Registry, TextEncoder};
+use prometheus::core::Collector;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
 use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
@@ -163,3 +166,35 @@ pub const FAST_BUCKETS: &[f64] = &[
 pub const SLOW_BUCKETS: &[f64] = &[
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0,
 ];
+
+// Metric constructors: a bad name or label set is a programming error, found by the first
+// start-up (and every test), so they panic instead of returning an error to handle.
+
+/// A counter family with these labels.
+pub fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
+}
+
+/// A histogram with these buckets.
+pub fn histogram(name: &str, help: &str, buckets: &[f64]) -> Histogram {
+    Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
+        .expect("valid metric")
+}
+
+/// A histogram family with these buckets and labels.
+pub fn histogram_vec(name: &str, help: &str, buckets: &[f64], labels: &[&str]) -> HistogramVec {
+    HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+        labels,
+    )
+    .expect("valid metric")
+}
+
+/// Registers each collector once.
+pub fn register_all(registry: &Registry, collectors: impl IntoIterator<Item = Box<dyn Collector>>) {
+    for collector in collectors {
+        registry
+            .register(collector)
+            .expect("each metric registered once");
+    }
+}

@@ -4,22 +4,36 @@
 //!
 //! # Layout
 //! - [`settings`]: the worker's environment variables.
-//! - [`handler`]: the [`handler::TaskHandler`] interface and the typed errors that decide
-//!   ack, requeue or dead-letter.
-//! - [`runtime`]: consuming, settling, reconnecting, graceful shutdown, task dirs, metrics.
+//! - [`runtime`]: consuming, settling, reconnecting, graceful shutdown, task dirs, metrics;
+//!   it owns the handler interface ([`runtime::handler`]: [`runtime::handler::TaskHandler`]
+//!   and the typed errors that decide ack, requeue or dead-letter) and the embedded SQLite
+//!   queue of `worker standalone` ([`runtime::embedded`]).
 //! - [`handlers`]: the handlers (the test-only recorder; the agent).
+//! - [`agent`]: the agent's modes (QuickFix, Plan, Implement), prompts, status comment.
+//! - [`adapters`]: the outside systems the agent talks to: GitHub and Jira REST clients,
+//!   the git CLI, the HTTP error classification they share, the issue thread over both
+//!   trackers.
 //! - [`checkout`]: the read boundary of a cloned repository (no symlink in any component,
 //!   nothing outside the root, only regular files, capped reads).
-//! - [`git`]: shallow clone, commit and push with the git CLI, credentials kept out of argv.
+//! - [`oneshot`]: `worker run`, one task without a queue.
+//! - [`startup`]: wiring the pieces per way of running; the only place that names the
+//!   `ingest` crate (`worker standalone` serves its routes).
 
+pub mod adapters;
 pub mod agent;
 pub mod checkout;
-pub mod embedded;
-pub mod git;
-pub mod handler;
 pub mod handlers;
 pub mod oneshot;
 pub mod runtime;
 pub mod settings;
 pub mod startup;
-pub mod tracker;
+
+// Transition (issue 12): the old paths, until the agent and the tests use the new ones.
+#[doc(hidden)]
+pub use adapters::git;
+#[doc(hidden)]
+pub use adapters::tracker;
+#[doc(hidden)]
+pub use runtime::embedded;
+#[doc(hidden)]
+pub use runtime::handler;

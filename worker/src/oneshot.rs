@@ -6,7 +6,7 @@ use crate::agent::Agent;
 use crate::agent::run::{Failure, Run};
 use crate::agent::settings::AgentSettings;
 use crate::handler::TaskContext;
-use crate::runtime::metrics::WorkerMetrics;
+use crate::runtime::handler::TaskMetrics;
 use crate::settings::WorkerSettings;
 use anyhow::{Context as _, bail};
 use shared::settings::Env;
@@ -131,7 +131,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         cancel: tokio_util::sync::CancellationToken::new(),
         attempt: 1,
         last_attempt: true,
-        metrics: WorkerMetrics::new(),
+        metrics: TaskMetrics::new(),
         received_at: std::time::Instant::now(),
     };
     let started = if args.dry_run {

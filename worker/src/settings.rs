@@ -1,4 +1,4 @@
-//! The worker's settings (DESIGN.md, "Settings"). Each subcommand validates only what it
+//! The worker's settings (the README's "Configuration" table). Each subcommand validates only what it
 //! uses: `worker context` reads none of this.
 
 use shared::settings::{CommonSettings, Env, SettingsError};
@@ -33,7 +33,7 @@ pub struct WorkerSettings {
     /// out in-process (five times that in total per attempt); longer ones are delayed retries.
     pub rate_limit_max_wait: Duration,
     /// `TASK_MAX_WAITS`, `TASK_MAX_WAIT_SECS`: how long a task may wait in delayed retries.
-    pub wait_limits: crate::runtime::delay::WaitLimits,
+    pub wait_limits: shared::queue::WaitLimits,
 }
 
 impl WorkerSettings {
@@ -79,7 +79,7 @@ impl WorkerSettings {
             rate_limit_max_wait: Duration::from_secs(
                 env.parse_or("GITHUB_RATE_LIMIT_MAX_WAIT_SECS", 60u64)?,
             ),
-            wait_limits: crate::runtime::delay::WaitLimits {
+            wait_limits: shared::queue::WaitLimits {
                 max_waits: env.parse_or("TASK_MAX_WAITS", 100u32)?,
                 max_total: secs(env, "TASK_MAX_WAIT_SECS", 7200)?,
             },

@@ -4,8 +4,8 @@
 
 use crate::agent::Agent;
 use crate::agent::settings::AgentSettings;
-use crate::embedded::EmbeddedQueue;
 use crate::handlers::test_recorder::TestRecorder;
+use crate::runtime::embedded::EmbeddedQueue;
 use crate::runtime::{self, RunMode, Source, metrics::WorkerMetrics};
 use crate::settings::{HandlerKind, WorkerSettings};
 use shared::settings::{Env, SettingsError};
@@ -91,7 +91,7 @@ pub async fn standalone(
                 settings.common.delivery_limit,
             )?;
             tracing::info!(db = %path, "standalone: embedded queue");
-            let sink: Arc<dyn ingest::sink::TaskSink> = Arc::new(queue.clone());
+            let sink: Arc<dyn shared::queue::TaskSink> = Arc::new(queue.clone());
             (
                 ingest::Application::build_with_sink(ingest_settings, Some(sink)).await?,
                 Source::Embedded(queue),

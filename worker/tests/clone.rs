@@ -125,7 +125,7 @@ async fn missing_repository_or_branch_is_permanent_and_too_large_is_refused() {
         )
         .await
         .expect_err("missing repo");
-    assert!(error.is_permanent(), "{error}");
+    assert!(!error.is_transient(), "{error}");
     assert!(!error.to_string().contains("ghs_token_never_printed"));
 
     let repo = RepoUrl::parse("https://github.com/acme/payments").expect("url");
@@ -154,7 +154,7 @@ async fn missing_repository_or_branch_is_permanent_and_too_large_is_refused() {
         .await
         .expect_err("too large");
     assert!(matches!(error, GitError::TooLarge { .. }), "{error}");
-    assert!(error.is_permanent());
+    assert!(!error.is_transient());
 }
 
 #[tokio::test]
@@ -175,7 +175,7 @@ async fn an_unreachable_host_is_transient() {
         )
         .await
         .expect_err("unreachable");
-    assert!(!error.is_permanent(), "{error}");
+    assert!(error.is_transient(), "{error}");
 }
 
 #[tokio::test]

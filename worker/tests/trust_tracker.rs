@@ -497,10 +497,9 @@ async fn a_2xx_whose_body_cannot_be_read_is_an_error() {
         }
     });
     let client = reqwest::Client::new();
-    let answer = worker::tracker::github::send_json(
+    let answer = worker::adapters::http::send_json(
         "GitHub",
         client.get(format!("http://{addr}/repos/a/b/issues/1/comments")),
-        false,
     )
     .await;
     match answer {

@@ -125,7 +125,7 @@ impl TaskHandler for Agent {
             cancel: tokio_util::sync::CancellationToken::new(),
             attempt: 0,
             last_attempt: true,
-            metrics: crate::runtime::metrics::WorkerMetrics::new(),
+            metrics: crate::runtime::handler::TaskMetrics::new(),
             received_at: std::time::Instant::now(),
         };
         match Run::start(self, task, &ctx).await {

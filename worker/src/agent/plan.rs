@@ -33,7 +33,7 @@ pub struct PostedPlan {
     pub hash: String,
     pub plan: Plan,
     pub comment_id: String,
-    pub created: String,
+    pub created: chrono::DateTime<chrono::Utc>,
     /// The comment was edited after the agent posted it: whatever it says now is not what
     /// the agent wrote, so it is never approved.
     pub edited: bool,
@@ -210,23 +210,6 @@ fn issue_hash_of(text: &str) -> Option<String> {
     (!hash.is_empty()).then_some(hash)
 }
 
-/// Whether a comment was edited after it was posted (`updated` later than `created`); an
-/// `updated` that cannot be read but differs counts as edited.
-fn edited_after_posting(created: &str, updated: &str) -> bool {
-    if updated.is_empty() || updated == created {
-        return false;
-    }
-    let parse = |t: &str| {
-        chrono::DateTime::parse_from_rfc3339(t)
-            .or_else(|_| chrono::DateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f%z"))
-            .ok()
-    };
-    match (parse(created), parse(updated)) {
-        (Some(c), Some(u)) => u > c,
-        _ => true,
-    }
-}
-
 /// `v=<n> hash=<hex>` after `agent-fleet:plan ` in a comment.
 fn marker_of(text: &str) -> Option<(u32, String)> {
     let rest = text.split("agent-fleet:plan v=").nth(1)?;
@@ -274,8 +257,9 @@ pub fn posted(comments: &[ThreadComment], agent_author: &str) -> Vec<PostedPlan>
                 hash,
                 plan,
                 comment_id: c.id.clone(),
-                created: c.created.clone(),
-                edited: edited_after_posting(&c.created, &c.updated),
+                created: c.created,
+                // Edited after it was posted: `updated` later than `created`.
+                edited: c.updated > c.created,
                 issue_hash: issue_hash_of(&c.text),
             })
         })
@@ -298,16 +282,16 @@ pub fn posted_by_task(comments: &[ThreadComment], task_id: &str, agent_author: &
     })
 }
 
-/// Orders two tracker timestamps (RFC 3339 on GitHub, `...000+0100` on Jira); falls back
-/// to comparing numeric ids, which both trackers hand out in increasing order.
-pub fn is_newer(a_time: &str, a_id: &str, b_time: &str, b_id: &str) -> bool {
-    let parse = |t: &str| {
-        chrono::DateTime::parse_from_rfc3339(t)
-            .or_else(|_| chrono::DateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f%z"))
-            .ok()
-    };
-    match (parse(a_time), parse(b_time)) {
-        (Some(a), Some(b)) if a != b => a > b,
+/// Orders two tracker comments by time (the adapters read both trackers' formats); at the
+/// same instant, by numeric id, which both trackers hand out in increasing order.
+pub fn is_newer(
+    a_time: &chrono::DateTime<chrono::Utc>,
+    a_id: &str,
+    b_time: &chrono::DateTime<chrono::Utc>,
+    b_id: &str,
+) -> bool {
+    match (a_time, b_time) {
+        (a, b) if a != b => a > b,
         _ => match (a_id.parse::<u64>(), b_id.parse::<u64>()) {
             (Ok(a), Ok(b)) => a > b,
             _ => a_id > b_id,
@@ -330,8 +314,8 @@ mod tests {
             text,
             raw,
             author: "bot".into(),
-            created: String::new(),
-            updated: String::new(),
+            created: chrono::DateTime::UNIX_EPOCH,
+            updated: chrono::DateTime::UNIX_EPOCH,
         }
     }
 
@@ -371,8 +355,8 @@ mod tests {
         let p = plan();
         let text = p.github_comment_for(1, "github:t", Some("00ff00ff00ff00ff"));
         let mut c = comment("5", text.clone(), Value::Null);
-        c.created = "2026-11-21T12:00:00Z".into();
-        c.updated = c.created.clone();
+        c.created = "2026-11-21T12:00:00Z".parse().expect("time");
+        c.updated = c.created;
         assert!(posted(std::slice::from_ref(&c), "someone-else").is_empty());
         assert!(!posted_by_task(
             std::slice::from_ref(&c),
@@ -389,7 +373,7 @@ mod tests {
         let found = posted(std::slice::from_ref(&c), "bot");
         assert_eq!(found[0].issue_hash.as_deref(), Some("00ff00ff00ff00ff"));
         assert!(!found[0].edited);
-        c.updated = "2026-11-21T13:00:00Z".into();
+        c.updated = "2026-11-21T13:00:00Z".parse().expect("time");
         assert!(posted(&[c], "bot")[0].edited);
         let (jira, _) = p.jira_comment_for(2, "jira:t", Some("abcdefabcdefabcd"));
         assert_eq!(issue_hash_of(&jira).as_deref(), Some("abcdefabcdefabcd"));
@@ -445,18 +429,20 @@ mod tests {
 
     #[test]
     fn timestamps_order_across_formats() {
+        let at = |t: &str| t.parse::<chrono::DateTime<chrono::Utc>>().expect("time");
         assert!(is_newer(
-            "2026-11-21T11:41:00.000+0100",
+            &at("2026-11-21T11:41:00+01:00"),
             "2",
-            "2026-11-21T10:40:00Z",
+            &at("2026-11-21T10:40:00Z"),
             "1"
         ));
         assert!(!is_newer(
-            "2026-11-21T10:00:00Z",
+            &at("2026-11-21T10:00:00Z"),
             "5",
-            "2026-11-21T11:00:00Z",
+            &at("2026-11-21T11:00:00Z"),
             "4"
         ));
-        assert!(is_newer("", "11", "", "9"));
+        let same = at("2026-11-21T10:00:00Z");
+        assert!(is_newer(&same, "11", &same, "9"));
     }
 }

@@ -166,14 +166,7 @@ async fn bind_approval(
     let mut found = comments
         .iter()
         .find(|c| c.id == approval.comment_id)
-        .map(|c| {
-            (
-                c.created.clone(),
-                c.id.clone(),
-                c.text.clone(),
-                c.author.clone(),
-            )
-        });
+        .map(|c| (c.created, c.id.clone(), c.text.clone(), c.author.clone()));
     if found.is_none() && run.task.issue.tracker == Tracker::Github {
         found = run
             .github

@@ -41,7 +41,7 @@ impl From<ApiError> for Failure {
 
 impl From<GitError> for Failure {
     fn from(e: GitError) -> Self {
-        if e.is_permanent() {
+        if !e.is_transient() {
             Failure::Permanent(e.to_string())
         } else {
             Failure::Transient(e.to_string())

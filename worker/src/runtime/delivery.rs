@@ -1,20 +1,22 @@
 //! One delivery, from the broker's message to its settle: parse, wait its turn (not before
 //! its time, one task per issue), run the handler in its own directory under a timeout,
-//! delete the directory, then ack, nack, reject or delay (DESIGN.md, "Worker, per delivery").
+//! delete the directory, then ack, nack, reject or delay (docs/contracts.md, "Settling a delivery").
 
 use super::Shared;
-use super::delay::{self, WaitLimits, WaitState};
-use super::local::{Begin, Settle};
+use super::delay;
+use super::embedded::Lease;
+use super::handler::{TaskContext, TaskError, TaskHandler};
+use super::local::Begin;
 use super::locks::{self, BrokerLock, LocalLock, LockError};
 use super::wait::WaitBudget;
 use super::workspace;
-use crate::embedded::Lease;
-use crate::handler::{TaskContext, TaskError, TaskHandler};
 use lapin::Channel;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
 use lapin::types::AMQPValue;
 use shared::TaskMessage;
+use shared::queue::Settle;
+use shared::queue::{WaitLimits, WaitState};
 use shared::topology::Topology;
 use std::sync::Arc;
 use std::time::Instant;
@@ -520,7 +522,7 @@ async fn run_locked<H: TaskHandler>(
                 cancel: shared.hard_stop.child_token(),
                 attempt,
                 last_attempt,
-                metrics: shared.metrics.clone(),
+                metrics: shared.metrics.task.clone(),
                 received_at,
             };
             (run_handler(task, ctx, shared, handler).await, Some(workdir))

@@ -6,22 +6,11 @@
 //! instead of doing the work twice. A second delivery of a task that is still running waits
 //! for that run rather than racing it on the same issue.
 
+use shared::queue::Settle;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
-
-/// How a delivery is settled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Settle {
-    Ack,
-    Requeue,
-    Reject,
-    /// A delayed retry carrying this wait state: a copy to a delay queue, then an ack (on
-    /// the embedded queue: back to ready with a not-before time). Remembered for a replay as
-    /// the ack it amounts to once the copy is confirmed.
-    Delay(super::delay::WaitState),
-}
 
 /// How long an unsettled outcome is kept for its redelivery.
 const KEEP_UNSETTLED: Duration = Duration::from_secs(3600);

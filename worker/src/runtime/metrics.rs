@@ -1,44 +1,104 @@
 //! The worker's metrics. Every task event that is logged updates its metric in the same
 //! place (the runtime's settle step and the handlers' phase timers).
+//!
+//! Two halves: [`WorkerMetrics`], the runtime's own (tasks, settles, in flight), and
+//! [`TaskMetrics`], the narrow part a handler records into (phase timings, clone size and
+//! time, LLM requests and tokens), which is all the handler interface hands out.
 
-use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-};
-use shared::telemetry::SLOW_BUCKETS;
+use prometheus::core::Collector;
+use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, Registry};
+use shared::telemetry::{SLOW_BUCKETS, counter_vec, histogram, histogram_vec, register_all};
 
+/// What a handler records: given to it in [`super::handler::TaskContext`], registered in
+/// the runtime's registry by [`WorkerMetrics::new`].
 #[derive(Clone, Debug)]
-pub struct WorkerMetrics {
-    pub registry: Registry,
-    pub tasks: IntCounterVec,
+pub struct TaskMetrics {
     pub phase_seconds: HistogramVec,
-    pub in_flight: IntGauge,
-    pub redeliveries: IntCounter,
-    pub settles: IntCounterVec,
     pub clone_seconds: Histogram,
     pub clone_bytes: Histogram,
     pub llm_requests: IntCounterVec,
     pub llm_tokens: IntCounterVec,
+}
+
+impl TaskMetrics {
+    /// Metrics registered nowhere yet: for a run outside the fleet runtime (`worker run`,
+    /// the report of an exhausted task), or to be registered by [`WorkerMetrics::new`].
+    pub fn new() -> Self {
+        Self {
+            phase_seconds: histogram_vec(
+                "agent_fleet_task_phase_duration_seconds",
+                "Time per task phase",
+                SLOW_BUCKETS,
+                &["phase"],
+            ),
+            clone_seconds: histogram(
+                "agent_fleet_clone_duration_seconds",
+                "Shallow clone time",
+                SLOW_BUCKETS,
+            ),
+            clone_bytes: histogram(
+                "agent_fleet_clone_bytes",
+                "Size of the cloned working tree",
+                &prometheus::exponential_buckets(1_048_576.0, 4.0, 8).expect("buckets"),
+            ),
+            llm_requests: counter_vec(
+                "agent_fleet_llm_requests_total",
+                "LLM requests by provider, phase and outcome",
+                &["provider", "phase", "outcome"],
+            ),
+            llm_tokens: counter_vec(
+                "agent_fleet_llm_tokens_total",
+                "LLM tokens by provider and kind (input, output)",
+                &["provider", "kind"],
+            ),
+        }
+    }
+    /// Records how long a phase took.
+    pub fn phase(&self, phase: &str, seconds: f64) {
+        self.phase_seconds
+            .with_label_values(&[phase])
+            .observe(seconds);
+    }
+
+    fn collectors(&self) -> [Box<dyn Collector>; 5] {
+        [
+            Box::new(self.phase_seconds.clone()),
+            Box::new(self.clone_seconds.clone()),
+            Box::new(self.clone_bytes.clone()),
+            Box::new(self.llm_requests.clone()),
+            Box::new(self.llm_tokens.clone()),
+        ]
+    }
+}
+
+impl Default for TaskMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The runtime's metrics, with the handlers' part in [`WorkerMetrics::task`].
+#[derive(Clone, Debug)]
+pub struct WorkerMetrics {
+    pub registry: Registry,
+    pub tasks: IntCounterVec,
+    pub in_flight: IntGauge,
+    pub redeliveries: IntCounter,
+    pub settles: IntCounterVec,
     /// Runtime overhead after the handler: cleanup and settle.
     pub settle_seconds: Histogram,
+    /// The handlers' part, handed to each task.
+    pub task: TaskMetrics,
 }
 
 impl WorkerMetrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let tasks = IntCounterVec::new(
-            Opts::new("agent_fleet_tasks_total", "Tasks by mode and outcome"),
+        let tasks = counter_vec(
+            "agent_fleet_tasks_total",
+            "Tasks by mode and outcome",
             &["mode", "outcome"],
-        )
-        .expect("metric");
-        let phase_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "agent_fleet_task_phase_duration_seconds",
-                "Time per task phase",
-            )
-            .buckets(SLOW_BUCKETS.to_vec()),
-            &["phase"],
-        )
-        .expect("metric");
+        );
         let in_flight = IntGauge::new("agent_fleet_tasks_in_flight", "Tasks being worked on now")
             .expect("metric");
         let redeliveries = IntCounter::new(
@@ -46,85 +106,42 @@ impl WorkerMetrics {
             "Deliveries that were redeliveries (x-delivery-count > 0 or redelivered flag)",
         )
         .expect("metric");
-        let settles = IntCounterVec::new(
-            Opts::new(
-                "agent_fleet_settles_total",
-                "How deliveries were settled: ack, nack_requeue, reject, failed (channel gone)",
-            ),
+        let settles = counter_vec(
+            "agent_fleet_settles_total",
+            "How deliveries were settled: ack, nack_requeue, reject, failed (channel gone)",
             &["result"],
-        )
-        .expect("metric");
-        let clone_seconds = Histogram::with_opts(
-            HistogramOpts::new("agent_fleet_clone_duration_seconds", "Shallow clone time")
-                .buckets(SLOW_BUCKETS.to_vec()),
-        )
-        .expect("metric");
-        let clone_bytes = Histogram::with_opts(
-            HistogramOpts::new("agent_fleet_clone_bytes", "Size of the cloned working tree")
-                .buckets(prometheus::exponential_buckets(1_048_576.0, 4.0, 8).expect("buckets")),
-        )
-        .expect("metric");
-        let llm_requests = IntCounterVec::new(
-            Opts::new(
-                "agent_fleet_llm_requests_total",
-                "LLM requests by provider, phase and outcome",
-            ),
-            &["provider", "phase", "outcome"],
-        )
-        .expect("metric");
-        let llm_tokens = IntCounterVec::new(
-            Opts::new(
-                "agent_fleet_llm_tokens_total",
-                "LLM tokens by provider and kind (input, output)",
-            ),
-            &["provider", "kind"],
-        )
-        .expect("metric");
-        let settle_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "agent_fleet_settle_duration_seconds",
-                "From the handler's end to the settled delivery (task dir removal included)",
-            )
-            .buckets(vec![
+        );
+        let settle_seconds = histogram(
+            "agent_fleet_settle_duration_seconds",
+            "From the handler's end to the settled delivery (task dir removal included)",
+            &[
                 0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005,
                 0.0075, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
-            ]),
-        )
-        .expect("metric");
-        for collector in [
-            Box::new(settle_seconds.clone()) as Box<dyn prometheus::core::Collector>,
+            ],
+        );
+        let task = TaskMetrics::new();
+        let own: [Box<dyn Collector>; 5] = [
+            Box::new(settle_seconds.clone()),
             Box::new(tasks.clone()),
-            Box::new(phase_seconds.clone()),
             Box::new(in_flight.clone()),
             Box::new(redeliveries.clone()),
             Box::new(settles.clone()),
-            Box::new(clone_seconds.clone()),
-            Box::new(clone_bytes.clone()),
-            Box::new(llm_requests.clone()),
-            Box::new(llm_tokens.clone()),
-        ] {
-            registry.register(collector).expect("registered once");
-        }
+        ];
+        register_all(&registry, own.into_iter().chain(task.collectors()));
         Self {
             registry,
             tasks,
-            phase_seconds,
             in_flight,
             redeliveries,
             settles,
-            clone_seconds,
-            clone_bytes,
-            llm_requests,
-            llm_tokens,
             settle_seconds,
+            task,
         }
     }
 
-    /// Records how long a phase took.
+    /// Records how long a phase took (the runtime's own: `total`).
     pub fn phase(&self, phase: &str, seconds: f64) {
-        self.phase_seconds
-            .with_label_values(&[phase])
-            .observe(seconds);
+        self.task.phase(phase, seconds);
     }
 }
 

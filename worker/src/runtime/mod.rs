@@ -13,18 +13,20 @@
 
 pub mod delay;
 pub mod delivery;
+pub mod embedded;
+pub mod handler;
 pub mod local;
 pub mod locks;
 pub mod metrics;
 pub mod wait;
 pub mod workspace;
 
-use crate::embedded::EmbeddedQueue;
-use crate::handler::TaskHandler;
 use crate::settings::WorkerSettings;
 use anyhow::Context as _;
 use delivery::Incoming;
+use embedded::EmbeddedQueue;
 use futures_util::StreamExt;
+use handler::TaskHandler;
 use lapin::options::{
     BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions,
 };

@@ -12,12 +12,10 @@
 //! and are not leased before it; they do not count as deliveries. The issue locks of the
 //! fleet are in-process here (one process is the whole fleet).
 
-use crate::runtime::delay::WaitState;
-use crate::runtime::local::Settle;
-use ingest::sink::{PublishFuture, TaskSink};
 use rusqlite::{Connection, OptionalExtension, params};
 use shared::TaskMessage;
 use shared::amqp::PublishError;
+use shared::queue::{PublishFuture, Settle, TaskSink, WaitState};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -1,8 +1,10 @@
 //! The interface between the fleet runtime and what a task does: a handler gets the task,
 //! its private directory and a cancellation token, and answers with a typed result that
-//! decides how the delivery is settled.
+//! decides how the delivery is settled. The runtime owns this interface; a handler sees
+//! nothing else of it (not the runtime's own metrics: only [`TaskMetrics`], the part a
+//! handler records into).
 
-use crate::runtime::metrics::WorkerMetrics;
+pub use super::metrics::TaskMetrics;
 use shared::TaskMessage;
 use std::future::Future;
 use std::path::PathBuf;
@@ -19,14 +21,14 @@ pub struct TaskContext {
     pub attempt: u32,
     /// No further redelivery follows a transient failure of this attempt.
     pub last_attempt: bool,
-    /// For phase timings and counters.
-    pub metrics: WorkerMetrics,
+    /// For phase timings, clone and LLM counters.
+    pub metrics: TaskMetrics,
     /// When the delivery reached this process (the runtime's pickup overhead starts here).
     pub received_at: std::time::Instant,
 }
 
-/// Why a task did not complete; the variant decides the settle (DESIGN.md, "Worker, per
-/// delivery").
+/// Why a task did not complete; the variant decides the settle (docs/contracts.md,
+/// "Settling a delivery").
 #[derive(Debug, thiserror::Error)]
 pub enum TaskError {
     /// Will fail the same way again; already reported on the issue. Acked.

@@ -1,12 +1,15 @@
 //! A small Jira Cloud client (REST v3, ADF bodies) for what the agent does on Jira: the
 //! issue's fields, comments (found again by their visible markers, only the agent's own
-//! count), the agent's own account, and the approver's permission.
+//! count), the agent's own account, and the approver's permission. Answers are read into
+//! serde types with real timestamps; a missing required field is an error naming it.
 
-use super::github::{ApiError, same_account, send_json};
+use super::http::{self, ApiError, fetch, send_json, send_json_if_found};
+use super::same_account;
+use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 use shared::adf;
-use std::time::Duration;
 
 const SERVICE: &str = "Jira";
 
@@ -28,15 +31,98 @@ impl std::fmt::Debug for Jira {
 }
 
 /// A Jira comment, its body as plain text (ADF flattened) and the raw body.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(from = "CommentWire")]
 pub struct JiraComment {
     pub id: String,
     pub text: String,
     pub body: Value,
     pub author: String,
-    pub created: String,
+    pub created: DateTime<Utc>,
     /// Moves when someone edits the comment.
-    pub updated: String,
+    pub updated: DateTime<Utc>,
+}
+
+/// Jira's timestamps: `2026-11-21T12:00:00.000+0000` (no colon in the offset), or RFC 3339.
+fn jira_time<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+    let text = String::deserialize(d)?;
+    DateTime::parse_from_rfc3339(&text)
+        .or_else(|_| DateTime::parse_from_str(&text, "%Y-%m-%dT%H:%M:%S%.f%z"))
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| serde::de::Error::custom(format!("timestamp {text:?}: {e}")))
+}
+
+#[derive(Debug, Deserialize)]
+struct Author {
+    #[serde(rename = "accountId")]
+    account_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct CommentWire {
+    #[serde(deserialize_with = "http::id_string")]
+    id: String,
+    body: Value,
+    /// Absent for an anonymous or deleted author: nobody, never the agent.
+    author: Option<Author>,
+    #[serde(deserialize_with = "jira_time")]
+    created: DateTime<Utc>,
+    #[serde(deserialize_with = "jira_time")]
+    updated: DateTime<Utc>,
+}
+
+impl From<CommentWire> for JiraComment {
+    fn from(c: CommentWire) -> Self {
+        JiraComment {
+            id: c.id,
+            text: adf::body_text(&c.body),
+            body: c.body,
+            author: c.author.map(|a| a.account_id).unwrap_or_default(),
+            created: c.created,
+            updated: c.updated,
+        }
+    }
+}
+
+/// One page of `GET /issue/{key}/comment`.
+#[derive(Debug, Deserialize)]
+struct CommentPage {
+    comments: Vec<JiraComment>,
+    total: usize,
+}
+
+#[derive(Debug, Deserialize)]
+struct Posted {
+    #[serde(deserialize_with = "http::id_string")]
+    id: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct IssueWire {
+    fields: Fields,
+}
+
+#[derive(Debug, Deserialize)]
+struct Fields {
+    summary: String,
+    /// ADF, plain text on old instances, or `null` (no description).
+    #[serde(default)]
+    description: Value,
+    /// Jira leaves out a field the issue's screen does not have: no labels then.
+    #[serde(default)]
+    labels: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Myself {
+    #[serde(rename = "accountId")]
+    account_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PermittedUser {
+    #[serde(rename = "accountId")]
+    account_id: String,
 }
 
 /// What the agent reads of a Jira issue: webhook payloads of comments carry none of it.
@@ -50,14 +136,7 @@ pub struct JiraIssue {
 
 impl Jira {
     pub fn new(base: &str, email: &str, token: SecretString) -> Result<Self, ApiError> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .user_agent("agent-fleet")
-            .build()
-            .map_err(|e| ApiError::Invalid {
-                service: SERVICE,
-                detail: e.to_string(),
-            })?;
+        let http = http::client(SERVICE)?;
         Ok(Self {
             http,
             base: base.trim_end_matches('/').to_owned(),
@@ -78,23 +157,10 @@ impl Jira {
         let mut start = 0;
         loop {
             let path = format!("/rest/api/3/issue/{key}/comment?startAt={start}&maxResults=100");
-            let value = send_json(SERVICE, self.request(reqwest::Method::GET, &path), false)
-                .await?
-                .unwrap_or(Value::Null);
-            let items = value["comments"].as_array().cloned().unwrap_or_default();
-            let count = items.len();
-            out.extend(items.iter().map(|c| JiraComment {
-                id: match &c["id"] {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                },
-                text: adf::body_text(&c["body"]),
-                body: c["body"].clone(),
-                author: c["author"]["accountId"].as_str().unwrap_or("").to_owned(),
-                created: c["created"].as_str().unwrap_or("").to_owned(),
-                updated: c["updated"].as_str().unwrap_or("").to_owned(),
-            }));
-            let total = value["total"].as_u64().unwrap_or(0) as usize;
+            let page: CommentPage =
+                fetch(SERVICE, self.request(reqwest::Method::GET, &path)).await?;
+            let (count, total) = (page.comments.len(), page.total);
+            out.extend(page.comments);
             start += count;
             if count == 0 || start >= total {
                 break;
@@ -105,18 +171,13 @@ impl Jira {
 
     pub async fn post_comment(&self, key: &str, body: Value) -> Result<String, ApiError> {
         let path = format!("/rest/api/3/issue/{key}/comment");
-        let value = send_json(
+        let posted: Posted = fetch(
             SERVICE,
             self.request(reqwest::Method::POST, &path)
                 .json(&json!({"body": body})),
-            false,
         )
-        .await?
-        .unwrap_or(Value::Null);
-        Ok(value["id"]
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| value["id"].to_string()))
+        .await?;
+        Ok(posted.id)
     }
 
     pub async fn edit_comment(&self, key: &str, id: &str, body: Value) -> Result<(), ApiError> {
@@ -125,7 +186,6 @@ impl Jira {
             SERVICE,
             self.request(reqwest::Method::PUT, &path)
                 .json(&json!({"body": body})),
-            false,
         )
         .await?;
         Ok(())
@@ -139,11 +199,10 @@ impl Jira {
         body: Value,
     ) -> Result<bool, ApiError> {
         let path = format!("/rest/api/3/issue/{key}/comment/{id}");
-        Ok(send_json(
+        Ok(send_json_if_found(
             SERVICE,
             self.request(reqwest::Method::PUT, &path)
                 .json(&json!({"body": body})),
-            true,
         )
         .await?
         .is_some())
@@ -174,50 +233,41 @@ impl Jira {
 
     /// The issue's summary, description (as text) and labels.
     pub async fn issue(&self, key: &str) -> Result<JiraIssue, ApiError> {
-        let value = send_json(
+        let issue: IssueWire = fetch(
             SERVICE,
             self.request(reqwest::Method::GET, &format!("/rest/api/3/issue/{key}"))
                 .query(&[("fields", "summary,description,labels")]),
-            false,
         )
-        .await?
-        .unwrap_or(Value::Null);
-        let fields = &value["fields"];
-        if !fields.is_object() {
-            return Err(ApiError::Invalid {
-                service: SERVICE,
-                detail: format!("issue {key} came without fields"),
-            });
-        }
+        .await
+        .map_err(|e| match e {
+            ApiError::Invalid { service, detail } => ApiError::Invalid {
+                service,
+                detail: format!("issue {key}: {detail}"),
+            },
+            other => other,
+        })?;
+        let fields = issue.fields;
         Ok(JiraIssue {
-            summary: fields["summary"].as_str().unwrap_or("").to_owned(),
-            description: match &fields["description"] {
+            summary: fields.summary,
+            description: match &fields.description {
                 Value::Null => String::new(),
                 Value::String(text) => text.clone(),
                 doc => adf::body_text(doc),
             },
-            labels: fields["labels"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|l| l.as_str().map(str::to_owned))
-                .collect(),
+            labels: fields.labels,
         })
     }
 
     /// The account the agent's credentials act as (`GET /myself`).
     pub async fn myself(&self) -> Result<String, ApiError> {
-        let value = send_json(
+        let myself: Myself = fetch(
             SERVICE,
             self.request(reqwest::Method::GET, "/rest/api/3/myself"),
-            false,
         )
-        .await?
-        .unwrap_or(Value::Null);
-        value["accountId"]
-            .as_str()
+        .await?;
+        myself
+            .account_id
             .filter(|id| !id.trim().is_empty())
-            .map(str::to_owned)
             .ok_or_else(|| ApiError::Invalid {
                 service: SERVICE,
                 detail: "GET /myself named no accountId; set AGENT_JIRA_ACCOUNT_ID".into(),
@@ -233,7 +283,7 @@ impl Jira {
     /// without "Browse users and groups" gets an empty list, so everyone is refused (fail
     /// closed) and `JIRA_APPROVERS` is the way out.
     pub async fn can_edit(&self, key: &str, account_id: &str) -> Result<bool, ApiError> {
-        let answer = send_json(
+        let users: Vec<PermittedUser> = fetch(
             SERVICE,
             self.request(reqwest::Method::GET, "/rest/api/3/user/permission/search")
                 .query(&[
@@ -242,18 +292,39 @@ impl Jira {
                     ("issueKey", key),
                     ("maxResults", "50"),
                 ]),
-            false,
         )
-        .await?
-        .unwrap_or(Value::Null);
-        let users = answer.as_array().ok_or_else(|| ApiError::Invalid {
-            service: SERVICE,
-            detail: "the permission search did not answer a list of users".into(),
-        })?;
-        Ok(users.iter().any(|u| {
-            u["accountId"]
-                .as_str()
-                .is_some_and(|id| same_account(id, account_id))
+        .await?;
+        Ok(users
+            .iter()
+            .any(|u| same_account(&u.account_id, account_id)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comments_read_jira_times_and_need_them() {
+        let comment: JiraComment = serde_json::from_value(json!({
+            "id": "10", "author": {"accountId": "acc-1"}, "body": adf::document("hi", None),
+            "created": "2026-11-21T12:00:00.000+0000", "updated": "2026-11-21T13:00:00.000+0100",
         }))
+        .expect("comment");
+        assert_eq!(
+            (comment.author.as_str(), comment.text.trim()),
+            ("acc-1", "hi")
+        );
+        assert_eq!(comment.created, comment.updated, "the same instant");
+        let error = serde_json::from_value::<JiraComment>(json!({"id": "10", "body": null}))
+            .expect_err("no times");
+        assert!(error.to_string().contains("`created`"), "{error}");
+    }
+
+    #[test]
+    fn an_issue_needs_its_summary() {
+        let error = serde_json::from_value::<IssueWire>(json!({"fields": {"labels": []}}))
+            .expect_err("no summary");
+        assert!(error.to_string().contains("`summary`"), "{error}");
     }
 }

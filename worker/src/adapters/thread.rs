@@ -1,11 +1,10 @@
-//! The trackers the agent talks to: GitHub (issues, pull requests) and Jira (issues), and
-//! [`IssueThread`], the one place that knows where a task's comments go.
+//! [`IssueThread`], the one place that knows where a task's comments go: the GitHub issue
+//! or the Jira issue, with their comments flattened to one shape ([`ThreadComment`]).
 
-pub mod github;
-pub mod jira;
-
-use github::{ApiError, GitHub};
-use jira::Jira;
+use super::github::GitHub;
+use super::http::ApiError;
+use super::jira::Jira;
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 /// Where the people waiting on a task read about it: the GitHub issue or the Jira issue.
@@ -22,15 +21,15 @@ pub struct ThreadComment {
     pub text: String,
     pub raw: Value,
     pub author: String,
-    pub created: String,
-    /// When it was last edited (equal to `created`, or empty, until someone edits it).
-    pub updated: String,
+    pub created: DateTime<Utc>,
+    /// When it was last edited (equal to `created` until someone edits it).
+    pub updated: DateTime<Utc>,
 }
 
 impl ThreadComment {
     /// Whether `account` (the agent's login or Jira account id) wrote this comment.
     pub fn by(&self, account: &str) -> bool {
-        github::same_account(&self.author, account)
+        super::same_account(&self.author, account)
     }
 }
 

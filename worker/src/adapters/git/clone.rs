@@ -1,0 +1,175 @@
+//! Shallow clones with a timeout and a size guard watched while the clone runs; a clone
+//! that passes either is killed with its whole process group.
+
+use super::classify::classify;
+use super::{Git, GitError};
+use shared::RepoUrl;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+
+/// What a clone produced.
+#[derive(Debug, Clone)]
+pub struct Cloned {
+    pub dir: PathBuf,
+    pub bytes: u64,
+    pub seconds: f64,
+}
+
+impl Git {
+    /// `git clone --depth 1 --single-branch --no-tags [--branch B]` into `dest`.
+    pub async fn shallow_clone(
+        &self,
+        repo: &RepoUrl,
+        branch: Option<&str>,
+        dest: &Path,
+        timeout: Duration,
+        max_bytes: u64,
+        cancel: &CancellationToken,
+    ) -> Result<Cloned, GitError> {
+        // No `.git` suffix: GitHub answers both, and a local mirror reached through
+        // `insteadOf` may be named `<name>` or `<name>.git` (git finds either without it).
+        self.shallow_clone_url(repo.as_str(), branch, dest, timeout, max_bytes, cancel)
+            .await
+    }
+
+    /// The same from any git URL (`worker run` clones a local folder with `file://`).
+    pub async fn shallow_clone_url(
+        &self,
+        url: &str,
+        branch: Option<&str>,
+        dest: &Path,
+        timeout: Duration,
+        max_bytes: u64,
+        cancel: &CancellationToken,
+    ) -> Result<Cloned, GitError> {
+        let started = Instant::now();
+        let dest_str = dest.to_string_lossy().into_owned();
+        let mut args = vec![
+            "clone",
+            "--depth",
+            "1",
+            "--single-branch",
+            "--no-tags",
+            "--quiet",
+        ];
+        if let Some(branch) = branch {
+            args.extend(["--branch", branch]);
+        }
+        args.extend(["--", url, dest_str.as_str()]);
+        self.watched_clone(&args, dest, timeout, max_bytes, cancel)
+            .await?;
+        let dir = dest.to_path_buf();
+        let measured = dir.clone();
+        let bytes = tokio::task::spawn_blocking(move || tree_size(&measured))
+            .await
+            .unwrap_or(0);
+        if bytes > max_bytes {
+            return Err(GitError::TooLarge {
+                bytes,
+                limit: max_bytes,
+            });
+        }
+        Ok(Cloned {
+            dir,
+            bytes,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Runs `git clone` in its own process group, measuring `dest` while it runs: a clone
+    /// that passes `max_bytes` is killed (with its helpers: upload-pack, remote-https,
+    /// index-pack) instead of filling the disk first and being measured after.
+    async fn watched_clone(
+        &self,
+        args: &[&str],
+        dest: &Path,
+        timeout: Duration,
+        max_bytes: u64,
+        cancel: &CancellationToken,
+    ) -> Result<(), GitError> {
+        let mut command = self.command(None);
+        command.args(args).process_group(0);
+        let child = command.spawn().map_err(|e| GitError::Failed {
+            op: "clone",
+            detail: format!("cannot run git: {e}"),
+        })?;
+        let group = child.id();
+        let output = child.wait_with_output();
+        tokio::pin!(output);
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut pause = Duration::from_millis(200);
+        let stopped = loop {
+            tokio::select! {
+                out = &mut output => {
+                    let output = out.map_err(|e| GitError::Failed {
+                        op: "clone",
+                        detail: format!("cannot run git: {e}"),
+                    })?;
+                    if output.status.success() {
+                        return Ok(());
+                    }
+                    let stderr = self.scrub(&String::from_utf8_lossy(&output.stderr));
+                    return Err(classify("clone", stderr.trim()));
+                }
+                () = &mut deadline => break GitError::Timeout("clone"),
+                () = cancel.cancelled() => break GitError::Cancelled,
+                () = tokio::time::sleep(pause) => {
+                    let measured = dest.to_path_buf();
+                    let started = Instant::now();
+                    let bytes = tokio::task::spawn_blocking(move || tree_size(&measured))
+                        .await
+                        .unwrap_or(0);
+                    if bytes > max_bytes {
+                        break GitError::TooLarge { bytes, limit: max_bytes };
+                    }
+                    // Measuring a big tree takes time of its own: look less often then.
+                    pause = Duration::from_millis(200).max(started.elapsed() * 4);
+                }
+            }
+        };
+        if let Some(group) = group {
+            kill_group(group).await;
+        }
+        Err(stopped)
+    }
+}
+
+/// SIGKILL to a process group (a clone and its helpers), through `sh` (the crate forbids
+/// `unsafe`, so no libc call).
+async fn kill_group(group: u32) {
+    let result = Command::new("sh")
+        .args(["-c", "kill -s KILL -- -\"$1\" 2>/dev/null", "sh"])
+        .arg(group.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await;
+    if let Err(error) = result {
+        tracing::warn!(%error, group, "could not stop the clone's processes");
+    }
+}
+
+/// Bytes of all regular files below `dir` (symlinks not followed).
+pub fn tree_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&path) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if meta.is_file() {
+                total += meta.len();
+            }
+        }
+    }
+    total
+}

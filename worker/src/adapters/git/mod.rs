@@ -1,0 +1,246 @@
+//! The git CLI, driven safely: shallow clones with a timeout and a size guard watched while
+//! the clone runs, credentials passed through git's configuration-by-environment (never
+//! argv, never a URL), symlinks checked out as plain files (`core.symlinks=false`, the
+//! second wall of `crate::checkout`), model-given paths taken literally
+//! (`GIT_LITERAL_PATHSPECS=1`), pushes that never drop a commit the agent did not write,
+//! errors classified as transient (network) or not (not found, no access, rejected).
+//!
+//! The process environment is passed through, and our entries are appended after any
+//! `GIT_CONFIG_COUNT` entries already there (tests map `https://github.com/` onto local bare
+//! repositories with `url.<base>.insteadOf` that way).
+//!
+//! Files: this one (errors, how git is run), [`clone`](self::Git::shallow_clone) in
+//! `clone.rs`, branches, commits and pushes in `branch.rs`, reading git's stderr in
+//! `classify.rs`.
+
+mod branch;
+mod classify;
+mod clone;
+#[cfg(test)]
+mod tests;
+
+pub use branch::{Basis, CommitSpec, Identity, Pushed, RemoteBranch};
+pub use clone::{Cloned, tree_size};
+
+use classify::classify;
+
+use secrecy::{ExposeSecret, SecretString};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("repository or branch not found: {0}")]
+    NotFound(String),
+    #[error("access denied: {0}")]
+    Denied(String),
+    #[error("the clone is {bytes} bytes, over the limit of {limit} (CLONE_MAX_BYTES)")]
+    TooLarge { bytes: u64, limit: u64 },
+    #[error("git {0} timed out")]
+    Timeout(&'static str),
+    #[error("cancelled")]
+    Cancelled,
+    /// The remote refused the push (its hooks, branch protection) or moved under us
+    /// (someone pushed to the agent's branch): retrying would fail the same way or clobber
+    /// their work, so this is permanent.
+    #[error("the push was rejected: {0}")]
+    Rejected(String),
+    /// The agent's branch holds commits the agent did not write: replacing it would drop
+    /// them.
+    #[error(
+        "the branch `{branch}` has {} commit(s) the agent did not write ({}); the agent never overwrites them: delete the branch (or remove those commits) and ask again, or carry on by hand",
+        commits.len(),
+        commits.join(", ")
+    )]
+    Foreign {
+        branch: String,
+        commits: Vec<String>,
+    },
+    #[error("git {op} failed: {detail}")]
+    Failed { op: &'static str, detail: String },
+}
+
+impl GitError {
+    /// Whether retrying later may help (network trouble, a timeout, a cancelled run, a
+    /// failure git does not explain); not found, no access, too large, a refused push and
+    /// foreign commits on the branch fail the same way again.
+    pub fn is_transient(&self) -> bool {
+        !matches!(
+            self,
+            GitError::NotFound(_)
+                | GitError::Denied(_)
+                | GitError::TooLarge { .. }
+                | GitError::Rejected(_)
+                | GitError::Foreign { .. }
+        )
+    }
+}
+
+/// How to run git for one task.
+#[derive(Clone)]
+pub struct Git {
+    token: Option<SecretString>,
+    /// The web origin the token is for (`https://github.com`).
+    token_origin: String,
+    /// Extra `git -c`-style entries, passed through the environment like the rest.
+    extra_config: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for Git {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Git")
+            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .field("token_origin", &self.token_origin)
+            .finish()
+    }
+}
+
+/// How long a local git command (add, commit, rev-parse) may take.
+pub(super) const LOCAL_OP: Duration = Duration::from_secs(120);
+
+impl Git {
+    /// `token` authenticates HTTPS requests to `origin` (e.g. `https://github.com`).
+    pub fn new(token: Option<SecretString>, origin: &str) -> Self {
+        Self {
+            token,
+            token_origin: origin.trim_end_matches('/').to_owned(),
+            extra_config: Vec::new(),
+        }
+    }
+
+    /// Adds a configuration entry (e.g. `url.<base>.insteadOf`) for every git command.
+    pub fn with_config(mut self, key: &str, value: &str) -> Self {
+        self.extra_config.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// A `git` command with our configuration appended to the inherited environment.
+    pub fn command(&self, cwd: Option<&Path>) -> Command {
+        let mut entries: Vec<(String, String)> = vec![
+            // Tests and air-gapped mirrors use file:// remotes.
+            ("protocol.file.allow".into(), "always".into()),
+            ("core.hooksPath".into(), "/dev/null".into()),
+            ("advice.detachedHead".into(), "false".into()),
+            // A link in the repository is checked out as a plain file holding its target:
+            // content, never a door to the worker's files (`/proc/self/environ`).
+            ("core.symlinks".into(), "false".into()),
+        ];
+        if let Some(token) = self
+            .token
+            .as_ref()
+            .filter(|t| !t.expose_secret().is_empty())
+        {
+            let basic =
+                base64_encode(format!("x-access-token:{}", token.expose_secret()).as_bytes());
+            entries.push((
+                format!("http.{}/.extraheader", self.token_origin),
+                format!("AUTHORIZATION: basic {basic}"),
+            ));
+        }
+        entries.extend(self.extra_config.iter().cloned());
+        let existing: usize = std::env::var("GIT_CONFIG_COUNT")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        let mut command = Command::new("git");
+        for (i, (key, value)) in entries.iter().enumerate() {
+            command.env(format!("GIT_CONFIG_KEY_{}", existing + i), key);
+            command.env(format!("GIT_CONFIG_VALUE_{}", existing + i), value);
+        }
+        command
+            .env("GIT_CONFIG_COUNT", (existing + entries.len()).to_string())
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_ASKPASS", "true")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(cwd) = cwd {
+            command.current_dir(cwd);
+        }
+        command
+    }
+
+    /// Runs git with `args`; returns stdout. Output is scrubbed of the token before it can
+    /// reach an error message.
+    pub async fn run(
+        &self,
+        op: &'static str,
+        cwd: Option<&Path>,
+        args: &[&str],
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<String, GitError> {
+        let (stdout, failed) = self.run_full(op, cwd, args, timeout, cancel).await?;
+        match failed {
+            None => Ok(stdout),
+            Some(stderr) => Err(classify(op, stderr.trim())),
+        }
+    }
+
+    /// Runs git; stdout, and the whole (scrubbed) stderr when git failed: some answers
+    /// are told apart by a line before the last.
+    pub(super) async fn run_full(
+        &self,
+        op: &'static str,
+        cwd: Option<&Path>,
+        args: &[&str],
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<(String, Option<String>), GitError> {
+        let mut command = self.command(cwd);
+        command.args(args);
+        if matches!(op, "add" | "commit" | "ls-files") {
+            // Paths the model wrote are file names, never patterns: `*.md` adds `*.md`.
+            command.env("GIT_LITERAL_PATHSPECS", "1");
+        }
+        let child = command.output();
+        let output = tokio::select! {
+            out = tokio::time::timeout(timeout, child) => match out {
+                Err(_) => return Err(GitError::Timeout(op)),
+                Ok(Err(e)) => return Err(GitError::Failed { op, detail: format!("cannot run git: {e}") }),
+                Ok(Ok(output)) => output,
+            },
+            () = cancel.cancelled() => return Err(GitError::Cancelled),
+        };
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        if output.status.success() {
+            return Ok((stdout, None));
+        }
+        let stderr = self.scrub(&String::from_utf8_lossy(&output.stderr));
+        Ok((stdout, Some(stderr)))
+    }
+
+    pub(super) fn scrub(&self, text: &str) -> String {
+        match &self.token {
+            Some(token) if !token.expose_secret().is_empty() => {
+                text.replace(token.expose_secret(), "[redacted]")
+            }
+            _ => text.to_owned(),
+        }
+    }
+}
+
+fn base64_encode(input: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(TABLE[((n >> shift) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}

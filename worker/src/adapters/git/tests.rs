@@ -1,0 +1,176 @@
+//! The git adapter's unit tests: encoding, stderr classification, literal paths, and
+//! the token kept out of argv and errors.
+
+use super::classify::{classify, classify_push};
+use super::*;
+
+#[test]
+fn base64_matches_rfc4648_vectors() {
+    for (input, expected) in [
+        ("", ""),
+        ("f", "Zg=="),
+        ("fo", "Zm8="),
+        ("foo", "Zm9v"),
+        ("foob", "Zm9vYg=="),
+        ("fooba", "Zm9vYmE="),
+        ("foobar", "Zm9vYmFy"),
+    ] {
+        assert_eq!(base64_encode(input.as_bytes()), expected);
+    }
+}
+
+#[test]
+fn stderr_classification() {
+    assert!(
+        !classify(
+            "clone",
+            "remote: Repository not found.\nfatal: repository 'x' not found"
+        )
+        .is_transient()
+    );
+    assert!(
+        !classify(
+            "clone",
+            "fatal: '/tmp/x.git' does not appear to be a git repository"
+        )
+        .is_transient()
+    );
+    assert!(
+        !classify(
+            "clone",
+            "warning: Could not find remote branch nope to clone."
+        )
+        .is_transient()
+    );
+    assert!(
+        classify(
+            "clone",
+            "fatal: unable to access 'x': Could not resolve host: github.com"
+        )
+        .is_transient()
+    );
+}
+
+#[test]
+fn a_403_in_a_url_or_path_is_not_access_denied() {
+    // A repository or host name with 403 in it: a network error, transient.
+    for stderr in [
+        "fatal: unable to access 'https://github.com/acme/x403/': Could not resolve host: github.com",
+        "fatal: unable to access 'https://git403.example.com/a/b/': Failed to connect to git403.example.com port 443",
+        "fatal: bad object 403e1d2c9a",
+    ] {
+        let error = classify("clone", stderr);
+        assert!(
+            matches!(error, GitError::Failed { .. }) && error.is_transient(),
+            "{stderr}: {error:?}"
+        );
+    }
+    // git's real words for no access.
+    for stderr in [
+        "remote: Permission to acme/payments.git denied to fleet-agent[bot].\nfatal: unable to access 'https://github.com/acme/payments/': The requested URL returned error: 403",
+        "remote: Write access to repository not granted.\nfatal: unable to access 'https://github.com/acme/payments/': The requested URL returned error: 403",
+        "fatal: Authentication failed for 'https://github.com/acme/payments/'",
+        "fatal: could not read Username for 'https://github.com': terminal prompts disabled",
+        "git@github.com: Permission denied (publickey).\nfatal: Could not read from remote repository.",
+    ] {
+        assert!(
+            matches!(classify("push", stderr), GitError::Denied(_)),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_refused_push_is_rejected_and_permanent() {
+    for stderr in [
+        "remote: refusing\nTo /tmp/x.git\n ! [remote rejected] HEAD -> agent/github-1 (pre-receive hook declined)\nerror: failed to push some refs to '/tmp/x.git'",
+        " ! [rejected]        HEAD -> agent/github-1 (stale info)\nerror: failed to push some refs to 'x'",
+        "remote: error: GH006: Protected branch update failed for refs/heads/agent/github-1.\n ! [remote rejected] HEAD -> agent/github-1 (protected branch hook declined)",
+    ] {
+        let error = classify_push(stderr);
+        assert!(
+            matches!(error, GitError::Rejected(_)),
+            "{stderr}: {error:?}"
+        );
+        assert!(!error.is_transient());
+        assert!(error.to_string().contains("rejected"), "{error}");
+    }
+    assert!(
+        classify_push("fatal: unable to access 'x': Could not resolve host: github.com")
+            .is_transient()
+    );
+}
+
+#[tokio::test]
+async fn model_given_paths_are_literal() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let repo = dir.path();
+    let sh = |args: &[&str]| {
+        let ok = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .current_dir(repo)
+            .status()
+            .expect("git")
+            .success();
+        assert!(ok, "git {args:?}");
+    };
+    sh(&["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("a.md"), "a\n").expect("write");
+    sh(&["add", "."]);
+    sh(&["commit", "-qm", "one"]);
+    std::fs::write(repo.join("a.md"), "changed\n").expect("write");
+    std::fs::write(repo.join("*.md"), "a file named *.md\n").expect("write");
+    let git = Git::new(None, "https://github.com");
+    let cancel = CancellationToken::new();
+    let identity = Identity {
+        name: "Agent".into(),
+        email: "agent@example.com".into(),
+    };
+    let paths = vec!["*.md".to_owned()];
+    git.commit(
+        repo,
+        &CommitSpec {
+            branch: "agent/x",
+            paths: &paths,
+            message: "add the star file",
+            allow_empty: false,
+        },
+        &identity,
+        &cancel,
+    )
+    .await
+    .expect("commit");
+    let changed = git
+        .run(
+            "show",
+            Some(repo),
+            &["show", "--name-only", "--format=", "HEAD"],
+            LOCAL_OP,
+            &cancel,
+        )
+        .await
+        .expect("show");
+    // `*.md` as a pattern would have committed `a.md` too.
+    assert_eq!(changed.trim(), "*.md");
+}
+
+#[test]
+fn the_token_never_reaches_argv_or_errors() {
+    let git = Git::new(
+        Some(SecretString::from("ghs_supersecret")),
+        "https://github.com",
+    );
+    let command = git.command(None);
+    let std = command.as_std();
+    let argv: Vec<String> = std
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    assert!(argv.iter().all(|a| !a.contains("supersecret")));
+    assert_eq!(
+        git.scrub("fatal: ghs_supersecret rejected"),
+        "fatal: [redacted] rejected"
+    );
+    assert!(!format!("{git:?}").contains("supersecret"));
+}
