@@ -72,6 +72,11 @@ impl QueueView {
         self.take(&self.queue.clone()).await
     }
 
+    /// Deletes the task queue's whole topology now (as [`QueueGuard`] does on drop).
+    pub async fn delete_all(&self) {
+        delete_topology(&Topology::new(&self.queue, 1)).await;
+    }
+
     /// The connection, for a test that needs a channel of its own.
     pub fn connection(&self) -> &Connection {
         &self.connection
