@@ -10,13 +10,7 @@ use std::time::Duration;
 
 #[tokio::test]
 async fn happy_path_opens_one_pr_and_a_redelivery_changes_nothing() {
-    let (world, worker) = World::with_worker(
-        "qf-happy",
-        5,
-        &[("edit", vec![Answer::Text(good_answer())])],
-        &[],
-    )
-    .await;
+    let (world, worker) = World::quickfix("qf-happy").await;
     let task = world.task("github:qf-happy-1", 7, "dev1");
     world.fleet.publish(&task).await;
     worker.assert_outcome(&task.task_id, "done").await;
@@ -210,13 +204,7 @@ async fn an_edit_outside_the_repository_is_refused_and_writes_nothing() {
 
 #[tokio::test]
 async fn a_read_only_user_is_refused_before_any_work() {
-    let (world, worker) = World::with_worker(
-        "qf-reader",
-        5,
-        &[("edit", vec![Answer::Text(good_answer())])],
-        &[],
-    )
-    .await;
+    let (world, worker) = World::quickfix("qf-reader").await;
     let task = world.task("github:qf-reader", 11, "reader");
     world.fleet.publish(&task).await;
     worker.assert_outcome(&task.task_id, "failed").await;
@@ -338,13 +326,7 @@ async fn worker_run_dry_run_prints_the_diff_and_touches_no_tracker() {
 
 #[tokio::test]
 async fn a_jira_quickfix_reports_to_jira_and_refuses_non_editors() {
-    let (world, worker) = World::with_worker(
-        "qf-jira",
-        5,
-        &[("edit", vec![Answer::Text(good_answer())])],
-        &[],
-    )
-    .await;
+    let (world, worker) = World::quickfix("qf-jira").await;
     // In the shape the ingest produces from testdata/fixtures/jira/issue_assigned.json.
     let jira_task = |id: &str, user: &str| {
         let mut task = world.fleet.task(id, &["ai-help", "backend"]);

@@ -261,13 +261,7 @@ async fn links_in_the_repository_leak_no_secret() {
 
 #[tokio::test]
 async fn a_reviewers_commit_on_the_agents_branch_survives_the_next_run() {
-    let (world, worker) = World::with_worker(
-        "trust-history",
-        5,
-        &[("edit", vec![Answer::Text(good_answer())])],
-        &[],
-    )
-    .await;
+    let (world, worker) = World::quickfix("trust-history").await;
     let first = world.task("github:trust-history-1", 61, "dev1");
     world.fleet.publish(&first).await;
     worker.assert_outcome(&first.task_id, "done").await;
@@ -354,13 +348,7 @@ async fn an_implementation_builds_on_a_reviewers_commit() {
 
 #[tokio::test]
 async fn a_push_the_remote_rejects_is_permanent() {
-    let (world, worker) = World::with_worker(
-        "trust-rejected",
-        5,
-        &[("edit", vec![Answer::Text(good_answer())])],
-        &[],
-    )
-    .await;
+    let (world, worker) = World::quickfix("trust-rejected").await;
     let hook = world
         .repos
         .root

@@ -65,13 +65,7 @@ async fn a_non_ascii_path_line_and_chinese_prose_give_one_call_and_a_pr() {
 
 #[tokio::test]
 async fn placeholders_in_the_issue_body_stay_literal_and_the_body_is_capped() {
-    let (world, worker) = World::with_worker(
-        "tt-placeholders",
-        5,
-        &[("edit", vec![Answer::Text(good_answer())])],
-        &[],
-    )
-    .await;
+    let (world, worker) = World::quickfix("tt-placeholders").await;
     let mut task = world.task("github:tt-placeholders", 42, "dev1");
     // 33,000 bytes: past the default 32 KiB cap. Each `{{context}}` was replaced by the
     // whole context (and re-scanned), an 8 MB prompt.
@@ -102,13 +96,7 @@ async fn placeholders_in_the_issue_body_stay_literal_and_the_body_is_capped() {
 
 #[tokio::test]
 async fn hidden_markup_never_reaches_the_llm() {
-    let (world, worker) = World::with_worker(
-        "tt-hidden",
-        5,
-        &[("edit", vec![Answer::Text(good_answer())])],
-        &[],
-    )
-    .await;
+    let (world, worker) = World::quickfix("tt-hidden").await;
     let mut task = world.task("github:tt-hidden", 43, "dev1");
     task.issue.body = [
         "Refunds must be rounded in pay/refunds.py. VISIBLE_ONE",

@@ -49,17 +49,7 @@ fn approve_task(world: &World, id: &str, number: u64, comment: &str, user: &str)
 }
 
 fn plan_comments(world: &World, number: u64) -> Vec<Value> {
-    world
-        .github
-        .comments_on(number)
-        .into_iter()
-        .filter(|c| {
-            c["body"]
-                .as_str()
-                .unwrap_or("")
-                .contains("<!-- agent-fleet:plan v=")
-        })
-        .collect()
+    comments_with(&world.github, number, "<!-- agent-fleet:plan v=")
 }
 
 fn hash_in(body: &str) -> String {

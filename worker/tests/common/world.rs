@@ -49,6 +49,11 @@ impl World {
         }
     }
 
+    /// A world with one worker whose LLM answers every edit with [`good_answer`].
+    pub async fn quickfix(name: &str) -> (Self, WorkerProc) {
+        Self::with_worker(name, 5, &[("edit", vec![Answer::Text(good_answer())])], &[]).await
+    }
+
     /// A world with one worker, ready to take tasks.
     pub async fn with_worker(
         name: &str,
@@ -112,15 +117,16 @@ pub async fn finished(worker: &WorkerProc, id: &str) -> String {
     testkit::logged_outcome(&worker.log, id).await
 }
 
-pub fn status_comments(github: &FakeGithub, number: u64) -> Vec<Value> {
+/// The comments on issue `number` whose body contains `marker`.
+pub fn comments_with(github: &FakeGithub, number: u64, marker: &str) -> Vec<Value> {
     github
         .comments_on(number)
         .into_iter()
-        .filter(|c| {
-            c["body"]
-                .as_str()
-                .unwrap_or("")
-                .contains("<!-- agent-fleet:status -->")
-        })
+        .filter(|c| c["body"].as_str().unwrap_or("").contains(marker))
         .collect()
+}
+
+/// The agent's status comments on issue `number`.
+pub fn status_comments(github: &FakeGithub, number: u64) -> Vec<Value> {
+    comments_with(github, number, "<!-- agent-fleet:status -->")
 }
