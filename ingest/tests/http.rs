@@ -46,7 +46,7 @@ async fn signatures_are_checked_before_anything_else() {
     assert_eq!(wrong.status().as_u16(), 401);
     let mut tampered = body.clone();
     tampered.extend_from_slice(b" ");
-    let signature = ingest::signature::sign(GITHUB_SECRET, &body);
+    let signature = testkit::webhook::sign(GITHUB_SECRET, &body);
     for (sig, payload) in [
         (Some(signature.as_str()), tampered.as_slice()),
         (None, body.as_slice()),
@@ -119,7 +119,7 @@ async fn bad_input_gets_a_clear_4xx_and_never_a_500() {
         .header("x-github-delivery", "no-event")
         .header(
             "x-hub-signature-256",
-            ingest::signature::sign(GITHUB_SECRET, b"{}"),
+            testkit::webhook::sign(GITHUB_SECRET, b"{}"),
         )
         .body("{}")
         .send()

@@ -2,52 +2,32 @@
 //! dead-lettered after the delivery limit, a mismatch names the queue and argument, and the
 //! delay queues are declared idempotently and send their messages back to the task queue.
 
-use lapin::options::{BasicGetOptions, BasicNackOptions, QueueDeleteOptions};
+use lapin::options::{BasicGetOptions, BasicNackOptions};
 use lapin::types::AMQPValue;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use shared::amqp::Publisher;
 use shared::topology::{Topology, TopologyError};
 use std::time::{Duration, Instant};
-
-const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+use testkit::QueueGuard;
 
 async fn connect() -> Connection {
-    Connection::connect(BROKER, ConnectionProperties::default())
+    Connection::connect(testkit::BROKER, ConnectionProperties::default())
         .await
         .expect("RabbitMQ on 127.0.0.1:5672")
 }
 
-async fn cleanup(connection: &Connection, topology: &Topology) {
-    let channel = connection.create_channel().await.expect("channel");
-    let retry: Vec<String> = topology
-        .retry_queues()
-        .into_iter()
-        .map(|q| q.name)
-        .collect();
-    for queue in [&topology.queue, &topology.dead_letter_queue]
-        .into_iter()
-        .chain(&retry)
-    {
-        let _ = channel
-            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-            .await;
-    }
-    let _ = channel
-        .exchange_delete(
-            topology.dead_letter_exchange.as_str().into(),
-            lapin::options::ExchangeDeleteOptions::default(),
-        )
-        .await;
-}
-
-fn unique(prefix: &str) -> String {
-    format!("test-{prefix}-{}", uuid::Uuid::new_v4().simple())
+/// A new queue name, and the guard that deletes its topology when the test ends.
+fn unique(prefix: &str) -> (String, QueueGuard) {
+    let name = testkit::unique_queue(prefix);
+    let guard = QueueGuard::new(&name);
+    (name, guard)
 }
 
 #[tokio::test]
 async fn a_message_is_dead_lettered_after_the_delivery_limit() {
+    let (name, _queues) = unique("limit");
     let connection = connect().await;
-    let topology = Topology::new(&unique("limit"), 2);
+    let topology = Topology::new(&name, 2);
     let publisher = Publisher::open(&connection, &topology, Duration::from_secs(5))
         .await
         .expect("declare and confirm");
@@ -104,13 +84,12 @@ async fn a_message_is_dead_lettered_after_the_delivery_limit() {
     }
     // A limit of 2 allows the first delivery and two redeliveries, then dead-letters.
     assert_eq!(deliveries, 3, "delivered {deliveries} times");
-    cleanup(&connection, &topology).await;
 }
 
 #[tokio::test]
 async fn a_mismatching_queue_names_the_queue_and_the_argument() {
+    let (name, _queues) = unique("mismatch");
     let connection = connect().await;
-    let name = unique("mismatch");
     let original = Topology::new(&name, 5);
     let channel = connection.create_channel().await.expect("channel");
     original.declare(&channel).await.expect("first declare");
@@ -137,7 +116,6 @@ async fn a_mismatching_queue_names_the_queue_and_the_argument() {
         message.contains(&name) && message.contains("x-delivery-limit"),
         "{message}"
     );
-    cleanup(&connection, &original).await;
 }
 
 /// Whether `queue` exists (a passive declare), on a throwaway channel.
@@ -158,9 +136,10 @@ async fn exists(connection: &Connection, queue: &str) -> bool {
 
 #[tokio::test]
 async fn the_delay_queues_are_declared_idempotently_and_lead_back_to_the_queue() {
+    let (name, _queues) = unique("retry");
     let ingest = connect().await;
     let worker = connect().await;
-    let topology = Topology::new(&unique("retry"), 5);
+    let topology = Topology::new(&name, 5);
     // Both services declare it, each on its own connection, in either order, repeatedly.
     let publisher = Publisher::open(&ingest, &topology, Duration::from_secs(5))
         .await
@@ -252,5 +231,4 @@ async fn the_delay_queues_are_declared_idempotently_and_lead_back_to_the_queue()
     assert_eq!(text("queue"), retry_5s, "x-death names the delay queue");
     assert_eq!(text("reason"), "expired");
     drop(publisher);
-    cleanup(&worker, &topology).await;
 }

@@ -1,11 +1,13 @@
 //! Shallow clones through the git CLI from local bare repositories standing in for GitHub.
 
+mod common;
+
+use common::internals::{Git, GitError};
 use shared::RepoUrl;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use worker::git::{Git, GitError};
 
 fn git(cwd: &Path, args: &[&str]) {
     let status = Command::new("git")

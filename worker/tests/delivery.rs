@@ -46,7 +46,6 @@ async fn three_workers_thirty_tasks_each_handled_exactly_once() {
     // Nothing was left unacked (it would be back in the queue after the workers stopped).
     assert_eq!(fleet.ready(&fleet.queue).await, 0);
     assert_eq!(fleet.ready(&fleet.dead_queue()).await, 0);
-    fleet.cleanup().await;
 }
 
 #[tokio::test]
@@ -85,7 +84,6 @@ async fn a_killed_worker_s_task_is_redelivered_and_its_dir_swept() {
             .await
             .contains("agent_fleet_redeliveries_total 1")
     );
-    fleet.cleanup().await;
 }
 
 #[tokio::test]
@@ -117,7 +115,6 @@ async fn sigterm_finishes_the_task_acks_it_and_takes_nothing_new() {
     assert_eq!(fleet.ready(&fleet.queue).await, 1, "{}", worker.log_text());
     let log = worker.log_text();
     assert!(log.contains("consumer cancelled"), "{log}");
-    fleet.cleanup().await;
 }
 
 #[tokio::test]
@@ -142,7 +139,6 @@ async fn sigterm_past_the_grace_requeues_the_task() {
         1,
         "requeued for another worker"
     );
-    fleet.cleanup().await;
 }
 
 #[tokio::test]
@@ -183,7 +179,6 @@ async fn an_always_transient_task_is_dead_lettered_after_the_limit_and_reported(
     .await;
     assert_eq!(fleet.record("github:flaky", "started").len(), 2);
     assert!(fleet.take_dead().await.is_empty());
-    fleet.cleanup().await;
 }
 
 #[tokio::test]
@@ -234,7 +229,6 @@ async fn poison_messages_are_dead_lettered_at_once_and_the_worker_keeps_serving(
             .await
             .contains(r#"agent_fleet_tasks_total{mode="unknown",outcome="rejected"} 3"#)
     );
-    fleet.cleanup().await;
 }
 
 #[tokio::test]
@@ -293,7 +287,6 @@ async fn a_closed_broker_connection_is_survived_idle_and_mid_task() {
     );
     assert_eq!(fleet.ready(&fleet.queue).await, 0);
     assert_eq!(fleet.ready(&fleet.dead_queue()).await, 0);
-    fleet.cleanup().await;
 }
 
 #[tokio::test]
@@ -365,7 +358,6 @@ async fn the_task_dir_is_gone_before_the_settle_in_every_outcome() {
             );
         }
     }
-    fleet.cleanup().await;
 }
 
 #[tokio::test]
@@ -390,6 +382,4 @@ async fn once_takes_one_task_and_exits_and_exits_when_idle() {
     let empty = Fleet::new("once-idle", 5).await;
     let mut idle = empty.spawn_args(&["--once"], &[("ONCE_IDLE_SECS", "1")]);
     assert!(idle.exit_status(Duration::from_secs(20)).await.success());
-    empty.cleanup().await;
-    fleet.cleanup().await;
 }

@@ -1,41 +1,20 @@
-//! The fleet: the real `ingest` and three `worker` processes on the real broker, 60 signed
-//! webhooks, workers killed at random while they work; at the GitHub stand-in every task's
-//! effect (one pull request, one status comment per issue) appears exactly once.
+//! The fleet: the real ingest (in-process, `ingest::Application` through the test kit) and
+//! three `worker` processes on the real broker, 60 signed webhooks, workers killed at random
+//! while they work; at the GitHub stand-in every task's effect (one pull request, one status
+//! comment per issue) appears exactly once.
 
 mod common;
 
 use common::standins::Answer;
 use common::world::*;
-use common::{free_port, wait_until};
+use common::{BROKER, wait_until};
 use serde_json::json;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use testkit::TestIngest;
+use testkit::webhook::github_labeled;
 
 const ISSUES: u64 = 60;
 const SECRET: &str = "fleet-secret";
-
-/// The `ingest` binary, built next to this package's `worker` binary.
-fn ingest_binary() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_BIN_EXE_worker")).with_file_name("ingest");
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "ingest"])
-            .status()
-            .expect("cargo build");
-        assert!(status.success());
-    }
-    path
-}
-
-struct Ingest(Child);
-impl Drop for Ingest {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A small deterministic generator: "random" kills that replay the same way every run.
 struct Lcg(u64);
@@ -53,24 +32,13 @@ impl Lcg {
 async fn sixty_webhooks_three_workers_random_kills_every_effect_exactly_once() {
     let world = World::new("fleet", 5, &[("edit", vec![Answer::Text(good_answer())])]).await;
     world.llm.state.lock().expect("lock").delay = Duration::from_millis(400);
-    let port = free_port();
-    let _ingest = Ingest(
-        Command::new(ingest_binary())
-            .env("TASK_QUEUE", &world.fleet.queue)
-            .env("TASK_DELIVERY_LIMIT", "5")
-            .env("INGEST_BIND", format!("127.0.0.1:{port}"))
-            .env("GITHUB_WEBHOOK_SECRET", SECRET)
-            .env("AGENT_GITHUB_LOGIN", "fleet-agent[bot]")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn ingest"),
-    );
-    let http = reqwest::Client::new();
-    wait_until("ingest ready", Duration::from_secs(30), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    })
+    let ingest = TestIngest::spawn_on(
+        &world.fleet.queue,
+        BROKER,
+        &[("GITHUB_WEBHOOK_SECRET", SECRET)],
+    )
     .await;
+    ingest.wait_ready(200).await;
     let mut workers: Vec<_> = (0..3)
         .map(|_| world.worker(&[("WORKER_CONCURRENCY", "2")]))
         .collect();
@@ -78,34 +46,23 @@ async fn sixty_webhooks_three_workers_random_kills_every_effect_exactly_once() {
         w.wait_ready().await;
     }
 
-    let fixture = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../testdata/fixtures/github/issues/labeled.payload.json"
-    );
-    let template: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture).expect("fixture")).expect("json");
+    let template = github_labeled("ai-help");
     for number in 1..=ISSUES {
         let mut payload = template.clone();
-        payload["label"]["name"] = json!("ai-help");
         payload["sender"]["login"] = json!("dev1");
         payload["repository"]["html_url"] = json!("https://github.com/acme/payments");
         payload["repository"]["full_name"] = json!("acme/payments");
         payload["issue"]["number"] = json!(number);
         payload["issue"]["html_url"] =
             json!(format!("https://github.com/acme/payments/issues/{number}"));
-        let body = payload.to_string();
-        let response = http
-            .post(format!("http://127.0.0.1:{port}/webhooks/github"))
-            .header("x-github-event", "issues")
-            .header("x-github-delivery", format!("fleet-{number}"))
-            .header(
-                "x-hub-signature-256",
-                ingest::signature::sign(SECRET, body.as_bytes()),
+        let response = ingest
+            .github_signed(
+                "issues",
+                &format!("fleet-{number}"),
+                payload.to_string().as_bytes(),
+                SECRET,
             )
-            .body(body)
-            .send()
-            .await
-            .expect("webhook");
+            .await;
         assert_eq!(response.status().as_u16(), 202);
     }
 
@@ -173,5 +130,4 @@ async fn sixty_webhooks_three_workers_random_kills_every_effect_exactly_once() {
         0,
         "nothing dead-lettered"
     );
-    world.fleet.cleanup().await;
 }

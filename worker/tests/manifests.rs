@@ -7,13 +7,14 @@
 //! Schema validity is deploy/validate.sh's job; this test reads the files as written (no
 //! kustomize), resolving envFrom / valueFrom references by hand. No network, no broker.
 
+mod common;
+
+use common::internals::{AgentSettings, WorkerSettings};
 use serde_yaml_ng::{Mapping, Value};
 use shared::settings::{CommonSettings, Env};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use worker::agent::settings::AgentSettings;
-use worker::settings::WorkerSettings;
 
 const INGEST_PORT: u16 = 8080;
 const HEALTHZ: &str = "/healthz";

@@ -89,12 +89,7 @@ async fn plan_then_approve_implements_it_once() {
     .await;
     let plan = plan_task(&world, "github:plan-1", 21);
     world.fleet.publish(&plan).await;
-    assert_eq!(
-        finished(&worker, &plan.task_id).await,
-        "done",
-        "{}",
-        worker.log_text()
-    );
+    worker.assert_outcome(&plan.task_id, "done").await;
 
     // The branch: one empty commit on top of main.
     assert_eq!(
@@ -143,12 +138,7 @@ async fn plan_then_approve_implements_it_once() {
     let comment_id = world.github.add_comment(21, "dev1", "/approve");
     let approve = approve_task(&world, "github:approve-1", 21, &comment_id, "dev1");
     world.fleet.publish(&approve).await;
-    assert_eq!(
-        finished(&worker, &approve.task_id).await,
-        "done",
-        "{}",
-        worker.log_text()
-    );
+    worker.assert_outcome(&approve.task_id, "done").await;
     let message = world
         .repos
         .git_in(REPO, &["log", "-1", "--format=%B", "agent/github-21"]);
@@ -196,14 +186,13 @@ async fn plan_then_approve_implements_it_once() {
     let again_id = world.github.add_comment(21, "admin1", "/approve");
     let again = approve_task(&world, "github:approve-2", 21, &again_id, "admin1");
     world.fleet.publish(&again).await;
-    assert_eq!(finished(&worker, &again.task_id).await, "done");
+    worker.assert_outcome(&again.task_id, "done").await;
     assert_eq!(
         commits_on(&world, "agent/github-21"),
         commits,
         "one implementation commit"
     );
     assert_eq!(world.llm.calls().len(), 3, "no new LLM call");
-    world.fleet.cleanup().await;
 }
 
 #[tokio::test]
@@ -220,12 +209,7 @@ async fn approve_from_the_pr_conversation_and_refuse_a_reader() {
     .await;
     let plan = plan_task(&world, "github:plan-pr", 22);
     world.fleet.publish(&plan).await;
-    assert_eq!(
-        finished(&worker, &plan.task_id).await,
-        "done",
-        "{}",
-        worker.log_text()
-    );
+    worker.assert_outcome(&plan.task_id, "done").await;
     let pr_number = world.github.pulls()[0]["number"].as_u64().expect("number");
 
     // A reader's /approve on the PR: refused, nothing pushed.
@@ -240,7 +224,7 @@ async fn approve_from_the_pr_conversation_and_refuse_a_reader() {
     );
     refused.issue.pull_request = true;
     world.fleet.publish(&refused).await;
-    assert_eq!(finished(&worker, &refused.task_id).await, "failed");
+    worker.assert_outcome(&refused.task_id, "failed").await;
     assert_eq!(commits_on(&world, "agent/github-22"), commits);
     let status = status_comments(&world.github, 22);
     assert!(
@@ -255,12 +239,7 @@ async fn approve_from_the_pr_conversation_and_refuse_a_reader() {
     let mut approve = approve_task(&world, "github:approve-pr", pr_number, &comment, "dev1");
     approve.issue.pull_request = true;
     world.fleet.publish(&approve).await;
-    assert_eq!(
-        finished(&worker, &approve.task_id).await,
-        "done",
-        "{}",
-        worker.log_text()
-    );
+    worker.assert_outcome(&approve.task_id, "done").await;
     assert_eq!(commits_on(&world, "agent/github-22"), commits + 1);
     assert!(
         world
@@ -275,7 +254,6 @@ async fn approve_from_the_pr_conversation_and_refuse_a_reader() {
         "status stays on the issue"
     );
     assert!(status_comments(&world.github, pr_number).is_empty());
-    world.fleet.cleanup().await;
 }
 
 #[tokio::test]
@@ -300,7 +278,7 @@ async fn revise_posts_v2_and_approve_binds_to_it() {
     let early = world.github.add_comment(23, "dev1", "/approve");
     let premature = approve_task(&world, "github:approve-early", 23, &early, "dev1");
     world.fleet.publish(&premature).await;
-    assert_eq!(finished(&worker, &premature.task_id).await, "failed");
+    worker.assert_outcome(&premature.task_id, "failed").await;
     assert!(
         status_comments(&world.github, 23)[0]["body"]
             .as_str()
@@ -310,7 +288,7 @@ async fn revise_posts_v2_and_approve_binds_to_it() {
 
     let plan = plan_task(&world, "github:plan-v1", 23);
     world.fleet.publish(&plan).await;
-    assert_eq!(finished(&worker, &plan.task_id).await, "done");
+    worker.assert_outcome(&plan.task_id, "done").await;
     let feedback_id = world
         .github
         .add_comment(23, "dev1", "/revise keep the public API");
@@ -321,12 +299,7 @@ async fn revise_posts_v2_and_approve_binds_to_it() {
         requested_by: "dev1".into(),
     });
     world.fleet.publish(&revise).await;
-    assert_eq!(
-        finished(&worker, &revise.task_id).await,
-        "done",
-        "{}",
-        worker.log_text()
-    );
+    worker.assert_outcome(&revise.task_id, "done").await;
     let plans = plan_comments(&world, 23);
     assert_eq!(plans.len(), 2);
     assert!(plans[1].contains("<!-- agent-fleet:plan v=2 "));
@@ -337,12 +310,7 @@ async fn revise_posts_v2_and_approve_binds_to_it() {
     let comment = world.github.add_comment(23, "dev1", "/approve");
     let approve = approve_task(&world, "github:approve-v2", 23, &comment, "dev1");
     world.fleet.publish(&approve).await;
-    assert_eq!(
-        finished(&worker, &approve.task_id).await,
-        "done",
-        "{}",
-        worker.log_text()
-    );
+    worker.assert_outcome(&approve.task_id, "done").await;
     let message = world
         .repos
         .git_in(REPO, &["log", "-1", "--format=%B", "agent/github-23"]);
@@ -350,7 +318,6 @@ async fn revise_posts_v2_and_approve_binds_to_it() {
         message.contains(&format!("Plan-Hash: {}", hash_of(&plans[1]))),
         "binds to v2: {message}"
     );
-    world.fleet.cleanup().await;
 }
 
 #[tokio::test]
@@ -378,12 +345,7 @@ async fn the_jira_round_trip() {
     plan.trigger_user = "5b10ac8d82e05b22cc7d4ef5".into();
     plan.trigger.event = "jira:issue_updated".into();
     world.fleet.publish(&plan).await;
-    assert_eq!(
-        finished(&worker, &plan.task_id).await,
-        "done",
-        "{}",
-        worker.log_text()
-    );
+    worker.assert_outcome(&plan.task_id, "done").await;
 
     let texts = world.jira.texts("PAY-43");
     let plan_text = texts
@@ -419,12 +381,7 @@ async fn the_jira_round_trip() {
         approver: "5b10ac8d82e05b22cc7d4ef5".into(),
     });
     world.fleet.publish(&approve).await;
-    assert_eq!(
-        finished(&worker, &approve.task_id).await,
-        "done",
-        "{}",
-        worker.log_text()
-    );
+    worker.assert_outcome(&approve.task_id, "done").await;
     assert!(
         world
             .repos
@@ -450,5 +407,4 @@ async fn the_jira_round_trip() {
         .filter(|c| c["author"]["accountId"] == JIRA_AGENT)
         .count();
     assert_eq!(agent_comments, 2, "a plan comment and a status comment");
-    world.fleet.cleanup().await;
 }

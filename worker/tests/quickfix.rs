@@ -10,21 +10,10 @@ use std::time::Duration;
 
 #[tokio::test]
 async fn happy_path_opens_one_pr_and_a_redelivery_changes_nothing() {
-    let (world, worker) = World::with_worker(
-        "qf-happy",
-        5,
-        &[("edit", vec![Answer::Text(good_answer())])],
-        &[],
-    )
-    .await;
+    let (world, worker) = World::quickfix("qf-happy").await;
     let task = world.task("github:qf-happy-1", 7, "dev1");
     world.fleet.publish(&task).await;
-    assert_eq!(
-        finished(&worker, &task.task_id).await,
-        "done",
-        "{}",
-        worker.log_text()
-    );
+    worker.assert_outcome(&task.task_id, "done").await;
 
     let content = world
         .repos
@@ -100,19 +89,13 @@ async fn happy_path_opens_one_pr_and_a_redelivery_changes_nothing() {
     // A new trigger for the same issue: the PR is updated, not duplicated.
     let again = world.task("github:qf-happy-2", 7, "admin1");
     world.fleet.publish(&again).await;
-    assert_eq!(
-        finished(&worker, &again.task_id).await,
-        "done",
-        "{}",
-        worker.log_text()
-    );
+    worker.assert_outcome(&again.task_id, "done").await;
     assert_eq!(world.github.pulls().len(), 1);
     assert_eq!(status_comments(&world.github, 7).len(), 1);
 
     // Secrets never reach the logs.
     let log = worker.log_text();
     assert!(!log.contains(GITHUB_TOKEN) && !log.contains(LLM_KEY));
-    world.fleet.cleanup().await;
 }
 
 #[tokio::test]
@@ -135,12 +118,7 @@ async fn a_syntax_error_is_repaired_once() {
     .await;
     let task = world.task("github:qf-repair", 8, "dev1");
     world.fleet.publish(&task).await;
-    assert_eq!(
-        finished(&worker, &task.task_id).await,
-        "done",
-        "{}",
-        worker.log_text()
-    );
+    worker.assert_outcome(&task.task_id, "done").await;
     assert_eq!(world.llm.phases(), vec!["edit", "repair"]);
     let repair = world.llm.calls()[1].body.to_string();
     assert!(
@@ -153,7 +131,6 @@ async fn a_syntax_error_is_repaired_once() {
         .expect("pushed");
     assert!(content.contains("round(amount, 2)\n"));
     assert_eq!(world.github.pulls().len(), 1);
-    world.fleet.cleanup().await;
 }
 
 #[tokio::test]
@@ -170,7 +147,7 @@ async fn two_bad_answers_push_nothing_and_say_why() {
     .await;
     let task = world.task("github:qf-bad", 9, "dev1");
     world.fleet.publish(&task).await;
-    assert_eq!(finished(&worker, &task.task_id).await, "failed");
+    worker.assert_outcome(&task.task_id, "failed").await;
     assert!(
         world
             .repos
@@ -189,7 +166,6 @@ async fn two_bad_answers_push_nothing_and_say_why() {
         "{}",
         statuses[0]
     );
-    world.fleet.cleanup().await;
 }
 
 #[tokio::test]
@@ -207,7 +183,7 @@ async fn an_edit_outside_the_repository_is_refused_and_writes_nothing() {
     .await;
     let task = world.task("github:qf-escape", 10, "dev1");
     world.fleet.publish(&task).await;
-    assert_eq!(finished(&worker, &task.task_id).await, "failed");
+    worker.assert_outcome(&task.task_id, "failed").await;
     // The task dir was <workspace>/agent-fleet-task-.../repo: ../../ is the workspace itself.
     let workspace = world.fleet.workspace();
     assert!(!workspace.join("outside.txt").exists());
@@ -224,21 +200,14 @@ async fn an_edit_outside_the_repository_is_refused_and_writes_nothing() {
         "the refusal was fed back: {repair}"
     );
     assert!(world.github.pulls().is_empty());
-    world.fleet.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_read_only_user_is_refused_before_any_work() {
-    let (world, worker) = World::with_worker(
-        "qf-reader",
-        5,
-        &[("edit", vec![Answer::Text(good_answer())])],
-        &[],
-    )
-    .await;
+    let (world, worker) = World::quickfix("qf-reader").await;
     let task = world.task("github:qf-reader", 11, "reader");
     world.fleet.publish(&task).await;
-    assert_eq!(finished(&worker, &task.task_id).await, "failed");
+    worker.assert_outcome(&task.task_id, "failed").await;
     assert!(world.llm.calls().is_empty(), "no LLM call");
     assert!(!worker.log_text().contains("\"cloned\""), "no clone");
     let statuses = status_comments(&world.github, 11);
@@ -254,7 +223,6 @@ async fn a_read_only_user_is_refused_before_any_work() {
         0,
         "acked, not requeued"
     );
-    world.fleet.cleanup().await;
 }
 
 #[tokio::test]
@@ -272,12 +240,7 @@ async fn an_llm_429_is_retried_and_an_llm_outage_requeues() {
     worker.wait_ready().await;
     let task = world.task("github:qf-429", 12, "dev1");
     world.fleet.publish(&task).await;
-    assert_eq!(
-        finished(&worker, &task.task_id).await,
-        "done",
-        "{}",
-        worker.log_text()
-    );
+    worker.assert_outcome(&task.task_id, "done").await;
     assert_eq!(world.llm.phases(), vec!["edit", "edit"]);
     drop(worker);
 
@@ -293,7 +256,7 @@ async fn an_llm_429_is_retried_and_an_llm_outage_requeues() {
     worker.wait_ready().await;
     let task = down.task("github:qf-down", 13, "dev1");
     down.fleet.publish(&task).await;
-    assert_eq!(finished(&worker, &task.task_id).await, "retry");
+    worker.assert_outcome(&task.task_id, "retry").await;
     wait_until("exhausted", Duration::from_secs(60), || {
         worker
             .log_lines()
@@ -312,8 +275,6 @@ async fn an_llm_429_is_retried_and_an_llm_outage_requeues() {
     .await;
     assert_eq!(status_comments(&down.github, 13).len(), 1);
     assert!(down.github.pulls().is_empty());
-    world.fleet.cleanup().await;
-    down.fleet.cleanup().await;
 }
 
 #[tokio::test]
@@ -361,18 +322,11 @@ async fn worker_run_dry_run_prints_the_diff_and_touches_no_tracker() {
         ORIGINAL,
         "the folder itself is untouched"
     );
-    world.fleet.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_jira_quickfix_reports_to_jira_and_refuses_non_editors() {
-    let (world, worker) = World::with_worker(
-        "qf-jira",
-        5,
-        &[("edit", vec![Answer::Text(good_answer())])],
-        &[],
-    )
-    .await;
+    let (world, worker) = World::quickfix("qf-jira").await;
     // In the shape the ingest produces from testdata/fixtures/jira/issue_assigned.json.
     let jira_task = |id: &str, user: &str| {
         let mut task = world.fleet.task(id, &["ai-help", "backend"]);
@@ -389,7 +343,7 @@ async fn a_jira_quickfix_reports_to_jira_and_refuses_non_editors() {
     };
     let outsider = jira_task("jira:qf-outsider", "557058:someone-else");
     world.fleet.publish(&outsider).await;
-    assert_eq!(finished(&worker, &outsider.task_id).await, "failed");
+    worker.assert_outcome(&outsider.task_id, "failed").await;
     assert!(world.llm.calls().is_empty());
     assert!(
         world
@@ -401,12 +355,7 @@ async fn a_jira_quickfix_reports_to_jira_and_refuses_non_editors() {
 
     let task = jira_task("jira:qf-editor", "5b10ac8d82e05b22cc7d4ef5");
     world.fleet.publish(&task).await;
-    assert_eq!(
-        finished(&worker, &task.task_id).await,
-        "done",
-        "{}",
-        worker.log_text()
-    );
+    worker.assert_outcome(&task.task_id, "done").await;
     let pulls = world.github.pulls();
     assert_eq!(pulls.len(), 1);
     assert_eq!(pulls[0]["head"]["ref"], "agent/jira-PAY-42");
@@ -427,5 +376,4 @@ async fn a_jira_quickfix_reports_to_jira_and_refuses_non_editors() {
         "one status comment on Jira, edited in place"
     );
     assert!(status[0].contains("/pull/100"), "{}", status[0]);
-    world.fleet.cleanup().await;
 }

@@ -8,6 +8,8 @@ use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use testkit::QueueGuard;
+use testkit::webhook::{github_labeled, post_github};
 
 const SECRET: &str = "standalone-secret";
 const LONG: Duration = Duration::from_secs(60);
@@ -77,32 +79,22 @@ impl Standalone {
     }
 
     async fn webhook(&self, delivery: &str, labels: &[&str]) -> (u16, Value) {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../testdata/fixtures/github/issues/labeled.payload.json"
-        );
-        let mut payload: Value =
-            serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json");
-        payload["label"]["name"] = json!("ai-help");
+        let mut payload = github_labeled("ai-help");
         payload["issue"]["labels"] = json!(
             labels
                 .iter()
                 .map(|l| json!({"name": l}))
                 .collect::<Vec<_>>()
         );
-        let body = payload.to_string();
-        let response = reqwest::Client::new()
-            .post(format!("http://127.0.0.1:{}/webhooks/github", self.port))
-            .header("x-github-event", "issues")
-            .header("x-github-delivery", delivery)
-            .header(
-                "x-hub-signature-256",
-                ingest::signature::sign(SECRET, body.as_bytes()),
-            )
-            .body(body)
-            .send()
-            .await
-            .expect("sent");
+        let response = post_github(
+            &reqwest::Client::new(),
+            &format!("http://127.0.0.1:{}/webhooks/github", self.port),
+            SECRET,
+            "issues",
+            delivery,
+            payload.to_string().as_bytes(),
+        )
+        .await;
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
@@ -220,7 +212,8 @@ async fn embedded_queue_survives_a_crash() {
 #[tokio::test]
 async fn with_amqp_url_the_same_command_uses_rabbitmq() {
     let root = tempfile::tempdir().expect("tmp");
-    let queue = format!("test-standalone-{}", uuid::Uuid::new_v4().simple());
+    let queue = testkit::unique_queue("standalone");
+    let _queues = QueueGuard::new(&queue);
     let process = Standalone::start(root.path(), &[("TASK_QUEUE", &queue)], true);
     process.ready().await;
     assert_eq!(process.webhook("sa-broker", &["ai-help"]).await.0, 202);
@@ -234,9 +227,4 @@ async fn with_amqp_url_the_same_command_uses_rabbitmq() {
     );
     let log = std::fs::read_to_string(&process.log).unwrap_or_default();
     assert!(log.contains("standalone: RabbitMQ"), "{log}");
-    for q in [queue.clone(), format!("{queue}.dead")] {
-        let _ = Command::new("rabbitmqctl")
-            .args(["delete_queue", &q, "-q"])
-            .output();
-    }
 }

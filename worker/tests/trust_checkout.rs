@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::internals::{Plan, PlanFile};
 use common::standins::Answer;
 use common::wait_until;
 use common::world::*;
@@ -15,7 +16,6 @@ use shared::{Mode, RepoUrl, TaskMessage};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-use worker::agent::plan::{Plan, PlanFile};
 
 const CANARY: &str = "canary-7d1f3b9e2a64c058";
 const JIRA_TOKEN: &str = "jira-TOKEN-never-logged";
@@ -173,33 +173,18 @@ async fn links_in_the_repository_leak_no_secret() {
     // nothing of it.
     let quickfix = world.task("github:trust-links-c", 51, "dev1");
     world.fleet.publish(&quickfix).await;
-    assert_eq!(
-        finished(&worker, &quickfix.task_id).await,
-        "done",
-        "{}",
-        worker.log_text()
-    );
+    worker.assert_outcome(&quickfix.task_id, "done").await;
     assert_eq!(world.llm.phases(), vec!["edit", "repair"]);
 
     // (a) Plan, approve, implement: the PR body carries the repository's template.
     let mut plan = world.task("github:trust-links-a-plan", 52, "dev1");
     plan.mode = Mode::Plan;
     world.fleet.publish(&plan).await;
-    assert_eq!(
-        finished(&worker, &plan.task_id).await,
-        "done",
-        "{}",
-        worker.log_text()
-    );
+    worker.assert_outcome(&plan.task_id, "done").await;
     let approval = world.github.add_comment(52, "dev1", "/approve");
     let implement = approve_task(&world, "github:trust-links-a", 52, &approval);
     world.fleet.publish(&implement).await;
-    assert_eq!(
-        finished(&worker, &implement.task_id).await,
-        "done",
-        "{}",
-        worker.log_text()
-    );
+    worker.assert_outcome(&implement.task_id, "done").await;
     let pull = world
         .github
         .pulls()
@@ -272,26 +257,14 @@ async fn links_in_the_repository_leak_no_secret() {
         assert!(!jira_bodies.contains(secret), "{secret} in a Jira request");
         assert!(!log.contains(secret), "{secret} in the worker's log");
     }
-    world.fleet.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_reviewers_commit_on_the_agents_branch_survives_the_next_run() {
-    let (world, worker) = World::with_worker(
-        "trust-history",
-        5,
-        &[("edit", vec![Answer::Text(good_answer())])],
-        &[],
-    )
-    .await;
+    let (world, worker) = World::quickfix("trust-history").await;
     let first = world.task("github:trust-history-1", 61, "dev1");
     world.fleet.publish(&first).await;
-    assert_eq!(
-        finished(&worker, &first.task_id).await,
-        "done",
-        "{}",
-        worker.log_text()
-    );
+    worker.assert_outcome(&first.task_id, "done").await;
 
     push_commit(
         &world,
@@ -305,12 +278,7 @@ async fn a_reviewers_commit_on_the_agents_branch_survives_the_next_run() {
     // The same issue again (a re-label): the agent would rebuild the branch from main.
     let again = world.task("github:trust-history-2", 61, "admin1");
     world.fleet.publish(&again).await;
-    assert_eq!(
-        finished(&worker, &again.task_id).await,
-        "failed",
-        "{}",
-        worker.log_text()
-    );
+    worker.assert_outcome(&again.task_id, "failed").await;
     assert_eq!(
         head_of(&world, "agent/github-61"),
         reviewed,
@@ -327,7 +295,6 @@ async fn a_reviewers_commit_on_the_agents_branch_survives_the_next_run() {
         "refused before asking the LLM again"
     );
     assert!(world.fleet.take_dead().await.is_empty());
-    world.fleet.cleanup().await;
 }
 
 /// The other side of the same rule: Implement works on the agent's branch as it is, so a
@@ -347,12 +314,7 @@ async fn an_implementation_builds_on_a_reviewers_commit() {
     let mut plan = world.task("github:trust-on-top-plan", 62, "dev1");
     plan.mode = Mode::Plan;
     world.fleet.publish(&plan).await;
-    assert_eq!(
-        finished(&worker, &plan.task_id).await,
-        "done",
-        "{}",
-        worker.log_text()
-    );
+    worker.assert_outcome(&plan.task_id, "done").await;
     push_commit(
         &world,
         "agent/github-62",
@@ -364,12 +326,7 @@ async fn an_implementation_builds_on_a_reviewers_commit() {
     let approval = world.github.add_comment(62, "dev1", "/approve");
     let implement = approve_task(&world, "github:trust-on-top", 62, &approval);
     world.fleet.publish(&implement).await;
-    assert_eq!(
-        finished(&worker, &implement.task_id).await,
-        "done",
-        "{}",
-        worker.log_text()
-    );
+    worker.assert_outcome(&implement.task_id, "done").await;
     world.repos.git_in(
         REPO,
         &["merge-base", "--is-ancestor", &reviewed, "agent/github-62"],
@@ -387,18 +344,11 @@ async fn an_implementation_builds_on_a_reviewers_commit() {
             .file_on(REPO, "agent/github-62", "pay/refunds.py")
             .is_some_and(|c| c.contains("round(amount, 2)"))
     );
-    world.fleet.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_push_the_remote_rejects_is_permanent() {
-    let (world, worker) = World::with_worker(
-        "trust-rejected",
-        5,
-        &[("edit", vec![Answer::Text(good_answer())])],
-        &[],
-    )
-    .await;
+    let (world, worker) = World::quickfix("trust-rejected").await;
     let hook = world
         .repos
         .root
@@ -414,12 +364,7 @@ async fn a_push_the_remote_rejects_is_permanent() {
 
     let task = world.task("github:trust-rejected", 71, "dev1");
     world.fleet.publish(&task).await;
-    assert_eq!(
-        finished(&worker, &task.task_id).await,
-        "failed",
-        "{}",
-        worker.log_text()
-    );
+    worker.assert_outcome(&task.task_id, "failed").await;
     let status = status_text(&world, 71);
     assert!(status.contains("rejected"), "{status}");
     let attempts = worker
@@ -444,7 +389,6 @@ async fn a_push_the_remote_rejects_is_permanent() {
             .file_on(REPO, "agent/github-71", "pay/refunds.py")
             .is_none()
     );
-    world.fleet.cleanup().await;
 }
 
 #[tokio::test]
@@ -459,12 +403,7 @@ async fn a_repository_github_reports_too_large_is_not_cloned() {
     world.github.state.lock().expect("lock").repo_size_kib = Some(10_000);
     let task = world.task("github:trust-size", 81, "dev1");
     world.fleet.publish(&task).await;
-    assert_eq!(
-        finished(&worker, &task.task_id).await,
-        "failed",
-        "{}",
-        worker.log_text()
-    );
+    worker.assert_outcome(&task.task_id, "failed").await;
     let status = status_text(&world, 81);
     assert!(
         status.contains("GitHub reports the repository") && status.contains("CLONE_MAX_BYTES"),
@@ -478,7 +417,6 @@ async fn a_repository_github_reports_too_large_is_not_cloned() {
         "not cloned"
     );
     assert!(world.llm.calls().is_empty());
-    world.fleet.cleanup().await;
 }
 
 /// Incompressible bytes (xorshift), so the pack is as big as the file.
@@ -576,12 +514,7 @@ async fn a_clone_growing_past_the_limit_is_stopped_while_it_runs() {
     task.repo_url = RepoUrl::parse("https://github.com/acme/huge").expect("url");
     task.issue.key = "acme/huge#91".into();
     world.fleet.publish(&task).await;
-    assert_eq!(
-        finished(&worker, &task.task_id).await,
-        "failed",
-        "{}",
-        worker.log_text()
-    );
+    worker.assert_outcome(&task.task_id, "failed").await;
     let status = status_text(&world, 91);
     assert!(status.contains("CLONE_MAX_BYTES"), "{status}");
     assert!(world.llm.calls().is_empty());
@@ -591,5 +524,4 @@ async fn a_clone_growing_past_the_limit_is_stopped_while_it_runs() {
         processes_with(&needle) == 0
     })
     .await;
-    world.fleet.cleanup().await;
 }

@@ -69,7 +69,6 @@ async fn a_25_second_rate_limit_on_comments_and_pr_creation_ends_in_the_pr_askin
         "not much longer than the limit: {took:?}"
     );
     println!("25 s rate limit: task done after {took:?}");
-    world.fleet.cleanup().await;
 }
 
 #[tokio::test]
@@ -107,7 +106,6 @@ async fn a_rate_limit_on_pr_creation_after_the_llm_answered_does_not_ask_it_agai
         "the answer was not asked for again"
     );
     assert!(world.fleet.take_dead().await.is_empty());
-    world.fleet.cleanup().await;
 }
 
 #[tokio::test]
@@ -170,7 +168,6 @@ async fn a_rate_limit_longer_than_the_in_process_wait_goes_through_the_delay_que
         world.fleet.take_dead().await.is_empty(),
         "not dead-lettered"
     );
-    world.fleet.cleanup().await;
 }
 
 /// The `[start, end]` of each run of `id` that completed, from the workers' JSON logs.
@@ -248,7 +245,6 @@ async fn two_tasks_for_one_issue_on_two_workers_never_run_at_once() {
         );
     }
     assert!(fleet.take_dead().await.is_empty());
-    fleet.cleanup().await;
 }
 
 #[tokio::test]
@@ -277,7 +273,6 @@ async fn one_issue_s_tasks_wait_for_each_other_in_one_process_but_not_other_issu
         "another issue ran alongside, not after: {first_x:?} {y:?}"
     );
     assert!(fleet.take_dead().await.is_empty());
-    fleet.cleanup().await;
 }
 
 #[tokio::test]
@@ -331,7 +326,6 @@ async fn after_a_reconnect_a_delivery_waits_in_the_queue_until_a_permit_is_free(
             .any(|l| l["task_id"] == long && l["message"] == "delivery settled")
     })
     .await;
-    fleet.cleanup().await;
 }
 
 /// A child process that does not outlive a failed test.
@@ -416,5 +410,4 @@ async fn the_start_up_sweep_leaves_a_running_worker_run_alone() {
     assert!(printed.contains("round(amount, 2)"), "the diff: {printed}");
     assert_eq!(task_dirs(), 0, "the run removed its own dir");
     drop(worker);
-    fleet.cleanup().await;
 }

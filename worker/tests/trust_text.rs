@@ -35,12 +35,7 @@ async fn a_non_ascii_path_line_and_chinese_prose_give_one_call_and_a_pr() {
     .await;
     let task = world.task("github:tt-unicode", 41, "dev1");
     world.fleet.publish(&task).await;
-    assert_eq!(
-        finished(&worker, &task.task_id).await,
-        "done",
-        "{}",
-        worker.log_text()
-    );
+    worker.assert_outcome(&task.task_id, "done").await;
     assert_eq!(world.llm.calls().len(), 1, "one LLM call");
     assert_eq!(world.github.pulls().len(), 1, "one PR");
     assert_eq!(
@@ -66,29 +61,17 @@ async fn a_non_ascii_path_line_and_chinese_prose_give_one_call_and_a_pr() {
         "{}",
         worker.log_text()
     );
-    world.fleet.cleanup().await;
 }
 
 #[tokio::test]
 async fn placeholders_in_the_issue_body_stay_literal_and_the_body_is_capped() {
-    let (world, worker) = World::with_worker(
-        "tt-placeholders",
-        5,
-        &[("edit", vec![Answer::Text(good_answer())])],
-        &[],
-    )
-    .await;
+    let (world, worker) = World::quickfix("tt-placeholders").await;
     let mut task = world.task("github:tt-placeholders", 42, "dev1");
     // 33,000 bytes: past the default 32 KiB cap. Each `{{context}}` was replaced by the
     // whole context (and re-scanned), an 8 MB prompt.
     task.issue.body = "{{context}}".repeat(3000);
     world.fleet.publish(&task).await;
-    assert_eq!(
-        finished(&worker, &task.task_id).await,
-        "done",
-        "{}",
-        worker.log_text()
-    );
+    worker.assert_outcome(&task.task_id, "done").await;
     let calls = world.llm.calls();
     assert_eq!(calls.len(), 1);
     let request = calls[0].body.to_string();
@@ -109,18 +92,11 @@ async fn placeholders_in_the_issue_body_stay_literal_and_the_body_is_capped() {
         "the real context is there once"
     );
     assert_eq!(prompt.matches("def refund(amount)").count(), 1);
-    world.fleet.cleanup().await;
 }
 
 #[tokio::test]
 async fn hidden_markup_never_reaches_the_llm() {
-    let (world, worker) = World::with_worker(
-        "tt-hidden",
-        5,
-        &[("edit", vec![Answer::Text(good_answer())])],
-        &[],
-    )
-    .await;
+    let (world, worker) = World::quickfix("tt-hidden").await;
     let mut task = world.task("github:tt-hidden", 43, "dev1");
     task.issue.body = [
         "Refunds must be rounded in pay/refunds.py. VISIBLE_ONE",
@@ -138,12 +114,7 @@ async fn hidden_markup_never_reaches_the_llm() {
     .join("\n\n");
     task.issue.title = "Round refunds<!-- HIDDEN_TITLE -->".into();
     world.fleet.publish(&task).await;
-    assert_eq!(
-        finished(&worker, &task.task_id).await,
-        "done",
-        "{}",
-        worker.log_text()
-    );
+    worker.assert_outcome(&task.task_id, "done").await;
     let calls = world.llm.calls();
     assert_eq!(calls.len(), 1);
     let request = calls[0].body.to_string();
@@ -174,7 +145,6 @@ async fn hidden_markup_never_reaches_the_llm() {
     ] {
         assert!(prompt.contains(visible), "{visible:?} missing: {prompt}");
     }
-    world.fleet.cleanup().await;
 }
 
 fn create(path: &str, content: &str) -> String {
@@ -205,12 +175,7 @@ async fn a_local_action_is_refused_and_never_pushed() {
     .await;
     let task = world.task("github:tt-actions", 44, "dev1");
     world.fleet.publish(&task).await;
-    assert_eq!(
-        finished(&worker, &task.task_id).await,
-        "done",
-        "{}",
-        worker.log_text()
-    );
+    worker.assert_outcome(&task.task_id, "done").await;
     assert!(
         world
             .repos
@@ -232,7 +197,6 @@ async fn a_local_action_is_refused_and_never_pushed() {
         repair.contains(".github/actions/") && repair.contains("ALLOW_WORKFLOW_EDITS"),
         "the refusal was fed back: {repair}"
     );
-    world.fleet.cleanup().await;
 }
 
 #[tokio::test]
@@ -258,12 +222,7 @@ async fn protected_paths_are_refused_even_with_workflow_edits_allowed() {
     .await;
     let task = world.task("github:tt-protected", 45, "dev1");
     world.fleet.publish(&task).await;
-    assert_eq!(
-        finished(&worker, &task.task_id).await,
-        "failed",
-        "{}",
-        worker.log_text()
-    );
+    worker.assert_outcome(&task.task_id, "failed").await;
     for path in [
         "Deploy/prod.yaml",
         "deploy/prod.yaml",
@@ -283,5 +242,4 @@ async fn protected_paths_are_refused_even_with_workflow_edits_allowed() {
             "{expected} not fed back: {repair}"
         );
     }
-    world.fleet.cleanup().await;
 }

@@ -22,7 +22,7 @@ pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
 /// Most bytes of file content one walk keeps (64 MiB: the largest repository of the
 /// evaluation, sympy, is 25 MB of text). Past it, files are dropped in the order of
-/// [`budget_rank`], then by path, so the cut is deterministic.
+/// `budget_rank`, then by path, so the cut is deterministic.
 pub const MAX_WALK_BYTES: u64 = 64 * 1024 * 1024;
 
 /// How a file's location colours its relevance.

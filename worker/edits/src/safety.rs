@@ -19,7 +19,7 @@ pub struct Policy {
     /// listed one by one, and drops from the list to allow.
     pub allow_workflow_edits: bool,
     /// Globs no edit may touch (setting `PROTECTED_PATHS`), matched case-insensitively
-    /// against the normalized path; see [`crate::protected`] for the syntax.
+    /// against the normalized path; see the `protected` module for the syntax.
     pub protected_paths: Vec<String>,
     /// Most distinct files one answer may change (created files count).
     pub max_files: usize,

@@ -1,61 +1,41 @@
 //! Test harness for the worker: spawns the real `worker` binary against the real broker with
-//! its own queue, publishes tasks, and reads what the test-only recorder handler wrote.
-#![allow(dead_code)]
+//! its own queue, publishes tasks, and reads what the test-only recorder handler wrote. The
+//! broker-side helpers (queue view and guard, task builder, waiting) come from `testkit`;
+//! `internals` is the one place the tests name the worker library's paths.
+#![allow(dead_code, unused_imports)]
 
-use lapin::options::{BasicGetOptions, QueueDeclareOptions, QueueDeleteOptions};
-use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::Value;
+use shared::TaskMessage;
 use shared::amqp::Publisher;
-use shared::task::{IssueRef, TriggerInfo};
 use shared::topology::Topology;
-use shared::{Mode, RepoUrl, TaskMessage, Tracker};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+use testkit::{QueueGuard, QueueView, TaskBuilder};
 
+pub mod internals;
 pub mod standins;
 pub mod world;
 
-pub const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-
-/// Polls `condition` until it holds or `within` passes (then panics with `what`).
-pub async fn wait_until<F: FnMut() -> bool>(what: &str, within: Duration, mut condition: F) {
-    let deadline = Instant::now() + within;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-/// A stable issue number for a task id (FNV-1a, folded into 1..=999_999).
-pub fn issue_number_of(id: &str) -> u64 {
-    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    hash % 999_999 + 1
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
+pub use testkit::{BROKER, free_port, issue_number_of, wait_until};
 
 /// One test's world: a queue, a shared workspace dir and a record dir.
+/// Its queues are deleted when it is dropped, also when the test failed first.
 pub struct Fleet {
     pub queue: String,
     pub root: tempfile::TempDir,
     pub delivery_limit: u32,
-    connection: Connection,
+    view: QueueView,
+    _connection: Connection,
     pub publisher: Publisher,
+    _queues: QueueGuard,
 }
 
 impl Fleet {
     pub async fn new(prefix: &str, delivery_limit: u32) -> Self {
-        let queue = format!("test-{prefix}-{}", uuid::Uuid::new_v4().simple());
+        let queue = testkit::unique_queue(prefix);
+        let queues = QueueGuard::new(&queue);
         let connection = Connection::connect(BROKER, ConnectionProperties::default())
             .await
             .expect("RabbitMQ on 127.0.0.1:5672");
@@ -67,11 +47,13 @@ impl Fleet {
         .await
         .expect("topology");
         Self {
+            view: QueueView::connect(&queue).await,
             queue,
             root: tempfile::tempdir().expect("tmp"),
             delivery_limit,
-            connection,
+            _connection: connection,
             publisher,
+            _queues: queues,
         }
     }
 
@@ -116,34 +98,7 @@ impl Fleet {
     }
 
     pub fn task(&self, id: &str, labels: &[&str]) -> TaskMessage {
-        TaskMessage {
-            version: 1,
-            task_id: id.to_owned(),
-            mode: Mode::Quickfix,
-            source: Tracker::Github,
-            repo_url: RepoUrl::parse("https://github.com/acme/payments").expect("url"),
-            base_branch: None,
-            issue: IssueRef {
-                tracker: Tracker::Github,
-                // One issue per task id: distinct tasks are not serialized by the per-issue
-                // lock unless a test gives them one issue on purpose.
-                key: format!("acme/payments#{}", issue_number_of(id)),
-                number: Some(issue_number_of(id)),
-                title: "test".into(),
-                body: String::new(),
-                url: "https://github.com/acme/payments/issues/1".into(),
-                labels: labels.iter().map(|s| s.to_string()).collect(),
-                pull_request: false,
-            },
-            trigger_user: "dev1".into(),
-            trigger: TriggerInfo {
-                event: "issues.labeled".into(),
-                delivery_id: id.into(),
-                received_at: chrono::Utc::now(),
-            },
-            approval: None,
-            revision: None,
-        }
+        TaskBuilder::github(id).labels(labels).build()
     }
 
     pub async fn publish(&self, task: &TaskMessage) {
@@ -159,19 +114,7 @@ impl Fleet {
 
     /// Ready messages in a queue.
     pub async fn ready(&self, queue: &str) -> u32 {
-        let channel = self.connection.create_channel().await.expect("channel");
-        channel
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map(|q| q.message_count())
-            .unwrap_or(0)
+        self.view.count(queue).await
     }
 
     pub fn dead_queue(&self) -> String {
@@ -180,19 +123,7 @@ impl Fleet {
 
     /// Takes the dead-lettered messages.
     pub async fn take_dead(&self) -> Vec<lapin::message::Delivery> {
-        let channel = self.connection.create_channel().await.expect("channel");
-        let mut out = Vec::new();
-        while let Some(m) = channel
-            .basic_get(
-                self.dead_queue().as_str().into(),
-                BasicGetOptions { no_ack: true },
-            )
-            .await
-            .expect("get")
-        {
-            out.push(m.delivery);
-        }
-        out
+        self.view.take(&self.dead_queue()).await
     }
 
     /// Lines of a record file of the test handler (`started`, `done`, `exhausted`).
@@ -210,28 +141,6 @@ impl Fleet {
         std::fs::read_to_string(self.records().join(format!("{name}.{kind}")))
             .map(|s| s.lines().map(str::to_owned).collect())
             .unwrap_or_default()
-    }
-
-    pub async fn cleanup(self) {
-        let channel = self.connection.create_channel().await.expect("channel");
-        let retry_queues = Topology::new(&self.queue, self.delivery_limit)
-            .retry_queues()
-            .into_iter()
-            .map(|q| q.name);
-        for q in [self.queue.clone(), self.dead_queue()]
-            .into_iter()
-            .chain(retry_queues)
-        {
-            let _ = channel
-                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-                .await;
-        }
-        let _ = channel
-            .exchange_delete(
-                format!("{}.dlx", self.queue).as_str().into(),
-                lapin::options::ExchangeDeleteOptions::default(),
-            )
-            .await;
     }
 }
 
@@ -320,10 +229,12 @@ impl WorkerProc {
 
     /// The JSON log lines.
     pub fn log_lines(&self) -> Vec<Value> {
-        self.log_text()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        testkit::outcome::json_lines(&self.log)
+    }
+
+    /// Waits for task `id` to finish and asserts its logged outcome (the log on failure).
+    pub async fn assert_outcome(&self, id: &str, want: &str) {
+        testkit::assert_outcome(&self.log, id, want).await;
     }
 }
 

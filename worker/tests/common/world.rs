@@ -3,10 +3,9 @@
 #![allow(dead_code)]
 
 use super::standins::{Answer, FakeGithub, FakeJira, FakeLlm, LocalGithubRepos};
-use super::{Fleet, WorkerProc, wait_until};
+use super::{Fleet, WorkerProc};
 use serde_json::Value;
 use shared::TaskMessage;
-use std::time::Duration;
 
 pub const REPO: &str = "acme/payments";
 pub const GITHUB_TOKEN: &str = "ghs_TESTTOKEN_never_logged_5f2a";
@@ -48,6 +47,11 @@ impl World {
             jira,
             llm,
         }
+    }
+
+    /// A world with one worker whose LLM answers every edit with [`good_answer`].
+    pub async fn quickfix(name: &str) -> (Self, WorkerProc) {
+        Self::with_worker(name, 5, &[("edit", vec![Answer::Text(good_answer())])], &[]).await
     }
 
     /// A world with one worker, ready to take tasks.
@@ -110,30 +114,19 @@ impl World {
 
 /// Waits for the task's final log line and returns its outcome.
 pub async fn finished(worker: &WorkerProc, id: &str) -> String {
-    let mut outcome = String::new();
-    wait_until(&format!("{id} finished"), Duration::from_secs(60), || {
-        outcome = worker
-            .log_lines()
-            .iter()
-            .rev()
-            .find(|l| l["task_id"] == id && l["message"] == "task finished")
-            .and_then(|l| l["outcome"].as_str().map(str::to_owned))
-            .unwrap_or_default();
-        !outcome.is_empty()
-    })
-    .await;
-    outcome
+    testkit::logged_outcome(&worker.log, id).await
 }
 
-pub fn status_comments(github: &FakeGithub, number: u64) -> Vec<Value> {
+/// The comments on issue `number` whose body contains `marker`.
+pub fn comments_with(github: &FakeGithub, number: u64, marker: &str) -> Vec<Value> {
     github
         .comments_on(number)
         .into_iter()
-        .filter(|c| {
-            c["body"]
-                .as_str()
-                .unwrap_or("")
-                .contains("<!-- agent-fleet:status -->")
-        })
+        .filter(|c| c["body"].as_str().unwrap_or("").contains(marker))
         .collect()
+}
+
+/// The agent's status comments on issue `number`.
+pub fn status_comments(github: &FakeGithub, number: u64) -> Vec<Value> {
+    comments_with(github, number, "<!-- agent-fleet:status -->")
 }
