@@ -20,7 +20,7 @@ const INGEST_PORT: u16 = 8080;
 const HEALTHZ: &str = "/healthz";
 const READYZ: &str = "/readyz";
 
-/// Every setting the binaries read (DESIGN.md "Settings", README "Configuration"), except
+/// Every setting the binaries read (docs/contracts.md "Settings", README "Configuration"), except
 /// the test-only ones. The README's table is read too, so a new setting shows up here.
 const SETTINGS: &[&str] = &[
     "AMQP_URL",

@@ -1,6 +1,6 @@
 //! Parsing an LLM answer into [`EditBlock`]s.
 //!
-//! Owns the SEARCH/REPLACE grammar of DESIGN.md ("LLM requests and answers") and the
+//! Owns the SEARCH/REPLACE grammar of docs/contracts.md ("LLM requests and answers") and the
 //! tolerance for what models actually send: prose between blocks, fences with or without
 //! a language tag (or none at all), CRLF line endings, decorated path lines
 //! (`` `a.py` ``, `**a.py**`, `File: a.py`, `# a.py`), and later blocks that omit the path
