@@ -3,6 +3,7 @@
 //! delete the directory, then ack, nack, reject or delay (docs/contracts.md, "Settling a delivery").
 
 use super::Shared;
+use super::decide::{Rules, RunEnd, decide};
 use super::delay;
 use super::embedded::Lease;
 use super::handler::{TaskContext, TaskError, TaskHandler};
@@ -16,112 +17,12 @@ use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
 use lapin::types::AMQPValue;
 use shared::TaskMessage;
 use shared::queue::Settle;
-use shared::queue::{WaitLimits, WaitState};
+use shared::queue::WaitState;
 use shared::topology::Topology;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
-
-/// How a run ended, before it is turned into a settle.
-#[derive(Debug)]
-enum RunEnd {
-    Finished(Result<(), TaskError>),
-    TimedOut,
-    Panicked,
-    Interrupted,
-    NoWorkdir(String),
-}
-
-/// The settle a run ends in, with the labels it is logged and counted under.
-struct Decision {
-    settle: Settle,
-    outcome: &'static str,
-    reason: Option<String>,
-    report_exhausted: bool,
-}
-
-/// What the settle of a run depends on besides how it ended.
-struct Rules {
-    last_attempt: bool,
-    timeout_secs: u64,
-    /// Failed deliveries were carried over from an earlier copy (a delayed retry): the
-    /// broker's own count is behind, so the last attempt is dead-lettered by a reject.
-    carried: bool,
-    wait: WaitState,
-    /// This copy's failed deliveries (`x-delivery-count`).
-    failed: u32,
-    limits: WaitLimits,
-    now_ms: i64,
-}
-
-fn decide(end: RunEnd, rules: &Rules) -> Decision {
-    let last_attempt = rules.last_attempt;
-    let retry = |outcome: &'static str, reason: String| Decision {
-        settle: if last_attempt && rules.carried {
-            Settle::Reject
-        } else {
-            Settle::Requeue
-        },
-        outcome: if last_attempt { "exhausted" } else { outcome },
-        report_exhausted: last_attempt,
-        reason: Some(reason),
-    };
-    match end {
-        RunEnd::Finished(Ok(())) => Decision {
-            settle: Settle::Ack,
-            outcome: "done",
-            reason: None,
-            report_exhausted: false,
-        },
-        RunEnd::Finished(Err(TaskError::Permanent(reason))) => Decision {
-            settle: Settle::Ack,
-            outcome: "failed",
-            reason: Some(reason),
-            report_exhausted: false,
-        },
-        RunEnd::Finished(Err(TaskError::Unsupported(reason))) => Decision {
-            settle: Settle::Reject,
-            outcome: "rejected",
-            reason: Some(reason),
-            report_exhausted: false,
-        },
-        RunEnd::Finished(Err(TaskError::Delayed { reason, after })) => {
-            match rules
-                .wait
-                .next(after, rules.failed, &rules.limits, rules.now_ms)
-            {
-                Some(state) => Decision {
-                    settle: Settle::Delay(state),
-                    outcome: "delayed",
-                    reason: Some(reason),
-                    report_exhausted: false,
-                },
-                None => retry(
-                    "retry",
-                    format!(
-                        "{reason} (no more waiting after {} delayed retries)",
-                        rules.wait.waits
-                    ),
-                ),
-            }
-        }
-        RunEnd::Finished(Err(TaskError::Transient(reason))) => retry("retry", reason),
-        RunEnd::NoWorkdir(reason) => retry("retry", reason),
-        RunEnd::TimedOut => retry(
-            "timeout",
-            format!("timed out after {} s", rules.timeout_secs),
-        ),
-        RunEnd::Panicked => retry("panic", "the handler panicked".to_owned()),
-        // Shutdown ran out of grace: not the task's fault, so no report and no exhaustion.
-        RunEnd::Interrupted => Decision {
-            settle: Settle::Requeue,
-            outcome: "interrupted",
-            reason: Some("the worker stopped before the task finished".to_owned()),
-            report_exhausted: false,
-        },
-    }
-}
 
 /// The broker side of a delivery: its connection (issue locks live on it), a confirm-mode
 /// channel for the copies of delayed retries, and the topology (delay and lock queues).
@@ -562,85 +463,4 @@ async fn run_handler<H: TaskHandler>(
     handle.abort();
     let _ = handle.await;
     end
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    fn rules(last_attempt: bool) -> Rules {
-        Rules {
-            last_attempt,
-            timeout_secs: 1,
-            carried: false,
-            wait: WaitState::default(),
-            failed: 0,
-            limits: WaitLimits {
-                max_waits: 2,
-                max_total: Duration::from_secs(600),
-            },
-            now_ms: 1_000,
-        }
-    }
-
-    #[test]
-    fn settle_rules() {
-        let d = decide(RunEnd::Finished(Ok(())), &rules(false));
-        assert_eq!((d.settle, d.outcome), (Settle::Ack, "done"));
-        let d = decide(
-            RunEnd::Finished(Err(TaskError::Permanent("x".into()))),
-            &rules(true),
-        );
-        assert_eq!((d.settle, d.report_exhausted), (Settle::Ack, false));
-        let d = decide(
-            RunEnd::Finished(Err(TaskError::Unsupported("x".into()))),
-            &rules(false),
-        );
-        assert_eq!(d.settle, Settle::Reject);
-        let d = decide(
-            RunEnd::Finished(Err(TaskError::Transient("x".into()))),
-            &rules(false),
-        );
-        assert_eq!(
-            (d.settle, d.outcome, d.report_exhausted),
-            (Settle::Requeue, "retry", false)
-        );
-        let d = decide(RunEnd::TimedOut, &rules(true));
-        assert_eq!(
-            (d.settle, d.outcome, d.report_exhausted),
-            (Settle::Requeue, "exhausted", true)
-        );
-        let d = decide(RunEnd::Panicked, &rules(false));
-        assert_eq!((d.settle, d.outcome), (Settle::Requeue, "panic"));
-        let d = decide(RunEnd::Interrupted, &rules(true));
-        assert_eq!((d.settle, d.report_exhausted), (Settle::Requeue, false));
-    }
-
-    #[test]
-    fn delayed_retries_are_bounded_and_carry_the_attempts() {
-        let delayed = || {
-            RunEnd::Finished(Err(TaskError::Delayed {
-                reason: "rate limit".into(),
-                after: Duration::from_secs(90),
-            }))
-        };
-        let mut r = rules(true);
-        r.failed = 3;
-        let d = decide(delayed(), &r);
-        let Settle::Delay(state) = d.settle else {
-            panic!("a delay, even on the last attempt: {:?}", d.settle)
-        };
-        assert_eq!((d.outcome, d.report_exhausted), ("delayed", false));
-        assert_eq!((state.waits, state.attempts), (1, 3));
-        assert_eq!(state.not_before_ms, 91_000);
-        r.wait.waits = 2;
-        r.carried = true;
-        let d = decide(delayed(), &r);
-        assert_eq!(
-            (d.settle, d.outcome, d.report_exhausted),
-            (Settle::Reject, "exhausted", true),
-            "waits spent on the last attempt: dead-lettered and reported"
-        );
-    }
 }

@@ -11,6 +11,7 @@
 //! let in-flight tasks finish and ack) and `hard_stop` (the grace period ran out: cancel the
 //! handlers, clean up, requeue). A [`TaskTracker`] knows when every delivery has settled.
 
+mod decide;
 pub mod delay;
 pub mod delivery;
 pub mod embedded;
