@@ -9,6 +9,8 @@ use crate::handler::TaskError;
 use crate::tracker::IssueThread;
 use crate::tracker::github::{GitHub, PullRequest};
 use futures_util::future::BoxFuture;
+use shared::Tracker;
+use shared::task::Approval;
 use std::sync::Mutex;
 
 /// The status comment as it is to be published.
@@ -29,6 +31,14 @@ pub struct Note {
     pub jira: serde_json::Value,
 }
 
+/// A commit of the agent's branch in `workspace`, to be pushed.
+#[derive(Debug, Clone, Copy)]
+pub struct Push<'a> {
+    pub workspace: &'a Workspace,
+    pub contents: Contents<'a>,
+    pub message: &'a str,
+}
+
 /// Whether a pull request is opened as a draft.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Draft {
@@ -46,38 +56,26 @@ pub struct NewPull<'a> {
     pub draft: Draft,
 }
 
+/// An effect's future.
+pub type Effect<'a, T> = BoxFuture<'a, Result<T, TaskError>>;
+
 /// The effects of a run. `None` answers mean "recorded, not published".
 pub trait Publisher: Send + Sync + std::fmt::Debug {
     /// Posts or edits the status comment; its id when it was published.
-    fn status<'a>(
-        &'a self,
-        update: StatusUpdate<'a>,
-    ) -> BoxFuture<'a, Result<Option<String>, TaskError>>;
+    fn status<'a>(&'a self, update: StatusUpdate<'a>) -> Effect<'a, Option<String>>;
 
     /// Before cloning for a change that will be pushed: refuses a repository the tracker
     /// reports over `max_bytes` (the clone's own guard stops one that grows past it).
-    fn check_size(&self, max_bytes: u64) -> BoxFuture<'_, Result<(), TaskError>>;
+    fn check_size(&self, max_bytes: u64) -> Effect<'_, ()>;
 
     /// After cloning: refuses an agent's branch the push would have to overwrite.
-    fn check_branch<'a>(
-        &'a self,
-        workspace: &'a Workspace,
-        current: &'a str,
-    ) -> BoxFuture<'a, Result<(), TaskError>>;
+    fn check_branch<'a>(&'a self, workspace: &'a Workspace, current: &'a str) -> Effect<'a, ()>;
 
     /// Commits and pushes the agent's branch.
-    fn push<'a>(
-        &'a self,
-        workspace: &'a Workspace,
-        contents: Contents<'a>,
-        message: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Pushed>, TaskError>>;
+    fn push<'a>(&'a self, push: Push<'a>) -> Effect<'a, Option<Pushed>>;
 
     /// Opens a pull request, or updates the open one of its branch.
-    fn open_pull<'a>(
-        &'a self,
-        pull: NewPull<'a>,
-    ) -> BoxFuture<'a, Result<Option<PullRequest>, TaskError>>;
+    fn open_pull<'a>(&'a self, pull: NewPull<'a>) -> Effect<'a, Option<PullRequest>>;
 
     /// Updates the title and description of pull request `number`.
     fn update_pull<'a>(
@@ -85,10 +83,21 @@ pub trait Publisher: Send + Sync + std::fmt::Debug {
         number: u64,
         title: &'a str,
         body: &'a str,
-    ) -> BoxFuture<'a, Result<Option<PullRequest>, TaskError>>;
+    ) -> Effect<'a, Option<PullRequest>>;
 
     /// Posts a new comment on the issue.
-    fn comment<'a>(&'a self, note: &'a Note) -> BoxFuture<'a, Result<(), TaskError>>;
+    fn comment<'a>(&'a self, note: &'a Note) -> Effect<'a, ()>;
+
+    /// Hands an implemented pull request over to people: marks it ready for review, asks
+    /// the approver for a review and reacts to the approval (GitHub). Best effort: the
+    /// implementation is pushed and described by now, so a PR left in draft is worth a
+    /// note (returned), not a failed task (and not a second implementation on retry).
+    fn hand_over<'a>(
+        &'a self,
+        pr: &'a PullRequest,
+        approval: &'a Approval,
+        tracker: Tracker,
+    ) -> BoxFuture<'a, Option<String>>;
 }
 
 /// Publishes for real: the issue's thread, the repository's API, the remote.
@@ -99,10 +108,7 @@ pub struct Live {
 }
 
 impl Publisher for Live {
-    fn status<'a>(
-        &'a self,
-        update: StatusUpdate<'a>,
-    ) -> BoxFuture<'a, Result<Option<String>, TaskError>> {
+    fn status<'a>(&'a self, update: StatusUpdate<'a>) -> Effect<'a, Option<String>> {
         Box::pin(async move {
             let id = self
                 .thread
@@ -120,7 +126,7 @@ impl Publisher for Live {
         })
     }
 
-    fn check_size(&self, max_bytes: u64) -> BoxFuture<'_, Result<(), TaskError>> {
+    fn check_size(&self, max_bytes: u64) -> Effect<'_, ()> {
         Box::pin(async move {
             match self.github.repo_size_kib().await {
                 Ok(Some(kib)) if kib.saturating_mul(1024) > max_bytes => {
@@ -139,27 +145,18 @@ impl Publisher for Live {
         })
     }
 
-    fn check_branch<'a>(
-        &'a self,
-        workspace: &'a Workspace,
-        current: &'a str,
-    ) -> BoxFuture<'a, Result<(), TaskError>> {
+    fn check_branch<'a>(&'a self, workspace: &'a Workspace, current: &'a str) -> Effect<'a, ()> {
         Box::pin(workspace.check_branch_is_ours(current))
     }
 
-    fn push<'a>(
-        &'a self,
-        workspace: &'a Workspace,
-        contents: Contents<'a>,
-        message: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Pushed>, TaskError>> {
-        Box::pin(async move { Ok(Some(workspace.commit_and_push(contents, message).await?)) })
+    fn push<'a>(&'a self, push: Push<'a>) -> Effect<'a, Option<Pushed>> {
+        Box::pin(async move {
+            let pushed = push.workspace.commit_and_push(push.contents, push.message);
+            Ok(Some(pushed.await?))
+        })
     }
 
-    fn open_pull<'a>(
-        &'a self,
-        pull: NewPull<'a>,
-    ) -> BoxFuture<'a, Result<Option<PullRequest>, TaskError>> {
+    fn open_pull<'a>(&'a self, pull: NewPull<'a>) -> Effect<'a, Option<PullRequest>> {
         Box::pin(async move {
             let draft = pull.draft == Draft::Yes;
             let pr = self
@@ -175,11 +172,11 @@ impl Publisher for Live {
         number: u64,
         title: &'a str,
         body: &'a str,
-    ) -> BoxFuture<'a, Result<Option<PullRequest>, TaskError>> {
+    ) -> Effect<'a, Option<PullRequest>> {
         Box::pin(async move { Ok(Some(self.github.update_pull(number, title, body).await?)) })
     }
 
-    fn comment<'a>(&'a self, note: &'a Note) -> BoxFuture<'a, Result<(), TaskError>> {
+    fn comment<'a>(&'a self, note: &'a Note) -> Effect<'a, ()> {
         Box::pin(async move {
             match &self.thread {
                 IssueThread::Github { github, number } => {
@@ -191,6 +188,44 @@ impl Publisher for Live {
             }
             Ok(())
         })
+    }
+
+    fn hand_over<'a>(
+        &'a self,
+        pr: &'a PullRequest,
+        approval: &'a Approval,
+        tracker: Tracker,
+    ) -> BoxFuture<'a, Option<String>> {
+        Box::pin(self.ready_for_review(pr, approval, tracker))
+    }
+}
+
+impl Live {
+    async fn ready_for_review(
+        &self,
+        pr: &PullRequest,
+        approval: &Approval,
+        tracker: Tracker,
+    ) -> Option<String> {
+        let mut ready_note = None;
+        if pr.draft
+            && let Err(error) = self.github.mark_ready(pr).await
+        {
+            tracing::warn!(%error, "could not mark the pull request ready for review");
+            ready_note = Some(format!(
+                "The pull request could not be marked ready for review ({error}); please do it by hand."
+            ));
+        }
+        if tracker == Tracker::Github {
+            let github = &self.github;
+            if let Err(error) = github.request_review(pr.number, &approval.approver).await {
+                tracing::warn!(%error, "could not request a review from the approver");
+            }
+            if let Err(error) = github.react(&approval.comment_id, "rocket").await {
+                tracing::debug!(%error, "could not react to the approval");
+            }
+        }
+        ready_note
     }
 }
 
@@ -230,44 +265,29 @@ impl DryRun {
 }
 
 impl Publisher for DryRun {
-    fn status<'a>(
-        &'a self,
-        _update: StatusUpdate<'a>,
-    ) -> BoxFuture<'a, Result<Option<String>, TaskError>> {
+    fn status<'a>(&'a self, _update: StatusUpdate<'a>) -> Effect<'a, Option<String>> {
         Box::pin(async { Ok(None) })
     }
 
-    fn check_size(&self, _max_bytes: u64) -> BoxFuture<'_, Result<(), TaskError>> {
+    fn check_size(&self, _max_bytes: u64) -> Effect<'_, ()> {
         Box::pin(async { Ok(()) })
     }
 
-    fn check_branch<'a>(
-        &'a self,
-        _workspace: &'a Workspace,
-        _current: &'a str,
-    ) -> BoxFuture<'a, Result<(), TaskError>> {
+    fn check_branch<'a>(&'a self, _workspace: &'a Workspace, _current: &'a str) -> Effect<'a, ()> {
         Box::pin(async { Ok(()) })
     }
 
-    fn push<'a>(
-        &'a self,
-        workspace: &'a Workspace,
-        contents: Contents<'a>,
-        _message: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Pushed>, TaskError>> {
+    fn push<'a>(&'a self, push: Push<'a>) -> Effect<'a, Option<Pushed>> {
         Box::pin(async move {
-            if let Contents::Files(_) = contents {
-                let diff = workspace.diff().await?;
+            if let Contents::Files(_) = push.contents {
+                let diff = push.workspace.diff().await?;
                 self.lock().diffs.push(diff);
             }
             Ok(None)
         })
     }
 
-    fn open_pull<'a>(
-        &'a self,
-        pull: NewPull<'a>,
-    ) -> BoxFuture<'a, Result<Option<PullRequest>, TaskError>> {
+    fn open_pull<'a>(&'a self, pull: NewPull<'a>) -> Effect<'a, Option<PullRequest>> {
         Box::pin(async move {
             self.record_pull(pull.title, pull.body);
             Ok(None)
@@ -279,17 +299,26 @@ impl Publisher for DryRun {
         _number: u64,
         title: &'a str,
         body: &'a str,
-    ) -> BoxFuture<'a, Result<Option<PullRequest>, TaskError>> {
+    ) -> Effect<'a, Option<PullRequest>> {
         Box::pin(async move {
             self.record_pull(title, body);
             Ok(None)
         })
     }
 
-    fn comment<'a>(&'a self, note: &'a Note) -> BoxFuture<'a, Result<(), TaskError>> {
+    fn comment<'a>(&'a self, note: &'a Note) -> Effect<'a, ()> {
         Box::pin(async move {
             self.lock().comments.push(note.markdown.clone());
             Ok(())
         })
+    }
+
+    fn hand_over<'a>(
+        &'a self,
+        _pr: &'a PullRequest,
+        _approval: &'a Approval,
+        _tracker: Tracker,
+    ) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async { None })
     }
 }

@@ -69,6 +69,15 @@ impl Issue {
     }
 }
 
+/// What opening the issue found.
+#[derive(Debug)]
+struct Opened {
+    github: GitHub,
+    thread: IssueThread,
+    issue: Issue,
+    agent_account: String,
+}
+
 #[derive(Debug)]
 pub struct IssueSession<'a> {
     pub task: &'a TaskMessage,
@@ -121,15 +130,13 @@ impl<'a> IssueSession<'a> {
             github: github.clone(),
             thread: thread.clone(),
         });
-        Ok(Self::new(
-            task,
-            settings,
+        let opened = Opened {
             github,
             thread,
             issue,
             agent_account,
-            publisher,
-        ))
+        };
+        Ok(Self::new(task, settings, opened, publisher))
     }
 
     /// A session that reads the issue as the task gives it and publishes through
@@ -154,35 +161,29 @@ impl<'a> IssueSession<'a> {
             github: github.clone(),
             number: task.issue.number.unwrap_or(0),
         };
-        // No tracker is read: nobody's comments count.
-        let agent_account = String::new();
-        Ok(Self::new(
-            task,
-            settings,
+        let opened = Opened {
             github,
             thread,
-            Issue::of_task(task),
-            agent_account,
-            publisher,
-        ))
+            issue: Issue::of_task(task),
+            // No tracker is read: nobody's comments count.
+            agent_account: String::new(),
+        };
+        Ok(Self::new(task, settings, opened, publisher))
     }
 
     fn new(
         task: &'a TaskMessage,
         settings: &'a AgentSettings,
-        github: GitHub,
-        thread: IssueThread,
-        issue: Issue,
-        agent_account: String,
+        opened: Opened,
         publisher: Arc<dyn Publisher>,
     ) -> Self {
         Self {
             task,
             settings,
-            github,
-            thread,
-            issue,
-            agent_account,
+            github: opened.github,
+            thread: opened.thread,
+            issue: opened.issue,
+            agent_account: opened.agent_account,
             status: Status::new(task),
             usage: Usage::default(),
             publisher,

@@ -172,15 +172,10 @@ fn reference_definitions(text: &str, covered: &[Range<usize>]) -> Vec<Range<usiz
     }
     let mut out = Vec::new();
     for gap in gaps {
-        let mut line_start = gap.start;
-        for line in text[gap.clone()].split_inclusive('\n') {
-            let body = line.trim_end_matches('\n');
-            let markers = marker_prefix(body);
-            let rest = &body[markers..];
-            if !rest.trim().is_empty() {
-                out.push(line_start + markers..line_start + body.len());
+        for (start, body, markers) in marked_lines(text, gap) {
+            if !body[markers..].trim().is_empty() {
+                out.push(start + markers..start + body.len());
             }
-            line_start += line.len();
         }
     }
     out
@@ -192,19 +187,27 @@ fn reference_definitions(text: &str, covered: &[Range<usize>]) -> Vec<Range<usiz
 fn definition_lookalikes(text: &str, blocks: &[Range<usize>]) -> Vec<Range<usize>> {
     let mut out = Vec::new();
     for block in blocks {
-        let mut line_start = block.start;
-        for line in text[block.clone()].split_inclusive('\n') {
-            let body = line.trim_end_matches('\n');
-            let markers = marker_prefix(body);
+        for (start, body, markers) in marked_lines(text, block.clone()) {
             let rest = &body[markers..];
             let label_end = rest.find("]:").unwrap_or(0);
             if rest.starts_with('[') && label_end >= 2 && !rest[1..label_end].contains('[') {
-                out.push(line_start + markers..line_start + body.len());
+                out.push(start + markers..start + body.len());
             }
-            line_start += line.len();
         }
     }
     out
+}
+
+/// The lines of `text[range]`: each one's start offset, its text without the newline, and
+/// the length of its container markers ([`marker_prefix`]).
+fn marked_lines(text: &str, range: Range<usize>) -> impl Iterator<Item = (usize, &str, usize)> {
+    let mut line_start = range.start;
+    text[range].split_inclusive('\n').map(move |line| {
+        let start = line_start;
+        line_start += line.len();
+        let body = line.trim_end_matches('\n');
+        (start, body, marker_prefix(body))
+    })
 }
 
 /// Length of the container markers and blanks that start `line`.

@@ -131,19 +131,10 @@ impl Workspace {
     /// Refuses, before any LLM call, an agent's branch that holds commits the agent did
     /// not write: a later push would have to drop them. `current` is the cloned branch.
     pub async fn check_branch_is_ours(&self, current: &str) -> Result<(), TaskError> {
-        let basis = Basis {
-            base: current,
-            agent_email: &self.identity.email,
-        };
-        let remote = self
-            .git
-            .inspect_branch(
-                &self.repo_dir,
-                &self.branch,
-                &basis,
-                self.clone_timeout,
-                &self.cancel,
-            )
+        let basis = self.basis(current);
+        let (dir, branch, timeout) = (&self.repo_dir, &self.branch, self.clone_timeout);
+        let remote = (self.git)
+            .inspect_branch(dir, branch, &basis, timeout, &self.cancel)
             .await?;
         match remote.filter(|r| !r.foreign.is_empty()) {
             Some(remote) => Err(GitError::Foreign {
@@ -202,23 +193,23 @@ impl Workspace {
         self.git
             .commit(&self.repo_dir, &change, &self.identity, cancel)
             .await?;
-        let basis = Basis {
-            base: &base,
-            agent_email: &self.identity.email,
-        };
-        let pushed = self
-            .git
-            .push_branch(
-                &self.repo_dir,
-                &self.branch,
-                &basis,
-                self.clone_timeout,
-                cancel,
-            )
+        let basis = self.basis(&base);
+        let (dir, branch, timeout) = (&self.repo_dir, &self.branch, self.clone_timeout);
+        let pushed = (self.git)
+            .push_branch(dir, branch, &basis, timeout, cancel)
             .await?;
         self.meter.phase("publish", started.elapsed().as_secs_f64());
         tracing::info!(?pushed, branch = self.branch, "branch published");
         Ok(pushed)
+    }
+
+    /// Work on the agent's branch based on `base`: the agent's commits are those with its
+    /// committer e-mail.
+    fn basis<'b>(&'b self, base: &'b str) -> Basis<'b> {
+        Basis {
+            base,
+            agent_email: &self.identity.email,
+        }
     }
 
     /// The repository's default branch, as the remote names it.

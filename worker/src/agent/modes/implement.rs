@@ -4,34 +4,15 @@
 
 use super::{Finished, Job, Outcome};
 use crate::agent::approval::bind_approval;
-use crate::agent::edit_loop;
 use crate::agent::prompts;
-use crate::agent::publisher::{Draft, NewPull};
-use crate::agent::status::{State, Step as Line};
+use crate::agent::publisher::{Draft, Push};
+use crate::agent::status::State;
 use crate::agent::workspace::{Contents, blocking};
 use crate::handler::TaskError;
 use crate::tracker::github::PullRequest;
-use shared::Tracker;
 
-/// Implement's steps, as its checklist shows them (the edit loop ticks `LLM` and `syntax`).
-#[derive(Debug, Clone, Copy)]
-pub enum Step {
-    Cloned,
-    Context,
-    Pushed,
-    PullRequest,
-}
-
-impl From<Step> for Line {
-    fn from(step: Step) -> Line {
-        match step {
-            Step::Cloned => Line::Cloned,
-            Step::Context => Line::Context,
-            Step::Pushed => Line::Pushed,
-            Step::PullRequest => Line::Pr,
-        }
-    }
-}
+/// Implement's steps: those of every mode that edits and opens a pull request.
+pub type Step = super::ChangeStep;
 
 /// Pull request templates GitHub recognises, in its order of preference.
 const PR_TEMPLATES: [&str; 5] = [
@@ -81,7 +62,7 @@ pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
         );
         let status = &mut job.session.status;
         status.pr_url = pr.map(|p| p.url);
-        status.reach(Line::Pr);
+        status.reach(Step::PullRequest.into());
         status.state = State::Done;
         status.notes = vec![format!("Plan v{} is already implemented.", newest.version)];
         job.session.publish_status().await?;
@@ -95,15 +76,11 @@ pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
     )
     .await?;
     job.session.reach(Step::Context).await?;
-    let (title, body) = job.session.issue_text();
     let context = with_plan_files(job, selection.context, paths.clone()).await?;
-    let prompt = prompts::render(
+    let prompt = super::issue_prompt(
+        job,
         prompts::IMPLEMENT,
         &[
-            ("repo", task.repo_url.full_name()),
-            ("issue_key", &task.issue.key),
-            ("issue_title", &title),
-            ("issue_body", &body),
             ("plan_version", &newest.version.to_string()),
             ("plan", &plan_text),
             ("plan_files", &paths.join(", ")),
@@ -111,17 +88,7 @@ pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
             ("edit_format", prompts::EDIT_FORMAT),
         ],
     );
-    let system = super::system_prompt(job).await?;
-    let policy = super::policy(job, Some(paths.clone()));
-    let edited = edit_loop::edit(
-        &mut job.session,
-        &job.llm,
-        &job.workspace,
-        &system,
-        prompt,
-        policy,
-    )
-    .await?;
+    let edited = super::edit(job, prompt, Some(paths.clone())).await?;
     let changed: Vec<String> = edited.applied.iter().map(|f| f.path.clone()).collect();
     let message = format!(
         "{}\n\nImplements plan v{} for {} (approved by {}).\n\n{trailer}",
@@ -136,7 +103,11 @@ pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
     );
     let publisher = job.session.publisher.clone();
     publisher
-        .push(&job.workspace, Contents::Files(&changed), &message)
+        .push(Push {
+            workspace: &job.workspace,
+            contents: Contents::Files(&changed),
+            message: &message,
+        })
         .await?;
     job.session.reach(Step::Pushed).await?;
 
@@ -183,19 +154,14 @@ pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
                 .default_branch()
                 .await
                 .unwrap_or_else(|_| "main".into());
-            publisher
-                .open_pull(NewPull {
-                    branch: &branch,
-                    base: &base,
-                    title: &title,
-                    body: &pr_body,
-                    draft: Draft::No,
-                })
-                .await?
+            super::open_pull(job, &base, &title, &pr_body, Draft::No).await?
         }
     };
     let ready_note = match &pr {
-        Some(pr) => hand_over(job, pr, &approval).await,
+        Some(pr) => {
+            let tracker = task.issue.tracker;
+            publisher.hand_over(pr, &approval, tracker).await
+        }
         None => None,
     };
     let pr_url = pr.as_ref().map(|pr| pr.url.clone());
@@ -216,35 +182,6 @@ pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
         Finished::PullRequest(pr_url),
         edited.applied.len(),
     ))
-}
-
-/// Marks the pull request ready, asks the approver for a review and thanks the approval.
-/// The implementation is pushed and described by now: a PR left in draft is worth a note
-/// (returned), not a failed task (and not a second implementation on retry).
-async fn hand_over(
-    job: &Job<'_>,
-    pr: &PullRequest,
-    approval: &shared::task::Approval,
-) -> Option<String> {
-    let github = &job.session.github;
-    let mut ready_note = None;
-    if pr.draft
-        && let Err(error) = github.mark_ready(pr).await
-    {
-        tracing::warn!(%error, "could not mark the pull request ready for review");
-        ready_note = Some(format!(
-            "The pull request could not be marked ready for review ({error}); please do it by hand."
-        ));
-    }
-    if job.task.issue.tracker == Tracker::Github {
-        if let Err(error) = github.request_review(pr.number, &approval.approver).await {
-            tracing::warn!(%error, "could not request a review from the approver");
-        }
-        if let Err(error) = github.react(&approval.comment_id, "rocket").await {
-            tracing::debug!(%error, "could not react to the approval");
-        }
-    }
-    ready_note
 }
 
 /// The repository's pull request template, read through the checkout boundary (a link such

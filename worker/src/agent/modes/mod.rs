@@ -6,17 +6,20 @@
 //! needs nothing of it.
 //!
 //! To add a mode (`followup`, `fixci`, ...): a module here with `pub async fn run(job: &mut
-//! Job<'_>) -> Result<Outcome, TaskError>` and its `Step` enum, and one arm in [`execute`].
+//! Job<'_>) -> Result<Outcome, TaskError>` and its `Step` enum (a mode that edits and
+//! opens a pull request reuses [`ChangeStep`]), and one arm in [`execute`].
 
 pub mod implement;
 pub mod plan;
 pub mod quickfix;
 
 use super::Agent;
-use super::edit_loop::Llm;
+use super::edit_loop::{self, Edited, Llm};
+use super::publisher::{Draft, NewPull};
 use super::session::IssueSession;
 use super::workspace::Workspace;
 use crate::handler::TaskError;
+use crate::tracker::github::PullRequest;
 use fleet_edits::Policy;
 use fleet_llm::Usage;
 use shared::{Mode, TaskMessage};
@@ -103,6 +106,42 @@ pub async fn select_context(
     Ok(selection)
 }
 
+/// A mode's prompt from `template`: the repository and the issue as the LLM may see it
+/// (`repo`, `issue_key`, `issue_title`, `issue_body`), then the mode's own `values`.
+pub fn issue_prompt(job: &Job<'_>, template: &str, values: &[(&str, &str)]) -> String {
+    let (title, body) = job.session.issue_text();
+    let mut all = vec![
+        ("repo", job.task.repo_url.full_name()),
+        ("issue_key", job.task.issue.key.as_str()),
+        ("issue_title", title.as_str()),
+        ("issue_body", body.as_str()),
+    ];
+    all.extend_from_slice(values);
+    super::prompts::render(template, &all)
+}
+
+/// The steps of a mode that edits the repository and opens a pull request (QuickFix,
+/// Implement), and the checklist line each ticks; the edit loop ticks `LLM` and `syntax`.
+#[derive(Debug, Clone, Copy)]
+pub enum ChangeStep {
+    Cloned,
+    Context,
+    Pushed,
+    PullRequest,
+}
+
+impl From<ChangeStep> for super::status::Step {
+    fn from(step: ChangeStep) -> Self {
+        use super::status::Step as Line;
+        match step {
+            ChangeStep::Cloned => Line::Cloned,
+            ChangeStep::Context => Line::Context,
+            ChangeStep::Pushed => Line::Pushed,
+            ChangeStep::PullRequest => Line::Pr,
+        }
+    }
+}
+
 /// The edit policy, limited to `allowed_paths` when given (a plan's files).
 pub fn policy(job: &Job<'_>, allowed_paths: Option<Vec<String>>) -> Policy {
     Policy {
@@ -118,6 +157,39 @@ pub async fn system_prompt(job: &Job<'_>) -> Result<String, TaskError> {
     job.workspace
         .system_prompt(job.task.repo_url.full_name())
         .await
+}
+
+/// The edit loop for `prompt`, limited to `allowed_paths` when given (a plan's files).
+pub async fn edit(
+    job: &mut Job<'_>,
+    prompt: String,
+    allowed_paths: Option<Vec<String>>,
+) -> Result<Edited, TaskError> {
+    let system = system_prompt(job).await?;
+    let policy = policy(job, allowed_paths);
+    let (session, llm, workspace) = (&mut job.session, &job.llm, &job.workspace);
+    edit_loop::edit(session, llm, workspace, &system, prompt, policy).await
+}
+
+/// Opens (or updates) the pull request of the agent's branch, and shows it on the status
+/// comment (not yet published).
+pub async fn open_pull(
+    job: &mut Job<'_>,
+    base: &str,
+    title: &str,
+    body: &str,
+    draft: Draft,
+) -> Result<Option<PullRequest>, TaskError> {
+    let pull = NewPull {
+        branch: job.workspace.branch(),
+        base,
+        title,
+        body,
+        draft,
+    };
+    let pr = job.session.publisher.open_pull(pull).await?;
+    job.session.status.pr_url = pr.as_ref().map(|pr| pr.url.clone());
+    Ok(pr)
 }
 
 /// The changed files as a markdown list for a PR body.

@@ -4,7 +4,7 @@
 use super::{Finished, Job, Outcome};
 use crate::agent::plan::{self, Plan, PostedPlan};
 use crate::agent::prompts;
-use crate::agent::publisher::{Draft, NewPull, Note};
+use crate::agent::publisher::{Draft, Note, Push};
 use crate::agent::status::{State, Step as Line};
 use crate::agent::workspace::{Contents, blocking};
 use crate::handler::TaskError;
@@ -78,17 +78,10 @@ pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
         ),
         _ => String::new(),
     };
-    let (title, body) = job.session.issue_text();
-    let prompt = prompts::render(
+    let prompt = super::issue_prompt(
+        job,
         prompts::PLAN,
-        &[
-            ("repo", task.repo_url.full_name()),
-            ("issue_key", &task.issue.key),
-            ("issue_title", &title),
-            ("issue_body", &body),
-            ("revision", &revision),
-            ("context", &selection.context),
-        ],
+        &[("revision", &revision), ("context", &selection.context)],
     );
     let system = super::system_prompt(job).await?;
     let plan = ask_for_plan(job, &system, prompt).await?;
@@ -104,7 +97,11 @@ pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
         task.issue.key
     );
     publisher
-        .push(&job.workspace, Contents::Nothing, &message)
+        .push(Push {
+            workspace: &job.workspace,
+            contents: Contents::Nothing,
+            message: &message,
+        })
         .await?;
     job.session.reach(Step::Pushed).await?;
     let pr_body = format!(
@@ -118,17 +115,8 @@ pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
         job.session.pull_marker()
     );
     let title = format!("Plan: {} (agent-fleet)", job.session.issue.title.trim());
-    let pr = publisher
-        .open_pull(NewPull {
-            branch: job.workspace.branch(),
-            base: &base,
-            title: &title,
-            body: &pr_body,
-            draft: Draft::Yes,
-        })
-        .await?;
+    let pr = super::open_pull(job, &base, &title, &pr_body, Draft::Yes).await?;
     let pr_url = pr.as_ref().map(|pr| pr.url.clone());
-    job.session.status.pr_url = pr_url.clone();
     job.session.reach(Step::DraftPullRequest).await?;
 
     let (text, json) = plan.jira_comment_for(version, &task.task_id, Some(&issue_hash));

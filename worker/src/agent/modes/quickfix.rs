@@ -1,33 +1,15 @@
 //! QuickFix: from a labeled issue straight to a pull request.
 
 use super::{Finished, Job, Outcome};
-use crate::agent::edit_loop;
 use crate::agent::prompts;
-use crate::agent::publisher::{Draft, NewPull};
-use crate::agent::status::{State, Step as Line};
+use crate::agent::publisher::{Draft, Push};
+use crate::agent::status::State;
 use crate::agent::workspace::Contents;
 use crate::git::Pushed;
 use crate::handler::TaskError;
 
-/// QuickFix's steps, as its checklist shows them (the edit loop ticks `LLM` and `syntax`).
-#[derive(Debug, Clone, Copy)]
-pub enum Step {
-    Cloned,
-    Context,
-    Pushed,
-    PullRequest,
-}
-
-impl From<Step> for Line {
-    fn from(step: Step) -> Line {
-        match step {
-            Step::Cloned => Line::Cloned,
-            Step::Context => Line::Context,
-            Step::Pushed => Line::Pushed,
-            Step::PullRequest => Line::Pr,
-        }
-    }
-}
+/// QuickFix's steps: those of every mode that edits and opens a pull request.
+pub type Step = super::ChangeStep;
 
 pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
     let task = job.task;
@@ -35,29 +17,15 @@ pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
     job.session.reach(Step::Cloned).await?;
     let selection = super::select_context(job, "").await?;
     job.session.reach(Step::Context).await?;
-    let (title, body) = job.session.issue_text();
-    let prompt = prompts::render(
+    let prompt = super::issue_prompt(
+        job,
         prompts::QUICKFIX,
         &[
-            ("repo", task.repo_url.full_name()),
-            ("issue_key", &task.issue.key),
-            ("issue_title", &title),
-            ("issue_body", &body),
             ("context", &selection.context),
             ("edit_format", prompts::EDIT_FORMAT),
         ],
     );
-    let system = super::system_prompt(job).await?;
-    let policy = super::policy(job, None);
-    let edited = edit_loop::edit(
-        &mut job.session,
-        &job.llm,
-        &job.workspace,
-        &system,
-        prompt,
-        policy,
-    )
-    .await?;
+    let edited = super::edit(job, prompt, None).await?;
     let paths: Vec<String> = edited.applied.iter().map(|f| f.path.clone()).collect();
     let summary = if edited.summary.is_empty() {
         format!("Resolve {}", task.issue.key)
@@ -70,7 +38,11 @@ pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
     );
     let publisher = job.session.publisher.clone();
     let pushed = publisher
-        .push(&job.workspace, Contents::Files(&paths), &message)
+        .push(Push {
+            workspace: &job.workspace,
+            contents: Contents::Files(&paths),
+            message: &message,
+        })
         .await?;
     if let Some(Pushed::Unchanged(_)) = pushed {
         job.session
@@ -96,17 +68,8 @@ pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
         job.session.issue_reference(),
         job.session.pull_marker(),
     );
-    let pr = publisher
-        .open_pull(NewPull {
-            branch: job.workspace.branch(),
-            base: &base,
-            title: &title,
-            body: &body,
-            draft: Draft::No,
-        })
-        .await?;
+    let pr = super::open_pull(job, &base, &title, &body, Draft::No).await?;
     let pr_url = pr.as_ref().map(|pr| pr.url.clone());
-    job.session.status.pr_url = pr_url.clone();
     job.session.status.state = State::Done;
     job.session.reach(Step::PullRequest).await?;
     if let Some(pr) = &pr {
