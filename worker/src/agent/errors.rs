@@ -1,7 +1,6 @@
-//! The agent's one settle vocabulary: every adapter error becomes a
-//! [`TaskError`](crate::handler::TaskError) through `From`, by one polarity
-//! (`is_transient`), and [`deferred`] turns a transient failure that followed a long rate
-//! limit into a delayed retry at the handler's boundary.
+//! The agent's one settle vocabulary: every adapter error becomes a [`TaskError`] through
+//! `From`, by one polarity (`is_transient`), and [`deferred`] turns a transient failure
+//! that followed a long rate limit into a delayed retry at the handler's boundary.
 
 use crate::git::GitError;
 use crate::handler::TaskError;

@@ -15,7 +15,7 @@
 //! link reference definitions sit: they are the only non-marker text that no block covers).
 //! HTML is scanned by a small forward-only tokenizer: no regex, no backtracking over the
 //! text, so the time is linear in the input (one tag is looked at for at most
-//! [`MAX_TAG_BYTES`]). The raw input is first cut at [`RAW_MAX_BYTES`]; nothing panics.
+//! `MAX_TAG_BYTES`). The raw input is first cut at [`RAW_MAX_BYTES`]; nothing panics.
 
 use pulldown_cmark::{Event, Options, Parser, Tag};
 use std::collections::HashMap;
