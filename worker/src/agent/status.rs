@@ -203,6 +203,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_checklist_reads_as_it_always_did() {
+        let labels: Vec<&str> = Step::ALL.iter().map(|s| s.label()).collect();
+        assert_eq!(
+            labels,
+            [
+                "queued", "cloned", "context", "LLM", "syntax", "pushed", "PR"
+            ]
+        );
+    }
+
+    #[test]
     fn markers_and_checklist() {
         let mut s = Status {
             task_id: "github:abc".into(),
