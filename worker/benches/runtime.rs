@@ -20,7 +20,7 @@ use shared::topology::Topology;
 use shared::{Mode, RepoUrl, TaskMessage, Tracker};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use worker::handler::{TaskContext, TaskError, TaskHandler};
+use worker::runtime::handler::{TaskContext, TaskError, TaskHandler};
 use worker::runtime::{self, RunMode, metrics::WorkerMetrics};
 use worker::settings::WorkerSettings;
 

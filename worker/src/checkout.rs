@@ -10,7 +10,7 @@
 //! the machine). The opened file is checked to be the very inode that was inspected
 //! (a swap between the check and the open is refused), and what is read is capped.
 //!
-//! The clone runs with `core.symlinks=false` as a second wall (`crate::git`): links are
+//! The clone runs with `core.symlinks=false` as a second wall (`crate::adapters::git`): links are
 //! checked out as small plain files holding the link text, which is harmless to read.
 //! The context walk (fleet-context) never follows links either.
 

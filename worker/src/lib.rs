@@ -27,13 +27,3 @@ pub mod oneshot;
 pub mod runtime;
 pub mod settings;
 pub mod startup;
-
-// Transition (issue 12): the old paths, until the agent and the tests use the new ones.
-#[doc(hidden)]
-pub use adapters::git;
-#[doc(hidden)]
-pub use adapters::tracker;
-#[doc(hidden)]
-pub use runtime::embedded;
-#[doc(hidden)]
-pub use runtime::handler;

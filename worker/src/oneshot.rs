@@ -1,18 +1,22 @@
 //! `worker run`: one task through the agent's pipeline, without queue or webhook. With
-//! `--dry-run` it prints the diff and touches no tracker: how a person tries the agent on
-//! their repository in one command.
+//! `--dry-run` it publishes through the agent's dry-run publisher, which touches no
+//! tracker, and prints what it recorded (the diff, or the plan): how a person tries the
+//! agent on their repository in one command. The printing is here, not in the agent.
 
 use crate::agent::Agent;
-use crate::agent::run::{Failure, Run};
+use crate::agent::meter::Meter;
+use crate::agent::modes::{self, Outcome};
+use crate::agent::publisher::DryRun;
+use crate::agent::session::IssueSession;
 use crate::agent::settings::AgentSettings;
-use crate::handler::TaskContext;
-use crate::runtime::handler::TaskMetrics;
+use crate::runtime::handler::TaskError;
 use crate::settings::WorkerSettings;
 use anyhow::{Context as _, bail};
 use shared::settings::Env;
 use shared::task::{IssueRef, TriggerInfo};
 use shared::{Mode, RepoUrl, TaskMessage, Tracker};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -126,24 +130,45 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         &task.task_id,
     )?);
     let agent = Agent::new(settings, worker)?;
-    let ctx = TaskContext {
-        workdir: workdir.0.clone(),
-        cancel: tokio_util::sync::CancellationToken::new(),
-        attempt: 1,
-        last_attempt: true,
-        metrics: TaskMetrics::new(),
-        received_at: std::time::Instant::now(),
+    let dry_run = args.dry_run.then(|| Arc::new(DryRun::default()));
+    let session = match &dry_run {
+        Some(dry) => IssueSession::dry(&agent, &task, dry.clone()).await,
+        None => IssueSession::open(&agent, &task).await,
     };
-    let started = if args.dry_run {
-        Run::start_dry(&agent, &task, &ctx, clone_source).await
-    } else {
-        Run::start(&agent, &task, &ctx).await
-    };
-    let mut run = started.map_err(describe)?;
-    if !args.dry_run {
-        run.publish_status().await.map_err(describe)?;
+    let mut session = session.map_err(describe)?;
+    if dry_run.is_none() {
+        session.publish_status().await.map_err(describe)?;
     }
-    Agent::execute(&mut run).await.map_err(describe)
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let mut job = agent.job(
+        &task,
+        session,
+        &workdir.0,
+        cancel,
+        Meter::detached(),
+        clone_source,
+    );
+    let outcome = modes::execute(&mut job).await.map_err(describe)?;
+    if let Some(dry) = dry_run {
+        show(&dry, &outcome);
+    }
+    Ok(())
+}
+
+/// Prints what a dry run recorded: each diff (with a summary on stderr) and each comment
+/// (the plan); the pull requests' texts are not shown.
+fn show(dry: &DryRun, outcome: &Outcome) {
+    let recorded = dry.recorded();
+    for diff in &recorded.diffs {
+        println!("{diff}");
+        eprintln!(
+            "dry run: {} file(s) changed; {} input / {} output tokens; nothing pushed",
+            outcome.files_changed, outcome.usage.input_tokens, outcome.usage.output_tokens
+        );
+    }
+    for comment in &recorded.comments {
+        println!("{comment}");
+    }
 }
 
 /// The run's dir, removed when the run ends (also on an error).
@@ -155,9 +180,11 @@ impl Drop for RunDir {
     }
 }
 
-fn describe(failure: Failure) -> anyhow::Error {
-    match failure {
-        Failure::Transient(r) => anyhow::anyhow!("temporary failure (try again): {r}"),
-        Failure::Permanent(r) | Failure::Unsupported(r) => anyhow::anyhow!("{r}"),
+fn describe(error: TaskError) -> anyhow::Error {
+    match error {
+        TaskError::Transient(r) | TaskError::Delayed { reason: r, .. } => {
+            anyhow::anyhow!("temporary failure (try again): {r}")
+        }
+        TaskError::Permanent(r) | TaskError::Unsupported(r) => anyhow::anyhow!("{r}"),
     }
 }

@@ -33,7 +33,7 @@ const FIXED: &[(&str, &str)] = &[
     ("GIT_TERMINAL_PROMPT", "0"),
 ];
 
-/// The environment for a sandboxed command: [`FIXED`], [`PASSED_THROUGH`] and `extra`
+/// The environment for a sandboxed command: the fixed set, [`PASSED_THROUGH`] and `extra`
 /// names read through `lookup` (the worker's environment), minus any variable whose value
 /// contains one of `secrets`.
 pub fn sandbox_env(

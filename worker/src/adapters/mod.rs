@@ -14,15 +14,6 @@ pub mod http;
 pub mod jira;
 pub mod thread;
 
-/// Transition (issue 12): the old `crate::tracker` paths (`tracker::IssueThread`,
-/// `tracker::github`, `tracker::jira`), until the agent uses `adapters::*`.
-#[doc(hidden)]
-pub mod tracker {
-    pub use super::github;
-    pub use super::jira;
-    pub use super::thread::{IssueThread, ThreadComment};
-}
-
 /// Whether two logins (or Jira account ids) name the same account; an empty name is
 /// nobody.
 pub fn same_account(a: &str, b: &str) -> bool {

@@ -1,23 +1,54 @@
-//! The coding agent: the `agent` task handler (QuickFix, Plan, Implement) and what it is
-//! made of.
+//! The coding agent: the `agent` task handler (QuickFix, Plan, Implement) and the
+//! collaborators a task's run is made of.
+//!
+//! | module | role |
+//! |---|---|
+//! | [`modes`] | one module per mode ([`modes::quickfix`], [`modes::plan`], [`modes::implement`]): the mode's script and its steps, returning an [`modes::Outcome`] |
+//! | [`session`] | the issue side: tracker thread, the agent's account, permission check, status comment, idempotency markers (no workspace needed) |
+//! | [`workspace`] | the checkout: clone, reads through [`crate::checkout`], commit, push, diff; blocking work off the runtime |
+//! | [`edit_loop`] | the LLM call with usage and metrics, applying edits, the syntax gate, repair rounds |
+//! | [`publisher`] | where effects go: [`publisher::Live`] (tracker, remote) or [`publisher::DryRun`] (recorded for `worker run --dry-run`) |
+//! | [`errors`] | one settle vocabulary: `From` each adapter error into [`TaskError`], delayed retries |
+//! | [`approval`] | what binds an `/approve` to the newest plan |
+//! | [`plan`] | the plan's format, markers and hashes |
+//! | [`status`] | the status comment and its checklist |
+//! | [`prompts`], [`untrusted`] | prompt templates and how untrusted text reaches them |
+//! | [`syntax`] | the tree-sitter syntax gate |
+//! | [`meter`] | the agent's metrics |
+//! | [`settings`] | the agent's settings |
+//!
+//! **Adding a mode** (`followup`, `fixci`, ...): one new module in `modes/` (see
+//! [`modes`]) and one arm in [`modes::execute`]; a new checklist step is a variant of that
+//! mode's `Step` enum. A new effect on the tracker is a [`publisher::Publisher`] method.
 
+pub mod approval;
+pub mod edit_loop;
+pub mod errors;
+pub mod meter;
+pub mod modes;
 pub mod plan;
-pub mod planning;
 pub mod prompts;
-pub mod quickfix;
-pub mod run;
+pub mod publisher;
+pub mod session;
 pub mod settings;
 pub mod status;
 pub mod syntax;
 pub mod untrusted;
+pub mod workspace;
 
-use crate::handler::{TaskContext, TaskError, TaskHandler};
+use crate::runtime::handler::{TaskContext, TaskError, TaskHandler};
 use crate::settings::WorkerSettings;
+use edit_loop::Llm;
 use fleet_llm::LlmClient;
-use run::{Failure, Run};
+use meter::Meter;
+use modes::Job;
+use session::IssueSession;
 use settings::AgentSettings;
 use shared::{Mode, TaskMessage};
 use status::State;
+use std::path::Path;
+use tokio_util::sync::CancellationToken;
+use workspace::{Workspace, WorkspaceSpec};
 
 /// The agent handler.
 #[derive(Debug)]
@@ -37,11 +68,50 @@ impl Agent {
         })
     }
 
+    /// The job of a task whose session is open: its workspace in `workdir` (cloned from
+    /// `clone_source` when given, else from the task's repository).
+    pub fn job<'a>(
+        &'a self,
+        task: &'a TaskMessage,
+        session: IssueSession<'a>,
+        workdir: &Path,
+        cancel: CancellationToken,
+        meter: Meter,
+        clone_source: Option<String>,
+    ) -> Job<'a> {
+        let origin = format!("https://{}", task.repo_url.host());
+        let workspace = Workspace::new(WorkspaceSpec {
+            git: crate::adapters::git::Git::new(Some(session.github.token().clone()), &origin),
+            workdir: workdir.to_path_buf(),
+            source: clone_source.unwrap_or_else(|| task.repo_url.to_string()),
+            branch: session.issue.branch.clone(),
+            base_branch: task.base_branch.clone(),
+            identity: crate::adapters::git::Identity {
+                name: self.settings.git_name.clone(),
+                email: self.settings.git_email.clone(),
+            },
+            clone_timeout: self.worker.clone_timeout,
+            clone_max_bytes: self.worker.clone_max_bytes,
+            cancel,
+            meter: meter.clone(),
+        });
+        Job {
+            agent: self,
+            task,
+            session,
+            workspace,
+            llm: Llm {
+                client: &self.llm,
+                task_id: &task.task_id,
+                meter,
+            },
+        }
+    }
+
     async fn run_task(&self, task: &TaskMessage, ctx: &TaskContext) -> Result<(), TaskError> {
-        let mut run = match Run::start(self, task, ctx).await {
-            Ok(run) => run,
-            Err(failure) => return Err(into_task_error(failure)),
-        };
+        let mut session = IssueSession::open(self, task)
+            .await
+            .map_err(errors::deferred)?;
         let user = match task.mode {
             Mode::Implement => task
                 .approval
@@ -49,7 +119,7 @@ impl Agent {
                 .map_or(task.trigger_user.as_str(), |a| a.approver.as_str()),
             _ => task.trigger_user.as_str(),
         };
-        match run.may_act(user).await {
+        match session.may_act(user).await {
             Ok(true) => {}
             Ok(false) => {
                 tracing::info!(user, "refused: no write access");
@@ -57,60 +127,42 @@ impl Agent {
                     "@{user} does not have write access to {}",
                     task.repo_url.full_name()
                 );
-                return Err(run.finish_failed(State::Refused(reason)).await);
+                return Err(session.finish_failed(State::Refused(reason)).await);
             }
-            Err(failure) => return Err(self.report(&mut run, failure).await),
+            Err(error) => return Err(report(&mut session, error).await),
         }
-        match run.already_done().await {
+        match session.already_done().await {
             Ok(true) => {
                 tracing::info!("this task already finished (redelivery); nothing to do");
                 return Ok(());
             }
             Ok(false) => {}
-            Err(failure) => return Err(self.report(&mut run, failure).await),
+            Err(error) => return Err(report(&mut session, error).await),
         }
-        if let Err(failure) = run.publish_status().await {
-            return Err(self.report(&mut run, failure).await);
+        if let Err(error) = session.publish_status().await {
+            return Err(report(&mut session, error).await);
         }
-        match Self::execute(&mut run).await {
-            Ok(()) => Ok(()),
-            Err(failure) => Err(self.report(&mut run, failure).await),
-        }
-    }
-
-    /// The mode's pipeline, once the run is authorized (the CLI's entry point too).
-    pub async fn execute(run: &mut Run<'_>) -> Result<(), Failure> {
-        match run.task.mode {
-            Mode::Quickfix => quickfix::run(run).await,
-            Mode::Plan => planning::plan(run).await,
-            Mode::Implement => planning::implement(run).await,
-        }
-    }
-
-    /// Permanent failures are reported on the issue before the ack; transient ones are not
-    /// (the retry may well succeed; the last attempt is reported by `report_exhausted`).
-    async fn report(&self, run: &mut Run<'_>, failure: Failure) -> TaskError {
-        match failure {
-            Failure::Permanent(reason) => {
-                tracing::warn!(reason, "permanent failure");
-                run.finish_failed(State::Failed(reason)).await
+        let meter = Meter::new(ctx.metrics.clone());
+        let mut job = self.job(task, session, &ctx.workdir, ctx.cancel.clone(), meter, None);
+        match modes::execute(&mut job).await {
+            Ok(outcome) => {
+                tracing::debug!(?outcome, "mode finished");
+                Ok(())
             }
-            other => into_task_error(other),
+            Err(error) => Err(report(&mut job.session, error).await),
         }
     }
 }
 
-/// A transient failure after a rate limit that outlasted the in-process wait (recorded in the
-/// attempt's wait budget by the tracker client) is a delayed retry: the task comes back when
-/// the limit has passed instead of spending its delivery limit in seconds.
-fn into_task_error(failure: Failure) -> TaskError {
-    match failure {
-        Failure::Transient(reason) => match crate::runtime::wait::current_deferral() {
-            Some(after) => TaskError::Delayed { reason, after },
-            None => TaskError::Transient(reason),
-        },
-        Failure::Permanent(reason) => TaskError::Permanent(reason),
-        Failure::Unsupported(reason) => TaskError::Unsupported(reason),
+/// Permanent failures are reported on the issue before the ack; transient ones are not
+/// (the retry may well succeed; the last attempt is reported by `report_exhausted`).
+async fn report(session: &mut IssueSession<'_>, error: TaskError) -> TaskError {
+    match error {
+        TaskError::Permanent(reason) => {
+            tracing::warn!(reason, "permanent failure");
+            session.finish_failed(State::Failed(reason)).await
+        }
+        other => errors::deferred(other),
     }
 }
 
@@ -120,66 +172,16 @@ impl TaskHandler for Agent {
     }
 
     async fn report_exhausted(&self, task: &TaskMessage, reason: &str) {
-        let ctx = TaskContext {
-            workdir: std::env::temp_dir(),
-            cancel: tokio_util::sync::CancellationToken::new(),
-            attempt: 0,
-            last_attempt: true,
-            metrics: crate::runtime::handler::TaskMetrics::new(),
-            received_at: std::time::Instant::now(),
-        };
-        match Run::start(self, task, &ctx).await {
-            Ok(mut run) => {
+        // Only the issue is needed to say so: no workspace, no task context.
+        match IssueSession::open(self, task).await {
+            Ok(mut session) => {
                 let reason = format!(
                     "gave up after {} attempts: {reason}",
                     self.worker.common.delivery_limit.saturating_add(1)
                 );
-                let _ = run.finish_failed(State::Failed(reason)).await;
+                let _ = session.finish_failed(State::Failed(reason)).await;
             }
             Err(error) => tracing::warn!(?error, "cannot report the exhausted task on the issue"),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::runtime::wait::WaitBudget;
-    use fleet_llm::LlmError;
-    use std::time::Duration;
-
-    fn llm_http(status: u16) -> LlmError {
-        LlmError::Http {
-            status,
-            attempts: 4,
-            message: "busy".into(),
-        }
-    }
-
-    async fn settled_as(error: LlmError) -> TaskError {
-        let budget = WaitBudget::new(Default::default(), Duration::from_secs(60));
-        budget
-            .scope(async move { into_task_error(Failure::from(error)) })
-            .await
-    }
-
-    #[tokio::test]
-    async fn an_llm_still_overloaded_after_its_retries_is_a_delayed_retry() {
-        for status in [429, 529] {
-            match settled_as(llm_http(status)).await {
-                TaskError::Delayed { after, .. } => {
-                    assert_eq!(after, run::LLM_OVERLOAD_DEFERRAL, "HTTP {status}")
-                }
-                other => panic!("HTTP {status} settled as {other:?}"),
-            }
-        }
-        assert!(matches!(
-            settled_as(llm_http(502)).await,
-            TaskError::Transient(_)
-        ));
-        assert!(matches!(
-            settled_as(llm_http(401)).await,
-            TaskError::Permanent(_)
-        ));
     }
 }

@@ -3,7 +3,7 @@
 //! a hidden JSON block on GitHub; a visible marker line and a code block on Jira), and how
 //! the newest plan is read back from the comments: state lives in the tracker.
 
-use crate::tracker::ThreadComment;
+use crate::adapters::thread::ThreadComment;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -142,7 +142,16 @@ impl Plan {
         }
         out
     }
+}
 
+/// The marker's ` issue=<hash>` attribute, when the plan records the issue text's hash.
+fn issue_attribute(issue_hash: Option<&str>) -> String {
+    issue_hash
+        .map(|h| format!(" issue={h}"))
+        .unwrap_or_default()
+}
+
+impl Plan {
     /// The GitHub comment: readable plan, hidden marker, hidden JSON, how to answer.
     pub fn github_comment(&self, version: u32, task_id: &str) -> String {
         self.github_comment_for(version, task_id, None)
@@ -157,9 +166,7 @@ impl Plan {
     ) -> String {
         // `-->` cannot occur in JSON outside strings; inside them it is escaped.
         let json = self.to_json().replace("-->", "--\\u003e");
-        let issue = issue_hash
-            .map(|h| format!(" issue={h}"))
-            .unwrap_or_default();
+        let issue = issue_attribute(issue_hash);
         format!(
             "<!-- agent-fleet:plan v={version} hash={hash}{issue} -->\n{JSON_OPEN}\n{json}\n-->\n<!-- agent-fleet:plan-task id={task_id} -->\n\
              ### Plan v{version} (`{hash}`)\n\n{body}\n---\nReply `/approve` to implement this plan, or `/revise <feedback>` for a new version.",
@@ -181,9 +188,7 @@ impl Plan {
         task_id: &str,
         issue_hash: Option<&str>,
     ) -> (String, String) {
-        let issue = issue_hash
-            .map(|h| format!(" issue={h}"))
-            .unwrap_or_default();
+        let issue = issue_attribute(issue_hash);
         let text = format!(
             "Plan v{version} ({hash})\n\n{body}\nReply /approve to implement this plan (or /approve {hash} to name it), or /revise <feedback> for a new version.\n\ntask {task_id}\n\nagent-fleet:plan v={version} hash={hash}{issue}",
             hash = self.hash(),

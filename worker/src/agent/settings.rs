@@ -1,7 +1,7 @@
 //! Settings of the coding agent (the `agent` handler): GitHub, Jira, git identity, LLM,
 //! context budget, edit policy. Read only when the agent handler runs.
 
-use crate::tracker::github::GithubAuth;
+use crate::adapters::github::GithubAuth;
 use fleet_llm::LlmConfig;
 use secrecy::SecretString;
 use shared::settings::{Env, SettingsError};
@@ -43,7 +43,7 @@ impl AgentSettings {
         if self.agent_login.is_none()
             && let Some(auth) = &self.github_auth
         {
-            let login = crate::tracker::github::authenticated_login(&self.github_api, auth)
+            let login = crate::adapters::github::authenticated_login(&self.github_api, auth)
                 .await
                 .map_err(|e| {
                     anyhow::anyhow!(
@@ -56,7 +56,7 @@ impl AgentSettings {
         if self.agent_jira_account_id.is_none()
             && let Some(jira) = &self.jira
         {
-            let client = crate::tracker::jira::Jira::new(
+            let client = crate::adapters::jira::Jira::new(
                 &jira.base_url,
                 &jira.user_email,
                 jira.api_token.clone(),

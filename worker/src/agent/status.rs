@@ -6,10 +6,45 @@ use shared::TaskMessage;
 pub const GITHUB_MARKER: &str = "<!-- agent-fleet:status -->";
 pub const JIRA_MARKER: &str = "agent-fleet:status";
 
-/// The checklist, in order.
-pub const STEPS: [&str; 7] = [
-    "queued", "cloned", "context", "LLM", "syntax", "pushed", "PR",
-];
+/// One line of the checklist every mode shows, in order. A mode names its own steps (an
+/// enum in its module) and says which line each one ticks; the labels are what people and
+/// tests read on the issue, so they never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Step {
+    Queued,
+    Cloned,
+    Context,
+    Llm,
+    Syntax,
+    Pushed,
+    Pr,
+}
+
+impl Step {
+    /// The checklist, in order.
+    pub const ALL: [Step; 7] = [
+        Step::Queued,
+        Step::Cloned,
+        Step::Context,
+        Step::Llm,
+        Step::Syntax,
+        Step::Pushed,
+        Step::Pr,
+    ];
+
+    /// The line's text on the status comment.
+    pub fn label(self) -> &'static str {
+        match self {
+            Step::Queued => "queued",
+            Step::Cloned => "cloned",
+            Step::Context => "context",
+            Step::Llm => "LLM",
+            Step::Syntax => "syntax",
+            Step::Pushed => "pushed",
+            Step::Pr => "PR",
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum State {
@@ -37,7 +72,7 @@ impl State {
 pub struct Status {
     pub task_id: String,
     pub mode: String,
-    /// How many of [`STEPS`] are done.
+    /// How many of [`Step::ALL`] are done.
     pub done: usize,
     pub state: State,
     pub input_tokens: u64,
@@ -62,11 +97,10 @@ impl Status {
         }
     }
 
-    /// Marks `step` (one of [`STEPS`]) and everything before it done.
-    pub fn reach(&mut self, step: &str) {
-        if let Some(i) = STEPS.iter().position(|s| *s == step) {
-            self.done = self.done.max(i + 1);
-        }
+    /// Marks `step` and everything before it done.
+    pub fn reach(&mut self, step: Step) {
+        let position = Step::ALL.iter().position(|s| *s == step).unwrap_or(0);
+        self.done = self.done.max(position + 1);
     }
 
     fn headline(&self) -> String {
@@ -85,13 +119,14 @@ impl Status {
     }
 
     fn checklist(&self, checked: &str, unchecked: &str) -> Vec<String> {
-        STEPS
+        Step::ALL
             .iter()
             .enumerate()
             .map(|(i, step)| {
                 format!(
-                    "- {} {step}",
-                    if i < self.done { checked } else { unchecked }
+                    "- {} {}",
+                    if i < self.done { checked } else { unchecked },
+                    step.label()
                 )
             })
             .collect()
@@ -168,6 +203,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_checklist_reads_as_it_always_did() {
+        let labels: Vec<&str> = Step::ALL.iter().map(|s| s.label()).collect();
+        assert_eq!(
+            labels,
+            [
+                "queued", "cloned", "context", "LLM", "syntax", "pushed", "PR"
+            ]
+        );
+    }
+
+    #[test]
     fn markers_and_checklist() {
         let mut s = Status {
             task_id: "github:abc".into(),
@@ -180,7 +226,7 @@ mod tests {
             pr_url: None,
             notes: vec![],
         };
-        s.reach("context");
+        s.reach(Step::Context);
         let md = s.markdown();
         assert!(md.starts_with(GITHUB_MARKER));
         assert!(md.contains("- [x] context\n- [ ] LLM"));

@@ -12,7 +12,7 @@
 //! run, `<id>.exhausted` the reason when the last attempt failed. Each line is
 //! `pid=<pid> attempt=<n> workdir=<path>`.
 
-use crate::handler::{TaskContext, TaskError, TaskHandler};
+use crate::runtime::handler::{TaskContext, TaskError, TaskHandler};
 use shared::TaskMessage;
 use std::io::Write;
 use std::path::{Path, PathBuf};

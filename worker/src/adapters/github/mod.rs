@@ -1,6 +1,6 @@
 //! A small GitHub REST client for what the agent does on GitHub: permission checks, issue
 //! comments, pull requests, labels, reactions. Answers are read into the serde types of
-//! [`types`]; auth (a token or a GitHub App) is in [`auth`]; sending and classifying
+//! `types`; auth (a token or a GitHub App) is in `auth`; sending and classifying
 //! errors is `adapters::http`.
 
 mod auth;

@@ -1,0 +1,208 @@
+//! The agent's modes, one module each: [`quickfix`] (issue → pull request), [`plan`]
+//! (a plan comment and its draft PR, waiting for `/approve`) and [`implement`] (the
+//! approved plan carried out on its branch). A mode is a script over the collaborators in
+//! a [`Job`] (the issue session, the workspace, the LLM) with its own step enum, and
+//! returns an [`Outcome`]; it publishes only through the session's publisher, so a dry run
+//! needs nothing of it.
+//!
+//! To add a mode (`followup`, `fixci`, ...): a module here with `pub async fn run(job: &mut
+//! Job<'_>) -> Result<Outcome, TaskError>` and its `Step` enum (a mode that edits and
+//! opens a pull request reuses [`ChangeStep`]), and one arm in [`execute`].
+
+pub mod implement;
+pub mod plan;
+pub mod quickfix;
+
+use super::Agent;
+use super::edit_loop::{self, Edited, Llm};
+use super::publisher::{Draft, NewPull};
+use super::session::IssueSession;
+use super::workspace::Workspace;
+use crate::adapters::github::PullRequest;
+use crate::runtime::handler::TaskError;
+use fleet_edits::Policy;
+use fleet_llm::Usage;
+use shared::{Mode, TaskMessage};
+
+/// Everything a mode works with.
+#[derive(Debug)]
+pub struct Job<'a> {
+    pub agent: &'a Agent,
+    pub task: &'a TaskMessage,
+    pub session: IssueSession<'a>,
+    pub workspace: Workspace,
+    pub llm: Llm<'a>,
+}
+
+/// How a mode ended (its failures are `TaskError`s).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finished {
+    /// A pull request carries the change (its URL; `None` when nothing was published).
+    PullRequest(Option<String>),
+    /// A plan is posted and waits for approval.
+    PlanPosted,
+    /// This task's work was already on the tracker (a redelivery): nothing new was done.
+    AlreadyDone,
+}
+
+/// What a mode did, for its caller to log or show.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub finished: Finished,
+    /// The files the change touched.
+    pub files_changed: usize,
+    pub usage: Usage,
+}
+
+impl Outcome {
+    fn new(job: &Job<'_>, finished: Finished, files_changed: usize) -> Self {
+        Self {
+            finished,
+            files_changed,
+            usage: job.session.usage,
+        }
+    }
+}
+
+/// Runs the task's mode, once the run is authorized (the CLI's entry point too).
+pub async fn execute(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
+    match job.task.mode {
+        Mode::Quickfix => quickfix::run(job).await,
+        Mode::Plan => plan::run(job).await,
+        Mode::Implement => implement::run(job).await,
+    }
+}
+
+/// Clones the repository (at `branch`, else its default branch) and returns the branch
+/// checked out. Refused before cloning when the tracker reports the repository over
+/// `CLONE_MAX_BYTES`; stopped while cloning when it grows past it; refused before any
+/// LLM call when the agent's branch holds commits the agent did not write (the push
+/// would have to drop them).
+pub async fn clone(job: &Job<'_>, branch: Option<&str>) -> Result<String, TaskError> {
+    let publisher = &job.session.publisher;
+    publisher
+        .check_size(job.workspace.clone_max_bytes())
+        .await?;
+    let current = job.workspace.clone(branch).await?;
+    if current != job.workspace.branch() {
+        publisher.check_branch(&job.workspace, &current).await?;
+    }
+    Ok(current)
+}
+
+/// Context selection for the issue's text and `extra_query`; the files chosen are shown
+/// on the status comment.
+pub async fn select_context(
+    job: &mut Job<'_>,
+    extra_query: &str,
+) -> Result<fleet_context::Selection, TaskError> {
+    let (title, body) = job.session.issue_text();
+    let query = format!("{title}\n\n{body}\n\n{extra_query}");
+    let selection = job
+        .workspace
+        .select_context(query, job.agent.settings.context_budget)
+        .await?;
+    job.session.status.context_files = selection.included.clone();
+    Ok(selection)
+}
+
+/// A mode's prompt from `template`: the repository and the issue as the LLM may see it
+/// (`repo`, `issue_key`, `issue_title`, `issue_body`), then the mode's own `values`.
+pub fn issue_prompt(job: &Job<'_>, template: &str, values: &[(&str, &str)]) -> String {
+    let (title, body) = job.session.issue_text();
+    let mut all = vec![
+        ("repo", job.task.repo_url.full_name()),
+        ("issue_key", job.task.issue.key.as_str()),
+        ("issue_title", title.as_str()),
+        ("issue_body", body.as_str()),
+    ];
+    all.extend_from_slice(values);
+    super::prompts::render(template, &all)
+}
+
+/// The steps of a mode that edits the repository and opens a pull request (QuickFix,
+/// Implement), and the checklist line each ticks; the edit loop ticks `LLM` and `syntax`.
+#[derive(Debug, Clone, Copy)]
+pub enum ChangeStep {
+    Cloned,
+    Context,
+    Pushed,
+    PullRequest,
+}
+
+impl From<ChangeStep> for super::status::Step {
+    fn from(step: ChangeStep) -> Self {
+        use super::status::Step as Line;
+        match step {
+            ChangeStep::Cloned => Line::Cloned,
+            ChangeStep::Context => Line::Context,
+            ChangeStep::Pushed => Line::Pushed,
+            ChangeStep::PullRequest => Line::Pr,
+        }
+    }
+}
+
+/// The edit policy, limited to `allowed_paths` when given (a plan's files).
+pub fn policy(job: &Job<'_>, allowed_paths: Option<Vec<String>>) -> Policy {
+    Policy {
+        allow_workflow_edits: job.agent.settings.allow_workflow_edits,
+        protected_paths: job.agent.settings.protected_paths.clone(),
+        allowed_paths,
+        ..Policy::default()
+    }
+}
+
+/// The system prompt for the task's repository.
+pub async fn system_prompt(job: &Job<'_>) -> Result<String, TaskError> {
+    job.workspace
+        .system_prompt(job.task.repo_url.full_name())
+        .await
+}
+
+/// The edit loop for `prompt`, limited to `allowed_paths` when given (a plan's files).
+pub async fn edit(
+    job: &mut Job<'_>,
+    prompt: String,
+    allowed_paths: Option<Vec<String>>,
+) -> Result<Edited, TaskError> {
+    let system = system_prompt(job).await?;
+    let policy = policy(job, allowed_paths);
+    let (session, llm, workspace) = (&mut job.session, &job.llm, &job.workspace);
+    edit_loop::edit(session, llm, workspace, &system, prompt, policy).await
+}
+
+/// Opens (or updates) the pull request of the agent's branch, and shows it on the status
+/// comment (not yet published).
+pub async fn open_pull(
+    job: &mut Job<'_>,
+    base: &str,
+    title: &str,
+    body: &str,
+    draft: Draft,
+) -> Result<Option<PullRequest>, TaskError> {
+    let pull = NewPull {
+        branch: job.workspace.branch(),
+        base,
+        title,
+        body,
+        draft,
+    };
+    let pr = job.session.publisher.open_pull(pull).await?;
+    job.session.status.pr_url = pr.as_ref().map(|pr| pr.url.clone());
+    Ok(pr)
+}
+
+/// The changed files as a markdown list for a PR body.
+pub fn files_list(files: &[fleet_edits::ChangedFile]) -> String {
+    files
+        .iter()
+        .map(|f| {
+            format!(
+                "- `{}`{}",
+                f.path,
+                if f.previous.is_none() { " (new)" } else { "" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
