@@ -47,7 +47,16 @@ fn main() -> ExitCode {
         },
         Some(Command::Run(args)) => {
             shared::telemetry::init_tracing(shared::settings::LogFormat::Pretty);
-            block_on("worker run", worker::oneshot::run(args))
+            block_on("worker run", async {
+                let report = worker::oneshot::run(args).await?;
+                for summary in &report.summaries {
+                    eprintln!("{summary}");
+                }
+                for text in &report.shown {
+                    println!("{text}");
+                }
+                Ok(())
+            })
         }
         Some(Command::Standalone) => {
             let env = Env::process();

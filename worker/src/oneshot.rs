@@ -81,7 +81,7 @@ fn task_for(args: &RunArgs, repo_url: RepoUrl, mode: Mode) -> anyhow::Result<Tas
     })
 }
 
-pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+pub async fn run(args: RunArgs) -> anyhow::Result<DryRunReport> {
     let env = Env::process();
     let mode: Mode = args.mode.parse().map_err(anyhow::Error::msg)?;
     if mode == Mode::Implement {
@@ -149,25 +149,39 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         clone_source,
     );
     let outcome = modes::execute(&mut job).await.map_err(describe)?;
-    if let Some(dry) = dry_run {
-        show(&dry, &outcome);
-    }
-    Ok(())
+    Ok(match dry_run {
+        Some(dry) => DryRunReport::of(&dry, &outcome),
+        None => DryRunReport::default(),
+    })
 }
 
-/// Prints what a dry run recorded: each diff (with a summary on stderr) and each comment
-/// (the plan); the pull requests' texts are not shown.
-fn show(dry: &DryRun, outcome: &Outcome) {
-    let recorded = dry.recorded();
-    for diff in &recorded.diffs {
-        println!("{diff}");
-        eprintln!(
+/// What a dry run recorded, for `worker run` to print: the diffs (each with a summary line)
+/// and the comments (the plan); the pull requests' texts are not shown. Empty for a live
+/// run, whose effects are on the tracker.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DryRunReport {
+    /// For standard output: each diff, then each comment.
+    pub shown: Vec<String>,
+    /// For standard error: one summary line per diff.
+    pub summaries: Vec<String>,
+}
+
+impl DryRunReport {
+    fn of(dry: &DryRun, outcome: &Outcome) -> Self {
+        let recorded = dry.recorded();
+        let summary = format!(
             "dry run: {} file(s) changed; {} input / {} output tokens; nothing pushed",
             outcome.files_changed, outcome.usage.input_tokens, outcome.usage.output_tokens
         );
-    }
-    for comment in &recorded.comments {
-        println!("{comment}");
+        Self {
+            shown: recorded
+                .diffs
+                .iter()
+                .chain(&recorded.comments)
+                .cloned()
+                .collect(),
+            summaries: recorded.diffs.iter().map(|_| summary.clone()).collect(),
+        }
     }
 }
 
