@@ -66,6 +66,10 @@ const SETTINGS: &[&str] = &[
     "OPENAI_API_KEY",
     "CONTEXT_TOKEN_BUDGET",
     "ALLOW_WORKFLOW_EDITS",
+    "TASK_MAX_LLM_CALLS",
+    "TASK_MAX_TOKENS",
+    "TASK_MAX_COST_USD",
+    "LLM_PRICES",
 ];
 
 // ---------------------------------------------------------------------------------------

@@ -11,27 +11,41 @@ use super::syntax;
 use super::workspace::{Workspace, blocking};
 use crate::runtime::handler::TaskError;
 use fleet_edits::{ChangedFile, EditError, Policy, apply, parse_blocks};
-use fleet_llm::{LlmClient, LlmRequest, Message, Phase, Usage};
+use fleet_llm::budget::{Budget, Prices, Spent};
+use fleet_llm::{LlmClient, LlmRequest, Message, Phase};
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// The task's LLM: requests carry the task id; usage and metrics are recorded per call.
+/// The task's LLM: requests carry the task id; usage and metrics are recorded per call,
+/// and the task's budget is checked before each one.
 #[derive(Debug)]
 pub struct Llm<'a> {
     pub client: &'a LlmClient,
     pub task_id: &'a str,
     pub meter: Meter,
+    pub budget: Budget,
+    pub prices: &'a Prices,
 }
 
 impl Llm<'_> {
-    /// One LLM call; its usage is added to `usage`.
+    /// One LLM call, unless the task's budget is used up (a permanent failure that names
+    /// the budget and the figures); its usage and cost are added to `spent`.
     pub async fn ask(
         &self,
-        usage: &mut Usage,
+        spent: &mut Spent,
         phase: Phase,
         system: &str,
         messages: Vec<Message>,
     ) -> Result<String, TaskError> {
+        if let Err(stop) = self.budget.allows_another(spent) {
+            tracing::warn!(
+                budget = stop.budget,
+                spent = stop.spent,
+                limit = stop.limit,
+                "LLM budget used up"
+            );
+            return Err(TaskError::Permanent(stop.to_string()));
+        }
         let started = Instant::now();
         let provider = self.client.provider().as_str();
         let request = LlmRequest {
@@ -45,7 +59,10 @@ impl Llm<'_> {
         match result {
             Ok(response) => {
                 self.meter.llm_answered(provider, phase, response.usage);
-                *usage += response.usage;
+                let cost = self
+                    .prices
+                    .cost(&self.client.config().model, response.usage);
+                spent.add(response.usage, cost);
                 tracing::info!(
                     phase = phase.as_str(),
                     input_tokens = response.usage.input_tokens,
@@ -92,7 +109,7 @@ pub async fn edit(
 ) -> Result<Edited, TaskError> {
     let mut messages = vec![Message::user(prompt)];
     let mut answer = llm
-        .ask(&mut session.usage, Phase::Edit, system, messages.clone())
+        .ask(&mut session.spent, Phase::Edit, system, messages.clone())
         .await?;
     session.reach(Step::Llm).await?;
     let mut repaired_apply = false;
@@ -150,7 +167,7 @@ pub async fn edit(
         messages.push(Message::assistant(answer.clone()));
         messages.push(Message::user(repair));
         answer = llm
-            .ask(&mut session.usage, Phase::Repair, system, messages.clone())
+            .ask(&mut session.spent, Phase::Repair, system, messages.clone())
             .await?;
         let repaired_summary = summary_of(&answer);
         if summary.is_empty() {

@@ -104,6 +104,8 @@ impl Agent {
                 client: &self.llm,
                 task_id: &task.task_id,
                 meter,
+                budget: self.settings.budget,
+                prices: &self.settings.prices,
             },
         }
     }

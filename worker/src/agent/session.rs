@@ -13,7 +13,7 @@ use crate::adapters::github::{GitHub, GithubAuth};
 use crate::adapters::jira::Jira;
 use crate::adapters::thread::IssueThread;
 use crate::runtime::handler::TaskError;
-use fleet_llm::Usage;
+use fleet_llm::budget::Spent;
 use shared::{TaskMessage, Tracker};
 use std::sync::Arc;
 
@@ -92,7 +92,8 @@ pub struct IssueSession<'a> {
     pub agent_account: String,
     pub status: Status,
     /// The task's LLM token usage so far (shown on the status comment).
-    pub usage: Usage,
+    /// What the task spent on the LLM so far (calls, tokens, cost).
+    pub spent: Spent,
     pub publisher: Arc<dyn Publisher>,
     /// The agent's status comment once found or posted, and the body last published.
     status_comment: Option<(String, String)>,
@@ -187,7 +188,7 @@ impl<'a> IssueSession<'a> {
             issue: opened.issue,
             agent_account: opened.agent_account,
             status: Status::new(task),
-            usage: Usage::default(),
+            spent: Spent::default(),
             publisher,
             status_comment: None,
         }
@@ -231,8 +232,9 @@ impl<'a> IssueSession<'a> {
 
     /// Posts or edits the status comment.
     pub async fn publish_status(&mut self) -> Result<(), TaskError> {
-        self.status.input_tokens = self.usage.input_tokens;
-        self.status.output_tokens = self.usage.output_tokens;
+        self.status.input_tokens = self.spent.usage.input_tokens;
+        self.status.output_tokens = self.spent.usage.output_tokens;
+        self.status.cost_usd = (self.spent.cost_usd > 0.0).then_some(self.spent.cost_usd);
         let markdown = self.status.markdown();
         // Found once by author and marker, then edited by its id; an unchanged body is not
         // sent again.

@@ -31,6 +31,11 @@ pub struct AgentSettings {
     pub protected_paths: Vec<String>,
     /// `ISSUE_TEXT_MAX_BYTES`: cap on each untrusted text field put into a prompt.
     pub issue_text_max_bytes: usize,
+    /// What one task may spend on the LLM (`TASK_MAX_LLM_CALLS`, `TASK_MAX_TOKENS`,
+    /// `TASK_MAX_COST_USD`), checked before every call.
+    pub budget: fleet_llm::budget::Budget,
+    /// `LLM_PRICES`: USD per million input/output tokens, per model.
+    pub prices: fleet_llm::budget::Prices,
 }
 
 impl AgentSettings {
@@ -125,7 +130,12 @@ impl AgentSettings {
                 "must be at least 1024 (bytes of issue text kept per field)",
             ));
         }
+        let budget = budget_from(env)?;
+        let prices = fleet_llm::budget::Prices::parse(&env.get("LLM_PRICES").unwrap_or_default())
+            .map_err(|reason| SettingsError::new("LLM_PRICES", reason))?;
         Ok(Self {
+            budget,
+            prices,
             github_api: env.string_or("GITHUB_API_URL", "https://api.github.com"),
             github_auth,
             agent_login: env.get("AGENT_GITHUB_LOGIN"),
@@ -140,5 +150,74 @@ impl AgentSettings {
             protected_paths: env.list("PROTECTED_PATHS"),
             issue_text_max_bytes,
         })
+    }
+}
+
+/// `TASK_MAX_LLM_CALLS` (at least 1), `TASK_MAX_TOKENS` (at least 1), `TASK_MAX_COST_USD`
+/// (unset: no cost limit; else a positive number of USD).
+fn budget_from(env: &Env) -> Result<fleet_llm::budget::Budget, SettingsError> {
+    let defaults = fleet_llm::budget::Budget::default();
+    let max_calls: u32 = env.parse_or("TASK_MAX_LLM_CALLS", defaults.max_calls)?;
+    let max_tokens: u64 = env.parse_or("TASK_MAX_TOKENS", defaults.max_tokens)?;
+    if max_calls == 0 || max_tokens == 0 {
+        return Err(SettingsError::new(
+            if max_calls == 0 {
+                "TASK_MAX_LLM_CALLS"
+            } else {
+                "TASK_MAX_TOKENS"
+            },
+            "must be at least 1",
+        ));
+    }
+    let max_cost_usd = match env.get("TASK_MAX_COST_USD") {
+        None => None,
+        Some(raw) => Some(
+            raw.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|usd| usd.is_finite() && *usd > 0.0)
+                .ok_or_else(|| {
+                    SettingsError::new("TASK_MAX_COST_USD", "must be a positive amount of USD")
+                })?,
+        ),
+    };
+    Ok(fleet_llm::budget::Budget {
+        max_calls,
+        max_tokens,
+        max_cost_usd,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn budget(pairs: &[(&str, &str)]) -> Result<fleet_llm::budget::Budget, SettingsError> {
+        budget_from(&Env::from_map(pairs.iter().copied()))
+    }
+
+    #[test]
+    fn budgets_default_and_refuse_what_would_stop_every_task() {
+        let defaults = budget(&[]).expect("defaults");
+        assert_eq!(
+            (
+                defaults.max_calls,
+                defaults.max_tokens,
+                defaults.max_cost_usd
+            ),
+            (8, 1_000_000, None)
+        );
+        let set =
+            budget(&[("TASK_MAX_LLM_CALLS", "3"), ("TASK_MAX_COST_USD", "0.50")]).expect("valid");
+        assert_eq!((set.max_calls, set.max_cost_usd), (3, Some(0.5)));
+        for (name, value) in [
+            ("TASK_MAX_LLM_CALLS", "0"),
+            ("TASK_MAX_TOKENS", "0"),
+            ("TASK_MAX_COST_USD", "-1"),
+            ("TASK_MAX_COST_USD", "free"),
+        ] {
+            let error = budget(&[(name, value)]).expect_err(value);
+            assert!(error.to_string().contains(name), "{error}");
+        }
     }
 }

@@ -77,6 +77,8 @@ pub struct Status {
     pub state: State,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// The LLM cost so far, when `LLM_PRICES` prices the model.
+    pub cost_usd: Option<f64>,
     pub context_files: Vec<String>,
     pub pr_url: Option<String>,
     pub notes: Vec<String>,
@@ -91,6 +93,7 @@ impl Status {
             state: State::Working,
             input_tokens: 0,
             output_tokens: 0,
+            cost_usd: None,
             context_files: Vec::new(),
             pr_url: None,
             notes: Vec::new(),
@@ -135,8 +138,12 @@ impl Status {
     fn details(&self) -> Vec<String> {
         let mut lines = Vec::new();
         if self.input_tokens + self.output_tokens > 0 {
+            let cost = self
+                .cost_usd
+                .map(|usd| format!(" (about ${usd:.4})"))
+                .unwrap_or_default();
             lines.push(format!(
-                "Token usage: {} input, {} output.",
+                "Token usage: {} input, {} output{cost}.",
                 self.input_tokens, self.output_tokens
             ));
         }
@@ -222,6 +229,7 @@ mod tests {
             state: State::Working,
             input_tokens: 10,
             output_tokens: 5,
+            cost_usd: None,
             context_files: vec!["a.py".into()],
             pr_url: None,
             notes: vec![],
@@ -231,6 +239,11 @@ mod tests {
         assert!(md.starts_with(GITHUB_MARKER));
         assert!(md.contains("- [x] context\n- [ ] LLM"));
         assert!(md.contains("Token usage: 10 input, 5 output."));
+        s.cost_usd = Some(0.01234);
+        assert!(
+            s.markdown()
+                .contains("Token usage: 10 input, 5 output (about $0.0123).")
+        );
         assert!(!finished_task(&md, "github:abc"));
         s.state = State::Done;
         assert!(finished_task(&s.markdown(), "github:abc"));

@@ -113,9 +113,9 @@ pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
 
     let template = pr_template(job).await?;
     let files = super::files_list(&edited.applied);
-    let usage = job.session.usage;
+    let usage = super::usage_line(job);
     let pr_body = format!(
-        "{}\n\n{}### Plan v{} (`{}`), approved by {}\n{}\n\n### Files changed\n{files}\n\n### Token usage\n{} input, {} output tokens.\n\n{}\n\n{}",
+        "{}\n\n{}### Plan v{} (`{}`), approved by {}\n{}\n\n### Files changed\n{files}\n\n### Token usage\n{usage}\n\n{}\n\n{}",
         newest.plan.summary.trim(),
         if template.trim().is_empty() {
             String::new()
@@ -133,8 +133,6 @@ pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
             .map(|(i, s)| format!("{}. {s}", i + 1))
             .collect::<Vec<_>>()
             .join("\n"),
-        usage.input_tokens,
-        usage.output_tokens,
         job.session.issue_reference(),
         job.session.pull_marker(),
     );

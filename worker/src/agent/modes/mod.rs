@@ -59,7 +59,7 @@ impl Outcome {
         Self {
             finished,
             files_changed,
-            usage: job.session.usage,
+            usage: job.session.spent.usage,
         }
     }
 }
@@ -190,6 +190,20 @@ pub async fn open_pull(
     let pr = job.session.publisher.open_pull(pull).await?;
     job.session.status.pr_url = pr.as_ref().map(|pr| pr.url.clone());
     Ok(pr)
+}
+
+/// The PR body's token line: tokens, and the cost when `LLM_PRICES` prices the model.
+pub fn usage_line(job: &Job<'_>) -> String {
+    let spent = &job.session.spent;
+    let cost = if spent.cost_usd > 0.0 {
+        format!(" About ${:.4}.", spent.cost_usd)
+    } else {
+        String::new()
+    };
+    format!(
+        "{} input, {} output tokens in {} LLM call(s).{cost}",
+        spent.usage.input_tokens, spent.usage.output_tokens, spent.calls
+    )
 }
 
 /// The changed files as a markdown list for a PR body.

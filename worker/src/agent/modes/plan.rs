@@ -143,7 +143,7 @@ async fn ask_for_plan(job: &mut Job<'_>, system: &str, prompt: String) -> Result
     let answer = job
         .llm
         .ask(
-            &mut job.session.usage,
+            &mut job.session.spent,
             Phase::Plan,
             system,
             messages.clone(),
@@ -160,7 +160,7 @@ async fn ask_for_plan(job: &mut Job<'_>, system: &str, prompt: String) -> Result
             )));
             let again = job
                 .llm
-                .ask(&mut job.session.usage, Phase::Repair, system, messages)
+                .ask(&mut job.session.spent, Phase::Repair, system, messages)
                 .await?;
             validate(job, &again).await?.map_err(|p| {
                 TaskError::Permanent(format!(

@@ -60,11 +60,9 @@ pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
         .map(|p| format!("`{p}`"))
         .collect::<Vec<_>>()
         .join(", ");
-    let usage = job.session.usage;
+    let usage = super::usage_line(job);
     let body = format!(
-        "{summary}\n\n### Files changed\n{files}\n\n### Context used\n{context}\n\n### Token usage\n{} input, {} output tokens.\n\n{}\n\n{}",
-        usage.input_tokens,
-        usage.output_tokens,
+        "{summary}\n\n### Files changed\n{files}\n\n### Context used\n{context}\n\n### Token usage\n{usage}\n\n{}\n\n{}",
         job.session.issue_reference(),
         job.session.pull_marker(),
     );
