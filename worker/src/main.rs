@@ -37,6 +37,13 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before any secret is read: the worker's /proc/<pid>/environ and mem are then closed
+    // to every process without CAP_SYS_PTRACE, such as the repositories' checks
+    // (docs/checks.md). A kernel that refuses is only worth a warning: the bubblewrap
+    // sandbox does not depend on it.
+    if let Err(error) = fleet_sandbox::protect_worker() {
+        eprintln!("worker: cannot make the process non-dumpable ({error}); continuing");
+    }
     match cli.command {
         Some(Command::Context(args)) => match fleet_context::run_cli(&args) {
             Ok(()) => ExitCode::SUCCESS,
