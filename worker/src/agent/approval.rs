@@ -35,7 +35,8 @@ pub async fn bind_approval(
             approval.comment_id, newest.version
         )));
     };
-    if !author.is_empty() && !crate::adapters::github::same_account(&author, &approval.approver) {
+    // An author the tracker does not name (deleted, anonymous) cannot be the approver.
+    if !crate::adapters::same_account(&author, &approval.approver) {
         return Err(TaskError::Permanent(format!(
             "the `/approve` comment ({id}) was not written by {}; reply `/approve` yourself to implement the plan",
             approval.approver
