@@ -2,22 +2,14 @@
 
 mod common;
 
+use common::standins::{clone_bare, git};
+
 use common::internals::{Git, GitError};
 use shared::RepoUrl;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-fn git(cwd: &Path, args: &[&str]) {
-    let status = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-        .args(args)
-        .current_dir(cwd)
-        .status()
-        .expect("git");
-    assert!(status.success(), "git {args:?}");
-}
 
 /// `<root>/github/acme/payments.git` with two commits on `main` and a `feature` branch.
 fn bare_repo(root: &Path) -> std::path::PathBuf {
@@ -33,16 +25,7 @@ fn bare_repo(root: &Path) -> std::path::PathBuf {
     git(&work, &["branch", "feature"]);
     let bare = root.join("github/acme/payments.git");
     std::fs::create_dir_all(bare.parent().expect("parent")).expect("mkdir");
-    git(
-        root,
-        &[
-            "clone",
-            "-q",
-            "--bare",
-            work.to_str().expect("utf8"),
-            bare.to_str().expect("utf8"),
-        ],
-    );
+    clone_bare(root, &work, &bare);
     bare
 }
 

@@ -7,33 +7,20 @@
 
 mod common;
 
+use common::standins::{clone_bare, git};
+
 use common::internals::{Plan, PlanFile};
 use common::standins::Answer;
 use common::wait_until;
 use common::world::*;
 use shared::task::Approval;
 use shared::{Mode, RepoUrl, TaskMessage};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 const CANARY: &str = "canary-7d1f3b9e2a64c058";
 const JIRA_TOKEN: &str = "jira-TOKEN-never-logged";
-
-fn git(cwd: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
-        .args(["-c", "protocol.file.allow=always"])
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("git");
-    assert!(
-        output.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
 
 /// What one pushed commit changes.
 enum Change<'a> {
@@ -481,16 +468,7 @@ async fn a_clone_growing_past_the_limit_is_stopped_while_it_runs() {
         ],
     );
     let bare = root.join("huge.git");
-    git(
-        &root,
-        &[
-            "clone",
-            "-q",
-            "--bare",
-            seed.to_str().expect("utf8"),
-            bare.to_str().expect("utf8"),
-        ],
-    );
+    clone_bare(&root, &seed, &bare);
     let server = root.join("slow-upload-pack.sh");
     std::fs::write(&server, "#!/bin/sh\n\"$1\" \"$2\"\nsleep 120\n").expect("script");
     Command::new("chmod")
