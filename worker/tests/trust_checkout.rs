@@ -13,8 +13,7 @@ use common::internals::{Plan, PlanFile};
 use common::standins::Answer;
 use common::wait_until;
 use common::world::*;
-use shared::task::Approval;
-use shared::{Mode, RepoUrl, TaskMessage};
+use shared::{Mode, RepoUrl};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -113,17 +112,6 @@ fn plan_json(path: &str) -> String {
     )
 }
 
-fn approve_task(world: &World, id: &str, number: u64, comment_id: &str) -> TaskMessage {
-    let mut task = world.task(id, number, "dev1");
-    task.mode = Mode::Implement;
-    task.trigger.event = "issue_comment.created".into();
-    task.approval = Some(Approval {
-        comment_id: comment_id.into(),
-        approver: "dev1".into(),
-    });
-    task
-}
-
 #[tokio::test]
 async fn links_in_the_repository_leak_no_secret() {
     let world = World::new(
@@ -169,7 +157,7 @@ async fn links_in_the_repository_leak_no_secret() {
     world.fleet.publish(&plan).await;
     worker.assert_outcome(&plan.task_id, "done").await;
     let approval = world.github.add_comment(52, "dev1", "/approve");
-    let implement = approve_task(&world, "github:trust-links-a", 52, &approval);
+    let implement = world.approve_task("github:trust-links-a", 52, &approval, "dev1");
     world.fleet.publish(&implement).await;
     worker.assert_outcome(&implement.task_id, "done").await;
     let pull = world
@@ -204,7 +192,7 @@ async fn links_in_the_repository_leak_no_secret() {
         &crafted.github_comment(1, "github:trust-links-b-plan"),
     );
     let approval = world.github.add_comment(53, "dev1", "/approve");
-    let implement = approve_task(&world, "github:trust-links-b", 53, &approval);
+    let implement = world.approve_task("github:trust-links-b", 53, &approval, "dev1");
     let calls_before = world.llm.calls().len();
     world.fleet.publish(&implement).await;
     finished(&worker, &implement.task_id).await;
@@ -311,7 +299,7 @@ async fn an_implementation_builds_on_a_reviewers_commit() {
     );
     let reviewed = head_of(&world, "agent/github-62");
     let approval = world.github.add_comment(62, "dev1", "/approve");
-    let implement = approve_task(&world, "github:trust-on-top", 62, &approval);
+    let implement = world.approve_task("github:trust-on-top", 62, &approval, "dev1");
     world.fleet.publish(&implement).await;
     worker.assert_outcome(&implement.task_id, "done").await;
     world.repos.git_in(

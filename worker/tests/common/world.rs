@@ -5,7 +5,8 @@
 use super::standins::{Answer, FakeGithub, FakeJira, FakeLlm, LocalGithubRepos};
 use super::{Fleet, WorkerProc};
 use serde_json::Value;
-use shared::TaskMessage;
+use shared::task::Approval;
+use shared::{Mode, TaskMessage};
 
 pub const REPO: &str = "acme/payments";
 pub const GITHUB_TOKEN: &str = "ghs_TESTTOKEN_never_logged_5f2a";
@@ -18,6 +19,23 @@ pub fn good_answer() -> String {
 
 pub fn broken_answer() -> String {
     "Round refunds.\n\npay/refunds.py\n```python\n<<<<<<< SEARCH\ndef refund(amount):\n    return amount\n=======\ndef refund(amount):\n    return round(amount, 2\n>>>>>>> REPLACE\n```\n".into()
+}
+
+/// A plan answer (a JSON code block) with `summary`, naming `pay/refunds.py` only.
+pub fn plan_json(summary: &str) -> String {
+    format!(
+        "```json\n{{\"summary\": \"{summary}\", \"files\": [{{\"path\": \"pay/refunds.py\", \"change\": \"round the amount\"}}], \"steps\": [\"round in refund()\"], \"risks\": [\"none\"], \"tests\": \"a unit test\"}}\n```"
+    )
+}
+
+/// The plan hash a plan comment's marker (`hash=<hex>`) carries.
+pub fn hash_in(body: &str) -> String {
+    body.split("hash=")
+        .nth(1)
+        .expect("hash")
+        .chars()
+        .take_while(char::is_ascii_hexdigit)
+        .collect()
 }
 
 pub struct World {
@@ -52,6 +70,17 @@ impl World {
     /// A world with one worker whose LLM answers every edit with [`good_answer`].
     pub async fn quickfix(name: &str) -> (Self, WorkerProc) {
         Self::with_worker(name, 5, &[("edit", vec![Answer::Text(good_answer())])], &[]).await
+    }
+
+    /// A world with one worker whose LLM answers the plan phase with [`plan_json`] of each
+    /// of `summaries` in turn, and every edit with [`good_answer`].
+    pub async fn planning(name: &str, summaries: &[&str]) -> (Self, WorkerProc) {
+        let plans = summaries
+            .iter()
+            .map(|s| Answer::Text(plan_json(s)))
+            .collect();
+        let script = [("plan", plans), ("edit", vec![Answer::Text(good_answer())])];
+        Self::with_worker(name, 5, &script, &[]).await
     }
 
     /// A world with one worker, ready to take tasks.
@@ -108,6 +137,33 @@ impl World {
         // The issue as GitHub serves it (a command on the plan's PR reads it from there).
         self.github
             .issue_if_unknown(number, &task.issue.title, &task.issue.body);
+        task
+    }
+}
+
+impl World {
+    /// A Plan-mode task for issue `number`, asked for by `dev1`.
+    pub fn plan_task(&self, id: &str, number: u64) -> TaskMessage {
+        let mut task = self.task(id, number, "dev1");
+        task.mode = Mode::Plan;
+        task
+    }
+
+    /// The Implement task an `/approve` comment (`comment_id`, by `approver`) starts.
+    pub fn approve_task(
+        &self,
+        id: &str,
+        number: u64,
+        comment_id: &str,
+        approver: &str,
+    ) -> TaskMessage {
+        let mut task = self.task(id, number, approver);
+        task.mode = Mode::Implement;
+        task.trigger.event = "issue_comment.created".into();
+        task.approval = Some(Approval {
+            comment_id: comment_id.into(),
+            approver: approver.into(),
+        });
         task
     }
 }
