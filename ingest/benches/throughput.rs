@@ -10,14 +10,13 @@
 //! the ratios, plus the CPU each process spent per request.
 
 use futures_util::StreamExt;
-use lapin::options::{
-    BasicPublishOptions, ConfirmSelectOptions, QueueDeleteOptions, QueuePurgeOptions,
-};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueuePurgeOptions};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use shared::settings::Env;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use testkit::knobs::arg;
 
 const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 const SECRET: &str = "bench-secret";
@@ -44,14 +43,6 @@ impl Figures {
             self.percentile(0.99)
         )
     }
-}
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.windows(2)
-        .find(|w| w[0] == name)
-        .and_then(|w| w[1].parse().ok())
-        .unwrap_or(default)
 }
 
 /// One prepared delivery: body, signature, delivery id, and the task the ingest makes of it.
@@ -398,15 +389,6 @@ async fn main() {
         per(raw_after.1 - raw_before.1),
     );
 
-    for q in [queue.clone(), format!("{queue}.dead")] {
-        let _ = admin
-            .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-            .await;
-    }
-    let _ = admin
-        .exchange_delete(
-            format!("{queue}.dlx").as_str().into(),
-            lapin::options::ExchangeDeleteOptions::default(),
-        )
-        .await;
+    // The queue, `.dead`, the `.dlx` exchange (and any delay queue the ingest declared).
+    testkit::QueueGuard::new(&queue).delete().await;
 }

@@ -8,13 +8,16 @@
 //! | [`webhook`] | HMAC signatures, signed GitHub/Jira POSTs, the webhook fixtures |
 //! | [`queues`] | [`QueueView`] (count, drain) and [`QueueGuard`] (deletes a test's queues on drop) |
 //! | [`outcome`] | the outcome a worker logged for a task, and the assertion on it |
+//! | [`knobs`] | a bench's `--name N` arguments, the property tests' case count |
 //! | [`ingest`] | the ingest started in-process on port 0 ([`TestIngest`]) |
 //!
-//! It is a dev-dependency only (of `shared`, `ingest` and `worker`); no library depends on it.
+//! It is a dev-dependency only (of `shared`, `ingest`, `worker`, `fleet-edits` and
+//! `fleet-repo-config`); no library depends on it.
 //! Every test still names its own queues ([`unique_queue`]): tests run in parallel on one
 //! broker.
 
 pub mod ingest;
+pub mod knobs;
 pub mod outcome;
 pub mod queues;
 pub mod task;

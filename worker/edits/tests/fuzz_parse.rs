@@ -8,13 +8,6 @@
 use fleet_edits::{EditBlock, Matching, Policy, parse_blocks, preview};
 use proptest::prelude::*;
 
-fn cases() -> u32 {
-    std::env::var("FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(512)
-}
-
 /// Pieces models actually send, mixed with multi-byte text: the grammar's edges.
 fn piece() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -48,7 +41,7 @@ fn answer() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: testkit::knobs::fuzz_cases(), failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn parser_never_panics_on_arbitrary_text(s in "\\PC*") {

@@ -128,13 +128,6 @@ fn hostile_shapes_stay_linear() {
     }
 }
 
-fn cases() -> u32 {
-    std::env::var("FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(512)
-}
-
 /// Markup pieces without backticks, tildes or runs of spaces: documents built from them
 /// hold no code, so no `<!--` may survive anywhere.
 fn piece() -> impl Strategy<Value = String> {
@@ -174,7 +167,7 @@ fn document() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: testkit::knobs::fuzz_cases(), failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn never_panics_and_respects_the_cap(s in "\\PC*", max in 0usize..200) {
