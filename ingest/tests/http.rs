@@ -14,8 +14,7 @@ fn labeled(label: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn signatures_are_checked_before_anything_else() {
-    let app = TestApp::spawn(&[("GITHUB_WEBHOOK_SECRET", "old-secret,gh-test-secret")]).await;
-    app.wait_ready(200).await;
+    let app = TestApp::ready(&[("GITHUB_WEBHOOK_SECRET", "old-secret,gh-test-secret")]).await;
     let view = QueueView::connect(&app.queue).await;
     let body = labeled("ai-help");
 
@@ -84,8 +83,7 @@ async fn signatures_are_checked_before_anything_else() {
 
 #[tokio::test]
 async fn bad_input_gets_a_clear_4xx_and_never_a_500() {
-    let app = TestApp::spawn(&[("MAX_BODY_BYTES", "2048")]).await;
-    app.wait_ready(200).await;
+    let app = TestApp::ready(&[("MAX_BODY_BYTES", "2048")]).await;
     let view = QueueView::connect(&app.queue).await;
 
     let response = app.github("issues", "big", &vec![b' '; 4096]).await;
@@ -147,8 +145,7 @@ async fn bad_input_gets_a_clear_4xx_and_never_a_500() {
 
 #[tokio::test]
 async fn a_route_without_its_secret_answers_404_and_the_other_still_works() {
-    let app = TestApp::spawn(&[("JIRA_WEBHOOK_SECRET", "")]).await;
-    app.wait_ready(200).await;
+    let app = TestApp::ready(&[("JIRA_WEBHOOK_SECRET", "")]).await;
     let body = fixture("jira/issue_assigned.json").to_string();
     let response = app.jira("x", body.as_bytes()).await;
     assert_eq!(response.status().as_u16(), 404);
@@ -172,8 +169,7 @@ async fn a_route_without_its_secret_answers_404_and_the_other_still_works() {
 
 #[tokio::test]
 async fn a_redelivered_webhook_publishes_one_message() {
-    let app = TestApp::spawn(&[]).await;
-    app.wait_ready(200).await;
+    let app = TestApp::ready(&[]).await;
     let view = QueueView::connect(&app.queue).await;
     let body = labeled("ai-help");
     let first = app.github("issues", "same-delivery", &body).await;
@@ -239,8 +235,7 @@ async fn broker_down_means_a_fast_503_and_the_same_delivery_succeeds_later() {
 
 #[tokio::test]
 async fn a_returned_publish_is_a_503_and_is_not_remembered() {
-    let app = TestApp::spawn(&[]).await;
-    app.wait_ready(200).await;
+    let app = TestApp::ready(&[]).await;
     let view = QueueView::connect(&app.queue).await;
     // Delete the queue under the running ingest: the mandatory publish comes back unroutable.
     view.delete_all().await;
@@ -264,15 +259,7 @@ async fn a_returned_publish_is_a_503_and_is_not_remembered() {
     assert_eq!(response.status().as_u16(), 202);
     assert_eq!(view.count(&app.queue).await, 1);
 
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains(r#"agent_fleet_publishes_total{outcome="returned"} 1"#),
         "{metrics}"

@@ -59,6 +59,13 @@ impl TestIngest {
         Self::spawn_on(&crate::unique_queue("ingest"), amqp_url, overrides).await
     }
 
+    /// [`TestIngest::spawn`], then waits until it is ready (its broker connected).
+    pub async fn ready(overrides: &[(&str, &str)]) -> Self {
+        let app = Self::spawn(overrides).await;
+        app.wait_ready(200).await;
+        app
+    }
+
     /// An ingest publishing to `queue` (a fleet test shares it with its workers).
     pub async fn spawn_on(queue: &str, amqp_url: &str, overrides: &[(&str, &str)]) -> Self {
         let queues = QueueGuard::new(queue);
@@ -104,17 +111,19 @@ impl TestIngest {
         }
     }
 
+    /// The `/metrics` page as rendered (the scrape must succeed).
+    pub async fn metrics_text(&self) -> String {
+        self.scrape().await.expect("metrics")
+    }
+
+    async fn scrape(&self) -> Result<String, reqwest::Error> {
+        let response = self.http.get(self.url("/metrics")).send().await?;
+        response.text().await
+    }
+
     /// The value of a metric line (`name` with its labels, as rendered), if present.
     pub async fn metric(&self, name: &str) -> Option<f64> {
-        let text = self
-            .http
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
+        let text = self.scrape().await.ok()?;
         text.lines().find_map(|line| {
             line.strip_prefix(name)?
                 .strip_prefix(' ')?
