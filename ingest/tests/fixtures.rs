@@ -3,6 +3,8 @@
 
 mod common;
 
+use testkit::ingest::json_answer;
+
 use common::{AGENT_LOGIN, QueueView, TestApp, fixture, fixtures_dir};
 use serde_json::{Value, json};
 use shared::TaskMessage;
@@ -127,8 +129,7 @@ async fn nothing(app: &TestApp, view: &QueueView, event: &str, payload: &Value) 
             payload.to_string().as_bytes(),
         )
         .await;
-    assert_eq!(response.status().as_u16(), 202);
-    let answer: Value = response.json().await.expect("json");
+    let answer = json_answer(response, 202).await;
     assert_eq!(answer["status"], "ignored");
     assert!(view.drain().await.is_empty());
     answer["reason"].as_str().unwrap_or_default().to_owned()
@@ -300,8 +301,7 @@ async fn jira_edge_cases_unmapped_project_revise_adf_and_loop_guard() {
     let response = app
         .jira("unmapped-1", assigned.to_string().as_bytes())
         .await;
-    assert_eq!(response.status().as_u16(), 202);
-    let answer: Value = response.json().await.expect("json");
+    let answer = json_answer(response, 202).await;
     assert_eq!(answer["reason"], "project not mapped to a repository");
     assert!(view.drain().await.is_empty());
     let metrics = app.metrics_text().await;

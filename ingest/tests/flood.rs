@@ -137,13 +137,7 @@ async fn over_the_concurrency_limit_the_oldest_slow_request_gets_503_and_the_del
         Some(1.0)
     );
     assert!(!younger.answer.is_finished());
-    let health = app
-        .http
-        .get(app.url("/healthz"))
-        .send()
-        .await
-        .expect("healthz");
-    assert_eq!(health.status().as_u16(), 200);
+    assert_eq!(app.get_status("/healthz").await, 200);
     assert_eq!(view.count(&app.queue).await, 1);
     stop.cancel();
     app.shutdown().await;
@@ -172,13 +166,7 @@ async fn two_hundred_slow_drips_do_not_keep_a_signed_delivery_from_a_202_within_
         assert_eq!(response.status().as_u16(), 202, "delivery {n}");
         latencies.push(took);
         let started = Instant::now();
-        let health = app
-            .http
-            .get(app.url("/healthz"))
-            .send()
-            .await
-            .expect("healthz");
-        assert_eq!(health.status().as_u16(), 200);
+        assert_eq!(app.get_status("/healthz").await, 200);
         assert!(
             started.elapsed() < Duration::from_secs(1),
             "healthz {:?}",

@@ -2,6 +2,8 @@
 
 mod common;
 
+use testkit::ingest::json_answer;
+
 use common::{BrokerProxy, GITHUB_SECRET, QueueView, TestApp, fixture};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -90,8 +92,7 @@ async fn bad_input_gets_a_clear_4xx_and_never_a_500() {
     assert_eq!(response.status().as_u16(), 413);
 
     let response = app.github("issues", "bad-json", b"{\"action\": ").await;
-    assert_eq!(response.status().as_u16(), 400);
-    let answer: Value = response.json().await.expect("json");
+    let answer = json_answer(response, 400).await;
     assert!(
         answer["error"]
             .as_str()
@@ -107,8 +108,7 @@ async fn bad_input_gets_a_clear_4xx_and_never_a_500() {
     let response = app
         .github("issues", "no-title", missing_title.to_string().as_bytes())
         .await;
-    assert_eq!(response.status().as_u16(), 400);
-    let answer: Value = response.json().await.expect("json");
+    let answer = json_answer(response, 400).await;
     assert_eq!(answer["error"], "missing field `issue.title`");
 
     let response = app
@@ -123,20 +123,17 @@ async fn bad_input_gets_a_clear_4xx_and_never_a_500() {
         .send()
         .await
         .expect("sent");
-    assert_eq!(response.status().as_u16(), 400);
-    let answer: Value = response.json().await.expect("json");
+    let answer = json_answer(response, 400).await;
     assert_eq!(answer["error"], "missing header `x-github-event`");
 
     let response = app
         .github("deployment", "unsupported", b"{\"action\":\"created\"}")
         .await;
-    assert_eq!(response.status().as_u16(), 202);
-    let answer: Value = response.json().await.expect("json");
+    let answer = json_answer(response, 202).await;
     assert_eq!(answer["status"], "ignored");
 
     let response = app.jira("no-event", b"{\"issue\": {}}").await;
-    assert_eq!(response.status().as_u16(), 400);
-    let answer: Value = response.json().await.expect("json");
+    let answer = json_answer(response, 400).await;
     assert_eq!(answer["error"], "missing field `webhookEvent`");
 
     assert!(view.drain().await.is_empty());
@@ -148,8 +145,7 @@ async fn a_route_without_its_secret_answers_404_and_the_other_still_works() {
     let app = TestApp::ready(&[("JIRA_WEBHOOK_SECRET", "")]).await;
     let body = fixture("jira/issue_assigned.json").to_string();
     let response = app.jira("x", body.as_bytes()).await;
-    assert_eq!(response.status().as_u16(), 404);
-    let answer: Value = response.json().await.expect("json");
+    let answer = json_answer(response, 404).await;
     assert!(
         answer["error"]
             .as_str()
@@ -188,13 +184,7 @@ async fn broker_down_means_a_fast_503_and_the_same_delivery_succeeds_later() {
     let proxy = BrokerProxy::start(false).await;
     let app = TestApp::spawn_with_broker(&proxy.url(), &[]).await;
     // The service starts without a broker: alive but not ready.
-    let health = app
-        .http
-        .get(app.url("/healthz"))
-        .send()
-        .await
-        .expect("healthz");
-    assert_eq!(health.status().as_u16(), 200);
+    assert_eq!(app.get_status("/healthz").await, 200);
     app.wait_ready(503).await;
 
     let body = labeled("ai-help");
@@ -241,8 +231,7 @@ async fn a_returned_publish_is_a_503_and_is_not_remembered() {
     view.delete_all().await;
     let body = labeled("ai-help");
     let response = app.github("issues", "returned", &body).await;
-    assert_eq!(response.status().as_u16(), 503);
-    let answer: Value = response.json().await.expect("json");
+    let answer = json_answer(response, 503).await;
     assert!(
         answer["error"]
             .as_str()

@@ -89,6 +89,12 @@ impl TestIngest {
         format!("http://{}{path}", self.addr)
     }
 
+    /// The status a GET of `path` answers (`/healthz`, `/readyz`).
+    pub async fn get_status(&self, path: &str) -> u16 {
+        let response = self.http.get(self.url(path)).send().await.expect(path);
+        response.status().as_u16()
+    }
+
     /// Waits (bounded) until `/readyz` answers `want`.
     pub async fn wait_ready(&self, want: u16) {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -182,4 +188,10 @@ impl TestIngest {
             .expect("ingest stops within 10 s");
         result.expect("server task").expect("server ran cleanly");
     }
+}
+
+/// Asserts that the ingest answered `status` and returns its JSON answer.
+pub async fn json_answer(response: reqwest::Response, status: u16) -> serde_json::Value {
+    assert_eq!(response.status().as_u16(), status);
+    response.json().await.expect("json")
 }
