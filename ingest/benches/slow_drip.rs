@@ -96,19 +96,7 @@ async fn main() {
     let addr = app.local_addr();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(stopped.map(|_| ())));
-    let client = reqwest::Client::new();
-    let ready = Instant::now() + Duration::from_secs(20);
-    while client
-        .get(format!("http://{addr}/readyz"))
-        .send()
-        .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
-        != 200
-    {
-        assert!(Instant::now() < ready, "the ingest never became ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    testkit::wait::wait_http_ready(&format!("http://{addr}"), Duration::from_secs(20)).await;
     println!(
         "ingest defaults: INGEST_REQUEST_TIMEOUT_SECS {}, INGEST_MAX_CONCURRENCY {limit}",
         timeout.as_secs()

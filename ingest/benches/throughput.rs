@@ -295,18 +295,8 @@ async fn main() {
             .expect("spawn ingest"),
     );
     let ingest_pid = ingest_process.0.id();
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while client
-        .get(format!("http://127.0.0.1:{port}/readyz"))
-        .send()
-        .await
-        .map(|r| r.status().as_u16() != 200)
-        .unwrap_or(true)
-    {
-        assert!(Instant::now() < deadline, "ingest never became ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let base = format!("http://127.0.0.1:{port}");
+    testkit::wait::wait_http_ready(&base, Duration::from_secs(30)).await;
     let prepared = Arc::new(prepare(n + warmup));
     // Warm-up: connections, the broker's queue, allocators.
     drive_ingest(port, &prepared, n..n + warmup, concurrency).await;
@@ -320,10 +310,14 @@ async fn main() {
         .await
         .expect("broker");
     let admin = connection.create_channel().await.expect("channel");
-    admin
-        .queue_purge(queue.as_str().into(), QueuePurgeOptions::default())
-        .await
-        .expect("purge");
+    // Each raw run starts on an empty queue, as the ingest run did.
+    let purge = async || {
+        admin
+            .queue_purge(queue.as_str().into(), QueuePurgeOptions::default())
+            .await
+            .expect("purge");
+    };
+    purge().await;
     let webhooks: Vec<(Vec<u8>, BasicProperties)> = prepared[..n]
         .iter()
         .map(|p| {
@@ -334,10 +328,7 @@ async fn main() {
         })
         .collect();
     let raw_webhooks = drive_raw(&queue, Arc::new(webhooks), concurrency).await;
-    admin
-        .queue_purge(queue.as_str().into(), QueuePurgeOptions::default())
-        .await
-        .expect("purge");
+    purge().await;
     let tasks: Vec<(Vec<u8>, BasicProperties)> = prepared[..n]
         .iter()
         .map(|p| {

@@ -14,6 +14,11 @@ fn labeled(label: &str) -> Vec<u8> {
     payload.to_string().into_bytes()
 }
 
+/// The `error` of an ingest's JSON answer.
+fn error_of(answer: &Value) -> &str {
+    answer["error"].as_str().expect("error")
+}
+
 #[tokio::test]
 async fn signatures_are_checked_before_anything_else() {
     let app = TestApp::ready(&[("GITHUB_WEBHOOK_SECRET", "old-secret,gh-test-secret")]).await;
@@ -93,12 +98,7 @@ async fn bad_input_gets_a_clear_4xx_and_never_a_500() {
 
     let response = app.github("issues", "bad-json", b"{\"action\": ").await;
     let answer = json_answer(response, 400).await;
-    assert!(
-        answer["error"]
-            .as_str()
-            .expect("error")
-            .contains("malformed JSON")
-    );
+    assert!(error_of(&answer).contains("malformed JSON"));
 
     let missing_title = json!({
         "action": "labeled", "label": {"name": "ai-help"}, "sender": {"login": "dev1"},
@@ -146,12 +146,7 @@ async fn a_route_without_its_secret_answers_404_and_the_other_still_works() {
     let body = fixture("jira/issue_assigned.json").to_string();
     let response = app.jira("x", body.as_bytes()).await;
     let answer = json_answer(response, 404).await;
-    assert!(
-        answer["error"]
-            .as_str()
-            .expect("error")
-            .contains("not configured")
-    );
+    assert!(error_of(&answer).contains("not configured"));
     let response = app
         .github(
             "ping",
@@ -232,13 +227,7 @@ async fn a_returned_publish_is_a_503_and_is_not_remembered() {
     let body = labeled("ai-help");
     let response = app.github("issues", "returned", &body).await;
     let answer = json_answer(response, 503).await;
-    assert!(
-        answer["error"]
-            .as_str()
-            .expect("error")
-            .contains("unroutable"),
-        "{answer}"
-    );
+    assert!(error_of(&answer).contains("unroutable"), "{answer}");
 
     shared::topology::Topology::new(&app.queue, 5)
         .declare(&view.channel)

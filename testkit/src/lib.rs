@@ -3,7 +3,7 @@
 //!
 //! | module | role |
 //! |---|---|
-//! | [`wait`] | [`wait_until`]: poll a condition against a deadline (no sleep-and-hope) |
+//! | [`wait`] | [`wait_until`]: poll a condition against a deadline (no sleep-and-hope); the same for a `/readyz` |
 //! | [`task`] | [`TaskBuilder`]: v1 task messages with test defaults |
 //! | [`webhook`] | HMAC signatures, signed GitHub/Jira POSTs, the webhook fixtures |
 //! | [`queues`] | [`QueueView`] (count, drain) and [`QueueGuard`] (deletes a test's queues on drop) |
