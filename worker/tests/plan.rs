@@ -73,12 +73,7 @@ async fn plan_then_approve_implements_it_once() {
     let pulls = world.github.pulls();
     assert_eq!(pulls.len(), 1);
     assert_eq!(pulls[0]["draft"], true);
-    assert!(
-        pulls[0]["body"]
-            .as_str()
-            .expect("body")
-            .contains("Fixes #21")
-    );
+    assert!(body_of(&pulls[0]).contains("Fixes #21"));
     let plans = plan_comments(&world, 21);
     assert_eq!(plans.len(), 1);
     assert!(
@@ -89,12 +84,7 @@ async fn plan_then_approve_implements_it_once() {
     let hash = hash_in(&plans[0]);
     let status = status_comments(&world.github, 21);
     assert_eq!(status.len(), 1);
-    assert!(
-        status[0]["body"]
-            .as_str()
-            .expect("body")
-            .contains("waiting for approval")
-    );
+    assert!(body_of(&status[0]).contains("waiting for approval"));
 
     let comment_id = world.github.add_comment(21, "dev1", "/approve");
     let approve = world.approve_task("github:approve-1", 21, &comment_id, "dev1");
@@ -104,16 +94,9 @@ async fn plan_then_approve_implements_it_once() {
         .repos
         .git_in(REPO, &["log", "-1", "--format=%B", "agent/github-21"]);
     assert!(message.contains(&format!("Plan-Hash: {hash}")), "{message}");
-    let content = world
-        .repos
-        .file_on(REPO, "agent/github-21", "pay/refunds.py")
-        .expect("file");
-    assert!(content.contains("round(amount, 2)"));
+    world.assert_fix_on("agent/github-21");
     assert_eq!(
-        world
-            .repos
-            .file_on(REPO, "agent/github-21", "README.md")
-            .as_deref(),
+        world.file_on("agent/github-21", "README.md").as_deref(),
         Some("# payments\n"),
         "off-plan edit refused"
     );
@@ -135,12 +118,7 @@ async fn plan_then_approve_implements_it_once() {
     );
     let status = status_comments(&world.github, 21);
     assert_eq!(status.len(), 1);
-    assert!(
-        status[0]["body"]
-            .as_str()
-            .expect("body")
-            .contains("/pull/100")
-    );
+    assert!(body_of(&status[0]).contains("/pull/100"));
 
     // A second /approve of the same version does nothing new.
     let commits = commits_on(&world, "agent/github-21");
@@ -179,10 +157,7 @@ async fn approve_from_the_pr_conversation_and_refuse_a_reader() {
     assert_eq!(commits_on(&world, "agent/github-22"), commits);
     let status = status_comments(&world.github, 22);
     assert!(
-        status[0]["body"]
-            .as_str()
-            .expect("body")
-            .contains("does not have write access"),
+        body_of(&status[0]).contains("does not have write access"),
         "{status:?}"
     );
 
@@ -192,13 +167,7 @@ async fn approve_from_the_pr_conversation_and_refuse_a_reader() {
     world.fleet.publish(&approve).await;
     worker.assert_outcome(&approve.task_id, "done").await;
     assert_eq!(commits_on(&world, "agent/github-22"), commits + 1);
-    assert!(
-        world
-            .repos
-            .file_on(REPO, "agent/github-22", "pay/refunds.py")
-            .expect("file")
-            .contains("round(amount, 2)")
-    );
+    world.assert_fix_on("agent/github-22");
     assert_eq!(
         status_comments(&world.github, 22).len(),
         1,
@@ -219,12 +188,7 @@ async fn revise_posts_v2_and_approve_binds_to_it() {
     let premature = world.approve_task("github:approve-early", 23, &early, "dev1");
     world.fleet.publish(&premature).await;
     worker.assert_outcome(&premature.task_id, "failed").await;
-    assert!(
-        status_comments(&world.github, 23)[0]["body"]
-            .as_str()
-            .expect("body")
-            .contains("no plan to approve yet")
-    );
+    assert!(body_of(&status_comments(&world.github, 23)[0]).contains("no plan to approve yet"));
 
     let plan = world.plan_task("github:plan-v1", 23);
     world.fleet.publish(&plan).await;
@@ -293,12 +257,7 @@ async fn the_jira_round_trip() {
     let pulls = world.github.pulls();
     assert_eq!(pulls.len(), 1);
     assert_eq!(pulls[0]["head"]["ref"], "agent/jira-PAY-43");
-    assert!(
-        pulls[0]["body"]
-            .as_str()
-            .expect("body")
-            .contains("https://acme.atlassian.net/browse/PAY-43")
-    );
+    assert!(body_of(&pulls[0]).contains("https://acme.atlassian.net/browse/PAY-43"));
 
     let comment = world
         .jira
@@ -313,13 +272,7 @@ async fn the_jira_round_trip() {
     });
     world.fleet.publish(&approve).await;
     worker.assert_outcome(&approve.task_id, "done").await;
-    assert!(
-        world
-            .repos
-            .file_on(REPO, "agent/jira-PAY-43", "pay/refunds.py")
-            .expect("file")
-            .contains("round(amount, 2)")
-    );
+    world.assert_fix_on("agent/jira-PAY-43");
     assert_eq!(world.github.pulls()[0]["draft"], false);
     let texts = world.jira.texts("PAY-43");
     let status: Vec<&String> = texts

@@ -15,20 +15,13 @@ async fn happy_path_opens_one_pr_and_a_redelivery_changes_nothing() {
     world.fleet.publish(&task).await;
     worker.assert_outcome(&task.task_id, "done").await;
 
-    let content = world
-        .repos
-        .file_on(REPO, "agent/github-7", "pay/refunds.py")
-        .expect("branch pushed");
-    assert!(content.contains("round(amount, 2)"));
+    world.assert_fix_on("agent/github-7");
     let author = world
         .repos
         .git_in(REPO, &["log", "-1", "--format=%an <%ae>", "agent/github-7"]);
     assert_eq!(author.trim(), "Fleet Agent <fleet@example.com>");
     assert_eq!(
-        world
-            .repos
-            .file_on(REPO, "main", "pay/refunds.py")
-            .as_deref(),
+        world.file_on("main", "pay/refunds.py").as_deref(),
         Some(ORIGINAL),
         "main untouched"
     );
@@ -126,8 +119,7 @@ async fn a_syntax_error_is_repaired_once() {
         "{repair}"
     );
     let content = world
-        .repos
-        .file_on(REPO, "agent/github-8", "pay/refunds.py")
+        .file_on("agent/github-8", "pay/refunds.py")
         .expect("pushed");
     assert!(content.contains("round(amount, 2)\n"));
     assert_eq!(world.github.pulls().len(), 1);
@@ -149,20 +141,14 @@ async fn two_bad_answers_push_nothing_and_say_why() {
     world.fleet.publish(&task).await;
     worker.assert_outcome(&task.task_id, "failed").await;
     assert!(
-        world
-            .repos
-            .file_on(REPO, "agent/github-9", "pay/refunds.py")
-            .is_none(),
+        world.file_on("agent/github-9", "pay/refunds.py").is_none(),
         "nothing pushed"
     );
     assert!(world.github.pulls().is_empty());
     let statuses = status_comments(&world.github, 9);
     assert_eq!(statuses.len(), 1);
     assert!(
-        statuses[0]["body"]
-            .as_str()
-            .expect("body")
-            .contains("could not finish"),
+        body_of(&statuses[0]).contains("could not finish"),
         "{}",
         statuses[0]
     );
@@ -212,12 +198,7 @@ async fn a_read_only_user_is_refused_before_any_work() {
     assert!(!worker.log_text().contains("\"cloned\""), "no clone");
     let statuses = status_comments(&world.github, 11);
     assert_eq!(statuses.len(), 1);
-    assert!(
-        statuses[0]["body"]
-            .as_str()
-            .expect("body")
-            .contains("does not have write access")
-    );
+    assert!(body_of(&statuses[0]).contains("does not have write access"));
     assert_eq!(
         world.fleet.ready(&world.fleet.queue).await,
         0,
@@ -359,12 +340,7 @@ async fn a_jira_quickfix_reports_to_jira_and_refuses_non_editors() {
     let pulls = world.github.pulls();
     assert_eq!(pulls.len(), 1);
     assert_eq!(pulls[0]["head"]["ref"], "agent/jira-PAY-42");
-    assert!(
-        pulls[0]["body"]
-            .as_str()
-            .expect("body")
-            .contains("https://acme.atlassian.net/browse/PAY-42")
-    );
+    assert!(body_of(&pulls[0]).contains("https://acme.atlassian.net/browse/PAY-42"));
     let texts = world.jira.texts("PAY-42");
     let status: Vec<&String> = texts
         .iter()

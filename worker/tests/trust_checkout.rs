@@ -307,18 +307,8 @@ async fn an_implementation_builds_on_a_reviewers_commit() {
         &["merge-base", "--is-ancestor", &reviewed, "agent/github-62"],
     );
     assert_ne!(head_of(&world, "agent/github-62"), reviewed);
-    assert!(
-        world
-            .repos
-            .file_on(REPO, "agent/github-62", "NOTES.md")
-            .is_some()
-    );
-    assert!(
-        world
-            .repos
-            .file_on(REPO, "agent/github-62", "pay/refunds.py")
-            .is_some_and(|c| c.contains("round(amount, 2)"))
-    );
+    assert!(world.file_on("agent/github-62", "NOTES.md").is_some());
+    world.assert_fix_on("agent/github-62");
 }
 
 #[tokio::test]
@@ -358,12 +348,7 @@ async fn a_push_the_remote_rejects_is_permanent() {
         0,
         "nothing requeued"
     );
-    assert!(
-        world
-            .repos
-            .file_on(REPO, "agent/github-71", "pay/refunds.py")
-            .is_none()
-    );
+    assert!(world.file_on("agent/github-71", "pay/refunds.py").is_none());
 }
 
 #[tokio::test]

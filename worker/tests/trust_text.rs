@@ -40,18 +40,11 @@ async fn a_non_ascii_path_line_and_chinese_prose_give_one_call_and_a_pr() {
     assert_eq!(world.github.pulls().len(), 1, "one PR");
     assert_eq!(
         world
-            .repos
-            .file_on(REPO, "agent/github-41", "docs/日本語.md")
+            .file_on("agent/github-41", "docs/日本語.md")
             .as_deref(),
         Some("返金額は小数点以下2桁に丸めます。\n")
     );
-    assert!(
-        world
-            .repos
-            .file_on(REPO, "agent/github-41", "pay/refunds.py")
-            .expect("pushed")
-            .contains("round(amount, 2)")
-    );
+    world.assert_fix_on("agent/github-41");
     assert!(
         world.fleet.take_dead().await.is_empty(),
         "nothing dead-lettered"
@@ -178,18 +171,11 @@ async fn a_local_action_is_refused_and_never_pushed() {
     worker.assert_outcome(&task.task_id, "done").await;
     assert!(
         world
-            .repos
-            .file_on(REPO, "agent/github-44", ".github/actions/setup/action.yml")
+            .file_on("agent/github-44", ".github/actions/setup/action.yml")
             .is_none(),
         "the action is not on the remote branch"
     );
-    assert!(
-        world
-            .repos
-            .file_on(REPO, "agent/github-44", "pay/refunds.py")
-            .expect("fix pushed")
-            .contains("round(amount, 2)")
-    );
+    world.assert_fix_on("agent/github-44");
     let calls = world.llm.calls();
     assert_eq!(world.llm.phases(), ["edit", "repair"]);
     let repair = calls[1].body.to_string();
@@ -230,7 +216,7 @@ async fn protected_paths_are_refused_even_with_workflow_edits_allowed() {
         "pay/refunds.py",
     ] {
         assert!(
-            world.repos.file_on(REPO, "agent/github-45", path).is_none(),
+            world.file_on("agent/github-45", path).is_none(),
             "{path} pushed"
         );
     }

@@ -126,6 +126,19 @@ impl World {
         self.fleet.spawn(&refs)
     }
 
+    /// A file of the world's repository on `branch`, or None.
+    pub fn file_on(&self, branch: &str, path: &str) -> Option<String> {
+        self.repos.file_on(REPO, branch, path)
+    }
+
+    /// Asserts that `branch` carries the fix of [`good_answer`]: refunds rounded.
+    pub fn assert_fix_on(&self, branch: &str) {
+        let content = self
+            .file_on(branch, "pay/refunds.py")
+            .unwrap_or_else(|| panic!("pay/refunds.py is not on {branch}"));
+        assert!(content.contains("round(amount, 2)"), "{branch}: {content}");
+    }
+
     pub fn task(&self, id: &str, number: u64, user: &str) -> TaskMessage {
         let mut task = self.fleet.task(id, &["ai-help"]);
         task.issue.number = Some(number);
@@ -166,6 +179,11 @@ impl World {
         });
         task
     }
+}
+
+/// The `body` of a comment or pull request as the GitHub stand-in holds it.
+pub fn body_of(item: &Value) -> &str {
+    item["body"].as_str().expect("body")
 }
 
 /// Waits for the task's final log line and returns its outcome.
