@@ -49,8 +49,7 @@ async fn plan_then_approve_implements_it_once() {
     )
     .await;
     let plan = world.plan_task("github:plan-1", 21);
-    world.fleet.publish(&plan).await;
-    worker.assert_outcome(&plan.task_id, "done").await;
+    world.run(&worker, &plan, "done").await;
 
     // The branch: one empty commit on top of main.
     assert_eq!(
@@ -88,11 +87,8 @@ async fn plan_then_approve_implements_it_once() {
 
     let comment_id = world.github.add_comment(21, "dev1", "/approve");
     let approve = world.approve_task("github:approve-1", 21, &comment_id, "dev1");
-    world.fleet.publish(&approve).await;
-    worker.assert_outcome(&approve.task_id, "done").await;
-    let message = world
-        .repos
-        .git_in(REPO, &["log", "-1", "--format=%B", "agent/github-21"]);
+    world.run(&worker, &approve, "done").await;
+    let message = world.commit_message("agent/github-21");
     assert!(message.contains(&format!("Plan-Hash: {hash}")), "{message}");
     world.assert_fix_on("agent/github-21");
     assert_eq!(
@@ -124,8 +120,7 @@ async fn plan_then_approve_implements_it_once() {
     let commits = commits_on(&world, "agent/github-21");
     let again_id = world.github.add_comment(21, "admin1", "/approve");
     let again = world.approve_task("github:approve-2", 21, &again_id, "admin1");
-    world.fleet.publish(&again).await;
-    worker.assert_outcome(&again.task_id, "done").await;
+    world.run(&worker, &again, "done").await;
     assert_eq!(
         commits_on(&world, "agent/github-21"),
         commits,
@@ -138,8 +133,7 @@ async fn plan_then_approve_implements_it_once() {
 async fn approve_from_the_pr_conversation_and_refuse_a_reader() {
     let (world, worker) = World::planning("plan-pr", &["Round refunds"]).await;
     let plan = world.plan_task("github:plan-pr", 22);
-    world.fleet.publish(&plan).await;
-    worker.assert_outcome(&plan.task_id, "done").await;
+    world.run(&worker, &plan, "done").await;
     let pr_number = world.github.pulls()[0]["number"].as_u64().expect("number");
 
     // A reader's /approve on the PR: refused, nothing pushed.
@@ -152,8 +146,7 @@ async fn approve_from_the_pr_conversation_and_refuse_a_reader() {
         "reader",
     );
     refused.issue.pull_request = true;
-    world.fleet.publish(&refused).await;
-    worker.assert_outcome(&refused.task_id, "failed").await;
+    world.run(&worker, &refused, "failed").await;
     assert_eq!(commits_on(&world, "agent/github-22"), commits);
     let status = status_comments(&world.github, 22);
     assert!(
@@ -164,8 +157,7 @@ async fn approve_from_the_pr_conversation_and_refuse_a_reader() {
     let comment = world.github.add_comment(pr_number, "dev1", "/approve");
     let mut approve = world.approve_task("github:approve-pr", pr_number, &comment, "dev1");
     approve.issue.pull_request = true;
-    world.fleet.publish(&approve).await;
-    worker.assert_outcome(&approve.task_id, "done").await;
+    world.run(&worker, &approve, "done").await;
     assert_eq!(commits_on(&world, "agent/github-22"), commits + 1);
     world.assert_fix_on("agent/github-22");
     assert_eq!(
@@ -186,13 +178,11 @@ async fn revise_posts_v2_and_approve_binds_to_it() {
     // /approve before any plan: a helpful comment, nothing else.
     let early = world.github.add_comment(23, "dev1", "/approve");
     let premature = world.approve_task("github:approve-early", 23, &early, "dev1");
-    world.fleet.publish(&premature).await;
-    worker.assert_outcome(&premature.task_id, "failed").await;
+    world.run(&worker, &premature, "failed").await;
     assert!(body_of(&status_comments(&world.github, 23)[0]).contains("no plan to approve yet"));
 
     let plan = world.plan_task("github:plan-v1", 23);
-    world.fleet.publish(&plan).await;
-    worker.assert_outcome(&plan.task_id, "done").await;
+    world.run(&worker, &plan, "done").await;
     let feedback_id = world
         .github
         .add_comment(23, "dev1", "/revise keep the public API");
@@ -202,8 +192,7 @@ async fn revise_posts_v2_and_approve_binds_to_it() {
         feedback: "keep the public API".into(),
         requested_by: "dev1".into(),
     });
-    world.fleet.publish(&revise).await;
-    worker.assert_outcome(&revise.task_id, "done").await;
+    world.run(&worker, &revise, "done").await;
     let plans = plan_comments(&world, 23);
     assert_eq!(plans.len(), 2);
     assert!(plans[1].contains("<!-- agent-fleet:plan v=2 "));
@@ -213,11 +202,8 @@ async fn revise_posts_v2_and_approve_binds_to_it() {
 
     let comment = world.github.add_comment(23, "dev1", "/approve");
     let approve = world.approve_task("github:approve-v2", 23, &comment, "dev1");
-    world.fleet.publish(&approve).await;
-    worker.assert_outcome(&approve.task_id, "done").await;
-    let message = world
-        .repos
-        .git_in(REPO, &["log", "-1", "--format=%B", "agent/github-23"]);
+    world.run(&worker, &approve, "done").await;
+    let message = world.commit_message("agent/github-23");
     assert!(
         message.contains(&format!("Plan-Hash: {}", hash_in(&plans[1]))),
         "binds to v2: {message}"
@@ -239,8 +225,7 @@ async fn the_jira_round_trip() {
     plan.issue.url = "https://acme.atlassian.net/browse/PAY-43".into();
     plan.trigger_user = "5b10ac8d82e05b22cc7d4ef5".into();
     plan.trigger.event = "jira:issue_updated".into();
-    world.fleet.publish(&plan).await;
-    worker.assert_outcome(&plan.task_id, "done").await;
+    world.run(&worker, &plan, "done").await;
 
     let texts = world.jira.texts("PAY-43");
     let plan_text = texts
@@ -270,8 +255,7 @@ async fn the_jira_round_trip() {
         comment_id: comment,
         approver: "5b10ac8d82e05b22cc7d4ef5".into(),
     });
-    world.fleet.publish(&approve).await;
-    worker.assert_outcome(&approve.task_id, "done").await;
+    world.run(&worker, &approve, "done").await;
     world.assert_fix_on("agent/jira-PAY-43");
     assert_eq!(world.github.pulls()[0]["draft"], false);
     let texts = world.jira.texts("PAY-43");

@@ -12,8 +12,7 @@ use std::time::Duration;
 async fn happy_path_opens_one_pr_and_a_redelivery_changes_nothing() {
     let (world, worker) = World::quickfix("qf-happy").await;
     let task = world.task("github:qf-happy-1", 7, "dev1");
-    world.fleet.publish(&task).await;
-    worker.assert_outcome(&task.task_id, "done").await;
+    world.run(&worker, &task, "done").await;
 
     world.assert_fix_on("agent/github-7");
     let author = world
@@ -81,8 +80,7 @@ async fn happy_path_opens_one_pr_and_a_redelivery_changes_nothing() {
 
     // A new trigger for the same issue: the PR is updated, not duplicated.
     let again = world.task("github:qf-happy-2", 7, "admin1");
-    world.fleet.publish(&again).await;
-    worker.assert_outcome(&again.task_id, "done").await;
+    world.run(&worker, &again, "done").await;
     assert_eq!(world.github.pulls().len(), 1);
     assert_eq!(status_comments(&world.github, 7).len(), 1);
 
@@ -110,8 +108,7 @@ async fn a_syntax_error_is_repaired_once() {
     )
     .await;
     let task = world.task("github:qf-repair", 8, "dev1");
-    world.fleet.publish(&task).await;
-    worker.assert_outcome(&task.task_id, "done").await;
+    world.run(&worker, &task, "done").await;
     assert_eq!(world.llm.phases(), vec!["edit", "repair"]);
     let repair = world.llm.calls()[1].body.to_string();
     assert!(
@@ -138,8 +135,7 @@ async fn two_bad_answers_push_nothing_and_say_why() {
     )
     .await;
     let task = world.task("github:qf-bad", 9, "dev1");
-    world.fleet.publish(&task).await;
-    worker.assert_outcome(&task.task_id, "failed").await;
+    world.run(&worker, &task, "failed").await;
     assert!(
         world.file_on("agent/github-9", "pay/refunds.py").is_none(),
         "nothing pushed"
@@ -168,8 +164,7 @@ async fn an_edit_outside_the_repository_is_refused_and_writes_nothing() {
     )
     .await;
     let task = world.task("github:qf-escape", 10, "dev1");
-    world.fleet.publish(&task).await;
-    worker.assert_outcome(&task.task_id, "failed").await;
+    world.run(&worker, &task, "failed").await;
     // The task dir was <workspace>/agent-fleet-task-.../repo: ../../ is the workspace itself.
     let workspace = world.fleet.workspace();
     assert!(!workspace.join("outside.txt").exists());
@@ -192,8 +187,7 @@ async fn an_edit_outside_the_repository_is_refused_and_writes_nothing() {
 async fn a_read_only_user_is_refused_before_any_work() {
     let (world, worker) = World::quickfix("qf-reader").await;
     let task = world.task("github:qf-reader", 11, "reader");
-    world.fleet.publish(&task).await;
-    worker.assert_outcome(&task.task_id, "failed").await;
+    world.run(&worker, &task, "failed").await;
     assert!(world.llm.calls().is_empty(), "no LLM call");
     assert!(!worker.log_text().contains("\"cloned\""), "no clone");
     let statuses = status_comments(&world.github, 11);
@@ -220,8 +214,7 @@ async fn an_llm_429_is_retried_and_an_llm_outage_requeues() {
     let worker = world.worker(&[("LLM_MAX_RETRIES", "2")]);
     worker.wait_ready().await;
     let task = world.task("github:qf-429", 12, "dev1");
-    world.fleet.publish(&task).await;
-    worker.assert_outcome(&task.task_id, "done").await;
+    world.run(&worker, &task, "done").await;
     assert_eq!(world.llm.phases(), vec!["edit", "edit"]);
     drop(worker);
 
@@ -323,8 +316,7 @@ async fn a_jira_quickfix_reports_to_jira_and_refuses_non_editors() {
         task
     };
     let outsider = jira_task("jira:qf-outsider", "557058:someone-else");
-    world.fleet.publish(&outsider).await;
-    worker.assert_outcome(&outsider.task_id, "failed").await;
+    world.run(&worker, &outsider, "failed").await;
     assert!(world.llm.calls().is_empty());
     assert!(
         world
@@ -335,8 +327,7 @@ async fn a_jira_quickfix_reports_to_jira_and_refuses_non_editors() {
     );
 
     let task = jira_task("jira:qf-editor", "5b10ac8d82e05b22cc7d4ef5");
-    world.fleet.publish(&task).await;
-    worker.assert_outcome(&task.task_id, "done").await;
+    world.run(&worker, &task, "done").await;
     let pulls = world.github.pulls();
     assert_eq!(pulls.len(), 1);
     assert_eq!(pulls[0]["head"]["ref"], "agent/jira-PAY-42");

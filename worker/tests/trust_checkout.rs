@@ -147,19 +147,16 @@ async fn links_in_the_repository_leak_no_secret() {
     // (c) A first answer editing `docs/ref/environ`: refused, and the repair round shows
     // nothing of it.
     let quickfix = world.task("github:trust-links-c", 51, "dev1");
-    world.fleet.publish(&quickfix).await;
-    worker.assert_outcome(&quickfix.task_id, "done").await;
+    world.run(&worker, &quickfix, "done").await;
     assert_eq!(world.llm.phases(), vec!["edit", "repair"]);
 
     // (a) Plan, approve, implement: the PR body carries the repository's template.
     let mut plan = world.task("github:trust-links-a-plan", 52, "dev1");
     plan.mode = Mode::Plan;
-    world.fleet.publish(&plan).await;
-    worker.assert_outcome(&plan.task_id, "done").await;
+    world.run(&worker, &plan, "done").await;
     let approval = world.github.add_comment(52, "dev1", "/approve");
     let implement = world.approve_task("github:trust-links-a", 52, &approval, "dev1");
-    world.fleet.publish(&implement).await;
-    worker.assert_outcome(&implement.task_id, "done").await;
+    world.run(&worker, &implement, "done").await;
     let pull = world
         .github
         .pulls()
@@ -238,8 +235,7 @@ async fn links_in_the_repository_leak_no_secret() {
 async fn a_reviewers_commit_on_the_agents_branch_survives_the_next_run() {
     let (world, worker) = World::quickfix("trust-history").await;
     let first = world.task("github:trust-history-1", 61, "dev1");
-    world.fleet.publish(&first).await;
-    worker.assert_outcome(&first.task_id, "done").await;
+    world.run(&worker, &first, "done").await;
 
     push_commit(
         &world,
@@ -252,8 +248,7 @@ async fn a_reviewers_commit_on_the_agents_branch_survives_the_next_run() {
 
     // The same issue again (a re-label): the agent would rebuild the branch from main.
     let again = world.task("github:trust-history-2", 61, "admin1");
-    world.fleet.publish(&again).await;
-    worker.assert_outcome(&again.task_id, "failed").await;
+    world.run(&worker, &again, "failed").await;
     assert_eq!(
         head_of(&world, "agent/github-61"),
         reviewed,
@@ -288,8 +283,7 @@ async fn an_implementation_builds_on_a_reviewers_commit() {
     .await;
     let mut plan = world.task("github:trust-on-top-plan", 62, "dev1");
     plan.mode = Mode::Plan;
-    world.fleet.publish(&plan).await;
-    worker.assert_outcome(&plan.task_id, "done").await;
+    world.run(&worker, &plan, "done").await;
     push_commit(
         &world,
         "agent/github-62",
@@ -300,8 +294,7 @@ async fn an_implementation_builds_on_a_reviewers_commit() {
     let reviewed = head_of(&world, "agent/github-62");
     let approval = world.github.add_comment(62, "dev1", "/approve");
     let implement = world.approve_task("github:trust-on-top", 62, &approval, "dev1");
-    world.fleet.publish(&implement).await;
-    worker.assert_outcome(&implement.task_id, "done").await;
+    world.run(&worker, &implement, "done").await;
     world.repos.git_in(
         REPO,
         &["merge-base", "--is-ancestor", &reviewed, "agent/github-62"],
@@ -328,8 +321,7 @@ async fn a_push_the_remote_rejects_is_permanent() {
         .expect("chmod");
 
     let task = world.task("github:trust-rejected", 71, "dev1");
-    world.fleet.publish(&task).await;
-    worker.assert_outcome(&task.task_id, "failed").await;
+    world.run(&worker, &task, "failed").await;
     let status = status_text(&world, 71);
     assert!(status.contains("rejected"), "{status}");
     let attempts = worker
@@ -362,8 +354,7 @@ async fn a_repository_github_reports_too_large_is_not_cloned() {
     .await;
     world.github.state.lock().expect("lock").repo_size_kib = Some(10_000);
     let task = world.task("github:trust-size", 81, "dev1");
-    world.fleet.publish(&task).await;
-    worker.assert_outcome(&task.task_id, "failed").await;
+    world.run(&worker, &task, "failed").await;
     let status = status_text(&world, 81);
     assert!(
         status.contains("GitHub reports the repository") && status.contains("CLONE_MAX_BYTES"),
@@ -464,8 +455,7 @@ async fn a_clone_growing_past_the_limit_is_stopped_while_it_runs() {
     let mut task = world.task("github:trust-growing", 91, "dev1");
     task.repo_url = RepoUrl::parse("https://github.com/acme/huge").expect("url");
     task.issue.key = "acme/huge#91".into();
-    world.fleet.publish(&task).await;
-    worker.assert_outcome(&task.task_id, "failed").await;
+    world.run(&worker, &task, "failed").await;
     let status = status_text(&world, 91);
     assert!(status.contains("CLONE_MAX_BYTES"), "{status}");
     assert!(world.llm.calls().is_empty());

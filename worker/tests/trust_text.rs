@@ -34,8 +34,7 @@ async fn a_non_ascii_path_line_and_chinese_prose_give_one_call_and_a_pr() {
     )
     .await;
     let task = world.task("github:tt-unicode", 41, "dev1");
-    world.fleet.publish(&task).await;
-    worker.assert_outcome(&task.task_id, "done").await;
+    world.run(&worker, &task, "done").await;
     assert_eq!(world.llm.calls().len(), 1, "one LLM call");
     assert_eq!(world.github.pulls().len(), 1, "one PR");
     assert_eq!(
@@ -63,8 +62,7 @@ async fn placeholders_in_the_issue_body_stay_literal_and_the_body_is_capped() {
     // 33,000 bytes: past the default 32 KiB cap. Each `{{context}}` was replaced by the
     // whole context (and re-scanned), an 8 MB prompt.
     task.issue.body = "{{context}}".repeat(3000);
-    world.fleet.publish(&task).await;
-    worker.assert_outcome(&task.task_id, "done").await;
+    world.run(&worker, &task, "done").await;
     let calls = world.llm.calls();
     assert_eq!(calls.len(), 1);
     let request = calls[0].body.to_string();
@@ -106,8 +104,7 @@ async fn hidden_markup_never_reaches_the_llm() {
     ]
     .join("\n\n");
     task.issue.title = "Round refunds<!-- HIDDEN_TITLE -->".into();
-    world.fleet.publish(&task).await;
-    worker.assert_outcome(&task.task_id, "done").await;
+    world.run(&worker, &task, "done").await;
     let calls = world.llm.calls();
     assert_eq!(calls.len(), 1);
     let request = calls[0].body.to_string();
@@ -167,8 +164,7 @@ async fn a_local_action_is_refused_and_never_pushed() {
     )
     .await;
     let task = world.task("github:tt-actions", 44, "dev1");
-    world.fleet.publish(&task).await;
-    worker.assert_outcome(&task.task_id, "done").await;
+    world.run(&worker, &task, "done").await;
     assert!(
         world
             .file_on("agent/github-44", ".github/actions/setup/action.yml")
@@ -207,8 +203,7 @@ async fn protected_paths_are_refused_even_with_workflow_edits_allowed() {
     )
     .await;
     let task = world.task("github:tt-protected", 45, "dev1");
-    world.fleet.publish(&task).await;
-    worker.assert_outcome(&task.task_id, "failed").await;
+    world.run(&worker, &task, "failed").await;
     for path in [
         "Deploy/prod.yaml",
         "deploy/prod.yaml",

@@ -126,6 +126,18 @@ impl World {
         self.fleet.spawn(&refs)
     }
 
+    /// Publishes `task` and waits until `worker` logged `outcome` for it.
+    pub async fn run(&self, worker: &WorkerProc, task: &TaskMessage, outcome: &str) {
+        self.fleet.publish(task).await;
+        worker.assert_outcome(&task.task_id, outcome).await;
+    }
+
+    /// The message of the newest commit on `branch` of the world's repository.
+    pub fn commit_message(&self, branch: &str) -> String {
+        self.repos
+            .git_in(REPO, &["log", "-1", "--format=%B", branch])
+    }
+
     /// A file of the world's repository on `branch`, or None.
     pub fn file_on(&self, branch: &str, path: &str) -> Option<String> {
         self.repos.file_on(REPO, branch, path)
