@@ -152,19 +152,10 @@ impl Fleet {
 /// How long a test waits for the test handler to write a record.
 pub const RECORD_WAIT: Duration = Duration::from_secs(60);
 
-/// Lines of the test handler's record file for `task_id` (its name with every character
-/// but `[A-Za-z0-9.-]` as `_`) and `kind`, under the records dir `dir`.
+/// Lines of the test handler's record file for `task_id` and `kind` under the records dir
+/// `dir` (the file named as the handler names it).
 pub fn read_record(dir: &Path, task_id: &str, kind: &str) -> Vec<String> {
-    let name: String = task_id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let name = internals::record_name(task_id);
     std::fs::read_to_string(dir.join(format!("{name}.{kind}")))
         .map(|s| s.lines().map(str::to_owned).collect())
         .unwrap_or_default()

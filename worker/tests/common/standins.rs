@@ -241,6 +241,20 @@ fn not_found() -> Response {
     status_json(StatusCode::NOT_FOUND, json!({"message": "Not Found"}))
 }
 
+/// A PATCH: sets the `keys` that `body` carries (not null) on the resource found, and
+/// answers it; a bare 404 when there is none.
+fn patch_found(found: Option<&mut Value>, body: &Value, keys: &[&str]) -> Response {
+    let Some(item) = found else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    for key in keys {
+        if !body[*key].is_null() {
+            item[*key] = body[*key].clone();
+        }
+    }
+    axum::Json(item.clone()).into_response()
+}
+
 /// The resource as JSON, or GitHub's 404.
 fn json_or_404(found: Option<Value>) -> Response {
     found.map_or_else(not_found, |v| axum::Json(v).into_response())
@@ -488,13 +502,8 @@ async fn edit_comment(
     axum::Json(body): axum::Json<Value>,
 ) -> Response {
     let mut s = log(&state, format!("PATCH comment {id}"));
-    match s.comments.iter_mut().find(|c| c["id"] == id) {
-        Some(c) => {
-            c["body"] = body["body"].clone();
-            axum::Json(c.clone()).into_response()
-        }
-        None => StatusCode::NOT_FOUND.into_response(),
-    }
+    let found = s.comments.iter_mut().find(|c| c["id"] == id);
+    patch_found(found, &body, &["body"])
 }
 
 async fn get_comment(
@@ -563,17 +572,8 @@ async fn update_pull(
     axum::Json(body): axum::Json<Value>,
 ) -> Response {
     let mut s = log(&state, format!("PATCH pull {n}"));
-    match s.pulls.iter_mut().find(|p| p["number"] == n) {
-        Some(p) => {
-            for key in ["title", "body"] {
-                if !body[key].is_null() {
-                    p[key] = body[key].clone();
-                }
-            }
-            axum::Json(p.clone()).into_response()
-        }
-        None => StatusCode::NOT_FOUND.into_response(),
-    }
+    let found = s.pulls.iter_mut().find(|p| p["number"] == n);
+    patch_found(found, &body, &["title", "body"])
 }
 
 async fn request_reviewers(
