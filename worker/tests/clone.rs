@@ -40,6 +40,19 @@ fn local_github(root: &Path) -> Git {
     )
 }
 
+/// A temp dir holding [`bare_repo`], and a [`local_github`] that finds it.
+fn local_world() -> (tempfile::TempDir, std::path::PathBuf, Git) {
+    let root = tempfile::tempdir().expect("tmp");
+    let bare = bare_repo(root.path());
+    let git = local_github(root.path());
+    (root, bare, git)
+}
+
+/// `acme/<name>` on GitHub.
+fn repo(name: &str) -> RepoUrl {
+    RepoUrl::parse(&format!("https://github.com/acme/{name}")).expect("url")
+}
+
 /// A shallow clone with the test's 30 s timeout, never cancelled.
 async fn clone(
     git: &Git,
@@ -62,10 +75,8 @@ async fn clone(
 
 #[tokio::test]
 async fn a_shallow_clone_of_the_default_and_of_a_named_branch() {
-    let root = tempfile::tempdir().expect("tmp");
-    bare_repo(root.path());
-    let git = local_github(root.path());
-    let repo = RepoUrl::parse("https://github.com/acme/payments").expect("url");
+    let (root, _bare, git) = local_world();
+    let repo = repo("payments");
     let dest = root.path().join("clone");
     let cloned = clone(&git, &repo, None, &dest, 1 << 30)
         .await
@@ -98,17 +109,15 @@ async fn a_shallow_clone_of_the_default_and_of_a_named_branch() {
 
 #[tokio::test]
 async fn missing_repository_or_branch_is_permanent_and_too_large_is_refused() {
-    let root = tempfile::tempdir().expect("tmp");
-    bare_repo(root.path());
-    let git = local_github(root.path());
-    let missing = RepoUrl::parse("https://github.com/acme/nothing-here").expect("url");
+    let (root, _bare, git) = local_world();
+    let missing = repo("nothing-here");
     let error = clone(&git, &missing, None, &root.path().join("x"), 1 << 30)
         .await
         .expect_err("missing repo");
     assert!(!error.is_transient(), "{error}");
     assert!(!error.to_string().contains("ghs_token_never_printed"));
 
-    let repo = RepoUrl::parse("https://github.com/acme/payments").expect("url");
+    let repo = repo("payments");
     let error = clone(
         &git,
         &repo,
@@ -133,7 +142,7 @@ async fn an_unreachable_host_is_transient() {
     // Nothing listens on this port: a network failure, not a missing repository.
     let git = Git::new(None, "https://github.com")
         .with_config("url.http://127.0.0.1:9/.insteadOf", "https://github.com/");
-    let repo = RepoUrl::parse("https://github.com/acme/payments").expect("url");
+    let repo = repo("payments");
     let error = clone(&git, &repo, None, &root.path().join("x"), 1 << 30)
         .await
         .expect_err("unreachable");
@@ -142,11 +151,9 @@ async fn an_unreachable_host_is_transient() {
 
 #[tokio::test]
 async fn a_mirror_named_without_dot_git_is_found_too() {
-    let root = tempfile::tempdir().expect("tmp");
-    let bare = bare_repo(root.path());
+    let (root, bare, git) = local_world();
     std::fs::rename(&bare, root.path().join("github/acme/plain")).expect("rename");
-    let git = local_github(root.path());
-    let repo = RepoUrl::parse("https://github.com/acme/plain").expect("url");
+    let repo = repo("plain");
     let dest = root.path().join("clone");
     clone(&git, &repo, None, &dest, 1 << 30)
         .await
