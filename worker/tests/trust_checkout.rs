@@ -13,7 +13,7 @@ use common::internals::{Plan, PlanFile};
 use common::standins::Answer;
 use common::wait_until;
 use common::world::*;
-use shared::{Mode, RepoUrl};
+use shared::RepoUrl;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -85,6 +85,18 @@ fn push_commit(
     );
 }
 
+/// A reviewer's commit (a `NOTES.md`) pushed onto the agent's `branch`: its hash.
+fn reviewers_notes_on(world: &World, branch: &str) -> String {
+    push_commit(
+        world,
+        branch,
+        branch,
+        &[Change::File("NOTES.md", b"reviewer's notes\n")],
+        ("Reviewer", "reviewer@example.com"),
+    );
+    head_of(world, branch)
+}
+
 fn head_of(world: &World, branch: &str) -> String {
     world
         .repos
@@ -151,8 +163,7 @@ async fn links_in_the_repository_leak_no_secret() {
     assert_eq!(world.llm.phases(), vec!["edit", "repair"]);
 
     // (a) Plan, approve, implement: the PR body carries the repository's template.
-    let mut plan = world.task("github:trust-links-a-plan", 52, "dev1");
-    plan.mode = Mode::Plan;
+    let plan = world.plan_task("github:trust-links-a-plan", 52);
     world.run(&worker, &plan, "done").await;
     let approval = world.github.add_comment(52, "dev1", "/approve");
     let implement = world.approve_task("github:trust-links-a", 52, &approval, "dev1");
@@ -237,14 +248,7 @@ async fn a_reviewers_commit_on_the_agents_branch_survives_the_next_run() {
     let first = world.task("github:trust-history-1", 61, "dev1");
     world.run(&worker, &first, "done").await;
 
-    push_commit(
-        &world,
-        "agent/github-61",
-        "agent/github-61",
-        &[Change::File("NOTES.md", b"reviewer's notes\n")],
-        ("Reviewer", "reviewer@example.com"),
-    );
-    let reviewed = head_of(&world, "agent/github-61");
+    let reviewed = reviewers_notes_on(&world, "agent/github-61");
 
     // The same issue again (a re-label): the agent would rebuild the branch from main.
     let again = world.task("github:trust-history-2", 61, "admin1");
@@ -281,17 +285,9 @@ async fn an_implementation_builds_on_a_reviewers_commit() {
         &[],
     )
     .await;
-    let mut plan = world.task("github:trust-on-top-plan", 62, "dev1");
-    plan.mode = Mode::Plan;
+    let plan = world.plan_task("github:trust-on-top-plan", 62);
     world.run(&worker, &plan, "done").await;
-    push_commit(
-        &world,
-        "agent/github-62",
-        "agent/github-62",
-        &[Change::File("NOTES.md", b"reviewer's notes\n")],
-        ("Reviewer", "reviewer@example.com"),
-    );
-    let reviewed = head_of(&world, "agent/github-62");
+    let reviewed = reviewers_notes_on(&world, "agent/github-62");
     let approval = world.github.add_comment(62, "dev1", "/approve");
     let implement = world.approve_task("github:trust-on-top", 62, &approval, "dev1");
     world.run(&worker, &implement, "done").await;
