@@ -5,7 +5,7 @@ mod common;
 
 use common::standins::{Answer, JIRA_AGENT};
 use common::world::*;
-use shared::task::{Approval, Revision};
+use shared::task::Approval;
 use shared::{Mode, Tracker};
 
 /// An edit to a file the plan does not name: refused and fed back once.
@@ -183,15 +183,7 @@ async fn revise_posts_v2_and_approve_binds_to_it() {
 
     let plan = world.plan_task("github:plan-v1", 23);
     world.run(&worker, &plan, "done").await;
-    let feedback_id = world
-        .github
-        .add_comment(23, "dev1", "/revise keep the public API");
-    let mut revise = world.plan_task("github:plan-v2", 23);
-    revise.revision = Some(Revision {
-        comment_id: feedback_id,
-        feedback: "keep the public API".into(),
-        requested_by: "dev1".into(),
-    });
+    let revise = world.revise_task("github:plan-v2", 23, "keep the public API");
     world.run(&worker, &revise, "done").await;
     let plans = plan_comments(&world, 23);
     assert_eq!(plans.len(), 2);

@@ -11,7 +11,7 @@ use common::standins::Answer;
 use common::wait_until;
 use common::world::*;
 use serde_json::Value;
-use shared::task::{Approval, Revision};
+use shared::task::Approval;
 use shared::{Mode, TaskMessage, Tracker};
 use std::time::Duration;
 
@@ -194,13 +194,7 @@ async fn an_approval_is_bound_to_its_comment_the_plan_and_the_issue_text() {
         .run(&worker, &world.plan_task("github:bind-44", 44), "done")
         .await;
     let v1 = hash_in(plan_comments(&world, 44)[0]["body"].as_str().expect("body"));
-    let feedback = world.github.add_comment(44, "dev1", "/revise more tests");
-    let mut revise = world.plan_task("github:bind-44-v2", 44);
-    revise.revision = Some(Revision {
-        comment_id: feedback,
-        feedback: "more tests".into(),
-        requested_by: "dev1".into(),
-    });
+    let revise = world.revise_task("github:bind-44-v2", 44, "more tests");
     world.run(&worker, &revise, "done").await;
     let v2 = hash_in(plan_comments(&world, 44)[1]["body"].as_str().expect("body"));
     assert_ne!(v1, v2);
@@ -248,15 +242,7 @@ async fn commands_on_the_plans_pull_request_work_on_the_issue() {
         task.issue.title = pull["title"].as_str().expect("title").to_owned();
         task.issue.body = pull["body"].as_str().expect("body").to_owned();
     };
-    let feedback = world
-        .github
-        .add_comment(pr_number, "dev1", "/revise smaller");
-    let mut revise = world.plan_task("github:pr-51-revise", pr_number);
-    revise.revision = Some(Revision {
-        comment_id: feedback,
-        feedback: "smaller".into(),
-        requested_by: "dev1".into(),
-    });
+    let mut revise = world.revise_task("github:pr-51-revise", pr_number, "smaller");
     as_on_pr(&mut revise);
     world.run(&worker, &revise, "done").await;
     assert_eq!(

@@ -5,7 +5,7 @@
 use super::standins::{Answer, FakeGithub, FakeJira, FakeLlm, LocalGithubRepos};
 use super::{Fleet, WorkerProc};
 use serde_json::Value;
-use shared::task::Approval;
+use shared::task::{Approval, Revision};
 use shared::{Mode, TaskMessage};
 
 pub const REPO: &str = "acme/payments";
@@ -171,6 +171,20 @@ impl World {
     pub fn plan_task(&self, id: &str, number: u64) -> TaskMessage {
         let mut task = self.task(id, number, "dev1");
         task.mode = Mode::Plan;
+        task
+    }
+
+    /// `dev1` comments `/revise <feedback>` on `number`: the Plan task that comment starts.
+    pub fn revise_task(&self, id: &str, number: u64, feedback: &str) -> TaskMessage {
+        let comment_id = self
+            .github
+            .add_comment(number, "dev1", &format!("/revise {feedback}"));
+        let mut task = self.plan_task(id, number);
+        task.revision = Some(Revision {
+            comment_id,
+            feedback: feedback.into(),
+            requested_by: "dev1".into(),
+        });
         task
     }
 
