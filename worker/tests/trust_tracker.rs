@@ -107,7 +107,7 @@ async fn an_outsiders_markers_are_never_edited_or_trusted() {
         .collect();
     assert_eq!(own.len(), 1, "{plans:?}");
     assert!(
-        body_of(&own[0]).contains("<!-- agent-fleet:plan v=1 "),
+        body_of(own[0]).contains("<!-- agent-fleet:plan v=1 "),
         "the outsider's plan is not counted as v1"
     );
 }
