@@ -341,13 +341,8 @@ async fn a_push_the_remote_rejects_is_permanent() {
 
 #[tokio::test]
 async fn a_repository_github_reports_too_large_is_not_cloned() {
-    let (world, worker) = World::with_worker(
-        "trust-size",
-        5,
-        &[("edit", vec![Answer::Text(good_answer())])],
-        &[("CLONE_MAX_BYTES", "2000000")],
-    )
-    .await;
+    let (world, worker) =
+        World::quickfix_with("trust-size", &[("CLONE_MAX_BYTES", "2000000")]).await;
     world.github.state.lock().expect("lock").repo_size_kib = Some(10_000);
     let task = world.task("github:trust-size", 81, "dev1");
     world.run(&worker, &task, "failed").await;

@@ -114,13 +114,8 @@ async fn an_outsiders_markers_are_never_edited_or_trusted() {
 
 #[tokio::test]
 async fn the_identity_comes_from_the_token_and_a_humans_plan_is_not_implemented() {
-    let (world, worker) = World::with_worker(
-        "trust-identity",
-        5,
-        &[("edit", vec![Answer::Text(good_answer())])],
-        &[("AGENT_GITHUB_LOGIN", "")],
-    )
-    .await;
+    let (world, worker) =
+        World::quickfix_with("trust-identity", &[("AGENT_GITHUB_LOGIN", "")]).await;
     wait_until("GET /user at start-up", Duration::from_secs(10), || {
         world.github.requests().iter().any(|r| r == "GET user")
     })

@@ -69,7 +69,18 @@ impl World {
 
     /// A world with one worker whose LLM answers every edit with [`good_answer`].
     pub async fn quickfix(name: &str) -> (Self, WorkerProc) {
-        Self::with_worker(name, 5, &[("edit", vec![Answer::Text(good_answer())])], &[]).await
+        Self::quickfix_with(name, &[]).await
+    }
+
+    /// [`World::quickfix`] with `extra` settings for the worker.
+    pub async fn quickfix_with(name: &str, extra: &[(&str, &str)]) -> (Self, WorkerProc) {
+        Self::with_worker(
+            name,
+            5,
+            &[("edit", vec![Answer::Text(good_answer())])],
+            extra,
+        )
+        .await
     }
 
     /// A world with one worker whose LLM answers the plan phase with [`plan_json`] of each
