@@ -16,23 +16,14 @@ mod raw;
 
 use futures_util::FutureExt;
 use ingest::{Application, IngestSettings};
-use lapin::options::QueueDeleteOptions;
-use lapin::{Connection, ConnectionProperties};
 use shared::settings::Env;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use testkit::knobs::arg;
 
 const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 const SECRET: &str = "bench-secret";
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.windows(2)
-        .find(|w| w[0] == name)
-        .and_then(|w| w[1].parse().ok())
-        .unwrap_or(default)
-}
 
 fn body(issue: usize) -> Vec<u8> {
     let path = concat!(
@@ -105,19 +96,7 @@ async fn main() {
     let addr = app.local_addr();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(stopped.map(|_| ())));
-    let client = reqwest::Client::new();
-    let ready = Instant::now() + Duration::from_secs(20);
-    while client
-        .get(format!("http://{addr}/readyz"))
-        .send()
-        .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
-        != 200
-    {
-        assert!(Instant::now() < ready, "the ingest never became ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    testkit::wait::wait_http_ready(&format!("http://{addr}"), Duration::from_secs(20)).await;
     println!(
         "ingest defaults: INGEST_REQUEST_TIMEOUT_SECS {}, INGEST_MAX_CONCURRENCY {limit}",
         timeout.as_secs()
@@ -142,19 +121,6 @@ async fn main() {
 
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(30), server).await;
-    let connection = Connection::connect(BROKER, ConnectionProperties::default())
-        .await
-        .expect("broker");
-    let channel = connection.create_channel().await.expect("channel");
-    for name in [queue.clone(), format!("{queue}.dead")] {
-        let _ = channel
-            .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
-            .await;
-    }
-    let _ = channel
-        .exchange_delete(
-            format!("{queue}.dlx").as_str().into(),
-            lapin::options::ExchangeDeleteOptions::default(),
-        )
-        .await;
+    // The queue, `.dead`, the `.dlx` exchange (and any delay queue the ingest declared).
+    testkit::QueueGuard::new(&queue).delete().await;
 }

@@ -10,14 +10,13 @@
 //! the ratios, plus the CPU each process spent per request.
 
 use futures_util::StreamExt;
-use lapin::options::{
-    BasicPublishOptions, ConfirmSelectOptions, QueueDeleteOptions, QueuePurgeOptions,
-};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueuePurgeOptions};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use shared::settings::Env;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use testkit::knobs::arg;
 
 const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 const SECRET: &str = "bench-secret";
@@ -44,14 +43,6 @@ impl Figures {
             self.percentile(0.99)
         )
     }
-}
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.windows(2)
-        .find(|w| w[0] == name)
-        .and_then(|w| w[1].parse().ok())
-        .unwrap_or(default)
 }
 
 /// One prepared delivery: body, signature, delivery id, and the task the ingest makes of it.
@@ -304,18 +295,8 @@ async fn main() {
             .expect("spawn ingest"),
     );
     let ingest_pid = ingest_process.0.id();
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while client
-        .get(format!("http://127.0.0.1:{port}/readyz"))
-        .send()
-        .await
-        .map(|r| r.status().as_u16() != 200)
-        .unwrap_or(true)
-    {
-        assert!(Instant::now() < deadline, "ingest never became ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let base = format!("http://127.0.0.1:{port}");
+    testkit::wait::wait_http_ready(&base, Duration::from_secs(30)).await;
     let prepared = Arc::new(prepare(n + warmup));
     // Warm-up: connections, the broker's queue, allocators.
     drive_ingest(port, &prepared, n..n + warmup, concurrency).await;
@@ -329,10 +310,14 @@ async fn main() {
         .await
         .expect("broker");
     let admin = connection.create_channel().await.expect("channel");
-    admin
-        .queue_purge(queue.as_str().into(), QueuePurgeOptions::default())
-        .await
-        .expect("purge");
+    // Each raw run starts on an empty queue, as the ingest run did.
+    let purge = async || {
+        admin
+            .queue_purge(queue.as_str().into(), QueuePurgeOptions::default())
+            .await
+            .expect("purge");
+    };
+    purge().await;
     let webhooks: Vec<(Vec<u8>, BasicProperties)> = prepared[..n]
         .iter()
         .map(|p| {
@@ -343,10 +328,7 @@ async fn main() {
         })
         .collect();
     let raw_webhooks = drive_raw(&queue, Arc::new(webhooks), concurrency).await;
-    admin
-        .queue_purge(queue.as_str().into(), QueuePurgeOptions::default())
-        .await
-        .expect("purge");
+    purge().await;
     let tasks: Vec<(Vec<u8>, BasicProperties)> = prepared[..n]
         .iter()
         .map(|p| {
@@ -398,15 +380,6 @@ async fn main() {
         per(raw_after.1 - raw_before.1),
     );
 
-    for q in [queue.clone(), format!("{queue}.dead")] {
-        let _ = admin
-            .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-            .await;
-    }
-    let _ = admin
-        .exchange_delete(
-            format!("{queue}.dlx").as_str().into(),
-            lapin::options::ExchangeDeleteOptions::default(),
-        )
-        .await;
+    // The queue, `.dead`, the `.dlx` exchange (and any delay queue the ingest declared).
+    testkit::QueueGuard::new(&queue).delete().await;
 }

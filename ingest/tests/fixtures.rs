@@ -3,6 +3,8 @@
 
 mod common;
 
+use testkit::ingest::json_answer;
+
 use common::{AGENT_LOGIN, QueueView, TestApp, fixture, fixtures_dir};
 use serde_json::{Value, json};
 use shared::TaskMessage;
@@ -26,12 +28,11 @@ fn expected_github(event: &str, file: &str) -> Expect {
 
 #[tokio::test]
 async fn every_github_fixture_gives_its_expected_outcome() {
-    let app = TestApp::spawn(&[(
+    let app = TestApp::ready(&[(
         "TRIGGER_LABELS",
         "ai-help=quickfix,ai-plan=plan,bug=quickfix",
     )])
     .await;
-    app.wait_ready(200).await;
     let view = QueueView::connect(&app.queue).await;
     let mut checked = 0;
     let mut dirs: Vec<_> = std::fs::read_dir(fixtures_dir().join("github"))
@@ -128,8 +129,7 @@ async fn nothing(app: &TestApp, view: &QueueView, event: &str, payload: &Value) 
             payload.to_string().as_bytes(),
         )
         .await;
-    assert_eq!(response.status().as_u16(), 202);
-    let answer: Value = response.json().await.expect("json");
+    let answer = json_answer(response, 202).await;
     assert_eq!(answer["status"], "ignored");
     assert!(view.drain().await.is_empty());
     answer["reason"].as_str().unwrap_or_default().to_owned()
@@ -137,8 +137,7 @@ async fn nothing(app: &TestApp, view: &QueueView, event: &str, payload: &Value) 
 
 #[tokio::test]
 async fn github_triggers_from_real_payloads() {
-    let app = TestApp::spawn(&[]).await;
-    app.wait_ready(200).await;
+    let app = TestApp::ready(&[]).await;
     let view = QueueView::connect(&app.queue).await;
 
     let labeled = fixture("github/issues/labeled.payload.json");
@@ -228,8 +227,7 @@ async fn github_triggers_from_real_payloads() {
 
 #[tokio::test]
 async fn every_jira_fixture_gives_its_expected_outcome() {
-    let app = TestApp::spawn(&[]).await;
-    app.wait_ready(200).await;
+    let app = TestApp::ready(&[]).await;
     let view = QueueView::connect(&app.queue).await;
     // (file, mode or None for ignored, trigger user, issue key, approval comment id)
     let cases: [(&str, Option<&str>, &str, Option<&str>); 5] = [
@@ -292,31 +290,21 @@ async fn every_jira_fixture_gives_its_expected_outcome() {
 
 #[tokio::test]
 async fn jira_edge_cases_unmapped_project_revise_adf_and_loop_guard() {
-    let app = TestApp::spawn(&[
+    let app = TestApp::ready(&[
         ("JIRA_PROJECTS", "OPS=acme/ops"),
         ("JIRA_REPO_FROM_LABEL", "true"),
         ("JIRA_REPO_ALLOW", "acme/*,tools/ci"),
     ])
     .await;
-    app.wait_ready(200).await;
     let view = QueueView::connect(&app.queue).await;
     let assigned = fixture("jira/issue_assigned.json");
     let response = app
         .jira("unmapped-1", assigned.to_string().as_bytes())
         .await;
-    assert_eq!(response.status().as_u16(), 202);
-    let answer: Value = response.json().await.expect("json");
+    let answer = json_answer(response, 202).await;
     assert_eq!(answer["reason"], "project not mapped to a repository");
     assert!(view.drain().await.is_empty());
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains(r#"agent_fleet_webhooks_ignored_total{reason="project not mapped to a repository",source="jira"} 1"#),
         "{metrics}"

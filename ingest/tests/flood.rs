@@ -28,10 +28,15 @@ fn unpooled() -> reqwest::Client {
         .expect("client")
 }
 
+/// The ingest's count of requests refused for `reason`.
+async fn refused(app: &TestApp, reason: &str) -> Option<f64> {
+    let line = format!(r#"agent_fleet_ingest_refused_total{{reason="{reason}"}}"#);
+    app.metric(&line).await
+}
+
 #[tokio::test]
 async fn bodies_over_the_default_limit_get_413_with_or_without_a_length() {
-    let app = TestApp::spawn(&[]).await;
-    app.wait_ready(200).await;
+    let app = TestApp::ready(&[]).await;
     let over = 1_048_577;
     for path in ["/webhooks/github", "/webhooks/jira"] {
         let declared = raw::send(
@@ -60,11 +65,7 @@ async fn bodies_over_the_default_limit_get_413_with_or_without_a_length() {
     body.resize(1_048_576, b' ');
     let response = app.github("issues", "at-the-limit", &body).await;
     assert_eq!(response.status().as_u16(), 202);
-    assert_eq!(
-        app.metric(r#"agent_fleet_ingest_refused_total{reason="too_large"}"#)
-            .await,
-        Some(4.0)
-    );
+    assert_eq!(refused(&app, "too_large").await, Some(4.0));
     app.shutdown().await;
 }
 
@@ -94,18 +95,13 @@ async fn a_slow_body_gets_408_and_slow_headers_are_cut_off_within_the_timeout() 
     // A normal delivery still goes through.
     let response = app.github("issues", "after-slow", &labeled(8)).await;
     assert_eq!(response.status().as_u16(), 202);
-    assert_eq!(
-        app.metric(r#"agent_fleet_ingest_refused_total{reason="timeout"}"#)
-            .await,
-        Some(1.0)
-    );
+    assert_eq!(refused(&app, "timeout").await, Some(1.0));
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn over_the_concurrency_limit_the_oldest_slow_request_gets_503_and_the_delivery_202() {
-    let app = TestApp::spawn(&[("INGEST_MAX_CONCURRENCY", "2")]).await;
-    app.wait_ready(200).await;
+    let app = TestApp::ready(&[("INGEST_MAX_CONCURRENCY", "2")]).await;
     let view = QueueView::connect(&app.queue).await;
     let stop = CancellationToken::new();
     let oldest = raw::drip(app.addr, Drip::Body, stop.clone()).await;
@@ -141,13 +137,7 @@ async fn over_the_concurrency_limit_the_oldest_slow_request_gets_503_and_the_del
         Some(1.0)
     );
     assert!(!younger.answer.is_finished());
-    let health = app
-        .http
-        .get(app.url("/healthz"))
-        .send()
-        .await
-        .expect("healthz");
-    assert_eq!(health.status().as_u16(), 200);
+    assert_eq!(app.get_status("/healthz").await, 200);
     assert_eq!(view.count(&app.queue).await, 1);
     stop.cancel();
     app.shutdown().await;
@@ -160,8 +150,7 @@ async fn over_the_concurrency_limit_the_oldest_slow_request_gets_503_and_the_del
 /// printed (`--nocapture`); the bench `slow_drip` records the figures in the README.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_slow_drips_do_not_keep_a_signed_delivery_from_a_202_within_1_s() {
-    let app = TestApp::spawn(&[]).await;
-    app.wait_ready(200).await;
+    let app = TestApp::ready(&[]).await;
     let view = QueueView::connect(&app.queue).await;
     let flood_started = Instant::now();
     let flood = Flood::start(app.addr, 100, 100, Duration::from_secs(25));
@@ -177,13 +166,7 @@ async fn two_hundred_slow_drips_do_not_keep_a_signed_delivery_from_a_202_within_
         assert_eq!(response.status().as_u16(), 202, "delivery {n}");
         latencies.push(took);
         let started = Instant::now();
-        let health = app
-            .http
-            .get(app.url("/healthz"))
-            .send()
-            .await
-            .expect("healthz");
-        assert_eq!(health.status().as_u16(), 200);
+        assert_eq!(app.get_status("/healthz").await, 200);
         assert!(
             started.elapsed() < Duration::from_secs(1),
             "healthz {:?}",

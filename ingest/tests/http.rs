@@ -2,6 +2,8 @@
 
 mod common;
 
+use testkit::ingest::json_answer;
+
 use common::{BrokerProxy, GITHUB_SECRET, QueueView, TestApp, fixture};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -12,10 +14,14 @@ fn labeled(label: &str) -> Vec<u8> {
     payload.to_string().into_bytes()
 }
 
+/// The `error` of an ingest's JSON answer.
+fn error_of(answer: &Value) -> &str {
+    answer["error"].as_str().expect("error")
+}
+
 #[tokio::test]
 async fn signatures_are_checked_before_anything_else() {
-    let app = TestApp::spawn(&[("GITHUB_WEBHOOK_SECRET", "old-secret,gh-test-secret")]).await;
-    app.wait_ready(200).await;
+    let app = TestApp::ready(&[("GITHUB_WEBHOOK_SECRET", "old-secret,gh-test-secret")]).await;
     let view = QueueView::connect(&app.queue).await;
     let body = labeled("ai-help");
 
@@ -84,22 +90,15 @@ async fn signatures_are_checked_before_anything_else() {
 
 #[tokio::test]
 async fn bad_input_gets_a_clear_4xx_and_never_a_500() {
-    let app = TestApp::spawn(&[("MAX_BODY_BYTES", "2048")]).await;
-    app.wait_ready(200).await;
+    let app = TestApp::ready(&[("MAX_BODY_BYTES", "2048")]).await;
     let view = QueueView::connect(&app.queue).await;
 
     let response = app.github("issues", "big", &vec![b' '; 4096]).await;
     assert_eq!(response.status().as_u16(), 413);
 
     let response = app.github("issues", "bad-json", b"{\"action\": ").await;
-    assert_eq!(response.status().as_u16(), 400);
-    let answer: Value = response.json().await.expect("json");
-    assert!(
-        answer["error"]
-            .as_str()
-            .expect("error")
-            .contains("malformed JSON")
-    );
+    let answer = json_answer(response, 400).await;
+    assert!(error_of(&answer).contains("malformed JSON"));
 
     let missing_title = json!({
         "action": "labeled", "label": {"name": "ai-help"}, "sender": {"login": "dev1"},
@@ -109,8 +108,7 @@ async fn bad_input_gets_a_clear_4xx_and_never_a_500() {
     let response = app
         .github("issues", "no-title", missing_title.to_string().as_bytes())
         .await;
-    assert_eq!(response.status().as_u16(), 400);
-    let answer: Value = response.json().await.expect("json");
+    let answer = json_answer(response, 400).await;
     assert_eq!(answer["error"], "missing field `issue.title`");
 
     let response = app
@@ -125,20 +123,17 @@ async fn bad_input_gets_a_clear_4xx_and_never_a_500() {
         .send()
         .await
         .expect("sent");
-    assert_eq!(response.status().as_u16(), 400);
-    let answer: Value = response.json().await.expect("json");
+    let answer = json_answer(response, 400).await;
     assert_eq!(answer["error"], "missing header `x-github-event`");
 
     let response = app
         .github("deployment", "unsupported", b"{\"action\":\"created\"}")
         .await;
-    assert_eq!(response.status().as_u16(), 202);
-    let answer: Value = response.json().await.expect("json");
+    let answer = json_answer(response, 202).await;
     assert_eq!(answer["status"], "ignored");
 
     let response = app.jira("no-event", b"{\"issue\": {}}").await;
-    assert_eq!(response.status().as_u16(), 400);
-    let answer: Value = response.json().await.expect("json");
+    let answer = json_answer(response, 400).await;
     assert_eq!(answer["error"], "missing field `webhookEvent`");
 
     assert!(view.drain().await.is_empty());
@@ -147,18 +142,11 @@ async fn bad_input_gets_a_clear_4xx_and_never_a_500() {
 
 #[tokio::test]
 async fn a_route_without_its_secret_answers_404_and_the_other_still_works() {
-    let app = TestApp::spawn(&[("JIRA_WEBHOOK_SECRET", "")]).await;
-    app.wait_ready(200).await;
+    let app = TestApp::ready(&[("JIRA_WEBHOOK_SECRET", "")]).await;
     let body = fixture("jira/issue_assigned.json").to_string();
     let response = app.jira("x", body.as_bytes()).await;
-    assert_eq!(response.status().as_u16(), 404);
-    let answer: Value = response.json().await.expect("json");
-    assert!(
-        answer["error"]
-            .as_str()
-            .expect("error")
-            .contains("not configured")
-    );
+    let answer = json_answer(response, 404).await;
+    assert!(error_of(&answer).contains("not configured"));
     let response = app
         .github(
             "ping",
@@ -172,8 +160,7 @@ async fn a_route_without_its_secret_answers_404_and_the_other_still_works() {
 
 #[tokio::test]
 async fn a_redelivered_webhook_publishes_one_message() {
-    let app = TestApp::spawn(&[]).await;
-    app.wait_ready(200).await;
+    let app = TestApp::ready(&[]).await;
     let view = QueueView::connect(&app.queue).await;
     let body = labeled("ai-help");
     let first = app.github("issues", "same-delivery", &body).await;
@@ -192,13 +179,7 @@ async fn broker_down_means_a_fast_503_and_the_same_delivery_succeeds_later() {
     let proxy = BrokerProxy::start(false).await;
     let app = TestApp::spawn_with_broker(&proxy.url(), &[]).await;
     // The service starts without a broker: alive but not ready.
-    let health = app
-        .http
-        .get(app.url("/healthz"))
-        .send()
-        .await
-        .expect("healthz");
-    assert_eq!(health.status().as_u16(), 200);
+    assert_eq!(app.get_status("/healthz").await, 200);
     app.wait_ready(503).await;
 
     let body = labeled("ai-help");
@@ -239,22 +220,14 @@ async fn broker_down_means_a_fast_503_and_the_same_delivery_succeeds_later() {
 
 #[tokio::test]
 async fn a_returned_publish_is_a_503_and_is_not_remembered() {
-    let app = TestApp::spawn(&[]).await;
-    app.wait_ready(200).await;
+    let app = TestApp::ready(&[]).await;
     let view = QueueView::connect(&app.queue).await;
     // Delete the queue under the running ingest: the mandatory publish comes back unroutable.
     view.delete_all().await;
     let body = labeled("ai-help");
     let response = app.github("issues", "returned", &body).await;
-    assert_eq!(response.status().as_u16(), 503);
-    let answer: Value = response.json().await.expect("json");
-    assert!(
-        answer["error"]
-            .as_str()
-            .expect("error")
-            .contains("unroutable"),
-        "{answer}"
-    );
+    let answer = json_answer(response, 503).await;
+    assert!(error_of(&answer).contains("unroutable"), "{answer}");
 
     shared::topology::Topology::new(&app.queue, 5)
         .declare(&view.channel)
@@ -264,15 +237,7 @@ async fn a_returned_publish_is_a_503_and_is_not_remembered() {
     assert_eq!(response.status().as_u16(), 202);
     assert_eq!(view.count(&app.queue).await, 1);
 
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains(r#"agent_fleet_publishes_total{outcome="returned"} 1"#),
         "{metrics}"

@@ -7,10 +7,7 @@ use fleet_ledger::{
     AuditEntry, AuditKind, Event, EventKind, Ledger, LedgerMetrics, Outcome, query,
 };
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
 
 const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -220,62 +217,17 @@ async fn the_audit_trail_is_append_only() {
     }
 }
 
-/// A TCP proxy to PostgreSQL that can be cut: off, it refuses new connections and ends
-/// the open ones, which is what a database outage looks like to the ledger.
-struct DbProxy {
-    port: u16,
-    up: Arc<AtomicBool>,
-    cut: Arc<std::sync::Mutex<CancellationToken>>,
-}
-
-impl DbProxy {
-    async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let up = Arc::new(AtomicBool::new(true));
-        let cut = Arc::new(std::sync::Mutex::new(CancellationToken::new()));
-        let (up2, cut2) = (Arc::clone(&up), Arc::clone(&cut));
-        tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if !up2.load(Ordering::SeqCst) {
-                    continue; // dropped: refused
-                }
-                let token = cut2.lock().expect("lock").clone();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect("127.0.0.1:5432").await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        () = token.cancelled() => {}
-                    }
-                });
-            }
-        });
-        Self { port, up, cut }
-    }
-
-    fn set_up(&self, up: bool) {
-        self.up.store(up, Ordering::SeqCst);
-        if !up {
-            let mut token = self.cut.lock().expect("lock");
-            token.cancel();
-            *token = CancellationToken::new();
-        }
-    }
-}
-
 #[tokio::test]
 async fn an_outage_loses_nothing_and_the_ledger_catches_up() {
     let db = TestDb::new().await;
     db.pool().await; // migrated directly
-    let proxy = DbProxy::start().await;
+    let proxy = testkit::CutProxy::start("127.0.0.1:5432", true).await;
     let pool = fleet_ledger::pool(&db.url_via(proxy.port), 2).expect("pool");
     let (ledger, metrics) = started_ledger(pool.clone());
     ledger.record(received("t-3", "octocat"));
     assert!(ledger.flush(Duration::from_secs(10)).await);
 
-    proxy.set_up(false);
+    proxy.set_enabled(false);
     for i in 0..50 {
         ledger.record(llm_call("t-3", 10, 1, 0.0));
         if i == 0 {
@@ -291,7 +243,7 @@ async fn an_outage_loses_nothing_and_the_ledger_catches_up() {
         !ledger.flush(Duration::from_millis(300)).await,
         "nothing written while down"
     );
-    proxy.set_up(true);
+    proxy.set_enabled(true);
     assert!(ledger.flush(Duration::from_secs(30)).await, "caught up");
     let direct = db.pool().await;
     let task = query::task(&direct, "t-3")
@@ -355,24 +307,12 @@ async fn concurrent_admissions_never_exceed_a_users_quota() {
         .filter(|i| admissions[*i] == Admission::Admitted)
         .map(|i| format!("u{i}"))
         .collect();
-    let admit = |task: &'static str, user: &'static str| {
-        let pool = pool.clone();
-        async move {
-            quota::admit(&pool, task, user, "acme/payments", limits, lease)
-                .await
-                .expect("admit")
-        }
+    let admit = async |task: &str, user: &str| {
+        quota::admit(&pool, task, user, "acme/payments", limits, lease)
+            .await
+            .expect("admit")
     };
-    let redelivered = quota::admit(
-        &pool,
-        &running[0],
-        "octocat",
-        "acme/payments",
-        limits,
-        lease,
-    )
-    .await
-    .expect("admit");
+    let redelivered = admit(&running[0], "octocat").await;
     assert_eq!(redelivered, Admission::Admitted);
     assert_eq!(admit("h1", "hubot").await, Admission::Admitted);
     assert!(matches!(
@@ -389,37 +329,20 @@ async fn concurrent_admissions_never_exceed_a_users_quota() {
         .filter(|id| admissions[id[1..].parse::<usize>().unwrap()] == Admission::Admitted)
         .collect();
     quota::release(&pool, &running[0]).await.expect("release");
-    assert_eq!(
-        quota::admit(&pool, "u20", "octocat", "acme/payments", limits, lease)
-            .await
-            .expect("admit"),
-        Admission::Admitted
-    );
+    assert_eq!(admit("u20", "octocat").await, Admission::Admitted);
     quota::renew(&pool, &running[1], Duration::ZERO)
         .await
         .expect("expire");
-    assert_eq!(
-        quota::admit(&pool, "u21", "octocat", "acme/payments", limits, lease)
-            .await
-            .expect("admit"),
-        Admission::Admitted
-    );
+    assert_eq!(admit("u21", "octocat").await, Admission::Admitted);
 
     // The daily cap: five admissions of octocat today (two, u20, u21 = four; one more).
     quota::release(&pool, "u20").await.expect("release");
     quota::release(&pool, "h1").await.expect("release");
-    assert_eq!(
-        quota::admit(&pool, "u22", "octocat", "acme/payments", limits, lease)
-            .await
-            .expect("admit"),
-        Admission::Admitted
-    );
+    assert_eq!(admit("u22", "octocat").await, Admission::Admitted);
     quota::release(&pool, "u22").await.expect("release");
     quota::release(&pool, "u21").await.expect("release");
     assert!(matches!(
-        quota::admit(&pool, "u23", "octocat", "acme/payments", limits, lease)
-            .await
-            .expect("admit"),
+        admit("u23", "octocat").await,
         Admission::Wait {
             quota: Quota::TasksPerUserPerDay,
             in_use: 5,

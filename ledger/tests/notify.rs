@@ -49,6 +49,16 @@ fn finished(task: &str) -> Notification {
     }
 }
 
+/// A notifier to `url` with the test secret, and the registry its metrics are in.
+fn notifier(url: String) -> (Notifier, prometheus::Registry) {
+    let registry = prometheus::Registry::new();
+    let config = NotifyConfig {
+        url,
+        secret: SECRET.to_vec(),
+    };
+    (Notifier::start(config, &registry), registry)
+}
+
 async fn until(registry: &prometheus::Registry, outcome: &str) -> u64 {
     let read = || {
         registry
@@ -70,14 +80,7 @@ async fn until(registry: &prometheus::Registry, outcome: &str) -> u64 {
 #[tokio::test]
 async fn a_notification_is_signed_and_retried_through_the_receivers_failures() {
     let (url, seen) = receiver(vec![503, 502]).await;
-    let registry = prometheus::Registry::new();
-    let notifier = Notifier::start(
-        NotifyConfig {
-            url,
-            secret: SECRET.to_vec(),
-        },
-        &registry,
-    );
+    let (notifier, registry) = notifier(url);
     notifier.send(finished("t-1"));
     assert_eq!(until(&registry, "delivered").await, 1);
     let seen = seen.lock().expect("lock").clone();
@@ -101,14 +104,7 @@ async fn a_notification_is_signed_and_retried_through_the_receivers_failures() {
 #[tokio::test]
 async fn a_refused_body_is_not_sent_again() {
     let (url, seen) = receiver(vec![400]).await;
-    let registry = prometheus::Registry::new();
-    let notifier = Notifier::start(
-        NotifyConfig {
-            url,
-            secret: SECRET.to_vec(),
-        },
-        &registry,
-    );
+    let (notifier, registry) = notifier(url);
     notifier.send(finished("t-2"));
     assert_eq!(until(&registry, "refused").await, 1);
     assert_eq!(seen.lock().expect("lock").len(), 1);

@@ -59,6 +59,13 @@ impl TestIngest {
         Self::spawn_on(&crate::unique_queue("ingest"), amqp_url, overrides).await
     }
 
+    /// [`TestIngest::spawn`], then waits until it is ready (its broker connected).
+    pub async fn ready(overrides: &[(&str, &str)]) -> Self {
+        let app = Self::spawn(overrides).await;
+        app.wait_ready(200).await;
+        app
+    }
+
     /// An ingest publishing to `queue` (a fleet test shares it with its workers).
     pub async fn spawn_on(queue: &str, amqp_url: &str, overrides: &[(&str, &str)]) -> Self {
         let queues = QueueGuard::new(queue);
@@ -80,6 +87,12 @@ impl TestIngest {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// The status a GET of `path` answers (`/healthz`, `/readyz`).
+    pub async fn get_status(&self, path: &str) -> u16 {
+        let response = self.http.get(self.url(path)).send().await.expect(path);
+        response.status().as_u16()
     }
 
     /// Waits (bounded) until `/readyz` answers `want`.
@@ -104,17 +117,19 @@ impl TestIngest {
         }
     }
 
+    /// The `/metrics` page as rendered (the scrape must succeed).
+    pub async fn metrics_text(&self) -> String {
+        self.scrape().await.expect("metrics")
+    }
+
+    async fn scrape(&self) -> Result<String, reqwest::Error> {
+        let response = self.http.get(self.url("/metrics")).send().await?;
+        response.text().await
+    }
+
     /// The value of a metric line (`name` with its labels, as rendered), if present.
     pub async fn metric(&self, name: &str) -> Option<f64> {
-        let text = self
-            .http
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
+        let text = self.scrape().await.ok()?;
         text.lines().find_map(|line| {
             line.strip_prefix(name)?
                 .strip_prefix(' ')?
@@ -173,4 +188,10 @@ impl TestIngest {
             .expect("ingest stops within 10 s");
         result.expect("server task").expect("server ran cleanly");
     }
+}
+
+/// Asserts that the ingest answered `status` and returns its JSON answer.
+pub async fn json_answer(response: reqwest::Response, status: u16) -> serde_json::Value {
+    assert_eq!(response.status().as_u16(), status);
+    response.json().await.expect("json")
 }

@@ -3,19 +3,24 @@
 //!
 //! | module | role |
 //! |---|---|
-//! | [`wait`] | [`wait_until`]: poll a condition against a deadline (no sleep-and-hope) |
+//! | [`wait`] | [`wait_until`]: poll a condition against a deadline (no sleep-and-hope); the same for a `/readyz` |
 //! | [`task`] | [`TaskBuilder`]: v1 task messages with test defaults |
 //! | [`webhook`] | HMAC signatures, signed GitHub/Jira POSTs, the webhook fixtures |
 //! | [`queues`] | [`QueueView`] (count, drain) and [`QueueGuard`] (deletes a test's queues on drop) |
 //! | [`outcome`] | the outcome a worker logged for a task, and the assertion on it |
+//! | [`knobs`] | a bench's `--name N` arguments, the property tests' case count |
+//! | [`proxy`] | [`CutProxy`]: a TCP proxy that can be cut (a broker or database outage) |
 //! | [`ingest`] | the ingest started in-process on port 0 ([`TestIngest`]) |
 //!
-//! It is a dev-dependency only (of `shared`, `ingest` and `worker`); no library depends on it.
+//! It is a dev-dependency only (of `shared`, `ingest`, `worker`, `fleet-edits`,
+//! `fleet-repo-config` and `fleet-ledger`); no library depends on it.
 //! Every test still names its own queues ([`unique_queue`]): tests run in parallel on one
 //! broker.
 
 pub mod ingest;
+pub mod knobs;
 pub mod outcome;
+pub mod proxy;
 pub mod queues;
 pub mod task;
 pub mod wait;
@@ -23,6 +28,7 @@ pub mod webhook;
 
 pub use ingest::TestIngest;
 pub use outcome::{assert_outcome, logged_outcome};
+pub use proxy::CutProxy;
 pub use queues::{QueueGuard, QueueView};
 pub use task::{TaskBuilder, issue_number_of};
 pub use wait::wait_until;

@@ -43,15 +43,12 @@ pub async fn post_github(
     delivery: &str,
     body: &[u8],
 ) -> reqwest::Response {
-    http.post(url)
-        .header("content-type", "application/json")
-        .header("x-github-event", event)
-        .header("x-github-delivery", delivery)
-        .header("x-hub-signature-256", sign(secret, body))
-        .body(body.to_vec())
-        .send()
-        .await
-        .expect("request sent")
+    let headers = [
+        ("x-github-event", event.to_owned()),
+        ("x-github-delivery", delivery.to_owned()),
+        ("x-hub-signature-256", sign(secret, body)),
+    ];
+    post_json(http, url, &headers, body).await
 }
 
 /// A signed Jira delivery: POST `url` with the webhook identifier and signature headers.
@@ -62,10 +59,25 @@ pub async fn post_jira(
     identifier: &str,
     body: &[u8],
 ) -> reqwest::Response {
-    http.post(url)
-        .header("content-type", "application/json")
-        .header("x-atlassian-webhook-identifier", identifier)
-        .header("x-hub-signature", sign(secret, body))
+    let headers = [
+        ("x-atlassian-webhook-identifier", identifier.to_owned()),
+        ("x-hub-signature", sign(secret, body)),
+    ];
+    post_json(http, url, &headers, body).await
+}
+
+/// POST a JSON `body` to `url` with the tracker's own `headers` on top.
+async fn post_json(
+    http: &reqwest::Client,
+    url: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> reqwest::Response {
+    let mut request = http.post(url).header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    request
         .body(body.to_vec())
         .send()
         .await

@@ -20,6 +20,7 @@ use shared::topology::Topology;
 use shared::{Mode, RepoUrl, TaskMessage, Tracker};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use testkit::knobs::arg;
 use worker::runtime::handler::{TaskContext, TaskError, TaskHandler};
 use worker::runtime::{self, RunMode, metrics::WorkerMetrics};
 use worker::settings::WorkerSettings;
@@ -45,14 +46,6 @@ impl TaskHandler for Noop {
         Ok(())
     }
     async fn report_exhausted(&self, _task: &TaskMessage, _reason: &str) {}
-}
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.windows(2)
-        .find(|w| w[0] == name)
-        .and_then(|w| w[1].parse().ok())
-        .unwrap_or(default)
 }
 
 fn task(i: usize) -> TaskMessage {

@@ -2,22 +2,14 @@
 
 mod common;
 
-use common::internals::{Git, GitError};
+use common::standins::{clone_bare, git};
+
+use common::internals::{Cloned, Git, GitError};
 use shared::RepoUrl;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-fn git(cwd: &Path, args: &[&str]) {
-    let status = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-        .args(args)
-        .current_dir(cwd)
-        .status()
-        .expect("git");
-    assert!(status.success(), "git {args:?}");
-}
 
 /// `<root>/github/acme/payments.git` with two commits on `main` and a `feature` branch.
 fn bare_repo(root: &Path) -> std::path::PathBuf {
@@ -33,16 +25,7 @@ fn bare_repo(root: &Path) -> std::path::PathBuf {
     git(&work, &["branch", "feature"]);
     let bare = root.join("github/acme/payments.git");
     std::fs::create_dir_all(bare.parent().expect("parent")).expect("mkdir");
-    git(
-        root,
-        &[
-            "clone",
-            "-q",
-            "--bare",
-            work.to_str().expect("utf8"),
-            bare.to_str().expect("utf8"),
-        ],
-    );
+    clone_bare(root, &work, &bare);
     bare
 }
 
@@ -57,23 +40,45 @@ fn local_github(root: &Path) -> Git {
     )
 }
 
+/// A temp dir holding [`bare_repo`], and a [`local_github`] that finds it.
+fn local_world() -> (tempfile::TempDir, std::path::PathBuf, Git) {
+    let root = tempfile::tempdir().expect("tmp");
+    let bare = bare_repo(root.path());
+    let git = local_github(root.path());
+    (root, bare, git)
+}
+
+/// `acme/<name>` on GitHub.
+fn repo(name: &str) -> RepoUrl {
+    RepoUrl::parse(&format!("https://github.com/acme/{name}")).expect("url")
+}
+
+/// A shallow clone with the test's 30 s timeout, never cancelled.
+async fn clone(
+    git: &Git,
+    repo: &RepoUrl,
+    branch: Option<&str>,
+    dest: &Path,
+    max_bytes: u64,
+) -> Result<Cloned, GitError> {
+    let cancel = CancellationToken::new();
+    git.shallow_clone(
+        repo,
+        branch,
+        dest,
+        Duration::from_secs(30),
+        max_bytes,
+        &cancel,
+    )
+    .await
+}
+
 #[tokio::test]
 async fn a_shallow_clone_of_the_default_and_of_a_named_branch() {
-    let root = tempfile::tempdir().expect("tmp");
-    bare_repo(root.path());
-    let git = local_github(root.path());
-    let repo = RepoUrl::parse("https://github.com/acme/payments").expect("url");
-    let cancel = CancellationToken::new();
+    let (root, _bare, git) = local_world();
+    let repo = repo("payments");
     let dest = root.path().join("clone");
-    let cloned = git
-        .shallow_clone(
-            &repo,
-            None,
-            &dest,
-            Duration::from_secs(30),
-            1 << 30,
-            &cancel,
-        )
+    let cloned = clone(&git, &repo, None, &dest, 1 << 30)
         .await
         .expect("clone");
     assert!(dest.join("b.py").exists());
@@ -96,63 +101,35 @@ async fn a_shallow_clone_of_the_default_and_of_a_named_branch() {
     assert!(tags.stdout.is_empty());
 
     let dest = root.path().join("clone-feature");
-    git.shallow_clone(
-        &repo,
-        Some("feature"),
-        &dest,
-        Duration::from_secs(30),
-        1 << 30,
-        &cancel,
-    )
-    .await
-    .expect("clone branch");
+    clone(&git, &repo, Some("feature"), &dest, 1 << 30)
+        .await
+        .expect("clone branch");
     assert!(dest.join("a.py").exists());
 }
 
 #[tokio::test]
 async fn missing_repository_or_branch_is_permanent_and_too_large_is_refused() {
-    let root = tempfile::tempdir().expect("tmp");
-    bare_repo(root.path());
-    let git = local_github(root.path());
-    let cancel = CancellationToken::new();
-    let missing = RepoUrl::parse("https://github.com/acme/nothing-here").expect("url");
-    let error = git
-        .shallow_clone(
-            &missing,
-            None,
-            &root.path().join("x"),
-            Duration::from_secs(30),
-            1 << 30,
-            &cancel,
-        )
+    let (root, _bare, git) = local_world();
+    let missing = repo("nothing-here");
+    let error = clone(&git, &missing, None, &root.path().join("x"), 1 << 30)
         .await
         .expect_err("missing repo");
     assert!(!error.is_transient(), "{error}");
     assert!(!error.to_string().contains("ghs_token_never_printed"));
 
-    let repo = RepoUrl::parse("https://github.com/acme/payments").expect("url");
-    let error = git
-        .shallow_clone(
-            &repo,
-            Some("no-such-branch"),
-            &root.path().join("y"),
-            Duration::from_secs(30),
-            1 << 30,
-            &cancel,
-        )
-        .await
-        .expect_err("missing branch");
+    let repo = repo("payments");
+    let error = clone(
+        &git,
+        &repo,
+        Some("no-such-branch"),
+        &root.path().join("y"),
+        1 << 30,
+    )
+    .await
+    .expect_err("missing branch");
     assert!(matches!(error, GitError::NotFound(_)), "{error}");
 
-    let error = git
-        .shallow_clone(
-            &repo,
-            None,
-            &root.path().join("z"),
-            Duration::from_secs(30),
-            10,
-            &cancel,
-        )
+    let error = clone(&git, &repo, None, &root.path().join("z"), 10)
         .await
         .expect_err("too large");
     assert!(matches!(error, GitError::TooLarge { .. }), "{error}");
@@ -165,16 +142,8 @@ async fn an_unreachable_host_is_transient() {
     // Nothing listens on this port: a network failure, not a missing repository.
     let git = Git::new(None, "https://github.com")
         .with_config("url.http://127.0.0.1:9/.insteadOf", "https://github.com/");
-    let repo = RepoUrl::parse("https://github.com/acme/payments").expect("url");
-    let error = git
-        .shallow_clone(
-            &repo,
-            None,
-            &root.path().join("x"),
-            Duration::from_secs(30),
-            1 << 30,
-            &CancellationToken::new(),
-        )
+    let repo = repo("payments");
+    let error = clone(&git, &repo, None, &root.path().join("x"), 1 << 30)
         .await
         .expect_err("unreachable");
     assert!(error.is_transient(), "{error}");
@@ -182,21 +151,12 @@ async fn an_unreachable_host_is_transient() {
 
 #[tokio::test]
 async fn a_mirror_named_without_dot_git_is_found_too() {
-    let root = tempfile::tempdir().expect("tmp");
-    let bare = bare_repo(root.path());
+    let (root, bare, git) = local_world();
     std::fs::rename(&bare, root.path().join("github/acme/plain")).expect("rename");
-    let git = local_github(root.path());
-    let repo = RepoUrl::parse("https://github.com/acme/plain").expect("url");
+    let repo = repo("plain");
     let dest = root.path().join("clone");
-    git.shallow_clone(
-        &repo,
-        None,
-        &dest,
-        Duration::from_secs(30),
-        1 << 30,
-        &CancellationToken::new(),
-    )
-    .await
-    .expect("clone of <name> without .git");
+    clone(&git, &repo, None, &dest, 1 << 30)
+        .await
+        .expect("clone of <name> without .git");
     assert!(dest.join("a.py").exists());
 }

@@ -18,7 +18,7 @@ async fn three_workers_thirty_tasks_each_handled_exactly_once() {
     }
     let ids: Vec<String> = (0..30).map(|i| format!("github:three-{i}")).collect();
     for id in &ids {
-        fleet.publish(&fleet.task(id, &["test:sleep=50"])).await;
+        fleet.publish_task(id, &["test:sleep=50"]).await;
     }
     wait_until("30 tasks done", LONG, || {
         ids.iter().all(|id| !fleet.record(id, "done").is_empty())
@@ -51,30 +51,21 @@ async fn three_workers_thirty_tasks_each_handled_exactly_once() {
 #[tokio::test]
 async fn a_killed_worker_s_task_is_redelivered_and_its_dir_swept() {
     let fleet = Fleet::new("kill9", 5).await;
-    let mut first = fleet.spawn(&[]);
-    first.wait_ready().await;
+    let mut first = fleet.ready_worker(&[]).await;
     fleet
-        .publish(&fleet.task("github:kill9", &["test:sleep=4000"]))
+        .publish_task("github:kill9", &["test:sleep=4000"])
         .await;
-    wait_until("task started", LONG, || {
-        !fleet.record("github:kill9", "started").is_empty()
-    })
-    .await;
+    fleet.wait_record("github:kill9", "started").await;
     let orphan = workdir_of(&fleet.record("github:kill9", "started")[0]);
     first.kill9();
     assert!(orphan.exists(), "a killed worker leaves its dir behind");
 
-    let second = fleet.spawn(&[]);
-    second.wait_ready().await;
+    let second = fleet.ready_worker(&[]).await;
     assert!(
         !orphan.exists(),
         "the next start sweeps the killed worker's dir"
     );
-    wait_until("redelivered task done", LONG, || {
-        !fleet.record("github:kill9", "done").is_empty()
-    })
-    .await;
-    let done = fleet.record("github:kill9", "done");
+    let done = fleet.wait_record("github:kill9", "done").await;
     assert_eq!(done.len(), 1);
     assert_eq!(pid_of(&done[0]), second.pid());
     assert!(done[0].contains("attempt=2"), "{}", done[0]);
@@ -89,16 +80,12 @@ async fn a_killed_worker_s_task_is_redelivered_and_its_dir_swept() {
 #[tokio::test]
 async fn sigterm_finishes_the_task_acks_it_and_takes_nothing_new() {
     let fleet = Fleet::new("term", 5).await;
-    let mut worker = fleet.spawn(&[]);
-    worker.wait_ready().await;
+    let mut worker = fleet.ready_worker(&[]).await;
     fleet
-        .publish(&fleet.task("github:term-a", &["test:sleep=2000"]))
+        .publish_task("github:term-a", &["test:sleep=2000"])
         .await;
-    fleet.publish(&fleet.task("github:term-b", &[])).await;
-    wait_until("first task started", LONG, || {
-        !fleet.record("github:term-a", "started").is_empty()
-    })
-    .await;
+    fleet.publish_task("github:term-b", &[]).await;
+    fleet.wait_record("github:term-a", "started").await;
     worker.signal("TERM");
     let status = worker.exit_status(LONG).await;
     assert!(status.success(), "exit status {status:?}");
@@ -120,15 +107,11 @@ async fn sigterm_finishes_the_task_acks_it_and_takes_nothing_new() {
 #[tokio::test]
 async fn sigterm_past_the_grace_requeues_the_task() {
     let fleet = Fleet::new("grace", 5).await;
-    let mut worker = fleet.spawn(&[("SHUTDOWN_GRACE_SECS", "1")]);
-    worker.wait_ready().await;
+    let mut worker = fleet.ready_worker(&[("SHUTDOWN_GRACE_SECS", "1")]).await;
     fleet
-        .publish(&fleet.task("github:grace", &["test:sleep=30000"]))
+        .publish_task("github:grace", &["test:sleep=30000"])
         .await;
-    wait_until("task started", LONG, || {
-        !fleet.record("github:grace", "started").is_empty()
-    })
-    .await;
+    fleet.wait_record("github:grace", "started").await;
     let workdir = workdir_of(&fleet.record("github:grace", "started")[0]);
     worker.signal("TERM");
     assert!(worker.exit_status(LONG).await.success());
@@ -144,15 +127,11 @@ async fn sigterm_past_the_grace_requeues_the_task() {
 #[tokio::test]
 async fn an_always_transient_task_is_dead_lettered_after_the_limit_and_reported() {
     let fleet = Fleet::new("transient", 2).await;
-    let worker = fleet.spawn(&[]);
-    worker.wait_ready().await;
+    let _worker = fleet.ready_worker(&[]).await;
     fleet
-        .publish(&fleet.task("github:always-fails", &["test:fail=transient"]))
+        .publish_task("github:always-fails", &["test:fail=transient"])
         .await;
-    wait_until("dead-lettered", LONG, || {
-        !fleet.record("github:always-fails", "exhausted").is_empty()
-    })
-    .await;
+    fleet.wait_record("github:always-fails", "exhausted").await;
     let mut dead = Vec::new();
     for _ in 0..200 {
         dead = fleet.take_dead().await;
@@ -171,12 +150,9 @@ async fn an_always_transient_task_is_dead_lettered_after_the_limit_and_reported(
     );
     // A task that fails once and then works is retried, not dead-lettered.
     fleet
-        .publish(&fleet.task("github:flaky", &["test:fail-first=1"]))
+        .publish_task("github:flaky", &["test:fail-first=1"])
         .await;
-    wait_until("flaky done", LONG, || {
-        !fleet.record("github:flaky", "done").is_empty()
-    })
-    .await;
+    fleet.wait_record("github:flaky", "done").await;
     assert_eq!(fleet.record("github:flaky", "started").len(), 2);
     assert!(fleet.take_dead().await.is_empty());
 }
@@ -184,8 +160,7 @@ async fn an_always_transient_task_is_dead_lettered_after_the_limit_and_reported(
 #[tokio::test]
 async fn poison_messages_are_dead_lettered_at_once_and_the_worker_keeps_serving() {
     let fleet = Fleet::new("poison", 5).await;
-    let worker = fleet.spawn(&[]);
-    worker.wait_ready().await;
+    let worker = fleet.ready_worker(&[]).await;
     let valid = serde_json::to_value(fleet.task("github:after-poison", &[])).expect("json");
     let mut no_version = valid.clone();
     no_version
@@ -197,11 +172,8 @@ async fn poison_messages_are_dead_lettered_at_once_and_the_worker_keeps_serving(
     fleet.publish_raw(b"{this is not json").await;
     fleet.publish_raw(no_version.to_string().as_bytes()).await;
     fleet.publish_raw(version_two.to_string().as_bytes()).await;
-    fleet.publish(&fleet.task("github:after-poison", &[])).await;
-    wait_until("valid task done", LONG, || {
-        !fleet.record("github:after-poison", "done").is_empty()
-    })
-    .await;
+    fleet.publish_task("github:after-poison", &[]).await;
+    fleet.wait_record("github:after-poison", "done").await;
     let mut dead = Vec::new();
     for _ in 0..200 {
         dead.extend(fleet.take_dead().await);
@@ -234,32 +206,20 @@ async fn poison_messages_are_dead_lettered_at_once_and_the_worker_keeps_serving(
 #[tokio::test]
 async fn a_closed_broker_connection_is_survived_idle_and_mid_task() {
     let fleet = Fleet::new("reconnect", 5).await;
-    let worker = fleet.spawn(&[]);
-    worker.wait_ready().await;
+    let worker = fleet.ready_worker(&[]).await;
     // Idle.
     close_broker_connection_of(worker.pid());
-    fleet
-        .publish(&fleet.task("github:after-idle-close", &[]))
-        .await;
-    wait_until("task after reconnect", LONG, || {
-        !fleet.record("github:after-idle-close", "done").is_empty()
-    })
-    .await;
+    fleet.publish_task("github:after-idle-close", &[]).await;
+    fleet.wait_record("github:after-idle-close", "done").await;
 
     // Mid-task: the task finishes, its ack dies with the channel, the broker redelivers, and
     // the redelivery is settled with the first run's outcome instead of running again.
     fleet
-        .publish(&fleet.task("github:mid-task", &["test:sleep=2500"]))
+        .publish_task("github:mid-task", &["test:sleep=2500"])
         .await;
-    wait_until("started", LONG, || {
-        !fleet.record("github:mid-task", "started").is_empty()
-    })
-    .await;
+    fleet.wait_record("github:mid-task", "started").await;
     close_broker_connection_of(worker.pid());
-    wait_until("done", LONG, || {
-        !fleet.record("github:mid-task", "done").is_empty()
-    })
-    .await;
+    fleet.wait_record("github:mid-task", "done").await;
     // The redelivery is settled (acked) without a second run, whether it arrived while the
     // first run was still going or after it ended.
     let redelivery_acked = || {
@@ -292,8 +252,7 @@ async fn a_closed_broker_connection_is_survived_idle_and_mid_task() {
 #[tokio::test]
 async fn the_task_dir_is_gone_before_the_settle_in_every_outcome() {
     let fleet = Fleet::new("cleanup", 1).await;
-    let worker = fleet.spawn(&[("TASK_TIMEOUT_SECS", "1")]);
-    worker.wait_ready().await;
+    let worker = fleet.ready_worker(&[("TASK_TIMEOUT_SECS", "1")]).await;
     let cases = [
         ("github:c-done", vec![]),
         ("github:c-permanent", vec!["test:fail=permanent"]),
@@ -303,7 +262,7 @@ async fn the_task_dir_is_gone_before_the_settle_in_every_outcome() {
         ("github:c-timeout", vec!["test:sleep=20000"]),
     ];
     for (id, labels) in &cases {
-        fleet.publish(&fleet.task(id, labels)).await;
+        fleet.publish_task(id, labels).await;
     }
     // Every case ends settled for good: acked, rejected, or dead-lettered after 2 attempts.
     let settled_for_good = |id: &str| {
@@ -364,9 +323,9 @@ async fn the_task_dir_is_gone_before_the_settle_in_every_outcome() {
 async fn once_takes_one_task_and_exits_and_exits_when_idle() {
     let fleet = Fleet::new("once", 5).await;
     fleet
-        .publish(&fleet.task("github:once-a", &["test:sleep=200"]))
+        .publish_task("github:once-a", &["test:sleep=200"])
         .await;
-    fleet.publish(&fleet.task("github:once-b", &[])).await;
+    fleet.publish_task("github:once-b", &[]).await;
     let mut worker = fleet.spawn_args(&["--once"], &[("ONCE_IDLE_SECS", "5")]);
     assert!(worker.exit_status(LONG).await.success());
     let a = fleet.record("github:once-a", "done").len();

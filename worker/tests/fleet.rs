@@ -106,13 +106,7 @@ async fn sixty_webhooks_three_workers_random_kills_every_effect_exactly_once() {
             1,
             "issue {number}: one status comment"
         );
-        assert!(
-            world
-                .repos
-                .file_on(REPO, &format!("agent/github-{number}"), "pay/refunds.py")
-                .expect("branch")
-                .contains("round(amount, 2)")
-        );
+        world.assert_fix_on(&format!("agent/github-{number}"));
     }
     for w in &workers {
         w.signal("TERM");

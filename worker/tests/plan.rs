@@ -5,41 +5,12 @@ mod common;
 
 use common::standins::{Answer, JIRA_AGENT};
 use common::world::*;
-use shared::task::{Approval, Revision};
-use shared::{Mode, TaskMessage, Tracker};
-
-fn plan_json(summary: &str) -> String {
-    format!(
-        "```json\n{{\"summary\": \"{summary}\", \"files\": [{{\"path\": \"pay/refunds.py\", \"change\": \"round the amount\"}}], \"steps\": [\"round in refund()\"], \"risks\": [\"none\"], \"tests\": \"a unit test\"}}\n```"
-    )
-}
+use shared::task::Approval;
+use shared::{Mode, Tracker};
 
 /// An edit to a file the plan does not name: refused and fed back once.
 fn off_plan_answer() -> String {
     "Also fix the README.\n\nREADME.md\n```\n<<<<<<< SEARCH\n# payments\n=======\n# payments (rounded)\n>>>>>>> REPLACE\n```\n".into()
-}
-
-fn plan_task(world: &World, id: &str, number: u64) -> TaskMessage {
-    let mut task = world.task(id, number, "dev1");
-    task.mode = Mode::Plan;
-    task
-}
-
-fn approve_task(
-    world: &World,
-    id: &str,
-    number: u64,
-    comment_id: &str,
-    approver: &str,
-) -> TaskMessage {
-    let mut task = world.task(id, number, approver);
-    task.mode = Mode::Implement;
-    task.trigger.event = "issue_comment.created".into();
-    task.approval = Some(Approval {
-        comment_id: comment_id.into(),
-        approver: approver.into(),
-    });
-    task
 }
 
 fn plan_comments(world: &World, number: u64) -> Vec<String> {
@@ -49,16 +20,6 @@ fn plan_comments(world: &World, number: u64) -> Vec<String> {
         .iter()
         .filter_map(|c| c["body"].as_str().map(str::to_owned))
         .filter(|b| b.contains("<!-- agent-fleet:plan v="))
-        .collect()
-}
-
-fn hash_of(comment: &str) -> String {
-    comment
-        .split("hash=")
-        .nth(1)
-        .expect("hash")
-        .chars()
-        .take_while(char::is_ascii_hexdigit)
         .collect()
 }
 
@@ -87,9 +48,8 @@ async fn plan_then_approve_implements_it_once() {
         &[],
     )
     .await;
-    let plan = plan_task(&world, "github:plan-1", 21);
-    world.fleet.publish(&plan).await;
-    worker.assert_outcome(&plan.task_id, "done").await;
+    let plan = world.plan_task("github:plan-1", 21);
+    world.run(&worker, &plan, "done").await;
 
     // The branch: one empty commit on top of main.
     assert_eq!(
@@ -112,12 +72,7 @@ async fn plan_then_approve_implements_it_once() {
     let pulls = world.github.pulls();
     assert_eq!(pulls.len(), 1);
     assert_eq!(pulls[0]["draft"], true);
-    assert!(
-        pulls[0]["body"]
-            .as_str()
-            .expect("body")
-            .contains("Fixes #21")
-    );
+    assert!(body_of(&pulls[0]).contains("Fixes #21"));
     let plans = plan_comments(&world, 21);
     assert_eq!(plans.len(), 1);
     assert!(
@@ -125,34 +80,19 @@ async fn plan_then_approve_implements_it_once() {
             && plans[0].contains("/approve")
             && plans[0].contains("/revise")
     );
-    let hash = hash_of(&plans[0]);
+    let hash = hash_in(&plans[0]);
     let status = status_comments(&world.github, 21);
     assert_eq!(status.len(), 1);
-    assert!(
-        status[0]["body"]
-            .as_str()
-            .expect("body")
-            .contains("waiting for approval")
-    );
+    assert!(body_of(&status[0]).contains("waiting for approval"));
 
     let comment_id = world.github.add_comment(21, "dev1", "/approve");
-    let approve = approve_task(&world, "github:approve-1", 21, &comment_id, "dev1");
-    world.fleet.publish(&approve).await;
-    worker.assert_outcome(&approve.task_id, "done").await;
-    let message = world
-        .repos
-        .git_in(REPO, &["log", "-1", "--format=%B", "agent/github-21"]);
+    let approve = world.approve_task("github:approve-1", 21, &comment_id, "dev1");
+    world.run(&worker, &approve, "done").await;
+    let message = world.commit_message("agent/github-21");
     assert!(message.contains(&format!("Plan-Hash: {hash}")), "{message}");
-    let content = world
-        .repos
-        .file_on(REPO, "agent/github-21", "pay/refunds.py")
-        .expect("file");
-    assert!(content.contains("round(amount, 2)"));
+    world.assert_fix_on("agent/github-21");
     assert_eq!(
-        world
-            .repos
-            .file_on(REPO, "agent/github-21", "README.md")
-            .as_deref(),
+        world.file_on("agent/github-21", "README.md").as_deref(),
         Some("# payments\n"),
         "off-plan edit refused"
     );
@@ -174,19 +114,13 @@ async fn plan_then_approve_implements_it_once() {
     );
     let status = status_comments(&world.github, 21);
     assert_eq!(status.len(), 1);
-    assert!(
-        status[0]["body"]
-            .as_str()
-            .expect("body")
-            .contains("/pull/100")
-    );
+    assert!(body_of(&status[0]).contains("/pull/100"));
 
     // A second /approve of the same version does nothing new.
     let commits = commits_on(&world, "agent/github-21");
     let again_id = world.github.add_comment(21, "admin1", "/approve");
-    let again = approve_task(&world, "github:approve-2", 21, &again_id, "admin1");
-    world.fleet.publish(&again).await;
-    worker.assert_outcome(&again.task_id, "done").await;
+    let again = world.approve_task("github:approve-2", 21, &again_id, "admin1");
+    world.run(&worker, &again, "done").await;
     assert_eq!(
         commits_on(&world, "agent/github-21"),
         commits,
@@ -197,57 +131,35 @@ async fn plan_then_approve_implements_it_once() {
 
 #[tokio::test]
 async fn approve_from_the_pr_conversation_and_refuse_a_reader() {
-    let (world, worker) = World::with_worker(
-        "plan-pr",
-        5,
-        &[
-            ("plan", vec![Answer::Text(plan_json("Round refunds"))]),
-            ("edit", vec![Answer::Text(good_answer())]),
-        ],
-        &[],
-    )
-    .await;
-    let plan = plan_task(&world, "github:plan-pr", 22);
-    world.fleet.publish(&plan).await;
-    worker.assert_outcome(&plan.task_id, "done").await;
+    let (world, worker) = World::planning("plan-pr", &["Round refunds"]).await;
+    let plan = world.plan_task("github:plan-pr", 22);
+    world.run(&worker, &plan, "done").await;
     let pr_number = world.github.pulls()[0]["number"].as_u64().expect("number");
 
     // A reader's /approve on the PR: refused, nothing pushed.
     let commits = commits_on(&world, "agent/github-22");
     let reader_comment = world.github.add_comment(pr_number, "reader", "/approve");
-    let mut refused = approve_task(
-        &world,
+    let mut refused = world.approve_task(
         "github:approve-reader",
         pr_number,
         &reader_comment,
         "reader",
     );
     refused.issue.pull_request = true;
-    world.fleet.publish(&refused).await;
-    worker.assert_outcome(&refused.task_id, "failed").await;
+    world.run(&worker, &refused, "failed").await;
     assert_eq!(commits_on(&world, "agent/github-22"), commits);
     let status = status_comments(&world.github, 22);
     assert!(
-        status[0]["body"]
-            .as_str()
-            .expect("body")
-            .contains("does not have write access"),
+        body_of(&status[0]).contains("does not have write access"),
         "{status:?}"
     );
 
     let comment = world.github.add_comment(pr_number, "dev1", "/approve");
-    let mut approve = approve_task(&world, "github:approve-pr", pr_number, &comment, "dev1");
+    let mut approve = world.approve_task("github:approve-pr", pr_number, &comment, "dev1");
     approve.issue.pull_request = true;
-    world.fleet.publish(&approve).await;
-    worker.assert_outcome(&approve.task_id, "done").await;
+    world.run(&worker, &approve, "done").await;
     assert_eq!(commits_on(&world, "agent/github-22"), commits + 1);
-    assert!(
-        world
-            .repos
-            .file_on(REPO, "agent/github-22", "pay/refunds.py")
-            .expect("file")
-            .contains("round(amount, 2)")
-    );
+    world.assert_fix_on("agent/github-22");
     assert_eq!(
         status_comments(&world.github, 22).len(),
         1,
@@ -258,48 +170,21 @@ async fn approve_from_the_pr_conversation_and_refuse_a_reader() {
 
 #[tokio::test]
 async fn revise_posts_v2_and_approve_binds_to_it() {
-    let (world, worker) = World::with_worker(
+    let (world, worker) = World::planning(
         "plan-revise",
-        5,
-        &[
-            (
-                "plan",
-                vec![
-                    Answer::Text(plan_json("First idea")),
-                    Answer::Text(plan_json("Second idea, with the feedback")),
-                ],
-            ),
-            ("edit", vec![Answer::Text(good_answer())]),
-        ],
-        &[],
+        &["First idea", "Second idea, with the feedback"],
     )
     .await;
     // /approve before any plan: a helpful comment, nothing else.
     let early = world.github.add_comment(23, "dev1", "/approve");
-    let premature = approve_task(&world, "github:approve-early", 23, &early, "dev1");
-    world.fleet.publish(&premature).await;
-    worker.assert_outcome(&premature.task_id, "failed").await;
-    assert!(
-        status_comments(&world.github, 23)[0]["body"]
-            .as_str()
-            .expect("body")
-            .contains("no plan to approve yet")
-    );
+    let premature = world.approve_task("github:approve-early", 23, &early, "dev1");
+    world.run(&worker, &premature, "failed").await;
+    assert!(body_of(&status_comments(&world.github, 23)[0]).contains("no plan to approve yet"));
 
-    let plan = plan_task(&world, "github:plan-v1", 23);
-    world.fleet.publish(&plan).await;
-    worker.assert_outcome(&plan.task_id, "done").await;
-    let feedback_id = world
-        .github
-        .add_comment(23, "dev1", "/revise keep the public API");
-    let mut revise = plan_task(&world, "github:plan-v2", 23);
-    revise.revision = Some(Revision {
-        comment_id: feedback_id,
-        feedback: "keep the public API".into(),
-        requested_by: "dev1".into(),
-    });
-    world.fleet.publish(&revise).await;
-    worker.assert_outcome(&revise.task_id, "done").await;
+    let plan = world.plan_task("github:plan-v1", 23);
+    world.run(&worker, &plan, "done").await;
+    let revise = world.revise_task("github:plan-v2", 23, "keep the public API");
+    world.run(&worker, &revise, "done").await;
     let plans = plan_comments(&world, 23);
     assert_eq!(plans.len(), 2);
     assert!(plans[1].contains("<!-- agent-fleet:plan v=2 "));
@@ -308,30 +193,18 @@ async fn revise_posts_v2_and_approve_binds_to_it() {
     assert_eq!(world.github.pulls().len(), 1, "the draft PR is reused");
 
     let comment = world.github.add_comment(23, "dev1", "/approve");
-    let approve = approve_task(&world, "github:approve-v2", 23, &comment, "dev1");
-    world.fleet.publish(&approve).await;
-    worker.assert_outcome(&approve.task_id, "done").await;
-    let message = world
-        .repos
-        .git_in(REPO, &["log", "-1", "--format=%B", "agent/github-23"]);
+    let approve = world.approve_task("github:approve-v2", 23, &comment, "dev1");
+    world.run(&worker, &approve, "done").await;
+    let message = world.commit_message("agent/github-23");
     assert!(
-        message.contains(&format!("Plan-Hash: {}", hash_of(&plans[1]))),
+        message.contains(&format!("Plan-Hash: {}", hash_in(&plans[1]))),
         "binds to v2: {message}"
     );
 }
 
 #[tokio::test]
 async fn the_jira_round_trip() {
-    let (world, worker) = World::with_worker(
-        "plan-jira",
-        5,
-        &[
-            ("plan", vec![Answer::Text(plan_json("Add rounding"))]),
-            ("edit", vec![Answer::Text(good_answer())]),
-        ],
-        &[],
-    )
-    .await;
+    let (world, worker) = World::planning("plan-jira", &["Add rounding"]).await;
     // In the shape the ingest produces from testdata/fixtures/jira/issue_labeled.json.
     let mut plan = world.fleet.task("jira:plan-1", &["ai-plan", "backend"]);
     plan.mode = Mode::Plan;
@@ -344,8 +217,7 @@ async fn the_jira_round_trip() {
     plan.issue.url = "https://acme.atlassian.net/browse/PAY-43".into();
     plan.trigger_user = "5b10ac8d82e05b22cc7d4ef5".into();
     plan.trigger.event = "jira:issue_updated".into();
-    world.fleet.publish(&plan).await;
-    worker.assert_outcome(&plan.task_id, "done").await;
+    world.run(&worker, &plan, "done").await;
 
     let texts = world.jira.texts("PAY-43");
     let plan_text = texts
@@ -362,12 +234,7 @@ async fn the_jira_round_trip() {
     let pulls = world.github.pulls();
     assert_eq!(pulls.len(), 1);
     assert_eq!(pulls[0]["head"]["ref"], "agent/jira-PAY-43");
-    assert!(
-        pulls[0]["body"]
-            .as_str()
-            .expect("body")
-            .contains("https://acme.atlassian.net/browse/PAY-43")
-    );
+    assert!(body_of(&pulls[0]).contains("https://acme.atlassian.net/browse/PAY-43"));
 
     let comment = world
         .jira
@@ -380,15 +247,8 @@ async fn the_jira_round_trip() {
         comment_id: comment,
         approver: "5b10ac8d82e05b22cc7d4ef5".into(),
     });
-    world.fleet.publish(&approve).await;
-    worker.assert_outcome(&approve.task_id, "done").await;
-    assert!(
-        world
-            .repos
-            .file_on(REPO, "agent/jira-PAY-43", "pay/refunds.py")
-            .expect("file")
-            .contains("round(amount, 2)")
-    );
+    world.run(&worker, &approve, "done").await;
+    world.assert_fix_on("agent/jira-PAY-43");
     assert_eq!(world.github.pulls()[0]["draft"], false);
     let texts = world.jira.texts("PAY-43");
     let status: Vec<&String> = texts

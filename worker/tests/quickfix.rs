@@ -12,23 +12,15 @@ use std::time::Duration;
 async fn happy_path_opens_one_pr_and_a_redelivery_changes_nothing() {
     let (world, worker) = World::quickfix("qf-happy").await;
     let task = world.task("github:qf-happy-1", 7, "dev1");
-    world.fleet.publish(&task).await;
-    worker.assert_outcome(&task.task_id, "done").await;
+    world.run(&worker, &task, "done").await;
 
-    let content = world
-        .repos
-        .file_on(REPO, "agent/github-7", "pay/refunds.py")
-        .expect("branch pushed");
-    assert!(content.contains("round(amount, 2)"));
+    world.assert_fix_on("agent/github-7");
     let author = world
         .repos
         .git_in(REPO, &["log", "-1", "--format=%an <%ae>", "agent/github-7"]);
     assert_eq!(author.trim(), "Fleet Agent <fleet@example.com>");
     assert_eq!(
-        world
-            .repos
-            .file_on(REPO, "main", "pay/refunds.py")
-            .as_deref(),
+        world.file_on("main", "pay/refunds.py").as_deref(),
         Some(ORIGINAL),
         "main untouched"
     );
@@ -88,8 +80,7 @@ async fn happy_path_opens_one_pr_and_a_redelivery_changes_nothing() {
 
     // A new trigger for the same issue: the PR is updated, not duplicated.
     let again = world.task("github:qf-happy-2", 7, "admin1");
-    world.fleet.publish(&again).await;
-    worker.assert_outcome(&again.task_id, "done").await;
+    world.run(&worker, &again, "done").await;
     assert_eq!(world.github.pulls().len(), 1);
     assert_eq!(status_comments(&world.github, 7).len(), 1);
 
@@ -117,8 +108,7 @@ async fn a_syntax_error_is_repaired_once() {
     )
     .await;
     let task = world.task("github:qf-repair", 8, "dev1");
-    world.fleet.publish(&task).await;
-    worker.assert_outcome(&task.task_id, "done").await;
+    world.run(&worker, &task, "done").await;
     assert_eq!(world.llm.phases(), vec!["edit", "repair"]);
     let repair = world.llm.calls()[1].body.to_string();
     assert!(
@@ -126,8 +116,7 @@ async fn a_syntax_error_is_repaired_once() {
         "{repair}"
     );
     let content = world
-        .repos
-        .file_on(REPO, "agent/github-8", "pay/refunds.py")
+        .file_on("agent/github-8", "pay/refunds.py")
         .expect("pushed");
     assert!(content.contains("round(amount, 2)\n"));
     assert_eq!(world.github.pulls().len(), 1);
@@ -146,23 +135,16 @@ async fn two_bad_answers_push_nothing_and_say_why() {
     )
     .await;
     let task = world.task("github:qf-bad", 9, "dev1");
-    world.fleet.publish(&task).await;
-    worker.assert_outcome(&task.task_id, "failed").await;
+    world.run(&worker, &task, "failed").await;
     assert!(
-        world
-            .repos
-            .file_on(REPO, "agent/github-9", "pay/refunds.py")
-            .is_none(),
+        world.file_on("agent/github-9", "pay/refunds.py").is_none(),
         "nothing pushed"
     );
     assert!(world.github.pulls().is_empty());
     let statuses = status_comments(&world.github, 9);
     assert_eq!(statuses.len(), 1);
     assert!(
-        statuses[0]["body"]
-            .as_str()
-            .expect("body")
-            .contains("could not finish"),
+        body_of(&statuses[0]).contains("could not finish"),
         "{}",
         statuses[0]
     );
@@ -182,8 +164,7 @@ async fn an_edit_outside_the_repository_is_refused_and_writes_nothing() {
     )
     .await;
     let task = world.task("github:qf-escape", 10, "dev1");
-    world.fleet.publish(&task).await;
-    worker.assert_outcome(&task.task_id, "failed").await;
+    world.run(&worker, &task, "failed").await;
     // The task dir was <workspace>/agent-fleet-task-.../repo: ../../ is the workspace itself.
     let workspace = world.fleet.workspace();
     assert!(!workspace.join("outside.txt").exists());
@@ -206,18 +187,12 @@ async fn an_edit_outside_the_repository_is_refused_and_writes_nothing() {
 async fn a_read_only_user_is_refused_before_any_work() {
     let (world, worker) = World::quickfix("qf-reader").await;
     let task = world.task("github:qf-reader", 11, "reader");
-    world.fleet.publish(&task).await;
-    worker.assert_outcome(&task.task_id, "failed").await;
+    world.run(&worker, &task, "failed").await;
     assert!(world.llm.calls().is_empty(), "no LLM call");
     assert!(!worker.log_text().contains("\"cloned\""), "no clone");
     let statuses = status_comments(&world.github, 11);
     assert_eq!(statuses.len(), 1);
-    assert!(
-        statuses[0]["body"]
-            .as_str()
-            .expect("body")
-            .contains("does not have write access")
-    );
+    assert!(body_of(&statuses[0]).contains("does not have write access"));
     assert_eq!(
         world.fleet.ready(&world.fleet.queue).await,
         0,
@@ -239,8 +214,7 @@ async fn an_llm_429_is_retried_and_an_llm_outage_requeues() {
     let worker = world.worker(&[("LLM_MAX_RETRIES", "2")]);
     worker.wait_ready().await;
     let task = world.task("github:qf-429", 12, "dev1");
-    world.fleet.publish(&task).await;
-    worker.assert_outcome(&task.task_id, "done").await;
+    world.run(&worker, &task, "done").await;
     assert_eq!(world.llm.phases(), vec!["edit", "edit"]);
     drop(worker);
 
@@ -342,8 +316,7 @@ async fn a_jira_quickfix_reports_to_jira_and_refuses_non_editors() {
         task
     };
     let outsider = jira_task("jira:qf-outsider", "557058:someone-else");
-    world.fleet.publish(&outsider).await;
-    worker.assert_outcome(&outsider.task_id, "failed").await;
+    world.run(&worker, &outsider, "failed").await;
     assert!(world.llm.calls().is_empty());
     assert!(
         world
@@ -354,17 +327,11 @@ async fn a_jira_quickfix_reports_to_jira_and_refuses_non_editors() {
     );
 
     let task = jira_task("jira:qf-editor", "5b10ac8d82e05b22cc7d4ef5");
-    world.fleet.publish(&task).await;
-    worker.assert_outcome(&task.task_id, "done").await;
+    world.run(&worker, &task, "done").await;
     let pulls = world.github.pulls();
     assert_eq!(pulls.len(), 1);
     assert_eq!(pulls[0]["head"]["ref"], "agent/jira-PAY-42");
-    assert!(
-        pulls[0]["body"]
-            .as_str()
-            .expect("body")
-            .contains("https://acme.atlassian.net/browse/PAY-42")
-    );
+    assert!(body_of(&pulls[0]).contains("https://acme.atlassian.net/browse/PAY-42"));
     let texts = world.jira.texts("PAY-42");
     let status: Vec<&String> = texts
         .iter()

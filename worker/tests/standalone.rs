@@ -100,13 +100,14 @@ impl Standalone {
     }
 }
 
+/// A record of the test handler for the GitHub delivery `delivery` (task `github:<id>`).
 fn record(root: &Path, delivery: &str, kind: &str) -> Vec<String> {
-    std::fs::read_to_string(
-        root.join("records")
-            .join(format!("github_{delivery}.{kind}")),
-    )
-    .map(|s| s.lines().map(str::to_owned).collect())
-    .unwrap_or_default()
+    common::read_record(&root.join("records"), &format!("github:{delivery}"), kind)
+}
+
+/// Waits (bounded) until that record exists, and returns its lines.
+async fn wait_record(root: &Path, delivery: &str, kind: &str) -> Vec<String> {
+    common::wait_record(&root.join("records"), &format!("github:{delivery}"), kind).await
 }
 
 fn dead_rows(root: &Path) -> Vec<(String, u32)> {
@@ -134,10 +135,7 @@ async fn embedded_queue_serves_webhooks_and_works_tasks_with_the_same_semantics(
     let (status, answer) = process.webhook("sa-1", &["ai-help"]).await;
     assert_eq!(status, 202, "{answer}");
     assert_eq!(answer["task_id"], "github:sa-1");
-    wait_until("task done", LONG, || {
-        !record(root.path(), "sa-1", "done").is_empty()
-    })
-    .await;
+    wait_record(root.path(), "sa-1", "done").await;
     assert_eq!(
         process.webhook("sa-1", &["ai-help"]).await.0,
         200,
@@ -148,20 +146,14 @@ async fn embedded_queue_serves_webhooks_and_works_tasks_with_the_same_semantics(
     process
         .webhook("sa-flaky", &["ai-help", "test:fail-first=1"])
         .await;
-    wait_until("flaky done", LONG, || {
-        !record(root.path(), "sa-flaky", "done").is_empty()
-    })
-    .await;
+    wait_record(root.path(), "sa-flaky", "done").await;
     assert_eq!(record(root.path(), "sa-flaky", "started").len(), 2);
 
     // Delivery limit 1: two attempts, reported, then a dead letter.
     process
         .webhook("sa-dead", &["ai-help", "test:fail=transient"])
         .await;
-    wait_until("exhausted", LONG, || {
-        !record(root.path(), "sa-dead", "exhausted").is_empty()
-    })
-    .await;
+    wait_record(root.path(), "sa-dead", "exhausted").await;
     wait_until("dead letter", LONG, || !dead_rows(root.path()).is_empty()).await;
     assert_eq!(record(root.path(), "sa-dead", "started").len(), 2);
     assert_eq!(
@@ -190,20 +182,14 @@ async fn embedded_queue_survives_a_crash() {
             .0,
         202
     );
-    wait_until("started", LONG, || {
-        !record(root.path(), "sa-crash", "started").is_empty()
-    })
-    .await;
+    wait_record(root.path(), "sa-crash", "started").await;
     first.child.kill().expect("SIGKILL");
     let _ = first.child.wait();
     assert!(record(root.path(), "sa-crash", "done").is_empty());
 
     let second = Standalone::start(root.path(), &[], false);
     second.ready().await;
-    wait_until("done after restart", LONG, || {
-        !record(root.path(), "sa-crash", "done").is_empty()
-    })
-    .await;
+    wait_record(root.path(), "sa-crash", "done").await;
     let done = record(root.path(), "sa-crash", "done");
     assert_eq!(done.len(), 1);
     assert!(done[0].contains("attempt=2"), "{}", done[0]);
@@ -217,10 +203,7 @@ async fn with_amqp_url_the_same_command_uses_rabbitmq() {
     let process = Standalone::start(root.path(), &[("TASK_QUEUE", &queue)], true);
     process.ready().await;
     assert_eq!(process.webhook("sa-broker", &["ai-help"]).await.0, 202);
-    wait_until("done", LONG, || {
-        !record(root.path(), "sa-broker", "done").is_empty()
-    })
-    .await;
+    wait_record(root.path(), "sa-broker", "done").await;
     assert!(
         !root.path().join("queue.db").exists(),
         "no embedded queue with AMQP_URL"

@@ -7,33 +7,19 @@
 
 mod common;
 
+use common::standins::{clone_bare, git};
+
 use common::internals::{Plan, PlanFile};
 use common::standins::Answer;
 use common::wait_until;
 use common::world::*;
-use shared::task::Approval;
-use shared::{Mode, RepoUrl, TaskMessage};
-use std::path::{Path, PathBuf};
+use shared::RepoUrl;
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 const CANARY: &str = "canary-7d1f3b9e2a64c058";
 const JIRA_TOKEN: &str = "jira-TOKEN-never-logged";
-
-fn git(cwd: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
-        .args(["-c", "protocol.file.allow=always"])
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("git");
-    assert!(
-        output.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
 
 /// What one pushed commit changes.
 enum Change<'a> {
@@ -99,6 +85,18 @@ fn push_commit(
     );
 }
 
+/// A reviewer's commit (a `NOTES.md`) pushed onto the agent's `branch`: its hash.
+fn reviewers_notes_on(world: &World, branch: &str) -> String {
+    push_commit(
+        world,
+        branch,
+        branch,
+        &[Change::File("NOTES.md", b"reviewer's notes\n")],
+        ("Reviewer", "reviewer@example.com"),
+    );
+    head_of(world, branch)
+}
+
 fn head_of(world: &World, branch: &str) -> String {
     world
         .repos
@@ -124,17 +122,6 @@ fn plan_json(path: &str) -> String {
     format!(
         "```json\n{{\"summary\": \"Round refunds to cents\", \"files\": [{{\"path\": \"{path}\", \"change\": \"round the amount\"}}], \"steps\": [\"round in refund()\"], \"risks\": [], \"tests\": \"a unit test\"}}\n```"
     )
-}
-
-fn approve_task(world: &World, id: &str, number: u64, comment_id: &str) -> TaskMessage {
-    let mut task = world.task(id, number, "dev1");
-    task.mode = Mode::Implement;
-    task.trigger.event = "issue_comment.created".into();
-    task.approval = Some(Approval {
-        comment_id: comment_id.into(),
-        approver: "dev1".into(),
-    });
-    task
 }
 
 #[tokio::test]
@@ -172,19 +159,15 @@ async fn links_in_the_repository_leak_no_secret() {
     // (c) A first answer editing `docs/ref/environ`: refused, and the repair round shows
     // nothing of it.
     let quickfix = world.task("github:trust-links-c", 51, "dev1");
-    world.fleet.publish(&quickfix).await;
-    worker.assert_outcome(&quickfix.task_id, "done").await;
+    world.run(&worker, &quickfix, "done").await;
     assert_eq!(world.llm.phases(), vec!["edit", "repair"]);
 
     // (a) Plan, approve, implement: the PR body carries the repository's template.
-    let mut plan = world.task("github:trust-links-a-plan", 52, "dev1");
-    plan.mode = Mode::Plan;
-    world.fleet.publish(&plan).await;
-    worker.assert_outcome(&plan.task_id, "done").await;
+    let plan = world.plan_task("github:trust-links-a-plan", 52);
+    world.run(&worker, &plan, "done").await;
     let approval = world.github.add_comment(52, "dev1", "/approve");
-    let implement = approve_task(&world, "github:trust-links-a", 52, &approval);
-    world.fleet.publish(&implement).await;
-    worker.assert_outcome(&implement.task_id, "done").await;
+    let implement = world.approve_task("github:trust-links-a", 52, &approval, "dev1");
+    world.run(&worker, &implement, "done").await;
     let pull = world
         .github
         .pulls()
@@ -217,7 +200,7 @@ async fn links_in_the_repository_leak_no_secret() {
         &crafted.github_comment(1, "github:trust-links-b-plan"),
     );
     let approval = world.github.add_comment(53, "dev1", "/approve");
-    let implement = approve_task(&world, "github:trust-links-b", 53, &approval);
+    let implement = world.approve_task("github:trust-links-b", 53, &approval, "dev1");
     let calls_before = world.llm.calls().len();
     world.fleet.publish(&implement).await;
     finished(&worker, &implement.task_id).await;
@@ -263,22 +246,13 @@ async fn links_in_the_repository_leak_no_secret() {
 async fn a_reviewers_commit_on_the_agents_branch_survives_the_next_run() {
     let (world, worker) = World::quickfix("trust-history").await;
     let first = world.task("github:trust-history-1", 61, "dev1");
-    world.fleet.publish(&first).await;
-    worker.assert_outcome(&first.task_id, "done").await;
+    world.run(&worker, &first, "done").await;
 
-    push_commit(
-        &world,
-        "agent/github-61",
-        "agent/github-61",
-        &[Change::File("NOTES.md", b"reviewer's notes\n")],
-        ("Reviewer", "reviewer@example.com"),
-    );
-    let reviewed = head_of(&world, "agent/github-61");
+    let reviewed = reviewers_notes_on(&world, "agent/github-61");
 
     // The same issue again (a re-label): the agent would rebuild the branch from main.
     let again = world.task("github:trust-history-2", 61, "admin1");
-    world.fleet.publish(&again).await;
-    worker.assert_outcome(&again.task_id, "failed").await;
+    world.run(&worker, &again, "failed").await;
     assert_eq!(
         head_of(&world, "agent/github-61"),
         reviewed,
@@ -311,39 +285,19 @@ async fn an_implementation_builds_on_a_reviewers_commit() {
         &[],
     )
     .await;
-    let mut plan = world.task("github:trust-on-top-plan", 62, "dev1");
-    plan.mode = Mode::Plan;
-    world.fleet.publish(&plan).await;
-    worker.assert_outcome(&plan.task_id, "done").await;
-    push_commit(
-        &world,
-        "agent/github-62",
-        "agent/github-62",
-        &[Change::File("NOTES.md", b"reviewer's notes\n")],
-        ("Reviewer", "reviewer@example.com"),
-    );
-    let reviewed = head_of(&world, "agent/github-62");
+    let plan = world.plan_task("github:trust-on-top-plan", 62);
+    world.run(&worker, &plan, "done").await;
+    let reviewed = reviewers_notes_on(&world, "agent/github-62");
     let approval = world.github.add_comment(62, "dev1", "/approve");
-    let implement = approve_task(&world, "github:trust-on-top", 62, &approval);
-    world.fleet.publish(&implement).await;
-    worker.assert_outcome(&implement.task_id, "done").await;
+    let implement = world.approve_task("github:trust-on-top", 62, &approval, "dev1");
+    world.run(&worker, &implement, "done").await;
     world.repos.git_in(
         REPO,
         &["merge-base", "--is-ancestor", &reviewed, "agent/github-62"],
     );
     assert_ne!(head_of(&world, "agent/github-62"), reviewed);
-    assert!(
-        world
-            .repos
-            .file_on(REPO, "agent/github-62", "NOTES.md")
-            .is_some()
-    );
-    assert!(
-        world
-            .repos
-            .file_on(REPO, "agent/github-62", "pay/refunds.py")
-            .is_some_and(|c| c.contains("round(amount, 2)"))
-    );
+    assert!(world.file_on("agent/github-62", "NOTES.md").is_some());
+    world.assert_fix_on("agent/github-62");
 }
 
 #[tokio::test]
@@ -363,8 +317,7 @@ async fn a_push_the_remote_rejects_is_permanent() {
         .expect("chmod");
 
     let task = world.task("github:trust-rejected", 71, "dev1");
-    world.fleet.publish(&task).await;
-    worker.assert_outcome(&task.task_id, "failed").await;
+    world.run(&worker, &task, "failed").await;
     let status = status_text(&world, 71);
     assert!(status.contains("rejected"), "{status}");
     let attempts = worker
@@ -383,27 +336,16 @@ async fn a_push_the_remote_rejects_is_permanent() {
         0,
         "nothing requeued"
     );
-    assert!(
-        world
-            .repos
-            .file_on(REPO, "agent/github-71", "pay/refunds.py")
-            .is_none()
-    );
+    assert!(world.file_on("agent/github-71", "pay/refunds.py").is_none());
 }
 
 #[tokio::test]
 async fn a_repository_github_reports_too_large_is_not_cloned() {
-    let (world, worker) = World::with_worker(
-        "trust-size",
-        5,
-        &[("edit", vec![Answer::Text(good_answer())])],
-        &[("CLONE_MAX_BYTES", "2000000")],
-    )
-    .await;
+    let (world, worker) =
+        World::quickfix_with("trust-size", &[("CLONE_MAX_BYTES", "2000000")]).await;
     world.github.state.lock().expect("lock").repo_size_kib = Some(10_000);
     let task = world.task("github:trust-size", 81, "dev1");
-    world.fleet.publish(&task).await;
-    worker.assert_outcome(&task.task_id, "failed").await;
+    world.run(&worker, &task, "failed").await;
     let status = status_text(&world, 81);
     assert!(
         status.contains("GitHub reports the repository") && status.contains("CLONE_MAX_BYTES"),
@@ -481,16 +423,7 @@ async fn a_clone_growing_past_the_limit_is_stopped_while_it_runs() {
         ],
     );
     let bare = root.join("huge.git");
-    git(
-        &root,
-        &[
-            "clone",
-            "-q",
-            "--bare",
-            seed.to_str().expect("utf8"),
-            bare.to_str().expect("utf8"),
-        ],
-    );
+    clone_bare(&root, &seed, &bare);
     let server = root.join("slow-upload-pack.sh");
     std::fs::write(&server, "#!/bin/sh\n\"$1\" \"$2\"\nsleep 120\n").expect("script");
     Command::new("chmod")
@@ -513,8 +446,7 @@ async fn a_clone_growing_past_the_limit_is_stopped_while_it_runs() {
     let mut task = world.task("github:trust-growing", 91, "dev1");
     task.repo_url = RepoUrl::parse("https://github.com/acme/huge").expect("url");
     task.issue.key = "acme/huge#91".into();
-    world.fleet.publish(&task).await;
-    worker.assert_outcome(&task.task_id, "failed").await;
+    world.run(&worker, &task, "failed").await;
     let status = status_text(&world, 91);
     assert!(status.contains("CLONE_MAX_BYTES"), "{status}");
     assert!(world.llm.calls().is_empty());

@@ -250,8 +250,7 @@ async fn two_tasks_for_one_issue_on_two_workers_never_run_at_once() {
 #[tokio::test]
 async fn one_issue_s_tasks_wait_for_each_other_in_one_process_but_not_other_issues() {
     let fleet = Fleet::new("lock-one", 5).await;
-    let worker = fleet.spawn(&[("WORKER_CONCURRENCY", "3")]);
-    worker.wait_ready().await;
+    let worker = fleet.ready_worker(&[("WORKER_CONCURRENCY", "3")]).await;
     let ids = ["github:lock-x1", "github:lock-x2", "github:lock-y"];
     fleet.publish(&issue_task(&fleet, ids[0], 51)).await;
     fleet.publish(&issue_task(&fleet, ids[1], 51)).await;
@@ -278,10 +277,9 @@ async fn one_issue_s_tasks_wait_for_each_other_in_one_process_but_not_other_issu
 #[tokio::test]
 async fn after_a_reconnect_a_delivery_waits_in_the_queue_until_a_permit_is_free() {
     let fleet = Fleet::new("permit", 5).await;
-    let worker = fleet.spawn(&[("WORKER_CONCURRENCY", "1")]);
-    worker.wait_ready().await;
+    let worker = fleet.ready_worker(&[("WORKER_CONCURRENCY", "1")]).await;
     let (long, next) = ("github:permit-long", "github:permit-next");
-    fleet.publish(&fleet.task(long, &["test:sleep=5000"])).await;
+    fleet.publish_task(long, &["test:sleep=5000"]).await;
     wait_until("long task started", LONG, || {
         !fleet.record(long, "started").is_empty()
     })
@@ -296,7 +294,7 @@ async fn after_a_reconnect_a_delivery_waits_in_the_queue_until_a_permit_is_free(
             .count()
     };
     wait_until("reconnected", LONG, || consuming() >= 2).await;
-    fleet.publish(&fleet.task(next, &[])).await;
+    fleet.publish_task(next, &[]).await;
     // Until the long task ends, neither its redelivery nor the new task is taken: both stay
     // ready in the queue instead of waiting unacked (against consumer_timeout) for a permit.
     let mut looked = 0;
@@ -389,8 +387,7 @@ async fn the_start_up_sweep_leaves_a_running_worker_run_alone() {
             .unwrap_or(0)
     };
     assert_eq!(task_dirs(), 1, "the run's checkout");
-    let worker = fleet.spawn(&[]);
-    worker.wait_ready().await;
+    let worker = fleet.ready_worker(&[]).await;
     assert_eq!(
         task_dirs(),
         1,

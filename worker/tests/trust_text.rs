@@ -34,24 +34,16 @@ async fn a_non_ascii_path_line_and_chinese_prose_give_one_call_and_a_pr() {
     )
     .await;
     let task = world.task("github:tt-unicode", 41, "dev1");
-    world.fleet.publish(&task).await;
-    worker.assert_outcome(&task.task_id, "done").await;
+    world.run(&worker, &task, "done").await;
     assert_eq!(world.llm.calls().len(), 1, "one LLM call");
     assert_eq!(world.github.pulls().len(), 1, "one PR");
     assert_eq!(
         world
-            .repos
-            .file_on(REPO, "agent/github-41", "docs/日本語.md")
+            .file_on("agent/github-41", "docs/日本語.md")
             .as_deref(),
         Some("返金額は小数点以下2桁に丸めます。\n")
     );
-    assert!(
-        world
-            .repos
-            .file_on(REPO, "agent/github-41", "pay/refunds.py")
-            .expect("pushed")
-            .contains("round(amount, 2)")
-    );
+    world.assert_fix_on("agent/github-41");
     assert!(
         world.fleet.take_dead().await.is_empty(),
         "nothing dead-lettered"
@@ -70,8 +62,7 @@ async fn placeholders_in_the_issue_body_stay_literal_and_the_body_is_capped() {
     // 33,000 bytes: past the default 32 KiB cap. Each `{{context}}` was replaced by the
     // whole context (and re-scanned), an 8 MB prompt.
     task.issue.body = "{{context}}".repeat(3000);
-    world.fleet.publish(&task).await;
-    worker.assert_outcome(&task.task_id, "done").await;
+    world.run(&worker, &task, "done").await;
     let calls = world.llm.calls();
     assert_eq!(calls.len(), 1);
     let request = calls[0].body.to_string();
@@ -113,8 +104,7 @@ async fn hidden_markup_never_reaches_the_llm() {
     ]
     .join("\n\n");
     task.issue.title = "Round refunds<!-- HIDDEN_TITLE -->".into();
-    world.fleet.publish(&task).await;
-    worker.assert_outcome(&task.task_id, "done").await;
+    world.run(&worker, &task, "done").await;
     let calls = world.llm.calls();
     assert_eq!(calls.len(), 1);
     let request = calls[0].body.to_string();
@@ -174,22 +164,14 @@ async fn a_local_action_is_refused_and_never_pushed() {
     )
     .await;
     let task = world.task("github:tt-actions", 44, "dev1");
-    world.fleet.publish(&task).await;
-    worker.assert_outcome(&task.task_id, "done").await;
+    world.run(&worker, &task, "done").await;
     assert!(
         world
-            .repos
-            .file_on(REPO, "agent/github-44", ".github/actions/setup/action.yml")
+            .file_on("agent/github-44", ".github/actions/setup/action.yml")
             .is_none(),
         "the action is not on the remote branch"
     );
-    assert!(
-        world
-            .repos
-            .file_on(REPO, "agent/github-44", "pay/refunds.py")
-            .expect("fix pushed")
-            .contains("round(amount, 2)")
-    );
+    world.assert_fix_on("agent/github-44");
     let calls = world.llm.calls();
     assert_eq!(world.llm.phases(), ["edit", "repair"]);
     let repair = calls[1].body.to_string();
@@ -221,8 +203,7 @@ async fn protected_paths_are_refused_even_with_workflow_edits_allowed() {
     )
     .await;
     let task = world.task("github:tt-protected", 45, "dev1");
-    world.fleet.publish(&task).await;
-    worker.assert_outcome(&task.task_id, "failed").await;
+    world.run(&worker, &task, "failed").await;
     for path in [
         "Deploy/prod.yaml",
         "deploy/prod.yaml",
@@ -230,7 +211,7 @@ async fn protected_paths_are_refused_even_with_workflow_edits_allowed() {
         "pay/refunds.py",
     ] {
         assert!(
-            world.repos.file_on(REPO, "agent/github-45", path).is_none(),
+            world.file_on("agent/github-45", path).is_none(),
             "{path} pushed"
         );
     }

@@ -45,6 +45,25 @@ fn has_refs(t: &FileTags, names: &[&str]) {
     }
 }
 
+/// Checks a fixture's definitions (name, kind; in any order) and that it references every
+/// name in `refs`; returns its tags for further checks.
+fn assert_tags(name: &str, defs: &[(&str, &str)], refs: &[&str]) -> FileTags {
+    let t = tags_of(name);
+    assert_eq!(def_kinds(&t), pairs(defs), "{name}");
+    has_refs(&t, refs);
+    t
+}
+
+/// Checks the frames found in `text`: (path, function, depth) each, in order.
+fn assert_frames(text: &str, expected: &[(&str, Option<&str>, usize)]) {
+    let frames = issue::trace_frames(text);
+    let got: Vec<(&str, Option<&str>, usize)> = frames
+        .iter()
+        .map(|f| (f.path.as_str(), f.function.as_deref(), f.depth))
+        .collect();
+    assert_eq!(got, expected, "{text}");
+}
+
 fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = v
         .iter()
@@ -79,20 +98,14 @@ fn language_table_maps_paths() {
 
 #[test]
 fn python_definitions_and_references() {
-    let t = tags_of("sample.py");
-    assert_eq!(
-        def_kinds(&t),
-        pairs(&[
+    let t = assert_tags(
+        "sample.py",
+        &[
             ("LIMIT", "constant"),
             ("LatexPrinter", "class"),
             ("_print_Matrix", "function"),
-            ("latex", "function")
-        ])
-    );
-    let latex = t.definitions.iter().find(|d| d.name == "latex").unwrap();
-    assert_eq!((latex.start_line, latex.end_line), (12, 13));
-    has_refs(
-        &t,
+            ("latex", "function"),
+        ],
         &[
             "Printer",
             "OrderedDict",
@@ -101,102 +114,95 @@ fn python_definitions_and_references() {
             "doprint",
         ],
     );
+    let latex = t.definitions.iter().find(|d| d.name == "latex").unwrap();
+    assert_eq!((latex.start_line, latex.end_line), (12, 13));
 }
 
 #[test]
 fn rust_definitions_and_references() {
-    let t = tags_of("sample.rs");
-    assert_eq!(
-        def_kinds(&t),
-        pairs(&[
+    assert_tags(
+        "sample.rs",
+        &[
             ("Budget", "class"),
             ("Mode", "class"),
             ("Render", "interface"),
             ("format_mode", "function"),
             ("pack_all", "function"),
             ("remaining", "function"),
-            ("render", "function")
-        ])
-    );
-    has_refs(
-        &t,
+            ("render", "function"),
+        ],
         &["remaining", "format_mode", "println", "Budget", "Mode"],
     );
 }
 
 #[test]
 fn javascript_definitions_and_references() {
-    let t = tags_of("sample.js");
-    assert_eq!(
-        def_kinds(&t),
-        pairs(&[
+    assert_tags(
+        "sample.js",
+        &[
             ("Loader", "class"),
             ("load", "method"),
             ("makeLoader", "function"),
-            ("parseConfig", "function")
-        ])
+            ("parseConfig", "function"),
+        ],
+        &["parseConfig", "readFile", "parse", "Loader"],
     );
-    has_refs(&t, &["parseConfig", "readFile", "parse", "Loader"]);
 }
 
 #[test]
 fn typescript_definitions_and_references() {
-    let t = tags_of("sample.ts");
-    assert_eq!(
-        def_kinds(&t),
-        pairs(&[
+    assert_tags(
+        "sample.ts",
+        &[
             ("Mode", "type"),
             ("Options", "interface"),
             ("Selector", "class"),
             ("pickMode", "function"),
-            ("select", "method")
-        ])
+            ("select", "method"),
+        ],
+        &["pickMode", "Options", "Mode"],
     );
-    has_refs(&t, &["pickMode", "Options", "Mode"]);
 }
 
 #[test]
 fn tsx_definitions_and_references() {
-    let t = tags_of("sample.tsx");
-    assert_eq!(
-        def_kinds(&t),
-        pairs(&[
+    assert_tags(
+        "sample.tsx",
+        &[
             ("Header", "function"),
             ("Props", "interface"),
-            ("formatTitle", "function")
-        ])
+            ("formatTitle", "function"),
+        ],
+        &["formatTitle", "toUpperCase", "Props"],
     );
-    has_refs(&t, &["formatTitle", "toUpperCase", "Props"]);
 }
 
 #[test]
 fn go_definitions_and_references() {
-    let t = tags_of("sample.go");
-    assert_eq!(
-        def_kinds(&t),
-        pairs(&[
+    assert_tags(
+        "sample.go",
+        &[
             ("Budget", "type"),
             ("Normalize", "function"),
-            ("Remaining", "method")
-        ])
+            ("Remaining", "method"),
+        ],
+        &["TrimSpace", "Budget"],
     );
-    has_refs(&t, &["TrimSpace", "Budget"]);
 }
 
 #[test]
 fn java_definitions_and_references() {
-    let t = tags_of("Sample.java");
-    assert_eq!(
-        def_kinds(&t),
-        pairs(&[
+    assert_tags(
+        "Sample.java",
+        &[
             ("Renderer", "interface"),
             ("Sample", "class"),
             ("Sample", "method"),
             ("render", "method"),
-            ("render", "method")
-        ])
+            ("render", "method"),
+        ],
+        &["valueOf", "remaining", "Budget", "Renderer"],
     );
-    has_refs(&t, &["valueOf", "remaining", "Budget", "Renderer"]);
 }
 
 #[test]
@@ -305,18 +311,13 @@ fn rust_panic_frames_new_and_old_formats_and_backtraces() {
 #[test]
 fn javascript_frames_v8_and_firefox() {
     let v8 = "TypeError: x is undefined\n    at parseConfig (/app/src/config.ts:10:5)\n    at Object.<anonymous> (/app/index.js:2:1)\n    at /app/lib/run.mjs:7:3";
-    let f = issue::trace_frames(v8);
-    let got: Vec<(&str, Option<&str>, usize)> = f
-        .iter()
-        .map(|f| (f.path.as_str(), f.function.as_deref(), f.depth))
-        .collect();
-    assert_eq!(
-        got,
-        [
+    assert_frames(
+        v8,
+        &[
             ("/app/src/config.ts", Some("parseConfig"), 0),
             ("/app/index.js", None, 1),
-            ("/app/lib/run.mjs", None, 2)
-        ]
+            ("/app/lib/run.mjs", None, 2),
+        ],
     );
     let ff = "loadThing@http://localhost/static/js/loader.js:33:9";
     let f = issue::trace_frames(ff);
@@ -554,31 +555,26 @@ fn pagerank_spreads_from_seeds_to_referenced_files() {
 
 #[test]
 fn roles_demote_tests_examples_docs_and_vendored_code() {
-    assert_eq!(walk::role_of("sympy/core/basic.py"), FileRole::Source);
-    assert_eq!(
-        walk::role_of("sympy/core/tests/test_basic.py"),
-        FileRole::Test
-    );
-    assert_eq!(walk::role_of("testing/python/collect.py"), FileRole::Test);
-    assert_eq!(walk::role_of("pkg/store_test.go"), FileRole::Test);
-    assert_eq!(walk::role_of("src/app.spec.ts"), FileRole::Test);
-    assert_eq!(
-        walk::role_of("src/test/java/com/acme/CacheTest.java"),
-        FileRole::Test
-    );
-    assert_eq!(walk::role_of("examples/tutorial/app.py"), FileRole::Example);
-    assert_eq!(walk::role_of("doc/src/index.rst"), FileRole::Doc);
-    assert_eq!(walk::role_of("README.md"), FileRole::Doc);
-    assert_eq!(walk::role_of("src/vendor/lib/x.js"), FileRole::Vendored);
-    assert_eq!(
-        walk::role_of("requests/packages/urllib3/exceptions.py"),
-        FileRole::Vendored
-    );
-    assert_eq!(
-        walk::role_of("packages/core/src/index.ts"),
-        FileRole::Source
-    );
-    assert_eq!(walk::role_of("setup.cfg"), FileRole::Other);
+    for (path, role) in [
+        ("sympy/core/basic.py", FileRole::Source),
+        ("sympy/core/tests/test_basic.py", FileRole::Test),
+        ("testing/python/collect.py", FileRole::Test),
+        ("pkg/store_test.go", FileRole::Test),
+        ("src/app.spec.ts", FileRole::Test),
+        ("src/test/java/com/acme/CacheTest.java", FileRole::Test),
+        ("examples/tutorial/app.py", FileRole::Example),
+        ("doc/src/index.rst", FileRole::Doc),
+        ("README.md", FileRole::Doc),
+        ("src/vendor/lib/x.js", FileRole::Vendored),
+        (
+            "requests/packages/urllib3/exceptions.py",
+            FileRole::Vendored,
+        ),
+        ("packages/core/src/index.ts", FileRole::Source),
+        ("setup.cfg", FileRole::Other),
+    ] {
+        assert_eq!(walk::role_of(path), role, "{path}");
+    }
     let s = rank::Signals {
         bm25: 1.0,
         ..Default::default()
@@ -818,17 +814,12 @@ fn cli_output_on_a_plain_folder() {
 #[test]
 fn pytest_short_frames_are_python_frames() {
     let text = "sympy/core/expr.py:124: in __eq__\n    other = sympify(other)\nsympy/core/sympify.py:385: in sympify\n    expr = parse_expr(a)\n";
-    let f = issue::trace_frames(text);
-    let got: Vec<(&str, Option<&str>, usize)> = f
-        .iter()
-        .map(|f| (f.path.as_str(), f.function.as_deref(), f.depth))
-        .collect();
-    assert_eq!(
-        got,
-        [
+    assert_frames(
+        text,
+        &[
             ("sympy/core/expr.py", Some("__eq__"), 1),
-            ("sympy/core/sympify.py", Some("sympify"), 0)
-        ]
+            ("sympy/core/sympify.py", Some("sympify"), 0),
+        ],
     );
 }
 

@@ -70,6 +70,19 @@ fn block(path: &str, search: &str, replace: &str) -> EditBlock {
     }
 }
 
+/// Applies `blocks` under the default policy, which must fail: the error.
+fn apply_err(s: &Sandbox, blocks: &[EditBlock]) -> EditError {
+    apply(&s.repo, blocks, &Policy::default()).unwrap_err()
+}
+
+/// The block and reason of a refusal (any other error fails the test).
+fn refusal(e: &EditError) -> (usize, &Refusal) {
+    match e {
+        EditError::Refused { block, reason, .. } => (*block, reason),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
 fn read(s: &Sandbox, p: &str) -> String {
     fs::read_to_string(s.repo.join(p)).unwrap()
 }
@@ -97,18 +110,8 @@ fn refused_escape_writes_nothing_anywhere() {
         block("src/a.py", "x = 1\n", "x = 2\n"),
         block("../../outside.txt", "", "pwned\n"),
     ];
-    let e = apply(&s.repo, &blocks, &Policy::default()).unwrap_err();
-    assert!(
-        matches!(
-            &e,
-            EditError::Refused {
-                block: 2,
-                reason: Refusal::ParentDir,
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    let e = apply_err(&s, &blocks);
+    assert!(matches!(refusal(&e), (2, Refusal::ParentDir)), "{e:?}");
     assert_eq!(snapshot(&s.outer), before);
     assert!(!s.outer.join("a/outside.txt").exists());
     assert!(
@@ -123,22 +126,8 @@ fn absolute_path_refused() {
     let s = sandbox(&[]);
     let target = s.outer.join("abs.txt");
     let before = snapshot(&s.outer);
-    let e = apply(
-        &s.repo,
-        &[block(target.to_str().unwrap(), "", "x\n")],
-        &Policy::default(),
-    )
-    .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            EditError::Refused {
-                reason: Refusal::Absolute,
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    let e = apply_err(&s, &[block(target.to_str().unwrap(), "", "x\n")]);
+    assert!(matches!(refusal(&e), (_, Refusal::Absolute)), "{e:?}");
     assert_eq!(snapshot(&s.outer), before);
 }
 
@@ -154,46 +143,19 @@ fn symlinks_out_of_the_repository_are_refused() {
     symlink("inside.txt", s.repo.join("alias.txt")).unwrap();
     let before = snapshot(&s.outer);
 
-    let e = apply(
-        &s.repo,
-        &[block("link.txt", "secret\n", "x\n")],
-        &Policy::default(),
-    )
-    .unwrap_err();
+    let e = apply_err(&s, &[block("link.txt", "secret\n", "x\n")]);
     assert!(
-        matches!(
-            &e,
-            EditError::Refused {
-                reason: Refusal::SymlinkOutside { .. },
-                ..
-            }
-        ),
+        matches!(refusal(&e), (_, Refusal::SymlinkOutside { .. })),
         "{e:?}"
     );
     // A new file through a directory link that points outside.
-    let e = apply(
-        &s.repo,
-        &[block("dir/new.py", "", "x\n")],
-        &Policy::default(),
-    )
-    .unwrap_err();
+    let e = apply_err(&s, &[block("dir/new.py", "", "x\n")]);
     assert!(
-        matches!(
-            &e,
-            EditError::Refused {
-                reason: Refusal::SymlinkOutside { .. },
-                ..
-            }
-        ),
+        matches!(refusal(&e), (_, Refusal::SymlinkOutside { .. })),
         "{e:?}"
     );
     // A link that stays inside is refused too, naming the real file.
-    let e = apply(
-        &s.repo,
-        &[block("alias.txt", "in\n", "x\n")],
-        &Policy::default(),
-    )
-    .unwrap_err();
+    let e = apply_err(&s, &[block("alias.txt", "in\n", "x\n")]);
     assert!(e.feedback().contains("inside.txt"), "{}", e.feedback());
     assert_eq!(snapshot(&s.outer), before);
 }
@@ -203,17 +165,8 @@ fn git_dir_refused() {
     let s = sandbox(&[]);
     let before = snapshot(&s.outer);
     for p in [".git/config", "./.git/hooks/pre-commit", "sub/.git/config"] {
-        let e = apply(&s.repo, &[block(p, "", "x\n")], &Policy::default()).unwrap_err();
-        assert!(
-            matches!(
-                e,
-                EditError::Refused {
-                    reason: Refusal::GitDir,
-                    ..
-                }
-            ),
-            "{p}: {e:?}"
-        );
+        let e = apply_err(&s, &[block(p, "", "x\n")]);
+        assert!(matches!(refusal(&e), (_, Refusal::GitDir)), "{p}: {e:?}");
     }
     assert_eq!(snapshot(&s.outer), before);
 }
@@ -227,17 +180,8 @@ fn workflows_refused_unless_allowed() {
         "on: [push, pull_request]\n",
     )];
     let before = snapshot(&s.outer);
-    let e = apply(&s.repo, &blocks, &Policy::default()).unwrap_err();
-    assert!(
-        matches!(
-            e,
-            EditError::Refused {
-                reason: Refusal::Workflow,
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    let e = apply_err(&s, &blocks);
+    assert!(matches!(refusal(&e), (_, Refusal::Workflow)), "{e:?}");
     assert_eq!(snapshot(&s.outer), before);
     let allow = Policy {
         allow_workflow_edits: true,
@@ -264,14 +208,7 @@ fn plan_mode_restricts_to_allowed_paths() {
     )
     .unwrap_err();
     assert!(
-        matches!(
-            e,
-            EditError::Refused {
-                block: 2,
-                reason: Refusal::NotInPlan { .. },
-                ..
-            }
-        ),
+        matches!(refusal(&e), (2, Refusal::NotInPlan { .. })),
         "{e:?}"
     );
     assert_eq!(read(&s, "a.py"), "a\n");
@@ -337,20 +274,10 @@ fn new_file_is_created_with_directories() {
     assert_eq!(applied.files[0].previous, None);
     assert_eq!(applied.blocks, [MatchKind::Created]);
     // An empty SEARCH on an existing file is refused, not an overwrite.
-    let e = apply(
-        &s.repo,
-        &[block("exists.py", "", "y\n")],
-        &Policy::default(),
-    )
-    .unwrap_err();
+    let e = apply_err(&s, &[block("exists.py", "", "y\n")]);
     assert!(matches!(e, EditError::AlreadyExists { .. }), "{e:?}");
     // A non-empty SEARCH on a missing file names the problem.
-    let e = apply(
-        &s.repo,
-        &[block("nope.py", "x\n", "y\n")],
-        &Policy::default(),
-    )
-    .unwrap_err();
+    let e = apply_err(&s, &[block("nope.py", "x\n", "y\n")]);
     assert!(e.feedback().contains("does not exist"), "{}", e.feedback());
 }
 
@@ -457,12 +384,7 @@ fn unchanged_file_is_not_listed() {
 fn binary_file_is_refused_as_not_text() {
     let s = sandbox(&[]);
     fs::write(s.repo.join("img.bin"), [0xff, 0xfe, 0x00, 0x01]).unwrap();
-    let e = apply(
-        &s.repo,
-        &[block("img.bin", "x\n", "y\n")],
-        &Policy::default(),
-    )
-    .unwrap_err();
+    let e = apply_err(&s, &[block("img.bin", "x\n", "y\n")]);
     assert!(matches!(e, EditError::NotText { .. }), "{e:?}");
 }
 
@@ -474,12 +396,7 @@ fn write_failure_rolls_back_earlier_writes() {
     // exist) and fails at write time, after `a.txt` was written and `newdir/` created:
     // a write failure even when the tests run as root.
     let long = format!("newdir/{}", "x".repeat(300));
-    let e = apply(
-        &s.repo,
-        &[block("a.txt", "a\n", "A\n"), block(&long, "", "n\n")],
-        &Policy::default(),
-    )
-    .unwrap_err();
+    let e = apply_err(&s, &[block("a.txt", "a\n", "A\n"), block(&long, "", "n\n")]);
     assert!(matches!(e, EditError::Io { .. }), "{e:?}");
     assert_eq!(snapshot(&s.outer), before);
 }
@@ -496,15 +413,9 @@ fn special_files_are_refused_without_reading_them() {
         return; // no mkfifo on this system
     }
     // Reading a FIFO would block forever; the refusal comes first.
-    let e = apply(&s.repo, &[block("pipe", "x\n", "y\n")], &Policy::default()).unwrap_err();
+    let e = apply_err(&s, &[block("pipe", "x\n", "y\n")]);
     assert!(
-        matches!(
-            e,
-            EditError::Refused {
-                reason: Refusal::NotARegularFile,
-                ..
-            }
-        ),
+        matches!(refusal(&e), (_, Refusal::NotARegularFile)),
         "{e:?}"
     );
 }
@@ -512,32 +423,12 @@ fn special_files_are_refused_without_reading_them() {
 #[test]
 fn directory_path_is_refused() {
     let s = sandbox(&[("pkg/a.py", "a\n")]);
-    let e = apply(&s.repo, &[block("pkg", "", "x\n")], &Policy::default()).unwrap_err();
-    assert!(
-        matches!(
-            e,
-            EditError::Refused {
-                reason: Refusal::IsADirectory,
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    let e = apply_err(&s, &[block("pkg", "", "x\n")]);
+    assert!(matches!(refusal(&e), (_, Refusal::IsADirectory)), "{e:?}");
     // A path through an existing file.
-    let e = apply(
-        &s.repo,
-        &[block("pkg/a.py/b", "", "x\n")],
-        &Policy::default(),
-    )
-    .unwrap_err();
+    let e = apply_err(&s, &[block("pkg/a.py/b", "", "x\n")]);
     assert!(
-        matches!(
-            e,
-            EditError::Refused {
-                reason: Refusal::NotADirectory { .. },
-                ..
-            }
-        ),
+        matches!(refusal(&e), (_, Refusal::NotADirectory { .. })),
         "{e:?}"
     );
 }

@@ -8,38 +8,36 @@
 use fleet_edits::{EditBlock, Matching, Policy, parse_blocks, preview};
 use proptest::prelude::*;
 
-fn cases() -> u32 {
-    std::env::var("FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(512)
-}
+/// The fixed pieces of [`piece`] (each as likely as one of its patterns).
+const PIECES: &[&str] = &[
+    "<<<<<<< SEARCH",
+    ">>>>>>> REPLACE",
+    "=======",
+    "```",
+    "```python",
+    "~~~",
+    "File: ",
+    "file path:",
+    "**",
+    "__",
+    "`",
+    "docs/日本語.md",
+    "修复如下：",
+    "é",
+    "\r",
+    "\n",
+    " ",
+    "# ",
+    "- ",
+    "./",
+];
 
 /// Pieces models actually send, mixed with multi-byte text: the grammar's edges.
 fn piece() -> impl Strategy<Value = String> {
     prop_oneof![
-        Just("<<<<<<< SEARCH".to_string()),
-        Just(">>>>>>> REPLACE".to_string()),
-        Just("=======".to_string()),
-        Just("```".to_string()),
-        Just("```python".to_string()),
-        Just("~~~".to_string()),
-        Just("File: ".to_string()),
-        Just("file path:".to_string()),
-        Just("**".to_string()),
-        Just("__".to_string()),
-        Just("`".to_string()),
-        Just("docs/日本語.md".to_string()),
-        Just("修复如下：".to_string()),
-        Just("é".to_string()),
-        Just("\r".to_string()),
-        Just("\n".to_string()),
-        Just(" ".to_string()),
-        Just("# ".to_string()),
-        Just("- ".to_string()),
-        Just("./".to_string()),
-        "\\PC{0,12}",
-        "[a-z/._]{1,10}",
+        20 => prop::sample::select(PIECES).prop_map(str::to_owned),
+        1 => "\\PC{0,12}",
+        1 => "[a-z/._]{1,10}",
     ]
 }
 
@@ -48,7 +46,7 @@ fn answer() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: testkit::knobs::fuzz_cases(), failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn parser_never_panics_on_arbitrary_text(s in "\\PC*") {

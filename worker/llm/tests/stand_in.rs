@@ -5,7 +5,9 @@
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use fleet_llm::{LlmClient, LlmConfig, LlmError, LlmRequest, Message, Phase, Provider, Usage};
+use fleet_llm::{
+    LlmClient, LlmConfig, LlmError, LlmRequest, LlmResponse, Message, Phase, Provider, Usage,
+};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use std::collections::VecDeque;
@@ -173,6 +175,20 @@ fn openai_ok(text: &str) -> Reply {
     )
 }
 
+/// One request of `phase` by a `provider` client (the test key) to a stand-in answering
+/// `replies`: the result, and the stand-in's script (what it saw).
+async fn complete_with(
+    provider: Provider,
+    replies: Vec<Reply>,
+    phase: Phase,
+) -> (Result<LlmResponse, LlmError>, Shared) {
+    let (base, script) = stand_in(replies).await;
+    let result = client(config(provider, &base, Some(KEY)))
+        .complete(&request(phase))
+        .await;
+    (result, script)
+}
+
 fn assert_no_key(err: &LlmError) {
     let display = err.to_string();
     let debug = format!("{err:?}");
@@ -182,11 +198,13 @@ fn assert_no_key(err: &LlmError) {
 
 #[tokio::test]
 async fn anthropic_request_shape_headers_and_usage() {
-    let (base, script) = stand_in(vec![anthropic_ok("the fix")]).await;
-    let answer = client(config(Provider::Anthropic, &base, Some(KEY)))
-        .complete(&request(Phase::Edit))
-        .await
-        .expect("answer");
+    let (result, script) = complete_with(
+        Provider::Anthropic,
+        vec![anthropic_ok("the fix")],
+        Phase::Edit,
+    )
+    .await;
+    let answer = result.expect("answer");
     assert_eq!(answer.text, "the fix");
     assert_eq!(
         answer.usage,
@@ -221,11 +239,9 @@ async fn anthropic_request_shape_headers_and_usage() {
 
 #[tokio::test]
 async fn openai_request_shape_headers_and_usage() {
-    let (base, script) = stand_in(vec![openai_ok("patched")]).await;
-    let answer = client(config(Provider::OpenAi, &base, Some(KEY)))
-        .complete(&request(Phase::Repair))
-        .await
-        .expect("answer");
+    let (result, script) =
+        complete_with(Provider::OpenAi, vec![openai_ok("patched")], Phase::Repair).await;
+    let answer = result.expect("answer");
     assert_eq!(answer.text, "patched");
     assert_eq!(
         answer.usage,
@@ -373,19 +389,15 @@ async fn rate_limited_then_success_honours_retry_after() {
 
 #[tokio::test]
 async fn anthropic_overloaded_529_then_success() {
-    let (base, script) = stand_in(vec![
+    let (result, script) = complete_with(Provider::Anthropic, vec![
         Reply::json(
             529,
             json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
         )
         .header("retry-after", "0"),
         anthropic_ok("fine now"),
-    ])
-    .await;
-    let answer = client(config(Provider::Anthropic, &base, Some(KEY)))
-        .complete(&request(Phase::Edit))
-        .await
-        .expect("answer");
+    ], Phase::Edit).await;
+    let answer = result.expect("answer");
     assert_eq!(answer.text, "fine now");
     assert_eq!(answer.attempts, 2);
     assert_eq!(seen(&script).len(), 2);
@@ -415,16 +427,17 @@ async fn server_error_forever_is_transient_after_max_retries() {
 #[tokio::test]
 async fn unauthorized_is_permanent_without_retry_and_hides_the_key() {
     // A server that echoes the key it was given: the error must still not show it.
-    let (base, script) = stand_in(vec![Reply::json(
-        401,
-        json!({"error": {"message": format!("Incorrect API key provided: {KEY}"),
+    let (result, script) = complete_with(
+        Provider::OpenAi,
+        vec![Reply::json(
+            401,
+            json!({"error": {"message": format!("Incorrect API key provided: {KEY}"),
                          "type": "invalid_request_error"}}),
-    )])
+        )],
+        Phase::Edit,
+    )
     .await;
-    let err = client(config(Provider::OpenAi, &base, Some(KEY)))
-        .complete(&request(Phase::Edit))
-        .await
-        .expect_err("401");
+    let err = result.expect_err("401");
     assert!(!err.is_transient());
     assert_eq!(err.status(), Some(401));
     assert_eq!(err.attempts(), 1);
@@ -441,15 +454,13 @@ async fn unauthorized_is_permanent_without_retry_and_hides_the_key() {
 #[tokio::test]
 async fn other_client_errors_are_permanent() {
     for status in [400, 403, 404, 422] {
-        let (base, script) = stand_in(vec![Reply::json(
-            status,
-            json!({"error": {"message": "nope"}}),
-        )])
+        let (result, script) = complete_with(
+            Provider::Anthropic,
+            vec![Reply::json(status, json!({"error": {"message": "nope"}}))],
+            Phase::Edit,
+        )
         .await;
-        let err = client(config(Provider::Anthropic, &base, Some(KEY)))
-            .complete(&request(Phase::Edit))
-            .await
-            .expect_err("client error");
+        let err = result.expect_err("client error");
         assert!(!err.is_transient(), "{status}: {err}");
         assert_eq!(err.status(), Some(status));
         assert_eq!(seen(&script).len(), 1, "{status}: no retry");
@@ -474,17 +485,18 @@ async fn answers_without_text_or_json_are_permanent() {
     assert!(!err.is_transient());
     assert_eq!(seen(&script).len(), 1);
 
-    let (base, script) = stand_in(vec![Reply {
-        status: 200,
-        headers: vec![("content-type", "text/html".into())],
-        body: "<html>proxy login</html>".into(),
-        delay: Duration::ZERO,
-    }])
+    let (result, script) = complete_with(
+        Provider::Anthropic,
+        vec![Reply {
+            status: 200,
+            headers: vec![("content-type", "text/html".into())],
+            body: "<html>proxy login</html>".into(),
+            delay: Duration::ZERO,
+        }],
+        Phase::Edit,
+    )
     .await;
-    let err = client(config(Provider::Anthropic, &base, Some(KEY)))
-        .complete(&request(Phase::Edit))
-        .await
-        .expect_err("not json");
+    let err = result.expect_err("not json");
     assert!(matches!(err, LlmError::InvalidAnswer { .. }), "{err:?}");
     assert!(!err.is_transient());
     assert_eq!(seen(&script).len(), 1);

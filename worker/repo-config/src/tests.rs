@@ -135,13 +135,6 @@ fn rules_beyond_types_are_refused_with_their_line() {
     );
 }
 
-fn cases() -> u32 {
-    std::env::var("FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(512)
-}
-
 /// Text made of YAML's own punctuation and the config's keys, so the parser is pushed
 /// into its corners rather than rejecting at the first byte.
 fn yamlish() -> impl Strategy<Value = String> {
@@ -188,7 +181,7 @@ fn yamlish() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases()))]
+    #![proptest_config(ProptestConfig::with_cases(testkit::knobs::fuzz_cases()))]
 
     #[test]
     fn no_input_panics(text in yamlish()) {

@@ -40,6 +40,15 @@ fn report(name: &str, mut samples: Vec<Duration>, baseline_p50: Option<Duration>
     p50
 }
 
+/// One sandboxed check, timed as a whole: preparing, spawning, waiting, the group kill,
+/// the output. It must pass.
+async fn timed_run(spec: &Spec, cancel: &CancellationToken) -> Duration {
+    let started = Instant::now();
+    let finished = fleet_sandbox::run(spec, cancel).await.expect("sandbox run");
+    assert!(finished.exit.passed(), "{finished:?}");
+    started.elapsed()
+}
+
 #[tokio::main]
 async fn main() {
     let n: usize = arg("--n").and_then(|v| v.parse().ok()).unwrap_or(200);
@@ -74,21 +83,9 @@ async fn main() {
         assert!(out.status.success());
         plain.push(started.elapsed());
 
-        // The whole call: preparing, spawning, waiting, the group kill, the output.
-        let started = Instant::now();
-        let finished = fleet_sandbox::run(&process_spec, &cancel)
-            .await
-            .expect("process");
-        assert!(finished.exit.passed(), "{finished:?}");
-        process.push(started.elapsed());
-
+        process.push(timed_run(&process_spec, &cancel).await);
         if bwrap {
-            let started = Instant::now();
-            let finished = fleet_sandbox::run(&bwrap_spec, &cancel)
-                .await
-                .expect("bwrap");
-            assert!(finished.exit.passed(), "{finished:?}");
-            sandboxed.push(started.elapsed());
+            sandboxed.push(timed_run(&bwrap_spec, &cancel).await);
         }
     }
     println!("sandbox overhead per check, command `{command}`");

@@ -2,10 +2,11 @@
 //! paths move (adapters, runtime), and a move is then fixed here, not in every test.
 #![allow(unused_imports)]
 
-pub use worker::adapters::git::{Git, GitError};
+pub use worker::adapters::git::{Cloned, Git, GitError};
 pub use worker::adapters::http::ApiError;
 pub use worker::agent::plan::{Plan, PlanFile};
 pub use worker::agent::settings::AgentSettings;
+pub use worker::handlers::test_recorder::record_name;
 pub use worker::settings::WorkerSettings;
 
 /// GitHub's JSON request helper, with a 404 being an error (not "absent").

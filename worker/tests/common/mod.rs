@@ -69,6 +69,13 @@ impl Fleet {
         self.spawn_args(&[], extra)
     }
 
+    /// [`Fleet::spawn`], then waits until the worker is ready.
+    pub async fn ready_worker(&self, extra: &[(&str, &str)]) -> WorkerProc {
+        let worker = self.spawn(extra);
+        worker.wait_ready().await;
+        worker
+    }
+
     pub fn spawn_args(&self, args: &[&str], extra: &[(&str, &str)]) -> WorkerProc {
         let port = free_port();
         let log = self
@@ -105,6 +112,11 @@ impl Fleet {
         self.publisher.publish(task).await.expect("published");
     }
 
+    /// Publishes a task built by [`Fleet::task`].
+    pub async fn publish_task(&self, id: &str, labels: &[&str]) {
+        self.publish(&self.task(id, labels)).await;
+    }
+
     pub async fn publish_raw(&self, body: &[u8]) {
         self.publisher
             .publish_bytes(body, BasicProperties::default().with_delivery_mode(2))
@@ -128,20 +140,34 @@ impl Fleet {
 
     /// Lines of a record file of the test handler (`started`, `done`, `exhausted`).
     pub fn record(&self, task_id: &str, kind: &str) -> Vec<String> {
-        let name: String = task_id
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        std::fs::read_to_string(self.records().join(format!("{name}.{kind}")))
-            .map(|s| s.lines().map(str::to_owned).collect())
-            .unwrap_or_default()
+        read_record(&self.records(), task_id, kind)
     }
+
+    /// Waits (bounded) until task `task_id` has a `kind` record, and returns its lines.
+    pub async fn wait_record(&self, task_id: &str, kind: &str) -> Vec<String> {
+        wait_record(&self.records(), task_id, kind).await
+    }
+}
+
+/// How long a test waits for the test handler to write a record.
+pub const RECORD_WAIT: Duration = Duration::from_secs(60);
+
+/// Lines of the test handler's record file for `task_id` and `kind` under the records dir
+/// `dir` (the file named as the handler names it).
+pub fn read_record(dir: &Path, task_id: &str, kind: &str) -> Vec<String> {
+    let name = internals::record_name(task_id);
+    std::fs::read_to_string(dir.join(format!("{name}.{kind}")))
+        .map(|s| s.lines().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+/// Waits (bounded by [`RECORD_WAIT`]) until the record exists, and returns its lines.
+pub async fn wait_record(dir: &Path, task_id: &str, kind: &str) -> Vec<String> {
+    wait_until(&format!("{task_id}: {kind}"), RECORD_WAIT, || {
+        !read_record(dir, task_id, kind).is_empty()
+    })
+    .await;
+    read_record(dir, task_id, kind)
 }
 
 /// The `workdir=` of a record line.

@@ -131,16 +131,14 @@ async fn gh_rate_limit(
     let left = until - now;
     let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
     let mut response = match style {
-        LimitStyle::Reset => (
+        LimitStyle::Reset => status_json(
             StatusCode::FORBIDDEN,
-            axum::Json(json!({"message": "API rate limit exceeded for installation."})),
-        )
-            .into_response(),
-        LimitStyle::RetryAfter => (
+            json!({"message": "API rate limit exceeded for installation."}),
+        ),
+        LimitStyle::RetryAfter => status_json(
             StatusCode::TOO_MANY_REQUESTS,
-            axum::Json(json!({"message": "You have exceeded a secondary rate limit."})),
-        )
-            .into_response(),
+            json!({"message": "You have exceeded a secondary rate limit."}),
+        ),
     };
     let headers = response.headers_mut();
     match style {
@@ -169,10 +167,97 @@ pub struct FakeGithub {
 
 type Gh = State<Arc<Mutex<GithubState>>>;
 
-fn log(state: &Arc<Mutex<GithubState>>, line: String) -> std::sync::MutexGuard<'_, GithubState> {
+/// The next comment id and its timestamp: a fixed day at `12:MM:SS` taken from the id, then
+/// `zone` as the tracker writes it.
+fn next_comment(next_id: &mut u64, zone: &str) -> (u64, String) {
+    *next_id += 1;
+    let id = *next_id;
+    (
+        id,
+        format!("2026-11-21T12:{:02}:{:02}{zone}", (id / 60) % 60, id % 60),
+    )
+}
+
+impl GithubState {
+    /// Adds a comment by `user` on issue `number` and returns it as the API shows it.
+    fn push_comment(&mut self, number: u64, body: Value, user: &str) -> Value {
+        let (id, created) = next_comment(&mut self.next_id, "Z");
+        let comment = json!({
+            "id": id, "issue": number, "body": body, "user": {"login": user},
+            "created_at": created, "updated_at": created,
+        });
+        self.comments.push(comment.clone());
+        comment
+    }
+}
+
+impl JiraState {
+    /// Adds a comment (ADF `body`) by `account` on issue `key` and returns it.
+    fn push_comment(&mut self, key: &str, account: &str, body: Value) -> Value {
+        let (id, created) = next_comment(&mut self.next_id, ".000+0000");
+        let comment = json!({
+            "id": id.to_string(), "author": {"accountId": account}, "body": body,
+            "created": created, "updated": created,
+        });
+        self.comments
+            .entry(key.to_owned())
+            .or_default()
+            .push(comment.clone());
+        comment
+    }
+}
+
+/// A stand-in's state that records the requests it answered (one line each).
+trait RequestLog {
+    fn requests(&mut self) -> &mut Vec<String>;
+}
+
+impl RequestLog for GithubState {
+    fn requests(&mut self) -> &mut Vec<String> {
+        &mut self.requests
+    }
+}
+
+impl RequestLog for JiraState {
+    fn requests(&mut self) -> &mut Vec<String> {
+        &mut self.requests
+    }
+}
+
+/// Locks a stand-in's state and records `line` as the request being answered.
+fn log<S: RequestLog>(state: &Arc<Mutex<S>>, line: String) -> std::sync::MutexGuard<'_, S> {
     let mut s = state.lock().expect("lock");
-    s.requests.push(line);
+    s.requests().push(line);
     s
+}
+
+/// A JSON error (or any JSON) answer with `status`.
+fn status_json(status: StatusCode, body: Value) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+/// GitHub's 404 for a resource the stand-in does not hold.
+fn not_found() -> Response {
+    status_json(StatusCode::NOT_FOUND, json!({"message": "Not Found"}))
+}
+
+/// A PATCH: sets the `keys` that `body` carries (not null) on the resource found, and
+/// answers it; a bare 404 when there is none.
+fn patch_found(found: Option<&mut Value>, body: &Value, keys: &[&str]) -> Response {
+    let Some(item) = found else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    for key in keys {
+        if !body[*key].is_null() {
+            item[*key] = body[*key].clone();
+        }
+    }
+    axum::Json(item.clone()).into_response()
+}
+
+/// The resource as JSON, or GitHub's 404.
+fn json_or_404(found: Option<Value>) -> Response {
+    found.map_or_else(not_found, |v| axum::Json(v).into_response())
 }
 
 impl FakeGithub {
@@ -255,15 +340,7 @@ impl FakeGithub {
     /// Adds a comment as a user would (e.g. `/approve`).
     pub fn add_comment(&self, number: u64, user: &str, body: &str) -> String {
         let mut s = self.state.lock().expect("lock");
-        s.next_id += 1;
-        let id = s.next_id;
-        let created = format!("2026-11-21T12:{:02}:{:02}Z", (id / 60) % 60, id % 60);
-        let comment = json!({
-            "id": id, "issue": number, "body": body, "user": {"login": user},
-            "created_at": created, "updated_at": created,
-        });
-        s.comments.push(comment);
-        id.to_string()
+        s.push_comment(number, json!(body), user)["id"].to_string()
     }
 
     /// Edits a comment as a person would (GitHub moves `updated_at`).
@@ -369,23 +446,15 @@ async fn gh_access_token(
     let mut s = log(&state, format!("POST access_tokens {id}"));
     s.token_requests
         .push(body.map(|axum::Json(b)| b).unwrap_or(Value::Null));
-    (
+    status_json(
         StatusCode::CREATED,
-        axum::Json(json!({"token": "ghs_INSTALLATION_never_logged_77", "expires_at": "2099-01-01T00:00:00Z"})),
+        json!({"token": "ghs_INSTALLATION_never_logged_77", "expires_at": "2099-01-01T00:00:00Z"}),
     )
-        .into_response()
 }
 
 async fn gh_issue(State(state): Gh, Path((_o, _r, n)): Path<(String, String, u64)>) -> Response {
     let s = log(&state, format!("GET issue {n}"));
-    match s.issues.get(&n) {
-        Some(issue) => axum::Json(issue.clone()).into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            axum::Json(json!({"message": "Not Found"})),
-        )
-            .into_response(),
-    }
+    json_or_404(s.issues.get(&n).cloned())
 }
 
 async fn permission(
@@ -396,11 +465,7 @@ async fn permission(
     match s.permissions.get(&user) {
         Some(p) => axum::Json(json!({"permission": p, "role_name": p, "user": {"login": user}}))
             .into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            axum::Json(json!({"message": "Not Found"})),
-        )
-            .into_response(),
+        None => not_found(),
     }
 }
 
@@ -427,15 +492,8 @@ async fn create_comment(
     axum::Json(body): axum::Json<Value>,
 ) -> Response {
     let mut s = log(&state, format!("POST comment {n}"));
-    s.next_id += 1;
-    let id = s.next_id;
-    let created = format!("2026-11-21T12:{:02}:{:02}Z", (id / 60) % 60, id % 60);
-    let comment = json!({
-        "id": id, "issue": n, "body": body["body"], "user": {"login": "fleet-agent[bot]"},
-        "created_at": created, "updated_at": created,
-    });
-    s.comments.push(comment.clone());
-    (StatusCode::CREATED, axum::Json(comment)).into_response()
+    let comment = s.push_comment(n, body["body"].clone(), "fleet-agent[bot]");
+    status_json(StatusCode::CREATED, comment)
 }
 
 async fn edit_comment(
@@ -444,13 +502,8 @@ async fn edit_comment(
     axum::Json(body): axum::Json<Value>,
 ) -> Response {
     let mut s = log(&state, format!("PATCH comment {id}"));
-    match s.comments.iter_mut().find(|c| c["id"] == id) {
-        Some(c) => {
-            c["body"] = body["body"].clone();
-            axum::Json(c.clone()).into_response()
-        }
-        None => StatusCode::NOT_FOUND.into_response(),
-    }
+    let found = s.comments.iter_mut().find(|c| c["id"] == id);
+    patch_found(found, &body, &["body"])
 }
 
 async fn get_comment(
@@ -458,14 +511,7 @@ async fn get_comment(
     Path((_o, _r, id)): Path<(String, String, u64)>,
 ) -> Response {
     let s = log(&state, format!("GET comment {id}"));
-    match s.comments.iter().find(|c| c["id"] == id) {
-        Some(c) => axum::Json(c.clone()).into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            axum::Json(json!({"message": "Not Found"})),
-        )
-            .into_response(),
-    }
+    json_or_404(s.comments.iter().find(|c| c["id"] == id).cloned())
 }
 
 async fn ok_created() -> Response {
@@ -517,14 +563,7 @@ async fn create_pull(
 
 async fn get_pull(State(state): Gh, Path((_o, _r, n)): Path<(String, String, u64)>) -> Response {
     let s = log(&state, format!("GET pull {n}"));
-    match s.pulls.iter().find(|p| p["number"] == n) {
-        Some(p) => axum::Json(p.clone()).into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            axum::Json(json!({"message": "Not Found"})),
-        )
-            .into_response(),
-    }
+    json_or_404(s.pulls.iter().find(|p| p["number"] == n).cloned())
 }
 
 async fn update_pull(
@@ -533,17 +572,8 @@ async fn update_pull(
     axum::Json(body): axum::Json<Value>,
 ) -> Response {
     let mut s = log(&state, format!("PATCH pull {n}"));
-    match s.pulls.iter_mut().find(|p| p["number"] == n) {
-        Some(p) => {
-            for key in ["title", "body"] {
-                if !body[key].is_null() {
-                    p[key] = body[key].clone();
-                }
-            }
-            axum::Json(p.clone()).into_response()
-        }
-        None => StatusCode::NOT_FOUND.into_response(),
-    }
+    let found = s.pulls.iter_mut().find(|p| p["number"] == n);
+    patch_found(found, &body, &["title", "body"])
 }
 
 async fn request_reviewers(
@@ -709,15 +739,16 @@ async fn llm_answer(
             }
             response
         }
-        None => (
+        None => status_json(
             StatusCode::BAD_REQUEST,
-            axum::Json(json!({"error": {"message": format!("no script for phase {phase}")}})),
-        )
-            .into_response(),
+            json!({"error": {"message": format!("no script for phase {phase}")}}),
+        ),
     }
 }
 
-fn git(cwd: &std::path::Path, args: &[&str]) -> String {
+/// `git` in `cwd` as a test's own user (`Dev`; a `-c` in `args` overrides it), file URLs
+/// allowed; fails the test when git does. Returns stdout.
+pub fn git(cwd: &std::path::Path, args: &[&str]) -> String {
     let output = Command::new("git")
         .args([
             "-c",
@@ -737,6 +768,20 @@ fn git(cwd: &std::path::Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// `git clone --bare <work> <bare>`, run in `cwd`.
+pub fn clone_bare(cwd: &std::path::Path, work: &std::path::Path, bare: &std::path::Path) {
+    git(
+        cwd,
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            work.to_str().expect("utf8"),
+            bare.to_str().expect("utf8"),
+        ],
+    );
 }
 
 /// Bare repositories under `<root>/github/<owner>/<name>.git`, reached by the worker through
@@ -764,16 +809,7 @@ impl LocalGithubRepos {
         git(&work, &["commit", "-qm", "initial"]);
         let bare = self.root.join("github").join(format!("{slug}.git"));
         std::fs::create_dir_all(bare.parent().expect("parent")).expect("mkdir");
-        git(
-            &self.root,
-            &[
-                "clone",
-                "-q",
-                "--bare",
-                work.to_str().expect("utf8"),
-                bare.to_str().expect("utf8"),
-            ],
-        );
+        clone_bare(&self.root, &work, &bare);
         bare
     }
 
@@ -872,19 +908,8 @@ impl FakeJira {
     /// A human comment in the shape of the fixtures (ADF body).
     pub fn add_comment(&self, key: &str, account: &str, text: &str) -> String {
         let mut s = self.state.lock().expect("lock");
-        s.next_id += 1;
-        let id = s.next_id;
-        let created = format!(
-            "2026-11-21T12:{:02}:{:02}.000+0000",
-            (id / 60) % 60,
-            id % 60
-        );
-        s.comments.entry(key.to_owned()).or_default().push(json!({
-            "id": id.to_string(), "author": {"accountId": account},
-            "body": shared::adf::document(text, None),
-            "created": created, "updated": created,
-        }));
-        id.to_string()
+        let comment = s.push_comment(key, account, shared::adf::document(text, None));
+        comment["id"].as_str().expect("id").to_owned()
     }
 
     /// Registers an issue's fields for `GET /rest/api/3/issue/{key}`.
@@ -903,8 +928,7 @@ impl FakeJira {
 }
 
 async fn jira_myself(State(state): State<Arc<Mutex<JiraState>>>) -> Response {
-    let mut s = state.lock().expect("lock");
-    s.requests.push("GET myself".into());
+    let _s = log(&state, "GET myself".into());
     axum::Json(json!({"accountId": JIRA_AGENT, "accountType": "atlassian", "active": true}))
         .into_response()
 }
@@ -923,11 +947,10 @@ async fn jira_permission_search(
         q.get("issueKey").cloned().unwrap_or_default()
     ));
     if q.get("permissions").is_none_or(|p| p.is_empty()) {
-        return (
+        return status_json(
             StatusCode::BAD_REQUEST,
-            axum::Json(json!({"errorMessages": ["permissions is required"]})),
-        )
-            .into_response();
+            json!({"errorMessages": ["permissions is required"]}),
+        );
     }
     let users: Vec<Value> = s
         .editors
@@ -942,8 +965,7 @@ async fn jira_comments(
     State(state): State<Arc<Mutex<JiraState>>>,
     Path(key): Path<String>,
 ) -> Response {
-    let mut s = state.lock().expect("lock");
-    s.requests.push(format!("GET comments {key}"));
+    let s = log(&state, format!("GET comments {key}"));
     let comments = s.comments.get(&key).cloned().unwrap_or_default();
     axum::Json(
         json!({"startAt": 0, "maxResults": 100, "total": comments.len(), "comments": comments}),
@@ -956,28 +978,15 @@ async fn jira_add_comment(
     Path(key): Path<String>,
     axum::Json(body): axum::Json<Value>,
 ) -> Response {
-    let mut s = state.lock().expect("lock");
-    s.requests.push(format!("POST comment {key}"));
+    let mut s = log(&state, format!("POST comment {key}"));
     if body["body"]["type"] != "doc" {
-        return (
+        return status_json(
             StatusCode::BAD_REQUEST,
-            axum::Json(json!({"errorMessages": ["v3 takes ADF bodies only"]})),
-        )
-            .into_response();
+            json!({"errorMessages": ["v3 takes ADF bodies only"]}),
+        );
     }
-    s.next_id += 1;
-    let id = s.next_id;
-    let created = format!(
-        "2026-11-21T12:{:02}:{:02}.000+0000",
-        (id / 60) % 60,
-        id % 60
-    );
-    let comment = json!({
-        "id": id.to_string(), "author": {"accountId": JIRA_AGENT}, "body": body["body"],
-        "created": created, "updated": created,
-    });
-    s.comments.entry(key).or_default().push(comment.clone());
-    (StatusCode::CREATED, axum::Json(comment)).into_response()
+    let comment = s.push_comment(&key, JIRA_AGENT, body["body"].clone());
+    status_json(StatusCode::CREATED, comment)
 }
 
 async fn jira_edit_comment(
@@ -985,8 +994,7 @@ async fn jira_edit_comment(
     Path((key, id)): Path<(String, String)>,
     axum::Json(body): axum::Json<Value>,
 ) -> Response {
-    let mut s = state.lock().expect("lock");
-    s.requests.push(format!("PUT comment {key} {id}"));
+    let mut s = log(&state, format!("PUT comment {key} {id}"));
     let Some(comment) = s
         .comments
         .get_mut(&key)
@@ -1008,8 +1016,7 @@ async fn jira_issue(
             .next()
             .and_then(|n| n.parse::<u64>().ok())
             .unwrap_or(0);
-    let mut s = state.lock().expect("lock");
-    s.requests.push(format!("GET issue {key}"));
+    let s = log(&state, format!("GET issue {key}"));
     let fields = s
         .issues
         .get(&key)
@@ -1024,14 +1031,12 @@ async fn jira_permissions(
     State(state): State<Arc<Mutex<JiraState>>>,
     axum::Json(body): axum::Json<Value>,
 ) -> Response {
-    let mut s = state.lock().expect("lock");
-    s.requests.push("POST permissions/check".into());
+    let s = log(&state, "POST permissions/check".into());
     if !body["accountId"].is_null() {
-        return (
+        return status_json(
             StatusCode::FORBIDDEN,
-            axum::Json(json!({"errorMessages": ["You must have the Administer Jira global permission to check other users' permissions."]})),
-        )
-            .into_response();
+            json!({"errorMessages": ["You must have the Administer Jira global permission to check other users' permissions."]}),
+        );
     }
     let account = body["accountId"].as_str().unwrap_or("");
     let issues = body["projectPermissions"][0]["issues"].clone();

@@ -5,7 +5,8 @@
 use super::standins::{Answer, FakeGithub, FakeJira, FakeLlm, LocalGithubRepos};
 use super::{Fleet, WorkerProc};
 use serde_json::Value;
-use shared::TaskMessage;
+use shared::task::{Approval, Revision};
+use shared::{Mode, TaskMessage};
 
 pub const REPO: &str = "acme/payments";
 pub const GITHUB_TOKEN: &str = "ghs_TESTTOKEN_never_logged_5f2a";
@@ -18,6 +19,23 @@ pub fn good_answer() -> String {
 
 pub fn broken_answer() -> String {
     "Round refunds.\n\npay/refunds.py\n```python\n<<<<<<< SEARCH\ndef refund(amount):\n    return amount\n=======\ndef refund(amount):\n    return round(amount, 2\n>>>>>>> REPLACE\n```\n".into()
+}
+
+/// A plan answer (a JSON code block) with `summary`, naming `pay/refunds.py` only.
+pub fn plan_json(summary: &str) -> String {
+    format!(
+        "```json\n{{\"summary\": \"{summary}\", \"files\": [{{\"path\": \"pay/refunds.py\", \"change\": \"round the amount\"}}], \"steps\": [\"round in refund()\"], \"risks\": [\"none\"], \"tests\": \"a unit test\"}}\n```"
+    )
+}
+
+/// The plan hash a plan comment's marker (`hash=<hex>`) carries.
+pub fn hash_in(body: &str) -> String {
+    body.split("hash=")
+        .nth(1)
+        .expect("hash")
+        .chars()
+        .take_while(char::is_ascii_hexdigit)
+        .collect()
 }
 
 pub struct World {
@@ -51,7 +69,29 @@ impl World {
 
     /// A world with one worker whose LLM answers every edit with [`good_answer`].
     pub async fn quickfix(name: &str) -> (Self, WorkerProc) {
-        Self::with_worker(name, 5, &[("edit", vec![Answer::Text(good_answer())])], &[]).await
+        Self::quickfix_with(name, &[]).await
+    }
+
+    /// [`World::quickfix`] with `extra` settings for the worker.
+    pub async fn quickfix_with(name: &str, extra: &[(&str, &str)]) -> (Self, WorkerProc) {
+        Self::with_worker(
+            name,
+            5,
+            &[("edit", vec![Answer::Text(good_answer())])],
+            extra,
+        )
+        .await
+    }
+
+    /// A world with one worker whose LLM answers the plan phase with [`plan_json`] of each
+    /// of `summaries` in turn, and every edit with [`good_answer`].
+    pub async fn planning(name: &str, summaries: &[&str]) -> (Self, WorkerProc) {
+        let plans = summaries
+            .iter()
+            .map(|s| Answer::Text(plan_json(s)))
+            .collect();
+        let script = [("plan", plans), ("edit", vec![Answer::Text(good_answer())])];
+        Self::with_worker(name, 5, &script, &[]).await
     }
 
     /// A world with one worker, ready to take tasks.
@@ -97,6 +137,31 @@ impl World {
         self.fleet.spawn(&refs)
     }
 
+    /// Publishes `task` and waits until `worker` logged `outcome` for it.
+    pub async fn run(&self, worker: &WorkerProc, task: &TaskMessage, outcome: &str) {
+        self.fleet.publish(task).await;
+        worker.assert_outcome(&task.task_id, outcome).await;
+    }
+
+    /// The message of the newest commit on `branch` of the world's repository.
+    pub fn commit_message(&self, branch: &str) -> String {
+        self.repos
+            .git_in(REPO, &["log", "-1", "--format=%B", branch])
+    }
+
+    /// A file of the world's repository on `branch`, or None.
+    pub fn file_on(&self, branch: &str, path: &str) -> Option<String> {
+        self.repos.file_on(REPO, branch, path)
+    }
+
+    /// Asserts that `branch` carries the fix of [`good_answer`]: refunds rounded.
+    pub fn assert_fix_on(&self, branch: &str) {
+        let content = self
+            .file_on(branch, "pay/refunds.py")
+            .unwrap_or_else(|| panic!("pay/refunds.py is not on {branch}"));
+        assert!(content.contains("round(amount, 2)"), "{branch}: {content}");
+    }
+
     pub fn task(&self, id: &str, number: u64, user: &str) -> TaskMessage {
         let mut task = self.fleet.task(id, &["ai-help"]);
         task.issue.number = Some(number);
@@ -110,6 +175,52 @@ impl World {
             .issue_if_unknown(number, &task.issue.title, &task.issue.body);
         task
     }
+}
+
+impl World {
+    /// A Plan-mode task for issue `number`, asked for by `dev1`.
+    pub fn plan_task(&self, id: &str, number: u64) -> TaskMessage {
+        let mut task = self.task(id, number, "dev1");
+        task.mode = Mode::Plan;
+        task
+    }
+
+    /// `dev1` comments `/revise <feedback>` on `number`: the Plan task that comment starts.
+    pub fn revise_task(&self, id: &str, number: u64, feedback: &str) -> TaskMessage {
+        let comment_id = self
+            .github
+            .add_comment(number, "dev1", &format!("/revise {feedback}"));
+        let mut task = self.plan_task(id, number);
+        task.revision = Some(Revision {
+            comment_id,
+            feedback: feedback.into(),
+            requested_by: "dev1".into(),
+        });
+        task
+    }
+
+    /// The Implement task an `/approve` comment (`comment_id`, by `approver`) starts.
+    pub fn approve_task(
+        &self,
+        id: &str,
+        number: u64,
+        comment_id: &str,
+        approver: &str,
+    ) -> TaskMessage {
+        let mut task = self.task(id, number, approver);
+        task.mode = Mode::Implement;
+        task.trigger.event = "issue_comment.created".into();
+        task.approval = Some(Approval {
+            comment_id: comment_id.into(),
+            approver: approver.into(),
+        });
+        task
+    }
+}
+
+/// The `body` of a comment or pull request as the GitHub stand-in holds it.
+pub fn body_of(item: &Value) -> &str {
+    item["body"].as_str().expect("body")
 }
 
 /// Waits for the task's final log line and returns its outcome.
