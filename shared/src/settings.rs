@@ -56,6 +56,20 @@ impl Env {
         self.get(name).map(SecretString::from)
     }
 
+    /// [`Env::parse_or`] for counts and durations where 0 means nothing: refused with
+    /// "must be at least 1".
+    pub fn positive_or<T>(&self, name: &'static str, default: T) -> Result<T, SettingsError>
+    where
+        T: FromStr + PartialOrd + From<u8>,
+        T::Err: fmt::Display,
+    {
+        let value = self.parse_or(name, default)?;
+        if value < T::from(1) {
+            return Err(SettingsError::new(name, "must be at least 1"));
+        }
+        Ok(value)
+    }
+
     /// Parses the variable with `FromStr`, or returns `default` when it is unset.
     pub fn parse_or<T>(&self, name: &'static str, default: T) -> Result<T, SettingsError>
     where
@@ -238,13 +252,7 @@ impl CommonSettings {
                 "must be a queue name without spaces, at most 200 bytes",
             ));
         }
-        let delivery_limit = env.parse_or("TASK_DELIVERY_LIMIT", DEFAULT_DELIVERY_LIMIT)?;
-        if delivery_limit == 0 {
-            return Err(SettingsError::new(
-                "TASK_DELIVERY_LIMIT",
-                "must be at least 1",
-            ));
-        }
+        let delivery_limit = env.positive_or("TASK_DELIVERY_LIMIT", DEFAULT_DELIVERY_LIMIT)?;
         Ok(Self {
             amqp_url,
             task_queue,
