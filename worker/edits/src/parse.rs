@@ -15,6 +15,8 @@ use std::fmt;
 mod path;
 use path::find_path;
 
+use crate::matching::common_ends;
+
 /// One SEARCH/REPLACE block.
 ///
 /// `search` and `replace` hold whole lines, each terminated by `\n` (so an empty section
@@ -199,14 +201,7 @@ fn pick_divider(body: &[&str]) -> Option<usize> {
     let shared = |d: usize| {
         let (s, r) = (&body[..d], &body[d + 1..]);
         // Trailing whitespace aside: models add it to SEARCH lines only.
-        let same = |(a, b): &(&&str, &&str)| a.trim_end() == b.trim_end();
-        let prefix = s.iter().zip(r).take_while(same).count();
-        let suffix = s[prefix..]
-            .iter()
-            .rev()
-            .zip(r[prefix.min(r.len())..].iter().rev())
-            .take_while(same)
-            .count();
+        let (prefix, suffix) = common_ends(s, r, |a, b| a.trim_end() == b.trim_end());
         prefix + suffix
     };
     let mut best = candidates[0];
