@@ -33,11 +33,7 @@ impl Mode {
     }
 }
 
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::display_as_str!(Mode);
 
 impl std::str::FromStr for Mode {
     type Err = String;
@@ -70,11 +66,7 @@ impl Tracker {
     }
 }
 
-impl fmt::Display for Tracker {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::display_as_str!(Tracker);
 
 /// A canonical repository URL: `https://<host>/<owner>/<name>`, without `.git` or a
 /// trailing slash. Parsing at the boundary means the worker can trust `owner()`/`name()`.

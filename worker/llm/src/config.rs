@@ -49,11 +49,7 @@ impl Provider {
     }
 }
 
-impl fmt::Display for Provider {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+shared::display_as_str!(Provider);
 
 impl FromStr for Provider {
     type Err = String;

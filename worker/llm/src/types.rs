@@ -2,7 +2,6 @@
 //! whichever API is behind the client.
 
 use serde::Serialize;
-use std::fmt;
 
 /// Which step of a task a request serves; sent as `X-Agent-Phase` so gateways can attribute
 /// cost and test stand-ins can script answers per phase.
@@ -41,11 +40,7 @@ impl std::str::FromStr for Phase {
     }
 }
 
-impl fmt::Display for Phase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+shared::display_as_str!(Phase);
 
 /// Who said a message. The system prompt is not a role here: it is [`LlmRequest::system`],
 /// because Anthropic takes it outside the message list.
