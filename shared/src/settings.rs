@@ -149,6 +149,33 @@ pub enum LogFormat {
     Pretty,
 }
 
+/// The value of `names` whose name is `text` (trimmed, case-insensitively), or an error
+/// naming `what` and the expected names ("unknown mode `x` (expected quickfix, plan or
+/// implement)"): the `FromStr` of the enums set by name.
+///
+/// ```
+/// use shared::settings::one_of;
+/// let names = [("a", 1), ("b", 2), ("c", 3)];
+/// assert_eq!(one_of("letter", " B ", &names), Ok(2));
+/// assert_eq!(
+///     one_of("letter", "x", &names).unwrap_err(),
+///     "unknown letter `x` (expected a, b or c)"
+/// );
+/// ```
+pub fn one_of<T: Copy>(what: &str, text: &str, names: &[(&str, T)]) -> Result<T, String> {
+    let text = text.trim().to_ascii_lowercase();
+    if let Some((_, value)) = names.iter().find(|(name, _)| *name == text) {
+        return Ok(*value);
+    }
+    let listed: Vec<&str> = names.iter().map(|(name, _)| *name).collect();
+    let expected = match listed.split_last() {
+        Some((last, [])) => (*last).to_owned(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    };
+    Err(format!("unknown {what} `{text}` (expected {expected})"))
+}
+
 impl FromStr for LogFormat {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

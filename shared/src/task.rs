@@ -38,14 +38,8 @@ crate::display_as_str!(Mode);
 impl std::str::FromStr for Mode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "quickfix" => Ok(Mode::Quickfix),
-            "plan" => Ok(Mode::Plan),
-            "implement" => Ok(Mode::Implement),
-            other => Err(format!(
-                "unknown mode `{other}` (expected quickfix, plan or implement)"
-            )),
-        }
+        let names = [Mode::Quickfix, Mode::Plan, Mode::Implement].map(|m| (m.as_str(), m));
+        crate::settings::one_of("mode", s, &names)
     }
 }
 

@@ -29,14 +29,8 @@ impl std::str::FromStr for Phase {
 
     /// Reads a header value back (stand-ins script their answers by phase).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "plan" => Ok(Phase::Plan),
-            "edit" => Ok(Phase::Edit),
-            "repair" => Ok(Phase::Repair),
-            other => Err(format!(
-                "unknown phase `{other}` (expected plan, edit or repair)"
-            )),
-        }
+        let names = [Phase::Plan, Phase::Edit, Phase::Repair].map(|p| (p.as_str(), p));
+        shared::settings::one_of("phase", s, &names)
     }
 }
 
