@@ -164,6 +164,22 @@ impl Git {
         command
     }
 
+    /// A local command in `repo`, `git <op> <args>` with [`LOCAL_OP`] to finish; returns
+    /// stdout. The op names itself in errors (and decides literal pathspecs, see
+    /// [`Git::run_full`]).
+    pub(super) async fn local(
+        &self,
+        repo: &Path,
+        op: &'static str,
+        args: &[&str],
+        cancel: &CancellationToken,
+    ) -> Result<String, GitError> {
+        let mut argv = Vec::with_capacity(args.len() + 1);
+        argv.push(op);
+        argv.extend_from_slice(args);
+        self.run(op, Some(repo), &argv, LOCAL_OP, cancel).await
+    }
+
     /// Runs git with `args`; returns stdout. Output is scrubbed of the token before it can
     /// reach an error message.
     pub async fn run(
