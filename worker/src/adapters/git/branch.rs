@@ -248,11 +248,11 @@ impl Git {
         // judge, and a shallow clone has none of it.
         let refspec = format!("+refs/heads/{branch}:refs/remotes/origin/{branch}");
         let exclude = format!("--shallow-exclude=refs/heads/{}", basis.base);
-        let (_, failed) = self
-            .run_full(
+        let failed = self
+            .remote(
+                repo,
                 "fetch",
-                Some(repo),
-                &["fetch", "-q", "--no-tags", &exclude, "origin", &refspec],
+                &["-q", "--no-tags", &exclude, "origin", &refspec],
                 timeout,
                 cancel,
             )
@@ -335,11 +335,11 @@ impl Git {
             remote.as_ref().map_or("", |r| r.head.as_str())
         );
         let target = format!("HEAD:refs/heads/{branch}");
-        let (_, failed) = self
-            .run_full(
+        let failed = self
+            .remote(
+                repo,
                 "push",
-                Some(repo),
-                &["push", "-q", "--no-verify", &lease, "origin", &target],
+                &["-q", "--no-verify", &lease, "origin", &target],
                 timeout,
                 cancel,
             )
