@@ -79,12 +79,7 @@ fn login(user: Option<&Login>) -> Option<&Value> {
 
 /// Parses a GitHub payload, keeping only what [`normalize`] reads.
 pub fn parse_payload(body: &[u8]) -> Result<Payload, PayloadError> {
-    serde_json::from_slice::<Payload>(body).map_err(|e| PayloadError::Malformed(e.to_string()))
-}
-
-/// The task id of a GitHub delivery: stable across redeliveries of the same delivery.
-pub fn task_id(delivery_id: &str) -> String {
-    format!("github:{delivery_id}")
+    crate::normalize::parse_payload(body)
 }
 
 pub fn normalize(
@@ -171,7 +166,7 @@ pub fn normalize(
     };
     Ok(Normalized::Task(Box::new(TaskMessage {
         version: TASK_VERSION,
-        task_id: task_id(delivery.delivery_id),
+        task_id: crate::normalize::task_id(Tracker::Github, delivery.delivery_id),
         mode,
         source: Tracker::Github,
         repo_url,

@@ -94,11 +94,7 @@ fn account(a: Option<&Account>) -> Option<&Value> {
 
 /// Parses a Jira payload, keeping only what [`normalize`] reads.
 pub fn parse_payload(body: &[u8]) -> Result<Payload, PayloadError> {
-    serde_json::from_slice::<Payload>(body).map_err(|e| PayloadError::Malformed(e.to_string()))
-}
-
-pub fn task_id(delivery_id: &str) -> String {
-    format!("jira:{delivery_id}")
+    crate::normalize::parse_payload(body)
 }
 
 pub fn normalize(
@@ -192,7 +188,7 @@ pub fn normalize(
     };
     Ok(Normalized::Task(Box::new(TaskMessage {
         version: TASK_VERSION,
-        task_id: task_id(delivery_id),
+        task_id: crate::normalize::task_id(Tracker::Jira, delivery_id),
         mode,
         source: Tracker::Jira,
         repo_url,

@@ -1,7 +1,7 @@
 //! The ingest's metrics, and the one place each webhook outcome is both logged and counted.
 
 use prometheus::{Histogram, IntCounterVec, IntGauge, Registry};
-use shared::telemetry::{FAST_BUCKETS, counter_vec, histogram, register_all};
+use shared::telemetry::{FAST_BUCKETS, counter_vec, gauge, histogram, register_all};
 
 #[derive(Clone, Debug)]
 pub struct IngestMetrics {
@@ -43,11 +43,10 @@ impl IngestMetrics {
             "Time to answer a webhook delivery",
             FAST_BUCKETS,
         );
-        let receiving = IntGauge::new(
+        let receiving = gauge(
             "agent_fleet_ingest_bodies_receiving",
             "Webhook request bodies being received right now (bounded by INGEST_MAX_CONCURRENCY)",
-        )
-        .expect("valid metric");
+        );
         let refused = counter_vec(
             "agent_fleet_ingest_refused_total",
             "Webhook requests refused before a handler saw them, by reason \

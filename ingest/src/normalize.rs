@@ -3,7 +3,7 @@
 //! and the accessors of payload leaves that name the missing field by its whole path.
 
 use serde_json::Value;
-use shared::TaskMessage;
+use shared::{TaskMessage, Tracker};
 
 /// What a verified delivery turns into.
 #[derive(Debug)]
@@ -25,6 +25,17 @@ pub enum PayloadError {
     MissingField(String),
     #[error("invalid field `{field}`: {reason}")]
     InvalidField { field: String, reason: String },
+}
+
+/// Parses a tracker's payload into its typed projection (only what its `normalize` reads).
+pub fn parse_payload<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, PayloadError> {
+    serde_json::from_slice::<T>(body).map_err(|e| PayloadError::Malformed(e.to_string()))
+}
+
+/// The task id of a delivery: `<tracker>:<delivery id>`, stable across redeliveries of the
+/// same delivery.
+pub fn task_id(tracker: Tracker, delivery_id: &str) -> String {
+    format!("{tracker}:{delivery_id}")
 }
 
 /// A leaf of a typed payload projection: missing or `null` is an error naming its path.

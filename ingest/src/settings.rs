@@ -168,25 +168,10 @@ impl IngestSettings {
                 Ok((project.to_ascii_uppercase(), url))
             })
             .collect::<Result<_, SettingsError>>()?;
-        let max_body_bytes = env.parse_or("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)?;
-        if max_body_bytes == 0 {
-            return Err(SettingsError::new("MAX_BODY_BYTES", "must be at least 1"));
-        }
+        let max_body_bytes = env.positive_or("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)?;
         let timeout_secs =
-            env.parse_or("INGEST_REQUEST_TIMEOUT_SECS", DEFAULT_REQUEST_TIMEOUT_SECS)?;
-        if timeout_secs == 0 {
-            return Err(SettingsError::new(
-                "INGEST_REQUEST_TIMEOUT_SECS",
-                "must be at least 1",
-            ));
-        }
-        let max_concurrency = env.parse_or("INGEST_MAX_CONCURRENCY", DEFAULT_MAX_CONCURRENCY)?;
-        if max_concurrency == 0 {
-            return Err(SettingsError::new(
-                "INGEST_MAX_CONCURRENCY",
-                "must be at least 1",
-            ));
-        }
+            env.positive_or("INGEST_REQUEST_TIMEOUT_SECS", DEFAULT_REQUEST_TIMEOUT_SECS)?;
+        let max_concurrency = env.positive_or("INGEST_MAX_CONCURRENCY", DEFAULT_MAX_CONCURRENCY)?;
         let jira_repo_from_label = env.flag("JIRA_REPO_FROM_LABEL", false)?;
         let jira_repo_allow = RepoAllowList::parse(&env.list("JIRA_REPO_ALLOW"))?;
         // Without a list, any Jira editor could point the agent at any repository the

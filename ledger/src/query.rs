@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use serde::Serialize;
 use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
 /// A task as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -101,22 +102,17 @@ pub async fn task(pool: &Pool, task_id: &str) -> Result<Option<TaskView>, StoreE
 
 /// A task's events, oldest first.
 pub async fn events(pool: &Pool, task_id: &str) -> Result<Vec<EventView>, StoreError> {
-    let rows = pool
-        .get()
-        .await?
-        .query(
-            "SELECT at, kind, detail FROM events WHERE task_id = $1 ORDER BY at, id",
-            &[&task_id],
-        )
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|row| EventView {
+    read(
+        pool,
+        "SELECT at, kind, detail FROM events WHERE task_id = $1 ORDER BY at, id",
+        &[&task_id],
+        |row| EventView {
             at: row.get("at"),
             kind: row.get("kind"),
             detail: row.get("detail"),
-        })
-        .collect())
+        },
+    )
+    .await
 }
 
 /// Filters of a task list; `None` = any.
@@ -138,12 +134,8 @@ pub async fn tasks(pool: &Pool, filter: &TaskFilter) -> Result<Vec<TaskView>, St
          ORDER BY updated_at DESC LIMIT $4"
     );
     let limit = filter.limit.clamp(1, 1000);
-    let rows = pool
-        .get()
-        .await?
-        .query(&sql, &[&filter.state, &filter.repo, &filter.user, &limit])
-        .await?;
-    Ok(rows.iter().map(task_of).collect())
+    let params: [&(dyn ToSql + Sync); 4] = [&filter.state, &filter.repo, &filter.user, &limit];
+    read(pool, &sql, &params, task_of).await
 }
 
 /// Audit entries at or after `since`, oldest first.
@@ -152,22 +144,28 @@ pub async fn audit(
     since: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<AuditView>, StoreError> {
-    let rows = pool
-        .get()
-        .await?
-        .query(
-            "SELECT at, kind, task_id, actor, detail FROM audit WHERE at >= $1 ORDER BY at, id LIMIT $2",
-            &[&since, &limit.clamp(1, 100_000)],
-        )
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|row| AuditView {
+    read(
+        pool,
+        "SELECT at, kind, task_id, actor, detail FROM audit WHERE at >= $1 ORDER BY at, id LIMIT $2",
+        &[&since, &limit.clamp(1, 100_000)],
+        |row| AuditView {
             at: row.get("at"),
             kind: row.get("kind"),
             task_id: row.get("task_id"),
             actor: row.get("actor"),
             detail: row.get("detail"),
-        })
-        .collect())
+        },
+    )
+    .await
+}
+
+/// Runs a read on a pooled connection and maps every row: the shape of every list query.
+async fn read<T>(
+    pool: &Pool,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    of: impl Fn(&Row) -> T,
+) -> Result<Vec<T>, StoreError> {
+    let rows = pool.get().await?.query(sql, params).await?;
+    Ok(rows.iter().map(of).collect())
 }

@@ -23,4 +23,17 @@ pub mod task;
 pub mod telemetry;
 pub mod topology;
 
+/// `Display` through the type's `as_str(self) -> &'static str`, for the enums whose text is
+/// their name on the wire and in settings (one impl instead of one per enum).
+#[macro_export]
+macro_rules! display_as_str {
+    ($($ty:ty),+ $(,)?) => {$(
+        impl ::std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    )+};
+}
+
 pub use task::{Mode, RepoUrl, TaskMessage, Tracker};

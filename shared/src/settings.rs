@@ -56,6 +56,20 @@ impl Env {
         self.get(name).map(SecretString::from)
     }
 
+    /// [`Env::parse_or`] for counts and durations where 0 means nothing: refused with
+    /// "must be at least 1".
+    pub fn positive_or<T>(&self, name: &'static str, default: T) -> Result<T, SettingsError>
+    where
+        T: FromStr + PartialOrd + From<u8>,
+        T::Err: fmt::Display,
+    {
+        let value = self.parse_or(name, default)?;
+        if value < T::from(1) {
+            return Err(SettingsError::new(name, "must be at least 1"));
+        }
+        Ok(value)
+    }
+
     /// Parses the variable with `FromStr`, or returns `default` when it is unset.
     pub fn parse_or<T>(&self, name: &'static str, default: T) -> Result<T, SettingsError>
     where
@@ -133,6 +147,33 @@ impl SettingsError {
 pub enum LogFormat {
     Json,
     Pretty,
+}
+
+/// The value of `names` whose name is `text` (trimmed, case-insensitively), or an error
+/// naming `what` and the expected names ("unknown mode `x` (expected quickfix, plan or
+/// implement)"): the `FromStr` of the enums set by name.
+///
+/// ```
+/// use shared::settings::one_of;
+/// let names = [("a", 1), ("b", 2), ("c", 3)];
+/// assert_eq!(one_of("letter", " B ", &names), Ok(2));
+/// assert_eq!(
+///     one_of("letter", "x", &names).unwrap_err(),
+///     "unknown letter `x` (expected a, b or c)"
+/// );
+/// ```
+pub fn one_of<T: Copy>(what: &str, text: &str, names: &[(&str, T)]) -> Result<T, String> {
+    let text = text.trim().to_ascii_lowercase();
+    if let Some((_, value)) = names.iter().find(|(name, _)| *name == text) {
+        return Ok(*value);
+    }
+    let listed: Vec<&str> = names.iter().map(|(name, _)| *name).collect();
+    let expected = match listed.split_last() {
+        Some((last, [])) => (*last).to_owned(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    };
+    Err(format!("unknown {what} `{text}` (expected {expected})"))
 }
 
 impl FromStr for LogFormat {
@@ -238,13 +279,7 @@ impl CommonSettings {
                 "must be a queue name without spaces, at most 200 bytes",
             ));
         }
-        let delivery_limit = env.parse_or("TASK_DELIVERY_LIMIT", DEFAULT_DELIVERY_LIMIT)?;
-        if delivery_limit == 0 {
-            return Err(SettingsError::new(
-                "TASK_DELIVERY_LIMIT",
-                "must be at least 1",
-            ));
-        }
+        let delivery_limit = env.positive_or("TASK_DELIVERY_LIMIT", DEFAULT_DELIVERY_LIMIT)?;
         Ok(Self {
             amqp_url,
             task_queue,

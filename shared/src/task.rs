@@ -33,23 +33,13 @@ impl Mode {
     }
 }
 
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::display_as_str!(Mode);
 
 impl std::str::FromStr for Mode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "quickfix" => Ok(Mode::Quickfix),
-            "plan" => Ok(Mode::Plan),
-            "implement" => Ok(Mode::Implement),
-            other => Err(format!(
-                "unknown mode `{other}` (expected quickfix, plan or implement)"
-            )),
-        }
+        let names = [Mode::Quickfix, Mode::Plan, Mode::Implement].map(|m| (m.as_str(), m));
+        crate::settings::one_of("mode", s, &names)
     }
 }
 
@@ -70,11 +60,7 @@ impl Tracker {
     }
 }
 
-impl fmt::Display for Tracker {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::display_as_str!(Tracker);
 
 /// A canonical repository URL: `https://<host>/<owner>/<name>`, without `.git` or a
 /// trailing slash. Parsing at the boundary means the worker can trust `owner()`/`name()`.

@@ -8,7 +8,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
@@ -117,11 +118,10 @@ pub type ReadinessCheck = Arc<dyn Fn() -> bool + Send + Sync>;
 /// `/metrics`, `/healthz` (the process answers) and `/readyz` (it can do its work). Each
 /// scrape also records readiness as the gauge `agent_fleet_ready`.
 pub fn ops_router(registry: Registry, ready: ReadinessCheck) -> Router {
-    let ready_gauge = prometheus::IntGauge::new(
+    let ready_gauge = gauge(
         "agent_fleet_ready",
         "1 when the service can do its work (broker connected), else 0",
-    )
-    .expect("valid metric name");
+    );
     // A second router on the same registry would register it twice; the first one counts.
     let _ = registry.register(Box::new(ready_gauge.clone()));
     let scrape_ready = ready.clone();
@@ -169,6 +169,16 @@ pub const SLOW_BUCKETS: &[f64] = &[
 
 // Metric constructors: a bad name or label set is a programming error, found by the first
 // start-up (and every test), so they panic instead of returning an error to handle.
+
+/// A counter.
+pub fn counter(name: &str, help: &str) -> IntCounter {
+    IntCounter::new(name, help).expect("valid metric")
+}
+
+/// A gauge.
+pub fn gauge(name: &str, help: &str) -> IntGauge {
+    IntGauge::new(name, help).expect("valid metric")
+}
 
 /// A counter family with these labels.
 pub fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {

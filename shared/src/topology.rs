@@ -118,9 +118,8 @@ impl Topology {
     /// the task queue) whose messages expire after `delay` and are dead-lettered, at least
     /// once, onto the task queue through the default exchange.
     pub fn retry_queue_arguments(&self, delay: Duration) -> FieldTable {
-        let mut args = FieldTable::default();
+        let mut args = Self::quorum_arguments();
         let text = |v: &str| AMQPValue::LongString(LongString::from(v));
-        args.insert(ShortString::from("x-queue-type"), text("quorum"));
         args.insert(
             ShortString::from("x-message-ttl"),
             AMQPValue::LongLongInt(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)),
@@ -163,11 +162,7 @@ impl Topology {
 
     /// The arguments of the task queue, exactly as declared.
     pub fn queue_arguments(&self) -> FieldTable {
-        let mut args = FieldTable::default();
-        args.insert(
-            ShortString::from("x-queue-type"),
-            AMQPValue::LongString(LongString::from("quorum")),
-        );
+        let mut args = Self::quorum_arguments();
         args.insert(
             ShortString::from("x-delivery-limit"),
             AMQPValue::LongInt(i32::try_from(self.delivery_limit).unwrap_or(i32::MAX)),
@@ -179,7 +174,9 @@ impl Topology {
         args
     }
 
-    fn dead_letter_queue_arguments() -> FieldTable {
+    /// What every queue of the topology is declared with (a quorum queue); the dead-letter
+    /// queue has nothing else.
+    fn quorum_arguments() -> FieldTable {
         let mut args = FieldTable::default();
         args.insert(
             ShortString::from("x-queue-type"),
@@ -191,10 +188,6 @@ impl Topology {
     /// Declares everything, idempotently. On a mismatch the broker closes the channel, so the
     /// caller must open a new one before going on.
     pub async fn declare(&self, channel: &Channel) -> Result<(), TopologyError> {
-        let durable = QueueDeclareOptions {
-            durable: true,
-            ..QueueDeclareOptions::default()
-        };
         channel
             .exchange_declare(
                 self.dead_letter_exchange.as_str().into(),
@@ -207,14 +200,8 @@ impl Topology {
             )
             .await
             .map_err(|e| self.classify(&self.dead_letter_exchange, e))?;
-        channel
-            .queue_declare(
-                self.dead_letter_queue.as_str().into(),
-                durable,
-                Self::dead_letter_queue_arguments(),
-            )
-            .await
-            .map_err(|e| self.classify(&self.dead_letter_queue, e))?;
+        self.declare_queue(channel, &self.dead_letter_queue, Self::quorum_arguments())
+            .await?;
         channel
             .queue_bind(
                 self.dead_letter_queue.as_str().into(),
@@ -225,20 +212,34 @@ impl Topology {
             )
             .await
             .map_err(|e| self.classify(&self.dead_letter_queue, e))?;
-        channel
-            .queue_declare(self.queue.as_str().into(), durable, self.queue_arguments())
-            .await
-            .map_err(|e| self.classify(&self.queue, e))?;
+        self.declare_queue(channel, &self.queue, self.queue_arguments())
+            .await?;
         for retry in self.retry_queues() {
-            channel
-                .queue_declare(
-                    retry.name.as_str().into(),
-                    durable,
-                    self.retry_queue_arguments(retry.delay),
-                )
-                .await
-                .map_err(|e| self.classify(&retry.name, e))?;
+            self.declare_queue(
+                channel,
+                &retry.name,
+                self.retry_queue_arguments(retry.delay),
+            )
+            .await?;
         }
+        Ok(())
+    }
+
+    /// Declares one durable queue with `arguments`, a mismatch named after it.
+    async fn declare_queue(
+        &self,
+        channel: &Channel,
+        name: &str,
+        arguments: FieldTable,
+    ) -> Result<(), TopologyError> {
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        channel
+            .queue_declare(name.into(), durable, arguments)
+            .await
+            .map_err(|e| self.classify(name, e))?;
         Ok(())
     }
 

@@ -18,6 +18,8 @@ use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use fleet_edits::PathFault;
+
 /// Why a path of the checkout may not be read. `Display` completes "cannot read the
 /// file: ...".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -76,29 +78,13 @@ impl Checkout {
     /// A repository-relative path in its normal form (`a/b/c`), or why it may not be read.
     /// The same rules hold for paths read back from a plan comment.
     pub fn relative(path: &str) -> Result<String, Refused> {
-        // Models on Windows-flavoured prompts write `src\a.py`: read as a separator, as the
-        // edit path (fleet_edits) does.
-        let p = path.trim().replace('\\', "/");
-        let bytes = p.as_bytes();
-        if p.starts_with('/')
-            || (bytes.len() >= 2 && bytes[1] == b':' && bytes[0].is_ascii_alphabetic())
-        {
-            return Err(Refused::Absolute);
-        }
-        let mut parts = Vec::new();
-        for part in p.split('/') {
-            match part {
-                "" | "." => {}
-                ".." => return Err(Refused::ParentDir),
-                // Case-insensitively: on case-insensitive file systems `.GIT` is `.git`.
-                part if part.eq_ignore_ascii_case(".git") => return Err(Refused::GitDir),
-                part => parts.push(part),
-            }
-        }
-        if parts.is_empty() {
-            return Err(Refused::Empty);
-        }
-        Ok(parts.join("/"))
+        // The edit path's rules (fleet_edits), so that what may be written may be read.
+        fleet_edits::relative_path(path).map_err(|fault| match fault {
+            PathFault::Empty => Refused::Empty,
+            PathFault::Absolute => Refused::Absolute,
+            PathFault::ParentDir => Refused::ParentDir,
+            PathFault::GitDir => Refused::GitDir,
+        })
     }
 
     /// Resolves `path` one component at a time: every ancestor must be a real directory

@@ -39,13 +39,7 @@ pub struct WorkerSettings {
 impl WorkerSettings {
     pub fn from_env(env: &Env) -> Result<Self, SettingsError> {
         let common = CommonSettings::from_env(env)?;
-        let concurrency: u16 = env.parse_or("WORKER_CONCURRENCY", 1)?;
-        if concurrency == 0 {
-            return Err(SettingsError::new(
-                "WORKER_CONCURRENCY",
-                "must be at least 1",
-            ));
-        }
+        let concurrency: u16 = env.positive_or("WORKER_CONCURRENCY", 1)?;
         let workspace_dir = env
             .get("WORKSPACE_DIR")
             .map_or_else(std::env::temp_dir, PathBuf::from);

@@ -252,14 +252,18 @@ fn budget_rank(role: FileRole) -> u8 {
     }
 }
 
-/// Names that mark machine-written files.
+/// Name endings that mark machine-written files.
+const GENERATED_SUFFIXES: [&str; 6] = [
+    ".min.js",
+    ".min.css",
+    "_pb2.py",
+    "_pb2_grpc.py",
+    ".pb.go",
+    ".lock",
+];
+
 fn is_generated_name(name: &str) -> bool {
-    name.ends_with(".min.js")
-        || name.ends_with(".min.css")
-        || name.ends_with("_pb2.py")
-        || name.ends_with("_pb2_grpc.py")
-        || name.ends_with(".pb.go")
-        || name.ends_with(".lock")
+    GENERATED_SUFFIXES.iter().any(|s| name.ends_with(s))
 }
 
 /// A generated-code marker in the first lines (the conventions of Go, protobuf, and most

@@ -599,9 +599,16 @@ fn token_estimate_is_within_ten_percent_of_tiktoken() {
         samples.push((p.display().to_string(), fs::read_to_string(&p).unwrap()));
     }
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    for entry in fs::read_dir(src).unwrap() {
-        let p = entry.unwrap().path();
-        samples.push((p.display().to_string(), fs::read_to_string(&p).unwrap()));
+    let mut dirs = vec![src];
+    while let Some(dir) = dirs.pop() {
+        for entry in fs::read_dir(dir).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                samples.push((p.display().to_string(), fs::read_to_string(&p).unwrap()));
+            }
+        }
     }
     samples.push((
         "prose".into(),

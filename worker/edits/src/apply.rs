@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::matching::{Lines, MatchFailure, MatchKind, Matching};
+use crate::matching::{Lines, MatchFailure, MatchKind, Matching, common_ends};
 use crate::parse::EditBlock;
 use crate::safety::{Policy, Refusal, check_fs, normalize};
 
@@ -416,13 +416,7 @@ fn compute(
 /// cheap, diff-free size of a change that does not count untouched context.
 fn changed_bytes(old: &str, new: &str) -> usize {
     let (a, b) = (old.as_bytes(), new.as_bytes());
-    let prefix = a.iter().zip(b).take_while(|(x, y)| x == y).count();
-    let suffix = a[prefix..]
-        .iter()
-        .rev()
-        .zip(b[prefix..].iter().rev())
-        .take_while(|(x, y)| x == y)
-        .count();
+    let (prefix, suffix) = common_ends(a, b, |x, y| x == y);
     (a.len() - prefix - suffix) + (b.len() - prefix - suffix)
 }
 

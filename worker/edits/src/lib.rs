@@ -39,4 +39,4 @@ mod safety;
 pub use apply::{Applied, ChangedFile, Closest, EditError, apply, apply_with, preview};
 pub use matching::{MatchKind, Matching};
 pub use parse::{EditBlock, ParseError, parse_blocks};
-pub use safety::{Policy, Refusal};
+pub use safety::{PathFault, Policy, Refusal, relative_path};

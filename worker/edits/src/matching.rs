@@ -127,17 +127,7 @@ impl Lines {
         replace: &[&str],
         indent: &Indent,
     ) -> Vec<String> {
-        let prefix = search
-            .iter()
-            .zip(replace)
-            .take_while(|(s, r)| s == r)
-            .count();
-        let suffix = search[prefix..]
-            .iter()
-            .rev()
-            .zip(replace[prefix..].iter().rev())
-            .take_while(|(s, r)| s == r)
-            .count();
+        let (prefix, suffix) = common_ends(search, replace, |s, r| s == r);
         let file = |k: usize| self.lines[start + k].clone();
         let mut out: Vec<String> = (0..prefix).map(file).collect();
         let mut next = prefix;
@@ -258,6 +248,19 @@ impl Lines {
 type Located = Result<(usize, MatchKind, Indent), MatchFailure>;
 
 /// One level of the ladder: `None` means "nothing here, try the next level".
+/// Lengths of the common prefix of `a` and `b` under `same`, and of their common suffix
+/// after it: the unchanged ends of a change, wherever one is measured.
+pub(crate) fn common_ends<T>(a: &[T], b: &[T], same: impl Fn(&T, &T) -> bool) -> (usize, usize) {
+    let prefix = a.iter().zip(b).take_while(|(x, y)| same(x, y)).count();
+    let suffix = a[prefix..]
+        .iter()
+        .rev()
+        .zip(b[prefix..].iter().rev())
+        .take_while(|(x, y)| same(x, y))
+        .count();
+    (prefix, suffix)
+}
+
 fn decide(kind: MatchKind, found: &[usize], indent: Indent) -> Option<Located> {
     match found {
         [] => None,

@@ -89,33 +89,60 @@ pub(crate) struct CheckedPath {
     pub exists: bool,
 }
 
-/// Normalizes a model-written path to `a/b/c` form, refusing what may not be written.
-pub(crate) fn normalize(path: &str, policy: &Policy) -> Result<String, Refusal> {
+/// Why a path is not a plain repository-relative path: the rules every reader and writer
+/// of a checkout shares (the worker's checkout reads apply them too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathFault {
+    Empty,
+    Absolute,
+    ParentDir,
+    GitDir,
+}
+
+impl From<PathFault> for Refusal {
+    fn from(fault: PathFault) -> Self {
+        match fault {
+            PathFault::Empty => Refusal::Empty,
+            PathFault::Absolute => Refusal::Absolute,
+            PathFault::ParentDir => Refusal::ParentDir,
+            PathFault::GitDir => Refusal::GitDir,
+        }
+    }
+}
+
+/// A model-written path in its normal relative form (`a/b/c`: `/`-separated, no `.` or
+/// empty components), or why it is not one: empty, absolute, leaving the repository or
+/// under `.git/`.
+pub fn relative_path(path: &str) -> Result<String, PathFault> {
     // Models on Windows-flavoured prompts write `src\a.py`; repositories practically never
     // have a backslash in a file name, so it is read as a separator.
     let p = path.trim().replace('\\', "/");
-    if p.is_empty() {
-        return Err(Refusal::Empty);
-    }
     let bytes = p.as_bytes();
     if p.starts_with('/')
         || (bytes.len() >= 2 && bytes[1] == b':' && bytes[0].is_ascii_alphabetic())
     {
-        return Err(Refusal::Absolute);
+        return Err(PathFault::Absolute);
     }
     let mut parts: Vec<&str> = Vec::new();
     for c in p.split('/') {
         match c {
             "" | "." => {}
-            ".." => return Err(Refusal::ParentDir),
+            ".." => return Err(PathFault::ParentDir),
             // Case-insensitively: on case-insensitive file systems `.GIT` is `.git`.
-            c if c.eq_ignore_ascii_case(".git") => return Err(Refusal::GitDir),
+            c if c.eq_ignore_ascii_case(".git") => return Err(PathFault::GitDir),
             c => parts.push(c),
         }
     }
     if parts.is_empty() {
-        return Err(Refusal::Empty);
+        return Err(PathFault::Empty);
     }
+    Ok(parts.join("/"))
+}
+
+/// Normalizes a model-written path to `a/b/c` form, refusing what may not be written.
+pub(crate) fn normalize(path: &str, policy: &Policy) -> Result<String, Refusal> {
+    let rel = relative_path(path)?;
+    let parts: Vec<&str> = rel.split('/').collect();
     // Case-insensitively, like `.git`: `.GitHub/Actions` is the same directory on macOS
     // and Windows checkouts, and `./.github//actions` was already folded into `parts`.
     if !policy.allow_workflow_edits
@@ -130,7 +157,6 @@ pub(crate) fn normalize(path: &str, policy: &Policy) -> Result<String, Refusal> 
             pattern: pattern.to_string(),
         });
     }
-    let rel = parts.join("/");
     if let Some(allowed) = &policy.allowed_paths {
         let ok = allowed.iter().any(|a| {
             let a = a.trim().replace('\\', "/");

@@ -49,11 +49,7 @@ impl Provider {
     }
 }
 
-impl fmt::Display for Provider {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+shared::display_as_str!(Provider);
 
 impl FromStr for Provider {
     type Err = String;
@@ -113,14 +109,8 @@ impl LlmConfig {
                 .map_err(|reason| SettingsError::new("LLM_BASE_URL", reason))?,
             None => provider.default_base_url().to_owned(),
         };
-        let max_tokens: u32 = env.parse_or("LLM_MAX_TOKENS", DEFAULT_MAX_TOKENS)?;
-        if max_tokens == 0 {
-            return Err(SettingsError::new("LLM_MAX_TOKENS", "must be at least 1"));
-        }
-        let timeout_secs: u64 = env.parse_or("LLM_TIMEOUT_SECS", DEFAULT_TIMEOUT_SECS)?;
-        if timeout_secs == 0 {
-            return Err(SettingsError::new("LLM_TIMEOUT_SECS", "must be at least 1"));
-        }
+        let max_tokens: u32 = env.positive_or("LLM_MAX_TOKENS", DEFAULT_MAX_TOKENS)?;
+        let timeout_secs: u64 = env.positive_or("LLM_TIMEOUT_SECS", DEFAULT_TIMEOUT_SECS)?;
         let max_retries: u32 = env.parse_or("LLM_MAX_RETRIES", DEFAULT_MAX_RETRIES)?;
         if max_retries > 10 {
             // Each attempt may take the whole timeout; more than this outlives any task.

@@ -2,7 +2,6 @@
 //! whichever API is behind the client.
 
 use serde::Serialize;
-use std::fmt;
 
 /// Which step of a task a request serves; sent as `X-Agent-Phase` so gateways can attribute
 /// cost and test stand-ins can script answers per phase.
@@ -30,22 +29,12 @@ impl std::str::FromStr for Phase {
 
     /// Reads a header value back (stand-ins script their answers by phase).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "plan" => Ok(Phase::Plan),
-            "edit" => Ok(Phase::Edit),
-            "repair" => Ok(Phase::Repair),
-            other => Err(format!(
-                "unknown phase `{other}` (expected plan, edit or repair)"
-            )),
-        }
+        let names = [Phase::Plan, Phase::Edit, Phase::Repair].map(|p| (p.as_str(), p));
+        shared::settings::one_of("phase", s, &names)
     }
 }
 
-impl fmt::Display for Phase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+shared::display_as_str!(Phase);
 
 /// Who said a message. The system prompt is not a role here: it is [`LlmRequest::system`],
 /// because Anthropic takes it outside the message list.

@@ -38,25 +38,27 @@ pub fn process(spec: &Spec, has_capabilities: bool) -> Vec<String> {
     args
 }
 
+/// The namespaces and base mounts of every bubblewrap run, shared with [`bwrap_probe`] so
+/// that the probe tests exactly what a run will ask of the kernel.
+const BWRAP_BASE: [&str; 12] = [
+    "--die-with-parent",
+    "--new-session",
+    "--unshare-all",
+    "--ro-bind",
+    "/",
+    "/",
+    "--dev",
+    "/dev",
+    "--proc",
+    "/proc",
+    "--tmpfs",
+    "/tmp",
+];
+
 /// bubblewrap's arguments. Mount order matters: later mounts cover earlier ones, so the
 /// hidden folders are covered first and the checkout (inside one of them) is bound back.
 pub fn bwrap(spec: &Spec, home: &Path) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "--die-with-parent",
-        "--new-session",
-        "--unshare-all",
-        "--ro-bind",
-        "/",
-        "/",
-        "--dev",
-        "/dev",
-        "--proc",
-        "/proc",
-        "--tmpfs",
-        "/tmp",
-    ]
-    .map(String::from)
-    .into();
+    let mut args: Vec<String> = BWRAP_BASE.map(String::from).into();
     if spec.network {
         args.push("--share-net".into());
     }
@@ -76,24 +78,11 @@ pub fn bwrap(spec: &Spec, home: &Path) -> Vec<String> {
 
 /// The flags of [`bwrap`] that need kernel support, around `true`.
 pub fn bwrap_probe() -> Vec<String> {
-    [
-        "--die-with-parent",
-        "--new-session",
-        "--unshare-all",
-        "--ro-bind",
-        "/",
-        "/",
-        "--dev",
-        "/dev",
-        "--proc",
-        "/proc",
-        "--tmpfs",
-        "/tmp",
-        "--",
-        "true",
-    ]
-    .map(String::from)
-    .into()
+    BWRAP_BASE
+        .iter()
+        .chain(&["--", "true"])
+        .map(|a| a.to_string())
+        .collect()
 }
 
 fn path(path: &Path) -> String {

@@ -30,18 +30,9 @@ impl std::fmt::Debug for Jira {
     }
 }
 
-/// A Jira comment, its body as plain text (ADF flattened) and the raw body.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(from = "CommentWire")]
-pub struct JiraComment {
-    pub id: String,
-    pub text: String,
-    pub body: Value,
-    pub author: String,
-    pub created: DateTime<Utc>,
-    /// Moves when someone edits the comment.
-    pub updated: DateTime<Utc>,
-}
+/// A Jira comment: the thread's own shape, its `text` the body flattened from ADF and its
+/// `raw` the ADF document (read from [`CommentWire`]).
+pub type JiraComment = super::thread::ThreadComment;
 
 /// Jira's timestamps: `2026-11-21T12:00:00.000+0000` (no colon in the offset), or RFC 3339.
 fn jira_time<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
@@ -59,7 +50,7 @@ struct Author {
 }
 
 #[derive(Debug, Deserialize)]
-struct CommentWire {
+pub(super) struct CommentWire {
     #[serde(deserialize_with = "http::id_string")]
     id: String,
     body: Value,
@@ -76,7 +67,7 @@ impl From<CommentWire> for JiraComment {
         JiraComment {
             id: c.id,
             text: adf::body_text(&c.body),
-            body: c.body,
+            raw: c.body,
             author: c.author.map(|a| a.account_id).unwrap_or_default(),
             created: c.created,
             updated: c.updated,
@@ -180,14 +171,15 @@ impl Jira {
         Ok(posted.id)
     }
 
-    pub async fn edit_comment(&self, key: &str, id: &str, body: Value) -> Result<(), ApiError> {
+    /// The request that replaces a comment's body, for both edits below.
+    fn comment_edit(&self, key: &str, id: &str, body: Value) -> reqwest::RequestBuilder {
         let path = format!("/rest/api/3/issue/{key}/comment/{id}");
-        send_json(
-            SERVICE,
-            self.request(reqwest::Method::PUT, &path)
-                .json(&json!({"body": body})),
-        )
-        .await?;
+        self.request(reqwest::Method::PUT, &path)
+            .json(&json!({"body": body}))
+    }
+
+    pub async fn edit_comment(&self, key: &str, id: &str, body: Value) -> Result<(), ApiError> {
+        send_json(SERVICE, self.comment_edit(key, id, body)).await?;
         Ok(())
     }
 
@@ -198,14 +190,8 @@ impl Jira {
         id: &str,
         body: Value,
     ) -> Result<bool, ApiError> {
-        let path = format!("/rest/api/3/issue/{key}/comment/{id}");
-        Ok(send_json_if_found(
-            SERVICE,
-            self.request(reqwest::Method::PUT, &path)
-                .json(&json!({"body": body})),
-        )
-        .await?
-        .is_some())
+        let found = send_json_if_found(SERVICE, self.comment_edit(key, id, body)).await?;
+        Ok(found.is_some())
     }
 
     /// Posts a comment, or edits the one `author` (the agent) wrote whose text contains

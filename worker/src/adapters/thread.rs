@@ -5,6 +5,7 @@ use super::github::GitHub;
 use super::http::ApiError;
 use super::jira::Jira;
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
 use serde_json::Value;
 
 /// Where the people waiting on a task read about it: the GitHub issue or the Jira issue.
@@ -14,8 +15,9 @@ pub enum IssueThread {
     Jira { jira: Jira, key: String },
 }
 
-/// A comment on the thread, flattened to text.
-#[derive(Debug, Clone)]
+/// A comment on the thread, flattened to text. Jira's comments are read straight into it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(from = "super::jira::CommentWire")]
 pub struct ThreadComment {
     pub id: String,
     pub text: String,
@@ -49,19 +51,7 @@ impl IssueThread {
                     updated: c.updated_at,
                 })
                 .collect(),
-            IssueThread::Jira { jira, key } => jira
-                .comments(key)
-                .await?
-                .into_iter()
-                .map(|c| ThreadComment {
-                    id: c.id,
-                    text: c.text,
-                    raw: c.body,
-                    author: c.author,
-                    created: c.created,
-                    updated: c.updated,
-                })
-                .collect(),
+            IssueThread::Jira { jira, key } => jira.comments(key).await?,
         })
     }
 

@@ -7,7 +7,9 @@
 
 use prometheus::core::Collector;
 use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, Registry};
-use shared::telemetry::{SLOW_BUCKETS, counter_vec, histogram, histogram_vec, register_all};
+use shared::telemetry::{
+    SLOW_BUCKETS, counter, counter_vec, gauge, histogram, histogram_vec, register_all,
+};
 
 /// What a handler records: given to it in [`super::handler::TaskContext`], registered in
 /// the runtime's registry by [`WorkerMetrics::new`].
@@ -99,13 +101,11 @@ impl WorkerMetrics {
             "Tasks by mode and outcome",
             &["mode", "outcome"],
         );
-        let in_flight = IntGauge::new("agent_fleet_tasks_in_flight", "Tasks being worked on now")
-            .expect("metric");
-        let redeliveries = IntCounter::new(
+        let in_flight = gauge("agent_fleet_tasks_in_flight", "Tasks being worked on now");
+        let redeliveries = counter(
             "agent_fleet_redeliveries_total",
             "Deliveries that were redeliveries (x-delivery-count > 0 or redelivered flag)",
-        )
-        .expect("metric");
+        );
         let settles = counter_vec(
             "agent_fleet_settles_total",
             "How deliveries were settled: ack, nack_requeue, reject, failed (channel gone)",

@@ -79,18 +79,12 @@ impl Git {
             message,
             allow_empty,
         } = *change;
-        self.run(
-            "checkout",
-            Some(repo),
-            &["checkout", "-q", "-B", branch],
-            LOCAL_OP,
-            cancel,
-        )
-        .await?;
+        self.local(repo, "checkout", &["-q", "-B", branch], cancel)
+            .await?;
         if !paths.is_empty() {
-            let mut args = vec!["add", "-A", "--"];
+            let mut args = vec!["-A", "--"];
             args.extend(paths.iter().map(String::as_str));
-            self.run("add", Some(repo), &args, LOCAL_OP, cancel).await?;
+            self.local(repo, "add", &args, cancel).await?;
         }
         let mut command = self.command(Some(repo));
         command
@@ -143,13 +137,7 @@ impl Git {
         cancel: &CancellationToken,
     ) -> Result<String, GitError> {
         let out = self
-            .run(
-                "ls-remote",
-                Some(repo),
-                &["ls-remote", "--symref", "origin", "HEAD"],
-                LOCAL_OP,
-                cancel,
-            )
+            .local(repo, "ls-remote", &["--symref", "origin", "HEAD"], cancel)
             .await?;
         out.lines()
             .find_map(|l| l.strip_prefix("ref: refs/heads/"))
@@ -217,10 +205,8 @@ impl Git {
         args: &[&str],
         cancel: &CancellationToken,
     ) -> Result<String, GitError> {
-        let mut argv = vec!["rev-parse"];
-        argv.extend_from_slice(args);
         Ok(self
-            .run("rev-parse", Some(repo), &argv, LOCAL_OP, cancel)
+            .local(repo, "rev-parse", args, cancel)
             .await?
             .trim()
             .to_owned())
@@ -262,11 +248,11 @@ impl Git {
         // judge, and a shallow clone has none of it.
         let refspec = format!("+refs/heads/{branch}:refs/remotes/origin/{branch}");
         let exclude = format!("--shallow-exclude=refs/heads/{}", basis.base);
-        let (_, failed) = self
-            .run_full(
+        let failed = self
+            .remote(
+                repo,
                 "fetch",
-                Some(repo),
-                &["fetch", "-q", "--no-tags", &exclude, "origin", &refspec],
+                &["-q", "--no-tags", &exclude, "origin", &refspec],
                 timeout,
                 cancel,
             )
@@ -283,11 +269,10 @@ impl Git {
             return Err(classify("fetch", stderr.trim()));
         }
         let log = self
-            .run(
+            .local(
+                repo,
                 "log",
-                Some(repo),
-                &["log", "--format=%H %ce", &head, "--not", "HEAD", "--"],
-                LOCAL_OP,
+                &["--format=%H %ce", &head, "--not", "HEAD", "--"],
                 cancel,
             )
             .await?;
@@ -311,15 +296,9 @@ impl Git {
         of: &str,
         cancel: &CancellationToken,
     ) -> bool {
-        self.run(
-            "merge-base",
-            Some(repo),
-            &["merge-base", "--is-ancestor", ancestor, of],
-            LOCAL_OP,
-            cancel,
-        )
-        .await
-        .is_ok()
+        self.local(repo, "merge-base", &["--is-ancestor", ancestor, of], cancel)
+            .await
+            .is_ok()
     }
 
     /// Pushes HEAD to the agent's own `branch`. The lease is the branch head that was
@@ -356,11 +335,11 @@ impl Git {
             remote.as_ref().map_or("", |r| r.head.as_str())
         );
         let target = format!("HEAD:refs/heads/{branch}");
-        let (_, failed) = self
-            .run_full(
+        let failed = self
+            .remote(
+                repo,
                 "push",
-                Some(repo),
-                &["push", "-q", "--no-verify", &lease, "origin", &target],
+                &["-q", "--no-verify", &lease, "origin", &target],
                 timeout,
                 cancel,
             )
@@ -384,11 +363,9 @@ impl Git {
         if paths.is_empty() {
             return Ok(Vec::new());
         }
-        let mut args = vec!["ls-files", "-s", "-z", "--"];
+        let mut args = vec!["-s", "-z", "--"];
         args.extend(paths.iter().map(String::as_str));
-        let out = self
-            .run("ls-files", Some(repo), &args, LOCAL_OP, cancel)
-            .await?;
+        let out = self.local(repo, "ls-files", &args, cancel).await?;
         Ok(out
             .split('\0')
             .filter_map(|entry| {
@@ -400,21 +377,8 @@ impl Git {
 
     /// `git diff` of the working tree against HEAD, new files included.
     pub async fn diff(&self, repo: &Path, cancel: &CancellationToken) -> Result<String, GitError> {
-        self.run(
-            "add",
-            Some(repo),
-            &["add", "-A", "--intent-to-add", "."],
-            LOCAL_OP,
-            cancel,
-        )
-        .await?;
-        self.run(
-            "diff",
-            Some(repo),
-            &["diff", "--no-color"],
-            LOCAL_OP,
-            cancel,
-        )
-        .await
+        self.local(repo, "add", &["-A", "--intent-to-add", "."], cancel)
+            .await?;
+        self.local(repo, "diff", &["--no-color"], cancel).await
     }
 }

@@ -164,6 +164,38 @@ impl Git {
         command
     }
 
+    /// A local command in `repo`, `git <op> <args>` with [`LOCAL_OP`] to finish; returns
+    /// stdout. The op names itself in errors (and decides literal pathspecs, see
+    /// [`Git::run_full`]).
+    pub(super) async fn local(
+        &self,
+        repo: &Path,
+        op: &'static str,
+        args: &[&str],
+        cancel: &CancellationToken,
+    ) -> Result<String, GitError> {
+        let argv = [&[op], args].concat();
+        self.run(op, Some(repo), &argv, LOCAL_OP, cancel).await
+    }
+
+    /// A command in `repo` that talks to `origin` (`git <op> <args>`, `timeout` to finish):
+    /// the whole (scrubbed) stderr when git failed, for the caller to read, since some
+    /// failures are answers.
+    pub(super) async fn remote(
+        &self,
+        repo: &Path,
+        op: &'static str,
+        args: &[&str],
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<Option<String>, GitError> {
+        let argv = [&[op], args].concat();
+        let (_, failed) = self
+            .run_full(op, Some(repo), &argv, timeout, cancel)
+            .await?;
+        Ok(failed)
+    }
+
     /// Runs git with `args`; returns stdout. Output is scrubbed of the token before it can
     /// reach an error message.
     pub async fn run(

@@ -152,27 +152,22 @@ impl GitHub {
         })
     }
 
-    pub async fn edit_comment(&self, id: &str, body: &str) -> Result<(), ApiError> {
+    /// The request that replaces a comment's body, for both edits below.
+    fn comment_edit(&self, id: &str, body: &str) -> reqwest::RequestBuilder {
         let path = format!("{}/issues/comments/{id}", self.repo_path());
-        http::send_json(
-            SERVICE,
-            self.request(reqwest::Method::PATCH, &path)
-                .json(&json!({"body": body})),
-        )
-        .await?;
+        self.request(reqwest::Method::PATCH, &path)
+            .json(&json!({"body": body}))
+    }
+
+    pub async fn edit_comment(&self, id: &str, body: &str) -> Result<(), ApiError> {
+        http::send_json(SERVICE, self.comment_edit(id, body)).await?;
         Ok(())
     }
 
     /// Edits a comment; `false` when it is gone (deleted by someone).
     pub async fn edit_comment_if_exists(&self, id: &str, body: &str) -> Result<bool, ApiError> {
-        let path = format!("{}/issues/comments/{id}", self.repo_path());
-        Ok(send_json_if_found(
-            SERVICE,
-            self.request(reqwest::Method::PATCH, &path)
-                .json(&json!({"body": body})),
-        )
-        .await?
-        .is_some())
+        let found = send_json_if_found(SERVICE, self.comment_edit(id, body)).await?;
+        Ok(found.is_some())
     }
 
     /// Posts a comment, or edits the one `author` (the agent) wrote that carries `marker`:
