@@ -166,7 +166,7 @@ impl Git {
                 cancel,
             )
             .await?;
-        Ok(out.split_whitespace().next().map(str::to_owned))
+        Ok(head_of(&out, &refname))
     }
 
     /// Fetches `branch` (depth 1) and returns its commit.
@@ -380,5 +380,32 @@ impl Git {
         self.local(repo, "add", &["-A", "--intent-to-add", "."], cancel)
             .await?;
         self.local(repo, "diff", &["--no-color"], cancel).await
+    }
+}
+
+/// The commit of exactly `refname` in `git ls-remote` output. git matches the pattern as a
+/// suffix: asked for `refs/heads/agent/github-1` it also lists a branch someone named
+/// `a/refs/heads/agent/github-1`, sorted first.
+fn head_of(ls_remote: &str, refname: &str) -> Option<String> {
+    ls_remote.lines().find_map(|line| {
+        let (sha, name) = line.split_once(char::is_whitespace)?;
+        (name.trim() == refname).then(|| sha.to_owned())
+    })
+}
+
+#[cfg(test)]
+mod head_tests {
+    use super::head_of;
+
+    #[test]
+    fn only_the_exact_ref_counts() {
+        let out = "1111\trefs/heads/a/refs/heads/agent/github-1\n2222\trefs/heads/agent/github-1\n";
+        assert_eq!(
+            head_of(out, "refs/heads/agent/github-1").as_deref(),
+            Some("2222")
+        );
+        let decoy_only = "1111\trefs/heads/a/refs/heads/agent/github-1\n";
+        assert_eq!(head_of(decoy_only, "refs/heads/agent/github-1"), None);
+        assert_eq!(head_of("", "refs/heads/x"), None);
     }
 }
