@@ -31,7 +31,7 @@ impl std::fmt::Debug for Jira {
 }
 
 /// A Jira comment: the thread's own shape, its `text` the body flattened from ADF and its
-/// `raw` the ADF document (read from [`CommentWire`]).
+/// `raw` the ADF document (read from `CommentWire`).
 pub type JiraComment = super::thread::ThreadComment;
 
 /// Jira's timestamps: `2026-11-21T12:00:00.000+0000` (no colon in the offset), or RFC 3339.
