@@ -69,6 +69,13 @@ pub fn bwrap(spec: &Spec, home: &Path) -> Vec<String> {
     }
     let checkout = path(&spec.checkout);
     args.extend(["--bind".into(), checkout.clone(), checkout.clone()]);
+    // git's own state stays read-only: a check that wrote `.git/config` (an fsmonitor, an
+    // include, a proxy) would steer the worker's next git command outside the sandbox.
+    let git_dir = spec.checkout.join(".git");
+    if exists(&git_dir) {
+        let git_dir = path(&git_dir);
+        args.extend(["--ro-bind".into(), git_dir.clone(), git_dir]);
+    }
     args.extend(["--dir".into(), path(home)]);
     args.extend(["--chdir".into(), checkout, "--".into(), "prlimit".into()]);
     args.extend(limited(&spec.limits));

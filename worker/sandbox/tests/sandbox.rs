@@ -237,6 +237,16 @@ async fn with_bubblewrap_the_network_is_off_unless_asked_and_only_the_checkout_i
     );
     let wrote = run(&spec).await;
     assert!(text(&wrote).contains("refused"), "{}", text(&wrote));
+    // The checkout's `.git` is git's state, not the check's: read-only inside.
+    std::fs::create_dir_all(spec.checkout.join(".git")).expect(".git");
+    std::fs::write(spec.checkout.join(".git/config"), "[core]\n").expect("config");
+    spec.command = "echo '[core] fsmonitor = evil' >> .git/config || echo git-refused".into();
+    let git = run(&spec).await;
+    assert!(text(&git).contains("git-refused"), "{}", text(&git));
+    assert_eq!(
+        std::fs::read_to_string(spec.checkout.join(".git/config")).expect("config"),
+        "[core]\n"
+    );
     assert!(!outside.exists());
     assert_eq!(
         std::fs::read_to_string(spec.checkout.join("result.txt")).expect("checkout written"),

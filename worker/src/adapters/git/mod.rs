@@ -127,6 +127,9 @@ impl Git {
             // A link in the repository is checked out as a plain file holding its target:
             // content, never a door to the worker's files (`/proc/self/environ`).
             ("core.symlinks".into(), "false".into()),
+            // A `.git/config` written by something the repository ran (a check) must not
+            // make the worker's own `git add` run a program with its environment.
+            ("core.fsmonitor".into(), "false".into()),
         ];
         if let Some(token) = self
             .token

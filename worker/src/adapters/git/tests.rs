@@ -174,3 +174,50 @@ fn the_token_never_reaches_argv_or_errors() {
     );
     assert!(!format!("{git:?}").contains("supersecret"));
 }
+
+#[tokio::test]
+async fn an_fsmonitor_written_into_the_checkout_never_runs() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let repo = dir.path().join("repo");
+    let ran = dir.path().join("fsmonitor-ran");
+    std::fs::create_dir_all(&repo).expect("dir");
+    let sh = |args: &[&str]| {
+        let ok = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .current_dir(&repo)
+            .status()
+            .expect("git")
+            .success();
+        assert!(ok, "git {args:?}");
+    };
+    sh(&["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("a.md"), "a\n").expect("write");
+    sh(&["add", "."]);
+    sh(&["commit", "-qm", "one"]);
+    // What a hostile check could leave behind: a hook git runs on every status-like command.
+    let hook = format!("touch {}; false", ran.display());
+    sh(&["config", "core.fsmonitor", &hook]);
+    std::fs::write(repo.join("a.md"), "changed\n").expect("write");
+    let git = Git::new(None, "https://github.com");
+    let cancel = CancellationToken::new();
+    let identity = Identity {
+        name: "Agent".into(),
+        email: "agent@example.com".into(),
+    };
+    let paths = vec!["a.md".to_owned()];
+    git.commit(
+        &repo,
+        &CommitSpec {
+            branch: "agent/x",
+            paths: &paths,
+            message: "change a",
+            allow_empty: false,
+        },
+        &identity,
+        &cancel,
+    )
+    .await
+    .expect("commit");
+    assert!(!ran.exists(), "the fsmonitor of .git/config ran");
+}
