@@ -281,10 +281,7 @@ impl LlmClient {
             .map_err(|e| self.transport_failure(attempt, e))?;
         let status = response.status();
         let retry_after = retry::retry_after(response.headers(), SystemTime::now());
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport_failure(attempt, e))?;
+        let bytes = self.read_capped(response, attempt).await?;
         if !status.is_success() {
             let code = status.as_u16();
             let mut message = scrub(&wire::error_message(&bytes), self.config.api_key.as_ref());
@@ -323,6 +320,42 @@ impl LlmClient {
         })
     }
 
+    /// The answer's body, read in chunks and refused past [`MAX_ANSWER_BYTES`]: an answer
+    /// of `LLM_MAX_TOKENS` is a few tens of KiB, and a hostile or broken endpoint must not
+    /// fill the worker's memory.
+    async fn read_capped(
+        &self,
+        mut response: reqwest::Response,
+        attempt: u32,
+    ) -> Result<Vec<u8>, Failure> {
+        let too_large = || Failure {
+            error: LlmError::InvalidAnswer {
+                attempts: attempt,
+                expected: "an answer",
+                reason: format!("the body is larger than {MAX_ANSWER_BYTES} bytes; not read"),
+            },
+            retry_after: None,
+        };
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
+        {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| self.transport_failure(attempt, e))?
+        {
+            if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
     fn transport_failure(&self, attempt: u32, err: reqwest::Error) -> Failure {
         let error = if err.is_builder() {
             // Not a network problem: the URL or request itself is wrong, retrying cannot help.
@@ -350,6 +383,9 @@ impl LlmClient {
         }
     }
 }
+
+/// The largest LLM answer read (see `LlmClient::read_capped`).
+pub const MAX_ANSWER_BYTES: usize = 16 << 20;
 
 /// A failed attempt, with the server's requested wait if it sent one.
 struct Failure {

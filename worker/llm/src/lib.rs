@@ -45,7 +45,7 @@ mod retry;
 mod types;
 mod wire;
 
-pub use client::{ANTHROPIC_VERSION, LlmClient, PHASE_HEADER, TASK_HEADER};
+pub use client::{ANTHROPIC_VERSION, LlmClient, MAX_ANSWER_BYTES, PHASE_HEADER, TASK_HEADER};
 pub use config::{
     DEFAULT_ANTHROPIC_BASE_URL, DEFAULT_MAX_RETRIES, DEFAULT_MAX_TOKENS, DEFAULT_OPENAI_BASE_URL,
     DEFAULT_TIMEOUT_SECS, LlmConfig, Provider,

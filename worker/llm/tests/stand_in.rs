@@ -636,3 +636,21 @@ async fn the_key_never_appears_in_logs() {
     assert!(logs.contains("LLM answer"), "{logs}");
     assert!(!logs.contains(KEY), "{logs}");
 }
+
+#[tokio::test]
+async fn an_answer_larger_than_the_cap_is_refused_unread_and_not_retried() {
+    let huge = Reply {
+        status: 200,
+        headers: vec![("content-type", "application/json".into())],
+        body: "x".repeat(fleet_llm::MAX_ANSWER_BYTES + 1),
+        delay: Duration::ZERO,
+    };
+    let (result, script) = complete_with(Provider::Anthropic, vec![huge], Phase::Edit).await;
+    let err = result.expect_err("too large");
+    assert!(
+        matches!(&err, LlmError::InvalidAnswer { reason, .. } if reason.contains("larger than")),
+        "{err:?}"
+    );
+    assert!(!err.is_transient());
+    assert_eq!(script.lock().expect("lock").seen.len(), 1, "asked once");
+}

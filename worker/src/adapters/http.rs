@@ -196,6 +196,31 @@ fn rate_limit_wait(
     Some(wait.clamp(Duration::from_secs(1), Duration::from_secs(86_400)))
 }
 
+/// The largest answer read from GitHub or Jira: a page of 100 comments of GitHub's largest
+/// size is under 7 MB. A larger body (a hostile or broken endpoint) is refused unread
+/// rather than held in memory.
+pub const MAX_ANSWER_BYTES: usize = 32 << 20;
+
+enum Unread {
+    TooLarge,
+    Cut(reqwest::Error),
+}
+
+/// The body as text, read in chunks and refused once it passes `cap`.
+async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<String, Unread> {
+    if response.content_length().is_some_and(|n| n > cap as u64) {
+        return Err(Unread::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(Unread::Cut)? {
+        if body.len() + chunk.len() > cap {
+            return Err(Unread::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
 async fn send_once(
     service: &'static str,
     request: reqwest::RequestBuilder,
@@ -209,9 +234,17 @@ async fn send_once(
     let headers = response.headers().clone();
     // A body cut short on a 2xx is not an empty success (an empty list of comments would
     // post a second status comment, an empty permission would refuse): retry the task.
-    let text = match response.text().await {
+    let text = match read_capped(response, MAX_ANSWER_BYTES).await {
         Ok(text) => text,
-        Err(e) if status.is_success() => {
+        Err(Unread::TooLarge) => {
+            return Err(ApiError::Invalid {
+                service,
+                detail: format!(
+                    "{status} with a body larger than {MAX_ANSWER_BYTES} bytes; not read"
+                ),
+            });
+        }
+        Err(Unread::Cut(e)) if status.is_success() => {
             return Err(ApiError::Transient {
                 service,
                 detail: format!(
@@ -220,7 +253,7 @@ async fn send_once(
                 ),
             });
         }
-        Err(_) => String::new(),
+        Err(Unread::Cut(_)) => String::new(),
     };
     if status.is_success() {
         if text.trim().is_empty() {
@@ -276,6 +309,60 @@ fn without_url(error: &reqwest::Error) -> String {
         text = text.replace(url.as_str(), url.path());
     }
     text
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// A local server whose every answer is `size` bytes of JSON-ish text (no length
+    /// header when `chunked`).
+    async fn serving(size: usize, chunked: bool) -> String {
+        let app = axum::Router::new().route(
+            "/big",
+            axum::routing::get(move || async move {
+                let body = format!("[{}]", "1,".repeat(size / 2) + "1");
+                if chunked {
+                    let stream = futures_util::stream::iter(
+                        body.into_bytes()
+                            .chunks(64 * 1024)
+                            .map(|c| Ok::<_, std::io::Error>(c.to_vec()))
+                            .collect::<Vec<_>>(),
+                    );
+                    axum::body::Body::from_stream(stream)
+                } else {
+                    axum::body::Body::from(body)
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/big", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    #[tokio::test]
+    async fn an_oversized_answer_is_refused_unread_with_or_without_a_length() {
+        let client = reqwest::Client::new();
+        for chunked in [false, true] {
+            let url = serving(MAX_ANSWER_BYTES + 1024, chunked).await;
+            let error = send_json("GitHub", client.get(&url))
+                .await
+                .expect_err("too large");
+            assert!(
+                matches!(&error, ApiError::Invalid { detail, .. } if detail.contains("larger than")),
+                "chunked={chunked}: {error}"
+            );
+            assert!(!error.is_transient(), "retrying would fetch it again");
+        }
+        let small = serving(1000, true).await;
+        let value = send_json("GitHub", client.get(&small))
+            .await
+            .expect("small is read");
+        assert!(value.as_array().is_some_and(|a| !a.is_empty()));
+    }
 }
 
 #[cfg(test)]
