@@ -62,6 +62,10 @@ pub enum Refusal {
         "the path matches the protected pattern `{pattern}` (PROTECTED_PATHS) and may not be edited by the agent; leave this file unchanged"
     )]
     Protected { pattern: String },
+    #[error(
+        "`{path}` is the repository's configuration of agent-fleet (which checks must pass) and may not be edited by the agent"
+    )]
+    AgentConfig { path: String },
     #[error("`{link}` is a symbolic link that resolves outside the repository")]
     SymlinkOutside { link: String },
     #[error("the file is a symbolic link (to `{target}`); edit the file it points to instead")]
@@ -139,6 +143,10 @@ pub fn relative_path(path: &str) -> Result<String, PathFault> {
     Ok(parts.join("/"))
 }
 
+/// The repository's agent-fleet configuration (`.agent-fleet.yml` at the root or under
+/// `.github/`): never written by the agent.
+pub const AGENT_CONFIG_FILES: [&str; 2] = [".agent-fleet.yml", ".github/agent-fleet.yml"];
+
 /// Normalizes a model-written path to `a/b/c` form, refusing what may not be written.
 pub(crate) fn normalize(path: &str, policy: &Policy) -> Result<String, Refusal> {
     let rel = relative_path(path)?;
@@ -151,6 +159,14 @@ pub(crate) fn normalize(path: &str, policy: &Policy) -> Result<String, Refusal> 
         && (parts[1].eq_ignore_ascii_case("workflows") || parts[1].eq_ignore_ascii_case("actions"))
     {
         return Err(Refusal::Workflow);
+    }
+    // What counts as passing is the repository's to say, never the model's: always, and
+    // not lifted by ALLOW_WORKFLOW_EDITS.
+    if AGENT_CONFIG_FILES
+        .iter()
+        .any(|config| rel.eq_ignore_ascii_case(config))
+    {
+        return Err(Refusal::AgentConfig { path: rel });
     }
     if let Some(pattern) = crate::protected::first_match(&policy.protected_paths, &parts) {
         return Err(Refusal::Protected {
@@ -276,6 +292,25 @@ mod tests {
         };
         assert!(normalize(".github/workflows/ci.yml", &allow).is_ok());
         assert!(normalize(".github/actions/setup/action.yml", &allow).is_ok());
+    }
+
+    #[test]
+    fn the_agents_own_configuration_is_never_writable() {
+        let allow = Policy {
+            allow_workflow_edits: true,
+            ..Policy::default()
+        };
+        for path in [
+            ".agent-fleet.yml",
+            "./.github/agent-fleet.yml",
+            ".GitHub/Agent-Fleet.yml",
+        ] {
+            assert!(
+                matches!(normalize(path, &allow), Err(Refusal::AgentConfig { .. })),
+                "{path}"
+            );
+        }
+        assert!(normalize("docs/agent-fleet.yml", &allow).is_ok());
     }
 
     #[test]
