@@ -47,10 +47,20 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
 }
 
 /// Where notifications go, and how they are signed.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NotifyConfig {
     pub url: String,
     pub secret: Vec<u8>,
+}
+
+/// The secret never shows in `Debug` output (logs of the settings, panics).
+impl std::fmt::Debug for NotifyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotifyConfig")
+            .field("url", &self.url)
+            .field("secret", &"***")
+            .finish()
+    }
 }
 
 /// The handle tasks notify through; a disabled one (no `NOTIFY_URL`) does nothing.

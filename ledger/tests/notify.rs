@@ -109,3 +109,20 @@ async fn a_refused_body_is_not_sent_again() {
     assert_eq!(until(&registry, "refused").await, 1);
     assert_eq!(seen.lock().expect("lock").len(), 1);
 }
+
+#[test]
+fn the_secret_never_shows_in_debug_output() {
+    let config = NotifyConfig {
+        url: "https://hooks.example.com/agent".into(),
+        secret: SECRET.to_vec(),
+    };
+    let shown = format!("{config:?}");
+    assert!(
+        !shown.contains("notify-secret-for-tests") && shown.contains("***"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains(&format!("{:?}", SECRET.to_vec())),
+        "{shown}"
+    );
+}

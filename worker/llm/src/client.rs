@@ -310,10 +310,7 @@ impl LlmClient {
         wire::parse_answer(self.config.provider, &bytes).map_err(|reason| Failure {
             error: LlmError::InvalidAnswer {
                 attempts: attempt,
-                expected: match self.config.provider {
-                    Provider::Anthropic => "Anthropic Messages",
-                    Provider::OpenAi => "OpenAI Chat Completions",
-                },
+                expected: self.config.provider.protocol_name(),
                 reason: scrub(&reason, self.config.api_key.as_ref()),
             },
             retry_after: None,
@@ -331,7 +328,7 @@ impl LlmClient {
         let too_large = || Failure {
             error: LlmError::InvalidAnswer {
                 attempts: attempt,
-                expected: "an answer",
+                expected: self.config.provider.protocol_name(),
                 reason: format!("the body is larger than {MAX_ANSWER_BYTES} bytes; not read"),
             },
             retry_after: None,

@@ -24,6 +24,14 @@ pub enum Provider {
 }
 
 impl Provider {
+    /// The wire protocol's name, for errors about answers that do not follow it.
+    pub fn protocol_name(self) -> &'static str {
+        match self {
+            Provider::Anthropic => "Anthropic Messages",
+            Provider::OpenAi => "OpenAI Chat Completions",
+        }
+    }
+
     /// Stable lowercase name, for metric labels and logs.
     pub fn as_str(self) -> &'static str {
         match self {

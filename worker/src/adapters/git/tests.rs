@@ -101,20 +101,23 @@ fn a_refused_push_is_rejected_and_permanent() {
     );
 }
 
+/// Runs the system git in `repo` as a test user, asserting success.
+fn git_in(repo: &std::path::Path, args: &[&str]) {
+    let ok = std::process::Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .current_dir(repo)
+        .status()
+        .expect("git")
+        .success();
+    assert!(ok, "git {args:?}");
+}
+
 #[tokio::test]
 async fn model_given_paths_are_literal() {
     let dir = tempfile::tempdir().expect("tmp");
     let repo = dir.path();
-    let sh = |args: &[&str]| {
-        let ok = std::process::Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-            .args(args)
-            .current_dir(repo)
-            .status()
-            .expect("git")
-            .success();
-        assert!(ok, "git {args:?}");
-    };
+    let sh = |args: &[&str]| git_in(repo, args);
     sh(&["init", "-q", "-b", "main"]);
     std::fs::write(repo.join("a.md"), "a\n").expect("write");
     sh(&["add", "."]);
@@ -181,16 +184,7 @@ async fn an_fsmonitor_written_into_the_checkout_never_runs() {
     let repo = dir.path().join("repo");
     let ran = dir.path().join("fsmonitor-ran");
     std::fs::create_dir_all(&repo).expect("dir");
-    let sh = |args: &[&str]| {
-        let ok = std::process::Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-            .args(args)
-            .current_dir(&repo)
-            .status()
-            .expect("git")
-            .success();
-        assert!(ok, "git {args:?}");
-    };
+    let sh = |args: &[&str]| git_in(&repo, args);
     sh(&["init", "-q", "-b", "main"]);
     std::fs::write(repo.join("a.md"), "a\n").expect("write");
     sh(&["add", "."]);
