@@ -7,6 +7,7 @@ use crate::agent::Agent;
 use crate::agent::meter::Meter;
 use crate::agent::modes::{self, Outcome};
 use crate::agent::publisher::DryRun;
+use crate::agent::repo_policy::{self, Admission};
 use crate::agent::session::IssueSession;
 use crate::agent::settings::AgentSettings;
 use crate::runtime::handler::TaskError;
@@ -148,6 +149,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<DryRunReport> {
         Meter::detached(),
         clone_source,
     );
+    if let Admission::Refused(reason) = repo_policy::admit(&mut job).await.map_err(describe)? {
+        bail!("refused by the repository's config: {reason}");
+    }
     let outcome = modes::execute(&mut job).await.map_err(describe)?;
     Ok(match dry_run {
         Some(dry) => DryRunReport::of(&dry, &outcome),

@@ -27,7 +27,15 @@ pub fn check(config: &RepoConfig, text: &str) -> Result<(), Refusal> {
     }
     for team in &config.triggers.allowed_teams {
         let parts: Vec<&str> = team.split('/').collect();
-        if parts.len() != 2 || parts.iter().any(|p| p.trim().is_empty()) {
+        // Each part goes into an API path (`/orgs/{org}/teams/{slug}/...`): plain names only.
+        let plain = |p: &&str| {
+            !p.is_empty()
+                && *p != "."
+                && *p != ".."
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        };
+        if parts.len() != 2 || !parts.iter().all(plain) {
             return Err((
                 line_of(text, team),
                 format!("team `{team}` must be written as `org/slug`"),

@@ -63,6 +63,7 @@ async fn main() {
         checkout: checkout.clone(),
         scratch: dir.path().join("scratch"),
         hide: vec![dir.path().join("hidden")],
+        read_only: Vec::new(),
         network: false,
         timeout: Duration::from_secs(60),
         output_cap: 1 << 20,

@@ -76,6 +76,9 @@ pub fn bwrap(spec: &Spec, home: &Path) -> Vec<String> {
         let git_dir = path(&git_dir);
         args.extend(["--ro-bind".into(), git_dir.clone(), git_dir]);
     }
+    for bound in spec.read_only.iter().filter(|p| exists(p)) {
+        args.extend(["--ro-bind".into(), path(bound), path(bound)]);
+    }
     args.extend(["--dir".into(), path(home)]);
     args.extend(["--chdir".into(), checkout, "--".into(), "prlimit".into()]);
     args.extend(limited(&spec.limits));
@@ -109,6 +112,7 @@ mod tests {
             checkout: "/".into(),
             scratch: "/nonexistent-scratch".into(),
             hide: vec!["/nonexistent-hidden".into(), "/tmp".into()],
+            read_only: Vec::new(),
             network,
             timeout: Duration::from_secs(1),
             output_cap: 1024,

@@ -147,6 +147,9 @@ pub struct Spec {
     /// Folders covered by an empty tmpfs (bubblewrap): the workspace with the other tasks,
     /// mounted secrets. Ones that do not exist are skipped.
     pub hide: Vec<PathBuf>,
+    /// Folders bound back read-only after the hidden ones (bubblewrap): the git state a
+    /// second working tree points into. Ones that do not exist are skipped.
+    pub read_only: Vec<PathBuf>,
     /// `network: true` in the repository's config.
     pub network: bool,
     pub timeout: Duration,

@@ -129,21 +129,37 @@ impl Runner {
     }
 
     /// Marks the failures that fail on the base commit (checked out in `base_dir`) too as
-    /// [`Verdict::FailingBefore`]. Each check runs on the base at most once per task: the
-    /// answer is kept in `cache`.
+    /// [`Verdict::FailingBefore`]. The base gets the `setup` steps first (once); a base
+    /// that cannot be set up fails every check. Each check runs on the base at most once
+    /// per task: the answers are kept in `cache`.
     pub async fn compare_with_base(
         &self,
         runs: &mut [CheckRun],
-        base_dir: &Path,
+        base: &Base<'_>,
         cache: &mut BaseResults,
     ) {
         for run in runs.iter_mut().filter(|r| r.verdict == Verdict::Failed) {
-            let passes = match cache.0.get(&run.check.name) {
+            let passes = match cache.checks.get(&run.check.name) {
                 Some(passes) => *passes,
                 None => {
-                    let on_base = self.run(base_dir, &run.check.run, run.check.timeout).await;
-                    let passes = on_base.exit.passed();
-                    cache.0.insert(run.check.name.clone(), passes);
+                    let set_up = match cache.setup {
+                        Some(done) => done,
+                        None => {
+                            let done = self
+                                .setup(base.dir, base.setup, base.setup_timeout)
+                                .await
+                                .is_ok();
+                            cache.setup = Some(done);
+                            done
+                        }
+                    };
+                    let passes = set_up
+                        && self
+                            .run(base.dir, &run.check.run, run.check.timeout)
+                            .await
+                            .exit
+                            .passed();
+                    cache.checks.insert(run.check.name.clone(), passes);
                     passes
                 }
             };
@@ -154,13 +170,31 @@ impl Runner {
     }
 }
 
-/// The checks' results on the base commit, by name (run once per task).
+/// The code before the change, for [`Runner::compare_with_base`].
+#[derive(Debug, Clone, Copy)]
+pub struct Base<'a> {
+    /// Its checkout (a second working tree of the task's clone).
+    pub dir: &'a Path,
+    pub setup: &'a [String],
+    pub setup_timeout: Duration,
+}
+
+/// The checks' results on the base commit, by name (run once per task), and whether its
+/// setup succeeded.
 #[derive(Debug, Clone, Default)]
-pub struct BaseResults(HashMap<String, bool>);
+pub struct BaseResults {
+    checks: HashMap<String, bool>,
+    setup: Option<bool>,
+}
 
 impl BaseResults {
     pub fn known(&self, name: &str) -> Option<bool> {
-        self.0.get(name).copied()
+        self.checks.get(name).copied()
+    }
+
+    /// Whether the base was asked for anything yet (its working tree exists).
+    pub fn is_empty(&self) -> bool {
+        self.checks.is_empty() && self.setup.is_none()
     }
 }
 

@@ -25,6 +25,7 @@ fn spec(mode: Mode, dir: &Path, command: &str) -> Spec {
         checkout,
         scratch: dir.join("scratch"),
         hide: vec![dir.join("hidden")],
+        read_only: Vec::new(),
         network: false,
         timeout: Duration::from_secs(20),
         output_cap: 64 * 1024,

@@ -2,7 +2,9 @@
 //! once per check, setup failures stop the checks, and the evidence and the repair
 //! feedback say what a reviewer and the model need.
 
-use fleet_sandbox::suite::{BaseResults, Check, Runner, Verdict, checks_section, repair_feedback};
+use fleet_sandbox::suite::{
+    Base, BaseResults, Check, Runner, Verdict, checks_section, repair_feedback,
+};
 use fleet_sandbox::{Limits, Mode, Spec, env::sandbox_env};
 use std::path::Path;
 use std::time::Duration;
@@ -16,6 +18,7 @@ fn runner(dir: &Path) -> Runner {
             checkout: dir.to_path_buf(),
             scratch: dir.join("scratch"),
             hide: Vec::new(),
+            read_only: Vec::new(),
             network: false,
             timeout: Duration::from_secs(30),
             output_cap: 64 * 1024,
@@ -60,6 +63,12 @@ async fn only_new_failures_block_and_the_base_is_asked_once_per_check() {
     ];
     let runner = runner(root.path());
     let mut cache = BaseResults::default();
+    let set_up = vec!["echo set-up >> setup-log".to_owned()];
+    let on_base = Base {
+        dir: &base,
+        setup: &set_up,
+        setup_timeout: Duration::from_secs(10),
+    };
     let mut runs = runner.checks(&head, &checks).await;
     let verdicts = |runs: &[fleet_sandbox::suite::CheckRun]| {
         runs.iter().map(|r| r.verdict).collect::<Vec<_>>()
@@ -68,7 +77,9 @@ async fn only_new_failures_block_and_the_base_is_asked_once_per_check() {
         verdicts(&runs),
         [Verdict::Passed, Verdict::Failed, Verdict::Failed]
     );
-    runner.compare_with_base(&mut runs, &base, &mut cache).await;
+    runner
+        .compare_with_base(&mut runs, &on_base, &mut cache)
+        .await;
     assert_eq!(
         verdicts(&runs),
         [Verdict::Passed, Verdict::FailingBefore, Verdict::Failed]
@@ -84,13 +95,18 @@ async fn only_new_failures_block_and_the_base_is_asked_once_per_check() {
     // A second round: the base is not asked again.
     let mut again = runner.checks(&head, &checks).await;
     runner
-        .compare_with_base(&mut again, &base, &mut cache)
+        .compare_with_base(&mut again, &on_base, &mut cache)
         .await;
     assert_eq!(
         std::fs::read_to_string(base.join("count")).expect("count"),
         "runs\n"
     );
     assert_eq!(verdicts(&again), verdicts(&runs));
+    assert_eq!(
+        std::fs::read_to_string(base.join("setup-log")).expect("setup ran on the base"),
+        "set-up\n",
+        "the base is set up once"
+    );
 
     let section = checks_section(&runs, "process");
     assert!(section.starts_with("### Checks\n"), "{section}");

@@ -1,7 +1,8 @@
 //! Asking the model for edits and making them stick: one LLM call with its usage and
 //! metrics ([`Llm::ask`]), then apply the SEARCH/REPLACE blocks, run the syntax gate, and
 //! give the model one repair round for an answer that does not apply and one for syntax
-//! errors it introduced ([`edit`]). Applying and parsing run off the async runtime.
+//! errors it introduced ([`edit`]); a round fed with failing checks ([`revise`]) goes on
+//! from the same conversation. Applying and parsing run off the async runtime.
 
 use super::meter::Meter;
 use super::prompts;
@@ -84,6 +85,16 @@ impl Llm<'_> {
 pub struct Edited {
     pub applied: Vec<ChangedFile>,
     pub summary: String,
+    /// The conversation so far, ending with the answer whose edits were applied: a later
+    /// repair round (failing checks) goes on from here.
+    pub conversation: Vec<Message>,
+}
+
+impl Edited {
+    /// The changed paths, in order.
+    pub fn paths(&self) -> Vec<String> {
+        self.applied.iter().map(|f| f.path.clone()).collect()
+    }
 }
 
 /// What one round of applying and gating found.
@@ -107,18 +118,78 @@ pub async fn edit(
     prompt: String,
     policy: Policy,
 ) -> Result<Edited, TaskError> {
-    let mut messages = vec![Message::user(prompt)];
-    let mut answer = llm
+    let messages = vec![Message::user(prompt)];
+    let answer = llm
         .ask(&mut session.spent, Phase::Edit, system, messages.clone())
         .await?;
     session.reach(Step::Llm).await?;
+    let first = Answered {
+        messages,
+        answer,
+        changed: Vec::new(),
+    };
+    let edited = settle(session, llm, workspace, system, first, &policy).await?;
+    session.reach(Step::Syntax).await?;
+    Ok(edited)
+}
+
+/// A repair round for `edited` (`X-Agent-Phase: repair`) with `problem` (what the
+/// repository's checks said), applied and gated like the first answer; the earlier edits
+/// stay unless the new answer changes them again.
+pub async fn revise(
+    session: &mut IssueSession<'_>,
+    llm: &Llm<'_>,
+    workspace: &Workspace,
+    system: &str,
+    edited: Edited,
+    problem: String,
+    policy: &Policy,
+) -> Result<Edited, TaskError> {
+    let mut messages = edited.conversation;
+    messages.push(Message::user(problem));
+    let answer = llm
+        .ask(&mut session.spent, Phase::Repair, system, messages.clone())
+        .await?;
+    let next = Answered {
+        messages,
+        answer,
+        changed: edited.applied,
+    };
+    let mut revised = settle(session, llm, workspace, system, next, policy).await?;
+    if revised.summary.is_empty() {
+        revised.summary = edited.summary;
+    }
+    Ok(revised)
+}
+
+/// An answer still to apply, the conversation that led to it and the edits before it.
+struct Answered {
+    messages: Vec<Message>,
+    answer: String,
+    changed: Vec<ChangedFile>,
+}
+
+/// Applies `answered` until it applies cleanly and passes the syntax gate, with one repair
+/// round for an answer that does not apply and one for syntax errors.
+async fn settle(
+    session: &mut IssueSession<'_>,
+    llm: &Llm<'_>,
+    workspace: &Workspace,
+    system: &str,
+    answered: Answered,
+    policy: &Policy,
+) -> Result<Edited, TaskError> {
+    let Answered {
+        mut messages,
+        mut answer,
+        mut changed,
+    } = answered;
     let mut repaired_apply = false;
     let mut repaired_syntax = false;
-    let mut changed: Vec<ChangedFile> = Vec::new();
     let mut summary = summary_of(&answer);
     loop {
         let round;
-        (changed, round) = apply_and_gate(workspace.dir(), &answer, &policy, changed).await?;
+        (changed, round) = apply_and_gate(workspace.dir(), &answer, policy, changed).await?;
         let (message, files) = match round {
             Round::Clean => break,
             Round::Syntax(problems) => {
@@ -177,10 +248,11 @@ pub async fn edit(
     if changed.is_empty() {
         return Err(TaskError::Permanent("the model proposed no change".into()));
     }
-    session.reach(Step::Syntax).await?;
+    messages.push(Message::assistant(answer));
     Ok(Edited {
         applied: changed,
         summary,
+        conversation: messages,
     })
 }
 
@@ -239,7 +311,7 @@ fn apply_answer(
 
 /// The current content of files, for a repair: read through the checkout boundary, so
 /// an answer naming `docs/ref/environ` (with `docs/ref -> /proc/self`) shows nothing.
-async fn show_files(workspace: &Workspace, files: Vec<String>) -> Result<String, TaskError> {
+pub async fn show_files(workspace: &Workspace, files: Vec<String>) -> Result<String, TaskError> {
     /// A repair round shows whole files; bigger ones are not worth the prompt.
     const MAX_SHOWN_BYTES: u64 = 256 * 1024;
     let repo: PathBuf = workspace.dir().to_path_buf();

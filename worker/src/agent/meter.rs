@@ -1,5 +1,5 @@
 //! What the agent records about its work: phase timings, clone size and time, LLM requests
-//! and tokens. The one place the agent touches the worker's metrics registry, so the
+//! and tokens, checks. The one place the agent touches the worker's metrics registry, so the
 //! handler interface can hand it something narrower without the modes noticing.
 
 use crate::adapters::git::Cloned;
@@ -56,5 +56,11 @@ impl Meter {
             .llm_requests
             .with_label_values(&[provider, phase.as_str(), kind])
             .inc();
+    }
+
+    /// One check's run: its result and how long it took.
+    pub fn check_ran(&self, result: &str, seconds: f64) {
+        self.metrics.checks.with_label_values(&[result]).inc();
+        self.metrics.check_seconds.observe(seconds);
     }
 }

@@ -9,6 +9,8 @@
 //! | [`edit_loop`] | the LLM call with usage and metrics, applying edits, the syntax gate, repair rounds |
 //! | [`publisher`] | where effects go: [`publisher::Live`] (tracker, remote) or [`publisher::DryRun`] (recorded for `worker run --dry-run`) |
 //! | [`errors`] | one settle vocabulary: `From` each adapter error into [`TaskError`], delayed retries |
+//! | [`repo_policy`] | the repository's `.agent-fleet.yml`: read before anything is cloned, `enabled` and `triggers` enforced |
+//! | [`checks`] | the repository's checks in the sandbox after the edits, repair rounds fed with new failures, the `### Checks` evidence |
 //! | [`approval`] | what binds an `/approve` to the newest plan |
 //! | [`plan`] | the plan's format, markers and hashes |
 //! | [`status`] | the status comment and its checklist |
@@ -22,6 +24,7 @@
 //! mode's `Step` enum. A new effect on the tracker is a [`publisher::Publisher`] method.
 
 pub mod approval;
+pub mod checks;
 pub mod edit_loop;
 pub mod errors;
 pub mod meter;
@@ -29,6 +32,7 @@ pub mod modes;
 pub mod plan;
 pub mod prompts;
 pub mod publisher;
+pub mod repo_policy;
 pub mod session;
 pub mod settings;
 pub mod status;
@@ -42,6 +46,7 @@ use edit_loop::Llm;
 use fleet_llm::LlmClient;
 use meter::Meter;
 use modes::Job;
+use repo_policy::Admission;
 use session::IssueSession;
 use settings::AgentSettings;
 use shared::{Mode, TaskMessage};
@@ -56,6 +61,8 @@ pub struct Agent {
     pub settings: AgentSettings,
     pub worker: WorkerSettings,
     pub llm: LlmClient,
+    /// `SANDBOX`, or what [`fleet_sandbox::Mode::detect`] found on first use.
+    sandbox: tokio::sync::OnceCell<fleet_sandbox::Mode>,
 }
 
 impl Agent {
@@ -65,7 +72,24 @@ impl Agent {
             settings,
             worker,
             llm,
+            sandbox: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// Where checks run: `SANDBOX`, else bubblewrap when it works here (probed once),
+    /// else the process sandbox.
+    pub async fn sandbox_mode(&self) -> fleet_sandbox::Mode {
+        *self
+            .sandbox
+            .get_or_init(|| async {
+                let mode = match self.settings.checks.sandbox {
+                    Some(mode) => mode,
+                    None => fleet_sandbox::Mode::detect().await,
+                };
+                tracing::info!(sandbox = mode.as_str(), "checks run in this sandbox");
+                mode
+            })
+            .await
     }
 
     /// The job of a task whose session is open: its workspace in `workdir` (cloned from
@@ -107,6 +131,7 @@ impl Agent {
                 budget: self.settings.budget,
                 prices: &self.settings.prices,
             },
+            repo: repo_policy::RepoPolicy::default(),
         }
     }
 
@@ -141,11 +166,21 @@ impl Agent {
             Ok(false) => {}
             Err(error) => return Err(report(&mut session, error).await),
         }
-        if let Err(error) = session.publish_status().await {
-            return Err(report(&mut session, error).await);
-        }
         let meter = Meter::new(ctx.metrics.clone());
         let mut job = self.job(task, session, &ctx.workdir, ctx.cancel.clone(), meter, None);
+        // The repository's own word comes before any work: nothing is cloned but its
+        // config, and no LLM is asked, for a task it refuses.
+        match repo_policy::admit(&mut job).await {
+            Ok(Admission::Admitted) => {}
+            Ok(Admission::Refused(reason)) => {
+                tracing::info!(reason, "refused by the repository's config");
+                return Err(job.session.finish_failed(State::Refused(reason)).await);
+            }
+            Err(error) => return Err(report(&mut job.session, error).await),
+        }
+        if let Err(error) = job.session.publish_status().await {
+            return Err(report(&mut job.session, error).await);
+        }
         match modes::execute(&mut job).await {
             Ok(outcome) => {
                 tracing::debug!(?outcome, "mode finished");

@@ -10,6 +10,8 @@ pub const SYSTEM: &str = include_str!("../../prompts/system.md");
 pub const EDIT_FORMAT: &str = include_str!("../../prompts/edit_format.md");
 pub const QUICKFIX: &str = include_str!("../../prompts/quickfix.md");
 pub const REPAIR: &str = include_str!("../../prompts/repair.md");
+/// A repair round fed with the repository's failing checks.
+pub const CHECKS_REPAIR: &str = include_str!("../../prompts/checks_repair.md");
 pub const PLAN: &str = include_str!("../../prompts/plan.md");
 pub const IMPLEMENT: &str = include_str!("../../prompts/implement.md");
 const REPO_INSTRUCTIONS: &str = include_str!("../../prompts/repo_instructions.md");
@@ -116,7 +118,15 @@ mod tests {
         assert_eq!(out.matches("{{context}}").count(), 3000);
         let out = render("{{a}}{{b}}", &[("b", "{{a}}"), ("a", "{{b}}")]);
         assert_eq!(out, "{{b}}{{a}}");
-        for template in [SYSTEM, EDIT_FORMAT, QUICKFIX, REPAIR, PLAN, IMPLEMENT] {
+        for template in [
+            SYSTEM,
+            EDIT_FORMAT,
+            QUICKFIX,
+            REPAIR,
+            CHECKS_REPAIR,
+            PLAN,
+            IMPLEMENT,
+        ] {
             assert!(!template.trim().is_empty());
         }
     }

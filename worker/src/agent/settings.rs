@@ -36,6 +36,66 @@ pub struct AgentSettings {
     pub budget: fleet_llm::budget::Budget,
     /// `LLM_PRICES`: USD per million input/output tokens, per model.
     pub prices: fleet_llm::budget::Prices,
+    /// The repository's checks before the pull request.
+    pub checks: ChecksSettings,
+}
+
+/// `CHECKS`, `CHECK_TIMEOUT_SECS`, `CHECK_OUTPUT_BYTES`, `SANDBOX`, `CHECK_ENV`.
+#[derive(Clone, Debug)]
+pub struct ChecksSettings {
+    /// `CHECKS=auto` (the default): the repository's checks, configured or detected;
+    /// `off`: none run and the PR says so.
+    pub enabled: bool,
+    /// A check's (and a setup step's) time unless `.agent-fleet.yml` sets `timeout_secs`.
+    pub timeout: std::time::Duration,
+    /// Output kept per run (its tail); the repair prompt gets at most 16 KiB of it.
+    pub output_bytes: usize,
+    /// `SANDBOX=bwrap|process`; `auto` (or unset): bubblewrap where it works.
+    pub sandbox: Option<fleet_sandbox::Mode>,
+    /// Names of further environment variables a check may see (never one holding a
+    /// secret of the worker's).
+    pub extra_env: Vec<String>,
+}
+
+impl ChecksSettings {
+    fn from_env(env: &Env) -> Result<Self, SettingsError> {
+        let enabled = match env
+            .string_or("CHECKS", "auto")
+            .trim()
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "auto" | "on" => true,
+            "off" => false,
+            _ => return Err(SettingsError::new("CHECKS", "must be auto or off")),
+        };
+        let timeout_secs: u64 = env.parse_or("CHECK_TIMEOUT_SECS", 300)?;
+        if timeout_secs == 0 || timeout_secs > fleet_repo_config::MAX_CHECK_TIMEOUT_SECS {
+            return Err(SettingsError::new(
+                "CHECK_TIMEOUT_SECS",
+                format!(
+                    "must be from 1 to {} seconds",
+                    fleet_repo_config::MAX_CHECK_TIMEOUT_SECS
+                ),
+            ));
+        }
+        let output_bytes: usize = env.parse_or("CHECK_OUTPUT_BYTES", 1usize << 20)?;
+        if output_bytes < 1024 {
+            return Err(SettingsError::new(
+                "CHECK_OUTPUT_BYTES",
+                "must be at least 1024 (bytes of a check's output kept)",
+            ));
+        }
+        let sandbox = fleet_sandbox::Mode::parse(&env.get("SANDBOX").unwrap_or_default())
+            .map_err(|reason| SettingsError::new("SANDBOX", reason))?;
+        Ok(Self {
+            enabled,
+            timeout: std::time::Duration::from_secs(timeout_secs),
+            output_bytes,
+            sandbox,
+            extra_env: env.list("CHECK_ENV"),
+        })
+    }
 }
 
 impl AgentSettings {
@@ -78,6 +138,28 @@ impl AgentSettings {
             self.agent_jira_account_id = Some(account);
         }
         Ok(())
+    }
+
+    /// The values of the worker's secrets (tokens, keys), to keep them out of what a
+    /// check's output puts into a prompt or a comment.
+    pub fn secret_values(&self) -> Vec<String> {
+        use secrecy::ExposeSecret as _;
+        let mut secrets = Vec::new();
+        match &self.github_auth {
+            Some(GithubAuth::Token(token)) => secrets.push(token.expose_secret().to_owned()),
+            Some(GithubAuth::App { private_key, .. }) => {
+                secrets.push(private_key.expose_secret().to_owned());
+            }
+            None => {}
+        }
+        if let Some(key) = &self.llm.api_key {
+            secrets.push(key.expose_secret().to_owned());
+        }
+        if let Some(jira) = &self.jira {
+            secrets.push(jira.api_token.expose_secret().to_owned());
+        }
+        secrets.retain(|s| !s.is_empty());
+        secrets
     }
 
     /// Everything a worker needs to work tasks.
@@ -134,6 +216,7 @@ impl AgentSettings {
         let prices = fleet_llm::budget::Prices::parse(&env.get("LLM_PRICES").unwrap_or_default())
             .map_err(|reason| SettingsError::new("LLM_PRICES", reason))?;
         Ok(Self {
+            checks: ChecksSettings::from_env(env)?,
             budget,
             prices,
             github_api: env.string_or("GITHUB_API_URL", "https://api.github.com"),

@@ -81,6 +81,8 @@ pub struct Status {
     pub cost_usd: Option<f64>,
     pub context_files: Vec<String>,
     pub pr_url: Option<String>,
+    /// The checks' line: which are running, then their results.
+    pub checks: Option<String>,
     pub notes: Vec<String>,
 }
 
@@ -96,6 +98,7 @@ impl Status {
             cost_usd: None,
             context_files: Vec::new(),
             pr_url: None,
+            checks: None,
             notes: Vec::new(),
         }
     }
@@ -150,6 +153,7 @@ impl Status {
         if !self.context_files.is_empty() {
             lines.push(format!("Context: {}", self.context_files.join(", ")));
         }
+        lines.extend(self.checks.iter().cloned());
         lines.extend(self.notes.iter().cloned());
         lines
     }
@@ -232,6 +236,7 @@ mod tests {
             cost_usd: None,
             context_files: vec!["a.py".into()],
             pr_url: None,
+            checks: None,
             notes: vec![],
         };
         s.reach(Step::Context);

@@ -5,7 +5,7 @@
 
 use super::meter::Meter;
 use super::prompts;
-use crate::adapters::git::{Basis, CommitSpec, Git, GitError, Identity, Pushed};
+use crate::adapters::git::{Basis, BranchFile, CommitSpec, Git, GitError, Identity, Pushed};
 use crate::checkout::Checkout;
 use crate::runtime::handler::TaskError;
 use std::path::{Path, PathBuf};
@@ -25,6 +25,8 @@ pub enum Contents<'a> {
 #[derive(Debug)]
 pub struct Workspace {
     git: Git,
+    /// The task's own directory; the clone is `repo` in it.
+    workdir: PathBuf,
     repo_dir: PathBuf,
     /// The URL cloned: the task's repository, or a local folder for `worker run`.
     source: String,
@@ -72,6 +74,7 @@ impl Workspace {
         Self {
             git: spec.git,
             repo_dir: spec.workdir.join("repo"),
+            workdir: spec.workdir,
             source: spec.source,
             branch: spec.branch,
             base_branch: spec.base_branch,
@@ -96,6 +99,42 @@ impl Workspace {
     /// The read boundary over the checkout.
     pub fn checkout(&self) -> Checkout {
         Checkout::new(&self.repo_dir)
+    }
+
+    /// A folder of the task's directory beside the clone (`config`, `base`, `sandbox`).
+    pub fn scratch(&self, name: &str) -> PathBuf {
+        self.workdir.join(name)
+    }
+
+    /// The task's directory (removed with everything in it before the delivery settles).
+    pub fn workdir(&self) -> &Path {
+        &self.workdir
+    }
+
+    pub fn git(&self) -> &Git {
+        &self.git
+    }
+
+    /// The URL the clone comes from.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    pub fn cancel(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// The branch work is based on when the task names none (`base_branch` of
+    /// `.agent-fleet.yml`).
+    pub fn set_base_branch(&mut self, base: Option<String>) {
+        if self.base_branch.is_none() {
+            self.base_branch = base;
+        }
+    }
+
+    /// The task's base branch (`None`: the repository's default).
+    pub fn base_branch(&self) -> Option<&str> {
+        self.base_branch.as_deref()
     }
 
     pub fn clone_max_bytes(&self) -> u64 {
@@ -126,6 +165,32 @@ impl Workspace {
             .git
             .current_branch(&self.repo_dir, &self.cancel)
             .await?)
+    }
+
+    /// The first of `paths` that is a file on the base branch (the task's, else the
+    /// repository's default), read without checking anything out; `None` when none is.
+    pub async fn base_file(&self, paths: &[&str]) -> Result<Option<BranchFile>, TaskError> {
+        let scratch = self.scratch("base-file");
+        let found = self
+            .git
+            .first_file_on_branch(
+                &self.source,
+                self.base_branch.as_deref(),
+                paths,
+                &scratch,
+                self.clone_timeout,
+                self.clone_max_bytes,
+                &self.cancel,
+            )
+            .await;
+        // Only the one file was needed: the scratch clone goes now, not with the task dir.
+        let _ = tokio::fs::remove_dir_all(&scratch).await;
+        match found {
+            Ok(file) => Ok(file),
+            // A link or a folder where the file should be: the repository's doing.
+            Err(GitError::Failed { op: "show", detail }) => Err(TaskError::Permanent(detail)),
+            Err(other) => Err(other.into()),
+        }
     }
 
     /// Refuses, before any LLM call, an agent's branch that holds commits the agent did

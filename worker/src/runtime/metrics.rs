@@ -20,6 +20,10 @@ pub struct TaskMetrics {
     pub clone_bytes: Histogram,
     pub llm_requests: IntCounterVec,
     pub llm_tokens: IntCounterVec,
+    /// Checks run in the sandbox, by result (`passed`, `failed`, `timed out`, `failing
+    /// before the change`).
+    pub checks: IntCounterVec,
+    pub check_seconds: Histogram,
 }
 
 impl TaskMetrics {
@@ -53,6 +57,16 @@ impl TaskMetrics {
                 "LLM tokens by provider and kind (input, output)",
                 &["provider", "kind"],
             ),
+            checks: counter_vec(
+                "agent_fleet_checks_total",
+                "Repository checks run in the sandbox, by result",
+                &["result"],
+            ),
+            check_seconds: histogram(
+                "agent_fleet_check_duration_seconds",
+                "Time of one repository check in the sandbox",
+                SLOW_BUCKETS,
+            ),
         }
     }
     /// Records how long a phase took.
@@ -62,8 +76,10 @@ impl TaskMetrics {
             .observe(seconds);
     }
 
-    fn collectors(&self) -> [Box<dyn Collector>; 5] {
+    fn collectors(&self) -> [Box<dyn Collector>; 7] {
         [
+            Box::new(self.checks.clone()),
+            Box::new(self.check_seconds.clone()),
             Box::new(self.phase_seconds.clone()),
             Box::new(self.clone_seconds.clone()),
             Box::new(self.clone_bytes.clone()),

@@ -143,6 +143,20 @@ impl World {
         worker.assert_outcome(&task.task_id, outcome).await;
     }
 
+    /// Commits `files` on `main` of the world's repository (as its owners would push them).
+    pub fn commit_files(&self, files: &[(&str, &str)]) {
+        let seed = self.repos.root.join("seed").join(REPO);
+        for (path, content) in files {
+            let full = seed.join(path);
+            std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
+            std::fs::write(full, content).expect("write");
+        }
+        let bare = self.repos.root.join("github").join(format!("{REPO}.git"));
+        super::standins::git(&seed, &["add", "."]);
+        super::standins::git(&seed, &["commit", "-qm", "more files"]);
+        super::standins::git(&seed, &["push", "-q", bare.to_str().expect("utf8"), "main"]);
+    }
+
     /// The message of the newest commit on `branch` of the world's repository.
     pub fn commit_message(&self, branch: &str) -> String {
         self.repos

@@ -82,7 +82,7 @@ impl Git {
     /// Runs `git clone` in its own process group, measuring `dest` while it runs: a clone
     /// that passes `max_bytes` is killed (with its helpers: upload-pack, remote-https,
     /// index-pack) instead of filling the disk first and being measured after.
-    async fn watched_clone(
+    pub(super) async fn watched_clone(
         &self,
         args: &[&str],
         dest: &Path,

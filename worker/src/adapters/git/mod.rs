@@ -16,11 +16,13 @@
 mod branch;
 mod classify;
 mod clone;
+mod files;
 #[cfg(test)]
 mod tests;
 
 pub use branch::{Basis, CommitSpec, Identity, Pushed, RemoteBranch};
 pub use clone::{Cloned, tree_size};
+pub use files::BranchFile;
 
 use classify::classify;
 

@@ -102,6 +102,19 @@ impl GitHub {
         ))
     }
 
+    /// Whether `user` is an active member of the team `org/slug` (`triggers.allowed_teams`
+    /// of `.agent-fleet.yml`). A team GitHub does not show the agent counts as no member:
+    /// the refusal says which teams were asked.
+    pub async fn in_team(&self, org: &str, slug: &str, user: &str) -> Result<bool, ApiError> {
+        #[derive(serde::Deserialize)]
+        struct Membership {
+            state: String,
+        }
+        let path = format!("/orgs/{org}/teams/{slug}/memberships/{user}");
+        let found: Option<Membership> = fetch_if_found(SERVICE, self.get(&path)).await?;
+        Ok(found.is_some_and(|m| m.state == "active"))
+    }
+
     /// Every comment of the issue (or pull request), oldest first. Anything but a list is
     /// an error, not "no comments" (that would post a second status comment).
     pub async fn comments(&self, number: u64) -> Result<Vec<Comment>, ApiError> {

@@ -5,6 +5,7 @@
 use super::{Finished, Job, Outcome};
 use crate::adapters::github::PullRequest;
 use crate::agent::approval::bind_approval;
+use crate::agent::checks::ChecksReport;
 use crate::agent::prompts;
 use crate::agent::publisher::{Draft, Push};
 use crate::agent::status::State;
@@ -89,7 +90,8 @@ pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
         ],
     );
     let edited = super::edit(job, prompt, Some(paths.clone())).await?;
-    let changed: Vec<String> = edited.applied.iter().map(|f| f.path.clone()).collect();
+    let (edited, checks, draft) = super::verify(job, edited, Some(paths.clone())).await?;
+    let changed = edited.paths();
     let message = format!(
         "{}\n\nImplements plan v{} for {} (approved by {}).\n\n{trailer}",
         if edited.summary.is_empty() {
@@ -115,7 +117,7 @@ pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
     let files = super::files_list(&edited.applied);
     let usage = super::usage_line(job);
     let pr_body = format!(
-        "{}\n\n{}### Plan v{} (`{}`), approved by {}\n{}\n\n### Files changed\n{files}\n\n### Token usage\n{usage}\n\n{}\n\n{}",
+        "{}\n\n{}### Plan v{} (`{}`), approved by {}\n{}\n\n### Files changed\n{files}\n\n{}\n{}### Token usage\n{usage}\n\n{}\n\n{}",
         newest.plan.summary.trim(),
         if template.trim().is_empty() {
             String::new()
@@ -133,6 +135,8 @@ pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
             .map(|(i, s)| format!("{}. {s}", i + 1))
             .collect::<Vec<_>>()
             .join("\n"),
+        checks.section,
+        expected_tests(&newest.plan.tests, &checks),
         job.session.issue_reference(),
         job.session.pull_marker(),
     );
@@ -152,10 +156,12 @@ pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
                 .default_branch()
                 .await
                 .unwrap_or_else(|_| "main".into());
-            super::open_pull(job, &base, &title, &pr_body, Draft::No).await?
+            super::open_pull(job, &base, &title, &pr_body, draft).await?
         }
     };
     let ready_note = match &pr {
+        // Failing checks keep the plan's draft a draft: the evidence is in its body.
+        Some(_) if matches!(draft, Draft::Yes) => None,
         Some(pr) => {
             let tracker = task.issue.tracker;
             publisher.hand_over(pr, &approval, tracker).await
@@ -220,4 +226,39 @@ async fn with_plan_files(
         out
     })
     .await
+}
+
+/// What the implement report says of the checks the plan expected to pass (its `tests`):
+/// each check the plan names with its result, or, when it names none of them, how the
+/// checks that ran ended. Empty when the plan expected nothing.
+fn expected_tests(tests: &str, checks: &ChecksReport) -> String {
+    let expected = tests.trim();
+    if expected.is_empty() {
+        return String::new();
+    }
+    let wanted = expected.to_lowercase();
+    let named: Vec<String> = checks
+        .results
+        .iter()
+        .filter(|(name, _)| wanted.contains(&name.to_lowercase()))
+        .map(|(name, verdict)| format!("`{name}` {}", verdict.as_str()))
+        .collect();
+    let outcome = if !named.is_empty() {
+        named.join(", ")
+    } else if checks.results.is_empty() {
+        "no check ran".to_owned()
+    } else if checks.failing {
+        format!("still failing: {}", checks.failing_names.join(", "))
+    } else {
+        "every check that ran passed".to_owned()
+    };
+    format!(
+        "**The plan expected these tests to pass:** {}\n**Result:** {outcome}.\n\n",
+        readable_line(expected)
+    )
+}
+
+/// The plan's text on one line (it is the model's words, shown in a PR body).
+fn readable_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -14,14 +14,17 @@ pub mod plan;
 pub mod quickfix;
 
 use super::Agent;
+use super::checks::{self, ChecksReport};
 use super::edit_loop::{self, Edited, Llm};
 use super::publisher::{Draft, NewPull};
+use super::repo_policy::RepoPolicy;
 use super::session::IssueSession;
 use super::workspace::Workspace;
 use crate::adapters::github::PullRequest;
 use crate::runtime::handler::TaskError;
 use fleet_edits::Policy;
 use fleet_llm::Usage;
+use fleet_repo_config::OnFailure;
 use shared::{Mode, TaskMessage};
 
 /// Everything a mode works with.
@@ -32,6 +35,8 @@ pub struct Job<'a> {
     pub session: IssueSession<'a>,
     pub workspace: Workspace,
     pub llm: Llm<'a>,
+    /// The repository's `.agent-fleet.yml` (defaults until [`crate::agent::repo_policy::admit`] read it).
+    pub repo: RepoPolicy,
 }
 
 /// How a mode ended (its failures are `TaskError`s).
@@ -169,6 +174,46 @@ pub async fn edit(
     let policy = policy(job, allowed_paths);
     let (session, llm, workspace) = (&mut job.session, &job.llm, &job.workspace);
     edit_loop::edit(session, llm, workspace, &system, prompt, policy).await
+}
+
+/// Runs the repository's checks on the edits ([`crate::agent::checks`]) and decides how
+/// the pull request opens: ready when no new failure remains; a draft with the evidence
+/// when some do and `on_failure: draft` (the default); with `on_failure: none` the task
+/// ends here, nothing pushed, and the issue says why.
+pub async fn verify(
+    job: &mut Job<'_>,
+    edited: Edited,
+    allowed_paths: Option<Vec<String>>,
+) -> Result<(Edited, ChecksReport, Draft), TaskError> {
+    let (edited, report) = checks::verify(job, edited, allowed_paths).await?;
+    if !report.failing {
+        return Ok((edited, report, Draft::No));
+    }
+    let still = format!(
+        "the checks still fail after {} repair round(s) ({})",
+        report.rounds,
+        report.failing_names.join(", ")
+    );
+    match job.repo.config.on_failure {
+        OnFailure::Draft => {
+            job.session.status.notes.push(format!(
+                "{}: the pull request is a draft that shows the failures.",
+                capitalized(&still)
+            ));
+            Ok((edited, report, Draft::Yes))
+        }
+        OnFailure::None => Err(TaskError::Permanent(format!(
+            "{still}; no pull request was opened (`on_failure: none` in the repository's config)"
+        ))),
+    }
+}
+
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 /// Opens (or updates) the pull request of the agent's branch, and shows it on the status

@@ -55,7 +55,7 @@ pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
         job.session.publish_status().await?;
         return Ok(Outcome::new(job, Finished::AlreadyDone, 0));
     }
-    let base = super::clone(job, task.base_branch.as_deref()).await?;
+    let base = super::clone(job, job.workspace.base_branch()).await?;
     job.session.reach(Step::Cloned).await?;
     let feedback = task
         .revision

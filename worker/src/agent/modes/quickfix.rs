@@ -3,7 +3,7 @@
 use super::{Finished, Job, Outcome};
 use crate::adapters::git::Pushed;
 use crate::agent::prompts;
-use crate::agent::publisher::{Draft, Push};
+use crate::agent::publisher::Push;
 use crate::agent::status::State;
 use crate::agent::workspace::Contents;
 use crate::runtime::handler::TaskError;
@@ -13,7 +13,7 @@ pub type Step = super::ChangeStep;
 
 pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
     let task = job.task;
-    let base = super::clone(job, task.base_branch.as_deref()).await?;
+    let base = super::clone(job, job.workspace.base_branch()).await?;
     job.session.reach(Step::Cloned).await?;
     let selection = super::select_context(job, "").await?;
     job.session.reach(Step::Context).await?;
@@ -26,7 +26,8 @@ pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
         ],
     );
     let edited = super::edit(job, prompt, None).await?;
-    let paths: Vec<String> = edited.applied.iter().map(|f| f.path.clone()).collect();
+    let (edited, checks, draft) = super::verify(job, edited, None).await?;
+    let paths = edited.paths();
     let summary = if edited.summary.is_empty() {
         format!("Resolve {}", task.issue.key)
     } else {
@@ -62,11 +63,12 @@ pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
         .join(", ");
     let usage = super::usage_line(job);
     let body = format!(
-        "{summary}\n\n### Files changed\n{files}\n\n### Context used\n{context}\n\n### Token usage\n{usage}\n\n{}\n\n{}",
+        "{summary}\n\n### Files changed\n{files}\n\n{}\n### Context used\n{context}\n\n### Token usage\n{usage}\n\n{}\n\n{}",
+        checks.section,
         job.session.issue_reference(),
         job.session.pull_marker(),
     );
-    let pr = super::open_pull(job, &base, &title, &body, Draft::No).await?;
+    let pr = super::open_pull(job, &base, &title, &body, draft).await?;
     let pr_url = pr.as_ref().map(|pr| pr.url.clone());
     job.session.status.state = State::Done;
     job.session.reach(Step::PullRequest).await?;

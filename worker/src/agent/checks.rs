@@ -1,0 +1,481 @@
+//! The repository's own checks after the edits pass the syntax gate: configured in
+//! `.agent-fleet.yml` or detected from its build files, run in the sandbox
+//! ([`fleet_sandbox`]) on the edited checkout, a failure compared with the code before the
+//! change (a second working tree, once per check and task), new failures fed back to the
+//! model in repair rounds, and the `### Checks` evidence for the pull request.
+//!
+//! Nothing a check does reaches the commit: after every round the edited files are put
+//! back as the edits left them, and the index and `HEAD` as they were before the checks
+//! (a check in the process sandbox can write `.git`), so a commit holds only the edits.
+
+use super::edit_loop::{self, Edited};
+use super::modes::{self, Job};
+use super::prompts;
+use super::workspace::blocking;
+use crate::checkout::Checkout;
+use crate::runtime::handler::TaskError;
+use fleet_edits::ChangedFile;
+use fleet_repo_config::RepoConfig;
+use fleet_sandbox::suite::{
+    Base, BaseResults, Check, CheckRun, Runner, Verdict, checks_section, repair_feedback,
+};
+use fleet_sandbox::{Limits, Mode, Spec};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Bytes of a failing check's output (its end) a repair prompt gets.
+const FEEDBACK_TAIL_BYTES: usize = 16 * 1024;
+
+/// Folders a check never sees (bubblewrap), besides the workspace with every task's
+/// checkout: where Kubernetes and compose mount secrets.
+const SECRET_MOUNTS: [&str; 2] = ["/var/run/secrets", "/run/secrets"];
+
+/// What the checks said, for the pull request and the status comment.
+#[derive(Debug, Clone)]
+pub struct ChecksReport {
+    /// The PR body's `### Checks` section.
+    pub section: String,
+    /// New failures remain after the repair rounds.
+    pub failing: bool,
+    /// Repair rounds fed with failing checks.
+    pub rounds: u32,
+    /// The blocking checks' names, when `failing`.
+    pub failing_names: Vec<String>,
+    /// Each check's name and how it ended (the last round).
+    pub results: Vec<(String, Verdict)>,
+}
+
+impl ChecksReport {
+    fn quiet(section: String) -> Self {
+        Self {
+            section,
+            failing: false,
+            rounds: 0,
+            failing_names: Vec::new(),
+            results: Vec::new(),
+        }
+    }
+}
+
+/// Runs the checks on `edited` (repairing with the model while new failures remain and
+/// rounds are left) and returns the edits as they stand with the report.
+/// `allowed_paths` limits the repairs' edits as it limited the first ones (a plan's files).
+pub async fn verify(
+    job: &mut Job<'_>,
+    mut edited: Edited,
+    allowed_paths: Option<Vec<String>>,
+) -> Result<(Edited, ChecksReport), TaskError> {
+    let settings = job.agent.settings.checks.clone();
+    if !settings.enabled {
+        let section = "### Checks\n\nChecks are turned off on this fleet (`CHECKS=off`).\n";
+        return Ok((edited, ChecksReport::quiet(section.into())));
+    }
+    let config = job.repo.config.clone();
+    let checks = checks_of(job, &config, settings.timeout).await?;
+    let mode = job.agent.sandbox_mode().await;
+    if checks.is_empty() {
+        return Ok((
+            edited,
+            ChecksReport::quiet(checks_section(&[], mode.as_str())),
+        ));
+    }
+    let started = Instant::now();
+    let secrets = job.agent.settings.secret_values();
+    let suite = Suite::new(job, mode, &config, &secrets, settings.output_bytes);
+    let head = head_of(job).await?;
+    let mut base = BaseResults::default();
+    let mut set_up = config.setup.is_empty();
+    let mut rounds = 0;
+    let runs = loop {
+        show(
+            job,
+            format!(
+                "Checks: running {} in the `{}` sandbox…",
+                names(&checks),
+                mode.as_str()
+            ),
+        )
+        .await?;
+        let mut runs = Vec::new();
+        if !set_up {
+            match suite
+                .runner
+                .setup(job.workspace.dir(), &config.setup, settings.timeout)
+                .await
+            {
+                Ok(()) => set_up = true,
+                Err(failed) => runs.push(CheckRun {
+                    check: Check {
+                        name: "setup".into(),
+                        run: failed.step,
+                        timeout: settings.timeout,
+                        detected: false,
+                    },
+                    verdict: verdict_of(&failed.finished),
+                    finished: failed.finished,
+                }),
+            }
+        }
+        if set_up {
+            runs = suite.runner.checks(job.workspace.dir(), &checks).await;
+        }
+        if runs.iter().any(|r| r.verdict == Verdict::Failed) {
+            suite
+                .compare(job, &config, settings.timeout, &mut runs, &mut base)
+                .await?;
+        }
+        undo_side_effects(job, &head, &edited.applied).await?;
+        for run in &runs {
+            job.workspace
+                .meter()
+                .check_ran(run.verdict.as_str(), run.finished.duration.as_secs_f64());
+        }
+        show(job, format!("Checks: {}.", results(&runs))).await?;
+        let blocking = runs.iter().any(|r| r.verdict.blocks());
+        if !blocking || rounds >= config.repair_rounds {
+            break runs;
+        }
+        rounds += 1;
+        tracing::info!(
+            round = rounds,
+            "checks fail with the edits; asking for a repair"
+        );
+        let secret_refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        let failures = repair_feedback(&runs, &secret_refs, FEEDBACK_TAIL_BYTES);
+        let files = edit_loop::show_files(&job.workspace, edited.paths()).await?;
+        let prompt = prompts::render(
+            prompts::CHECKS_REPAIR,
+            &[
+                ("failures", &failures),
+                ("files", &files),
+                ("edit_format", prompts::EDIT_FORMAT),
+            ],
+        );
+        let system = modes::system_prompt(job).await?;
+        let policy = modes::policy(job, allowed_paths.clone());
+        let (session, llm, workspace) = (&mut job.session, &job.llm, &job.workspace);
+        edited =
+            edit_loop::revise(session, llm, workspace, &system, edited, prompt, &policy).await?;
+    };
+    job.workspace
+        .meter()
+        .phase("check", started.elapsed().as_secs_f64());
+    let failing_names: Vec<String> = runs
+        .iter()
+        .filter(|r| r.verdict.blocks())
+        .map(|r| r.check.name.clone())
+        .collect();
+    let mut section = checks_section(&runs, mode.as_str());
+    if rounds > 0 {
+        section.push_str(&format!(
+            "\nRepair rounds fed with failing checks: {rounds}.\n"
+        ));
+    }
+    if !failing_names.is_empty() {
+        section.push_str(&format!(
+            "\n**Still failing after {rounds} repair round(s): {}.**\n",
+            failing_names.join(", ")
+        ));
+    }
+    Ok((
+        edited,
+        ChecksReport {
+            section,
+            failing: !failing_names.is_empty(),
+            rounds,
+            failing_names,
+            results: runs
+                .iter()
+                .map(|r| (r.check.name.clone(), r.verdict))
+                .collect(),
+        },
+    ))
+}
+
+/// The configured checks, else the detected ones (labelled so).
+async fn checks_of(
+    job: &Job<'_>,
+    config: &RepoConfig,
+    default_timeout: Duration,
+) -> Result<Vec<Check>, TaskError> {
+    let timeout = |secs: Option<u64>| secs.map_or(default_timeout, Duration::from_secs);
+    if let Some(configured) = &config.checks {
+        return Ok(configured
+            .iter()
+            .map(|c| Check {
+                name: c.name.clone(),
+                run: c.run.clone(),
+                timeout: timeout(c.timeout_secs),
+                detected: false,
+            })
+            .collect());
+    }
+    let checkout = job.workspace.checkout();
+    let detected = blocking("detecting the repository's checks", move || {
+        fleet_repo_config::detect(|path| checkout.read_text(path, 1 << 20).ok(), on_path)
+    })
+    .await?;
+    Ok(detected
+        .into_iter()
+        .map(|c| Check {
+            name: c.name,
+            run: c.run,
+            timeout: timeout(c.timeout_secs),
+            detected: true,
+        })
+        .collect())
+}
+
+/// Whether `tool` is an executable file in a folder of the worker's `PATH`.
+fn on_path(tool: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            std::fs::metadata(dir.join(tool))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
+/// The sandboxed runners: one for the edited checkout, one for the base's working tree
+/// (which needs the clone's git state, read-only, to be a repository).
+struct Suite {
+    runner: Runner,
+    base_runner: Runner,
+    base_dir: PathBuf,
+}
+
+impl Suite {
+    fn new(
+        job: &Job<'_>,
+        mode: Mode,
+        config: &RepoConfig,
+        secrets: &[String],
+        output_cap: usize,
+    ) -> Self {
+        let settings = &job.agent.settings.checks;
+        let secret_refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        let lookup = |name: &str| std::env::var(name).ok();
+        let mut hide = vec![job.agent.worker.workspace_dir.clone()];
+        hide.extend(SECRET_MOUNTS.iter().map(PathBuf::from));
+        let template = Spec {
+            mode,
+            command: String::new(),
+            checkout: job.workspace.dir().to_path_buf(),
+            scratch: job.workspace.scratch("sandbox"),
+            hide,
+            read_only: Vec::new(),
+            network: config.network,
+            timeout: settings.timeout,
+            output_cap,
+            env: fleet_sandbox::env::sandbox_env(lookup, &settings.extra_env, &secret_refs),
+            limits: Limits::default(),
+        };
+        let mut base_template = template.clone();
+        base_template.read_only = vec![job.workspace.dir().join(".git")];
+        let cancel = job.workspace.cancel().clone();
+        Self {
+            runner: Runner {
+                template,
+                cancel: cancel.clone(),
+            },
+            base_runner: Runner {
+                template: base_template,
+                cancel,
+            },
+            base_dir: job.workspace.scratch("base"),
+        }
+    }
+
+    /// Marks the failures the base commit has too; its working tree is made on first use.
+    async fn compare(
+        &self,
+        job: &Job<'_>,
+        config: &RepoConfig,
+        setup_timeout: Duration,
+        runs: &mut [CheckRun],
+        cache: &mut BaseResults,
+    ) -> Result<(), TaskError> {
+        if cache.is_empty() {
+            let (git, dir) = (job.workspace.git(), job.workspace.dir());
+            git.base_worktree(dir, &self.base_dir, job.workspace.cancel())
+                .await?;
+        }
+        let base = Base {
+            dir: &self.base_dir,
+            setup: &config.setup,
+            setup_timeout,
+        };
+        self.base_runner.compare_with_base(runs, &base, cache).await;
+        Ok(())
+    }
+}
+
+fn verdict_of(finished: &fleet_sandbox::Finished) -> Verdict {
+    match finished.exit {
+        fleet_sandbox::Exit::TimedOut => Verdict::TimedOut,
+        _ => Verdict::Failed,
+    }
+}
+
+/// The commit checked out before the checks.
+async fn head_of(job: &Job<'_>) -> Result<String, TaskError> {
+    let (git, dir) = (job.workspace.git(), job.workspace.dir());
+    let args = ["rev-parse", "--verify", "HEAD"];
+    let out = git
+        .run(
+            "rev-parse",
+            Some(dir),
+            &args,
+            Duration::from_secs(60),
+            job.workspace.cancel(),
+        )
+        .await?;
+    Ok(out.trim().to_owned())
+}
+
+/// `HEAD` and the index back to `head` (the working tree stays), then the edited files
+/// back to what the edits wrote.
+async fn undo_side_effects(
+    job: &Job<'_>,
+    head: &str,
+    applied: &[ChangedFile],
+) -> Result<(), TaskError> {
+    let (git, dir) = (job.workspace.git(), job.workspace.dir());
+    let args = ["reset", "--quiet", "--mixed", head];
+    git.run(
+        "reset",
+        Some(dir),
+        &args,
+        Duration::from_secs(60),
+        job.workspace.cancel(),
+    )
+    .await?;
+    let root = dir.to_path_buf();
+    let files = applied.to_vec();
+    blocking("restoring the edited files", move || restore(&root, &files))
+        .await?
+        .map_err(|e| {
+            TaskError::Permanent(format!(
+                "a check changed the checkout so that the edits cannot be restored: {e}"
+            ))
+        })
+}
+
+/// Puts each edited file back as the edits left it, unless it already is. A folder a check
+/// replaced with a link (or a file) on the way is made a folder again: nothing is written
+/// through a link.
+fn restore(root: &Path, files: &[ChangedFile]) -> std::io::Result<()> {
+    let checkout = Checkout::new(root);
+    for file in files {
+        if checkout
+            .read_text(&file.path, file.new.len() as u64)
+            .is_ok_and(|text| text == file.new)
+        {
+            continue;
+        }
+        tracing::warn!(path = file.path, "a check changed an edited file; restored");
+        let mut dir = root.to_path_buf();
+        let parts: Vec<&str> = file.path.split('/').collect();
+        let (name, parents) = parts.split_last().expect("a path has a name");
+        for part in parents {
+            dir.push(part);
+            match std::fs::symlink_metadata(&dir) {
+                Ok(meta) if meta.is_dir() => {}
+                Ok(_) => {
+                    std::fs::remove_file(&dir)?;
+                    std::fs::create_dir(&dir)?;
+                }
+                Err(_) => std::fs::create_dir(&dir)?,
+            }
+        }
+        let target = dir.join(name);
+        match std::fs::symlink_metadata(&target) {
+            Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&target)?,
+            Ok(_) => std::fs::remove_file(&target)?,
+            Err(_) => {}
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&target)?
+            .write_all(file.new.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Shows `line` as the checks' line of the status comment.
+async fn show(job: &mut Job<'_>, line: String) -> Result<(), TaskError> {
+    job.session.status.checks = Some(line);
+    job.session.publish_status().await
+}
+
+fn names(checks: &[Check]) -> String {
+    checks
+        .iter()
+        .map(|c| format!("`{}`", c.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `tests passed (1.2 s), lint failed (0.3 s)`.
+fn results(runs: &[CheckRun]) -> String {
+    runs.iter()
+        .map(|r| {
+            format!(
+                "`{}` {} ({:.1} s)",
+                r.check.name,
+                r.verdict.as_str(),
+                r.finished.duration.as_secs_f64()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn changed(path: &str, new: &str) -> ChangedFile {
+        ChangedFile {
+            path: path.into(),
+            previous: Some("old\n".into()),
+            new: new.into(),
+        }
+    }
+
+    #[test]
+    fn restore_puts_back_edited_files_and_never_writes_through_a_link() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(root.path().join("src")).expect("mkdir");
+        std::fs::write(root.path().join("src/a.py"), "reformatted by a check\n").expect("write");
+        // A check replaced the folder of the second edited file with a link out.
+        std::os::unix::fs::symlink(outside.path(), root.path().join("pkg")).expect("link");
+        let files = [
+            changed("src/a.py", "edited\n"),
+            changed("pkg/b.py", "edited b\n"),
+        ];
+        restore(root.path(), &files).expect("restored");
+        assert_eq!(
+            std::fs::read_to_string(root.path().join("src/a.py")).expect("read"),
+            "edited\n"
+        );
+        assert!(
+            std::fs::symlink_metadata(root.path().join("pkg"))
+                .expect("pkg")
+                .is_dir()
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.path().join("pkg/b.py")).expect("read"),
+            "edited b\n"
+        );
+        assert_eq!(
+            std::fs::read_dir(outside.path()).expect("outside").count(),
+            0,
+            "nothing was written through the link"
+        );
+    }
+}

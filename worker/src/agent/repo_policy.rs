@@ -1,0 +1,145 @@
+//! The repository's own word on the agent: `.agent-fleet.yml` (or
+//! `.github/agent-fleet.yml`) read from the base branch before anything else is cloned,
+//! and its `enabled` and `triggers` enforced before any other work. A malformed file stops
+//! the task with the file, the line and what is wrong; unknown keys become notes on the
+//! status comment.
+
+use super::modes::Job;
+use crate::adapters::git::BranchFile;
+use crate::runtime::handler::TaskError;
+use fleet_repo_config::{CONFIG_PATHS, RepoConfig};
+use shared::{Mode, Tracker};
+
+/// The repository's configuration as this task uses it.
+#[derive(Debug, Clone, Default)]
+pub struct RepoPolicy {
+    pub config: RepoConfig,
+    /// The file it came from; `None`: the repository has none (the defaults hold).
+    pub file: Option<String>,
+}
+
+/// Whether the task may go on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    Admitted,
+    /// Refused, and why (for the status comment).
+    Refused(String),
+}
+
+/// Reads the config into `job.repo` and applies its trigger policy. A malformed config is
+/// a permanent failure that names the file and the line.
+pub async fn admit(job: &mut Job<'_>) -> Result<Admission, TaskError> {
+    let found = read_config(job).await?;
+    let policy = match found {
+        None => RepoPolicy::default(),
+        Some(file) => {
+            let parsed = fleet_repo_config::parse(&file.path, &file.text).map_err(|error| {
+                TaskError::Permanent(format!("{error}; fix the file and ask again"))
+            })?;
+            for warning in &parsed.warnings {
+                tracing::info!(file = file.path, warning, "repository config");
+                job.session
+                    .status
+                    .notes
+                    .push(format!("`{}`: {warning}.", file.path));
+            }
+            RepoPolicy {
+                config: parsed.config,
+                file: Some(file.path),
+            }
+        }
+    };
+    let verdict = judge(job, &policy).await?;
+    job.workspace
+        .set_base_branch(policy.config.base_branch.clone());
+    job.repo = policy;
+    Ok(verdict)
+}
+
+/// The config of the task's base branch (else the default branch), without a checkout;
+/// a repository the tracker reports as too large is refused before even that.
+async fn read_config(job: &Job<'_>) -> Result<Option<BranchFile>, TaskError> {
+    let publisher = &job.session.publisher;
+    publisher
+        .check_size(job.workspace.clone_max_bytes())
+        .await?;
+    job.workspace
+        .base_file(&CONFIG_PATHS)
+        .await
+        .map_err(|error| match error {
+            TaskError::Permanent(reason) => {
+                TaskError::Permanent(format!("the repository's agent config: {reason}"))
+            }
+            other => other,
+        })
+}
+
+/// `enabled`, then the users and teams, then the labels.
+async fn judge(job: &Job<'_>, policy: &RepoPolicy) -> Result<Admission, TaskError> {
+    let file = policy.file.as_deref().unwrap_or(CONFIG_PATHS[0]);
+    let config = &policy.config;
+    if !config.enabled {
+        return Ok(Admission::Refused(format!(
+            "the agent is turned off for this repository (`enabled: false` in `{file}`)"
+        )));
+    }
+    let user = asking_user(job);
+    let triggers = &config.triggers;
+    let restricted = !triggers.allowed_users.is_empty() || !triggers.allowed_teams.is_empty();
+    if restricted && !allowed(job, user, triggers).await? {
+        let mut who = triggers.allowed_users.clone();
+        who.extend(triggers.allowed_teams.iter().map(|t| format!("team {t}")));
+        return Ok(Admission::Refused(format!(
+            "@{user} is not among the users and teams `{file}` lets ask the agent ({})",
+            who.join(", ")
+        )));
+    }
+    if !triggers.labels.is_empty() {
+        let labels = &job.session.issue.labels;
+        let carries = |wanted: &String| labels.iter().any(|l| l.eq_ignore_ascii_case(wanted));
+        if !triggers.labels.iter().any(carries) {
+            return Ok(Admission::Refused(format!(
+                "the issue carries none of the labels `{file}` asks for ({})",
+                triggers.labels.join(", ")
+            )));
+        }
+    }
+    Ok(Admission::Admitted)
+}
+
+/// Who asked: the approver of an implement task, else the trigger's user.
+pub fn asking_user<'t>(job: &Job<'t>) -> &'t str {
+    let task = job.task;
+    match (task.mode, &task.approval) {
+        (Mode::Implement, Some(approval)) => approval.approver.as_str(),
+        _ => task.trigger_user.as_str(),
+    }
+}
+
+/// Named in `allowed_users`, or (a GitHub user) an active member of an `allowed_teams` team.
+async fn allowed(
+    job: &Job<'_>,
+    user: &str,
+    triggers: &fleet_repo_config::Triggers,
+) -> Result<bool, TaskError> {
+    if triggers
+        .allowed_users
+        .iter()
+        .any(|u| crate::adapters::github::same_account(u.trim_start_matches('@'), user))
+    {
+        return Ok(true);
+    }
+    // Teams are GitHub's: a Jira account is never a member.
+    if job.task.issue.tracker != Tracker::Github {
+        return Ok(false);
+    }
+    for team in &triggers.allowed_teams {
+        let Some((org, slug)) = team.split_once('/') else {
+            continue;
+        };
+        if job.session.github.in_team(org, slug, user).await? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}

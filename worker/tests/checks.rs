@@ -1,0 +1,419 @@
+//! The repository's checks before the pull request, end to end (the worker binary, the
+//! real broker, a local bare repository with an `.agent-fleet.yml`, the GitHub and LLM
+//! stand-ins): new failures start repair rounds fed with the check's output, failures the
+//! base commit has too do not block, what still fails makes a draft (or no PR), a check
+//! that hangs is killed with its children, a check hunting for secrets finds none, the
+//! network is off unless the config turns it on, and the config's `enabled` and triggers
+//! are enforced before anything is cloned or asked.
+
+mod common;
+
+use common::standins::Answer;
+use common::world::*;
+use serde_json::Value;
+
+/// Passes on the original code and on [`good_answer`]; fails on [`wrong_answer`].
+const CENTS_CHECK: &str = "checks:\n  - name: cents\n    run: \"! grep -q 'round(amount)' pay/refunds.py || { echo 'FAIL: round(amount) drops the cents'; exit 1; }\"\n";
+
+/// Parses and applies, but rounds to whole units: the cents check fails.
+fn wrong_answer() -> String {
+    "Round refunds.\n\npay/refunds.py\n```python\n<<<<<<< SEARCH\ndef refund(amount):\n    return amount\n=======\ndef refund(amount):\n    return round(amount)\n>>>>>>> REPLACE\n```\n".into()
+}
+
+/// The repair of [`wrong_answer`]: cents kept.
+fn repaired_answer() -> String {
+    "Keep the cents.\n\npay/refunds.py\n```python\n<<<<<<< SEARCH\n    return round(amount)\n=======\n    return round(amount, 2)\n>>>>>>> REPLACE\n```\n".into()
+}
+
+/// An answer that applies to the README whatever the code holds (a repair that does not help).
+fn readme_answer() -> String {
+    "Document rounding.\n\nREADME.md\n```markdown\n<<<<<<< SEARCH\n# payments\n=======\n# payments\n\nRefunds are rounded.\n>>>>>>> REPLACE\n```\n".into()
+}
+
+/// A world whose repository carries `config` as `.agent-fleet.yml`, and a worker with
+/// `extra` settings whose LLM follows `script`.
+async fn world_with_config(
+    name: &str,
+    config: &str,
+    script: &[(&str, Vec<Answer>)],
+    extra: &[(&str, &str)],
+) -> (World, common::WorkerProc) {
+    let world = World::new(name, 5, script).await;
+    world.commit_files(&[(".agent-fleet.yml", config)]);
+    let worker = world.worker(extra);
+    worker.wait_ready().await;
+    (world, worker)
+}
+
+fn status_text(world: &World, number: u64) -> String {
+    let statuses = status_comments(&world.github, number);
+    assert_eq!(statuses.len(), 1, "one status comment");
+    body_of(&statuses[0]).to_owned()
+}
+
+fn request_text(call: &common::standins::LlmCall) -> String {
+    call.body.to_string()
+}
+
+fn the_pull(world: &World) -> Value {
+    let pulls = world.github.pulls();
+    assert_eq!(pulls.len(), 1, "one pull request");
+    pulls[0].clone()
+}
+
+#[tokio::test]
+async fn a_failing_check_is_repaired_with_its_output_and_the_pull_request_says_passed() {
+    let script = [
+        ("edit", vec![Answer::Text(wrong_answer())]),
+        ("repair", vec![Answer::Text(repaired_answer())]),
+    ];
+    let (world, worker) = world_with_config("checks-repair", CENTS_CHECK, &script, &[]).await;
+    let task = world.task("github:checks-repair", 61, "dev1");
+    world.run(&worker, &task, "done").await;
+
+    let calls = world.llm.calls();
+    let phases: Vec<&str> = calls.iter().map(|c| c.phase.as_str()).collect();
+    assert_eq!(phases, ["edit", "repair"]);
+    let repair = request_text(&calls[1]);
+    for expected in [
+        "`cents`",
+        "exit code 1",
+        "FAIL: round(amount) drops the cents",
+    ] {
+        assert!(
+            repair.contains(expected),
+            "the repair round lacks {expected}: {repair}"
+        );
+    }
+    assert!(
+        repair.contains("return round(amount)"),
+        "the repair shows the current file: {repair}"
+    );
+    let pull = the_pull(&world);
+    let body = body_of(&pull);
+    assert!(body.contains("### Checks"), "{body}");
+    assert!(body.contains("| cents | "), "{body}");
+    assert!(body.contains("| passed |"), "{body}");
+    assert!(
+        body.contains("Repair rounds fed with failing checks: 1."),
+        "{body}"
+    );
+    assert_eq!(
+        pull["draft"],
+        Value::Bool(false),
+        "passing checks: a ready PR"
+    );
+    world.assert_fix_on("agent/github-61");
+    let status = status_text(&world, 61);
+    assert!(status.contains("Checks: `cents` passed"), "{status}");
+}
+
+#[tokio::test]
+async fn still_failing_after_the_rounds_opens_a_draft_with_the_evidence() {
+    let script = [
+        ("edit", vec![Answer::Text(wrong_answer())]),
+        ("repair", vec![Answer::Text(readme_answer())]),
+    ];
+    let config = format!("{CENTS_CHECK}repair_rounds: 1\n");
+    let (world, worker) = world_with_config("checks-draft", &config, &script, &[]).await;
+    let task = world.task("github:checks-draft", 62, "dev1");
+    world.run(&worker, &task, "done").await;
+
+    assert_eq!(world.llm.phases(), ["edit", "repair"], "one repair round");
+    let pull = the_pull(&world);
+    assert_eq!(pull["draft"], Value::Bool(true), "{pull}");
+    let body = body_of(&pull);
+    assert!(body.contains("| failed |"), "{body}");
+    assert!(
+        body.contains("Still failing after 1 repair round(s): cents."),
+        "{body}"
+    );
+    let status = status_text(&world, 62);
+    assert!(status.contains("the pull request is a draft"), "{status}");
+    let pushed = world
+        .file_on("agent/github-62", "pay/refunds.py")
+        .expect("pushed");
+    assert!(pushed.contains("return round(amount)\n"), "{pushed}");
+}
+
+#[tokio::test]
+async fn still_failing_with_on_failure_none_opens_nothing_and_says_so() {
+    let script = [("edit", vec![Answer::Text(wrong_answer())])];
+    let config = format!("{CENTS_CHECK}repair_rounds: 0\non_failure: none\n");
+    let (world, worker) = world_with_config("checks-none", &config, &script, &[]).await;
+    let task = world.task("github:checks-none", 63, "dev1");
+    world.run(&worker, &task, "failed").await;
+
+    assert_eq!(world.llm.phases(), ["edit"], "no repair round was allowed");
+    assert!(world.github.pulls().is_empty(), "no pull request");
+    assert!(
+        world.file_on("agent/github-63", "pay/refunds.py").is_none(),
+        "nothing pushed"
+    );
+    let status = status_text(&world, 63);
+    assert!(
+        status.contains("the checks still fail after 0 repair round(s) (cents)"),
+        "{status}"
+    );
+    assert!(
+        status.contains("no pull request was opened (`on_failure: none`"),
+        "{status}"
+    );
+}
+
+#[tokio::test]
+async fn a_check_failing_before_the_change_does_not_block_and_is_shown_as_such() {
+    let config = format!(
+        "{CENTS_CHECK}  - name: legacy\n    run: \"test -f LEGACY_OK || {{ echo legacy broken; exit 3; }}\"\n"
+    );
+    let script = [("edit", vec![Answer::Text(good_answer())])];
+    let (world, worker) = world_with_config("checks-before", &config, &script, &[]).await;
+    let task = world.task("github:checks-before", 64, "dev1");
+    world.run(&worker, &task, "done").await;
+
+    assert_eq!(
+        world.llm.phases(),
+        ["edit"],
+        "an old failure asks for no repair"
+    );
+    let pull = the_pull(&world);
+    assert_eq!(pull["draft"], Value::Bool(false));
+    let body = body_of(&pull);
+    let legacy = body
+        .lines()
+        .find(|l| l.starts_with("| legacy |"))
+        .expect("legacy line");
+    assert!(legacy.contains("| failing before the change |"), "{body}");
+    let cents = body
+        .lines()
+        .find(|l| l.starts_with("| cents |"))
+        .expect("cents line");
+    assert!(cents.contains("| passed |"), "{body}");
+}
+
+/// The canary the worker carries in its environment (not a setting it knows of).
+const CANARY: &str = "canary-5e1f-never-in-a-check";
+
+/// A check that hunts for secrets: its own environment, every `/proc/*/environ` it can
+/// open and every file under the worker's workspace; whatever looks like one of the test's
+/// secrets (by their shapes, not their values) is printed reversed (no redaction by value can catch that), and the check fails
+/// only on the edited code, so its output goes to the model in a repair round. Its own
+/// `HUNT_CONTROL` shows the hunt works and its output arrives.
+fn hunt_script(workspace: &std::path::Path) -> String {
+    format!(
+        "export HUNT_CONTROL=canary-control-visible\n\
+         {{ env; for f in /proc/[0-9]*/environ; do cat \"$f\"; echo; done; \
+         find {ws} -type f 2>/dev/null | head -5000 | while read -r f; do cat \"$f\"; done; }} 2>/dev/null \
+         | tr '\\0' '\\n' | grep -aiE 'canary|ghs_|sk-ant' | rev | sort -u | head -c 12000\n\
+         grep -q 'round(amount, 2)' pay/refunds.py && exit 1\n\
+         exit 0\n",
+        ws = workspace.display()
+    )
+}
+
+fn reversed(text: &str) -> String {
+    text.chars().rev().collect()
+}
+
+async fn no_secret_reaches_anything(name: &str, number: u64, sandbox: &str) {
+    let script = [
+        ("edit", vec![Answer::Text(good_answer())]),
+        ("repair", vec![Answer::Text(readme_answer())]),
+    ];
+    let world = World::new(name, 5, &script).await;
+    let hunt = hunt_script(&world.fleet.workspace());
+    world.commit_files(&[
+        ("hunt.sh", &hunt),
+        (
+            ".agent-fleet.yml",
+            "checks:\n  - name: hunt\n    run: sh hunt.sh\nrepair_rounds: 1\n",
+        ),
+    ]);
+    let worker = world.worker(&[("SANDBOX", sandbox), ("AGENT_FLEET_TEST_CANARY", CANARY)]);
+    worker.wait_ready().await;
+    let task = world.task(&format!("github:{name}"), number, "dev1");
+    world.run(&worker, &task, "done").await;
+
+    let calls = world.llm.calls();
+    assert_eq!(calls.len(), 2, "the hunt's output went to a repair round");
+    let repair = request_text(&calls[1]);
+    assert!(
+        repair.contains(&reversed("canary-control-visible")),
+        "control: the hunt reads environments and its output arrives: {repair}"
+    );
+    let mut seen: Vec<(String, String)> = calls
+        .iter()
+        .map(|c| ("an LLM request".to_owned(), request_text(c)))
+        .collect();
+    seen.extend(
+        world
+            .github
+            .pulls()
+            .iter()
+            .map(|p| ("a PR body".to_owned(), body_of(p).to_owned())),
+    );
+    seen.extend(
+        world
+            .github
+            .comments_on(number)
+            .iter()
+            .map(|c| ("a comment".to_owned(), body_of(c).to_owned())),
+    );
+    let log = std::fs::read_to_string(&worker.log).expect("log");
+    seen.push(("the worker's log".to_owned(), log));
+    for secret in [CANARY, GITHUB_TOKEN, LLM_KEY] {
+        for (place, text) in &seen {
+            assert!(!text.contains(secret), "{sandbox}: {secret} in {place}");
+            assert!(
+                !text.contains(&reversed(secret)),
+                "{sandbox}: {secret} (reversed) in {place}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_check_hunting_for_secrets_finds_none_in_the_process_sandbox() {
+    no_secret_reaches_anything("checks-hunt-process", 65, "process").await;
+}
+
+#[tokio::test]
+async fn a_check_hunting_for_secrets_finds_none_in_bubblewrap() {
+    if !fleet_sandbox::bwrap_works().await {
+        eprintln!("skipped: bubblewrap cannot run here (.ci/run installs it)");
+        return;
+    }
+    no_secret_reaches_anything("checks-hunt-bwrap", 66, "bwrap").await;
+}
+
+/// A listener on 127.0.0.1 counting the connections it accepts.
+fn listener() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            if stream.is_ok() {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    });
+    (port, accepted)
+}
+
+async fn connect_check(name: &str, number: u64, network: bool) -> (String, usize) {
+    let (port, accepted) = listener();
+    let config = format!(
+        "checks:\n  - name: connect\n    run: \"bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port}' && echo connected\"\nnetwork: {network}\n"
+    );
+    let script = [("edit", vec![Answer::Text(good_answer())])];
+    let (world, worker) = world_with_config(name, &config, &script, &[("SANDBOX", "bwrap")]).await;
+    let task = world.task(&format!("github:{name}"), number, "dev1");
+    world.run(&worker, &task, "done").await;
+    let pull = the_pull(&world);
+    let line = body_of(&pull)
+        .lines()
+        .find(|l| l.starts_with("| connect |"))
+        .expect("connect line")
+        .to_owned();
+    (line, accepted.load(std::sync::atomic::Ordering::SeqCst))
+}
+
+#[tokio::test]
+async fn with_bubblewrap_the_network_is_off_unless_the_config_turns_it_on() {
+    if !fleet_sandbox::bwrap_works().await {
+        eprintln!("skipped: bubblewrap cannot run here (.ci/run installs it)");
+        return;
+    }
+    let (off, reached) = connect_check("checks-net-off", 67, false).await;
+    assert_eq!(reached, 0, "network: false reaches nothing on 127.0.0.1");
+    assert!(!off.contains("| passed |"), "{off}");
+    let (on, reached) = connect_check("checks-net-on", 68, true).await;
+    assert!(reached >= 1, "network: true connects");
+    assert!(on.contains("| passed |"), "{on}");
+}
+
+#[tokio::test]
+async fn a_check_that_hangs_and_forks_is_killed_at_its_timeout_with_nothing_left() {
+    let config = "checks:\n  - name: spin\n    run: \"while :; do sleep 4242 & sleep 0.05; done\"\n    timeout_secs: 2\nrepair_rounds: 0\n";
+    let script = [("edit", vec![Answer::Text(good_answer())])];
+    let (world, worker) = world_with_config("checks-hang", config, &script, &[]).await;
+    let task = world.task("github:checks-hang", 69, "dev1");
+    world.run(&worker, &task, "done").await;
+
+    assert_eq!(world.llm.phases(), ["edit"], "a report, no retry storm");
+    let pull = the_pull(&world);
+    assert_eq!(pull["draft"], Value::Bool(true));
+    assert!(
+        body_of(&pull).contains("| timed out |"),
+        "{}",
+        body_of(&pull)
+    );
+    let left = std::process::Command::new("pgrep")
+        .args(["-f", "sleep 4242"])
+        .output()
+        .expect("pgrep");
+    assert!(
+        String::from_utf8_lossy(&left.stdout).trim().is_empty(),
+        "processes left behind: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+}
+
+/// A task refused by the repository's config: said on the issue, nothing cloned past the
+/// config, no LLM call, no pull request.
+async fn refused(name: &str, number: u64, config: &str, says: &str) {
+    let script = [("edit", vec![Answer::Text(good_answer())])];
+    let (world, worker) = world_with_config(name, config, &script, &[]).await;
+    let task = world.task(&format!("github:{name}"), number, "dev1");
+    world.run(&worker, &task, "failed").await;
+    assert!(world.llm.calls().is_empty(), "no LLM call");
+    assert!(world.github.pulls().is_empty(), "no pull request");
+    let status = status_text(&world, number);
+    assert!(status.contains("will not work on this"), "{status}");
+    assert!(status.contains(says), "{status}");
+    let log = std::fs::read_to_string(&worker.log).expect("log");
+    assert!(!log.contains("\"cloned\""), "the repository was not cloned");
+}
+
+#[tokio::test]
+async fn enabled_false_refuses_every_task() {
+    refused(
+        "checks-disabled",
+        70,
+        "enabled: false\n",
+        "`enabled: false` in `.agent-fleet.yml`",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_user_outside_allowed_users_is_refused() {
+    let config = "triggers:\n  allowed_users: [lead1]\n";
+    refused(
+        "checks-users",
+        71,
+        config,
+        "@dev1 is not among the users and teams",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_issue_without_a_whitelisted_label_is_refused() {
+    let config = "triggers:\n  labels: [bug, enhancement]\n";
+    refused("checks-labels", 72, config, "carries none of the labels").await;
+}
+
+#[tokio::test]
+async fn a_malformed_config_is_reported_with_its_line() {
+    let config = "checks:\n  - name: tests\n    timeout_secs: soon\n    run: pytest\n";
+    let script = [("edit", vec![Answer::Text(good_answer())])];
+    let (world, worker) = world_with_config("checks-malformed", config, &script, &[]).await;
+    let task = world.task("github:checks-malformed", 73, "dev1");
+    world.run(&worker, &task, "failed").await;
+    assert!(world.llm.calls().is_empty(), "no LLM call");
+    let status = status_text(&world, 73);
+    assert!(status.contains(".agent-fleet.yml, line 3:"), "{status}");
+}
