@@ -417,3 +417,90 @@ async fn a_malformed_config_is_reported_with_its_line() {
     let status = status_text(&world, 73);
     assert!(status.contains(".agent-fleet.yml, line 3:"), "{status}");
 }
+
+#[tokio::test]
+async fn the_implement_run_checks_and_reports_the_tests_the_plan_expected() {
+    let plan = "```json\n{\"summary\": \"Round refunds to cents\", \"files\": [{\"path\": \"pay/refunds.py\", \"change\": \"round the amount\"}], \"steps\": [\"round in refund()\"], \"risks\": [], \"tests\": \"the cents check\"}\n```";
+    let script = [
+        ("plan", vec![Answer::Text(plan.into())]),
+        ("edit", vec![Answer::Text(wrong_answer())]),
+        ("repair", vec![Answer::Text(repaired_answer())]),
+    ];
+    let (world, worker) = world_with_config("checks-implement", CENTS_CHECK, &script, &[]).await;
+    let planned = world.plan_task("github:checks-plan", 74);
+    world.run(&worker, &planned, "done").await;
+    let comment_id = world.github.add_comment(74, "dev1", "/approve");
+    let approve = world.approve_task("github:checks-approve", 74, &comment_id, "dev1");
+    world.run(&worker, &approve, "done").await;
+
+    assert_eq!(world.llm.phases(), ["plan", "edit", "repair"]);
+    world.assert_fix_on("agent/github-74");
+    let pull = the_pull(&world);
+    assert_eq!(
+        pull["draft"],
+        Value::Bool(false),
+        "checks pass: marked ready"
+    );
+    let body = body_of(&pull);
+    assert!(body.contains("### Checks"), "{body}");
+    assert!(
+        body.contains("**The plan expected these tests to pass:** the cents check"),
+        "{body}"
+    );
+    assert!(body.contains("**Result:** `cents` passed."), "{body}");
+}
+
+#[tokio::test]
+async fn setup_runs_first_and_nothing_it_leaves_is_committed() {
+    let config = "setup:\n  - \"echo prepared > .prepared && mkdir -p build && echo junk > build/out\"\nchecks:\n  - name: prepared\n    run: \"test -f .prepared\"\n";
+    let script = [("edit", vec![Answer::Text(good_answer())])];
+    let (world, worker) = world_with_config("checks-setup", config, &script, &[]).await;
+    let task = world.task("github:checks-setup", 75, "dev1");
+    world.run(&worker, &task, "done").await;
+
+    let pull = the_pull(&world);
+    let line = body_of(&pull)
+        .lines()
+        .find(|l| l.starts_with("| prepared |"))
+        .expect("prepared line")
+        .to_owned();
+    assert!(
+        line.contains("| passed |"),
+        "the setup ran before the check: {line}"
+    );
+    world.assert_fix_on("agent/github-75");
+    for left in [".prepared", "build/out"] {
+        assert!(
+            world.file_on("agent/github-75", left).is_none(),
+            "{left} was committed"
+        );
+    }
+    let metrics = worker.metrics().await;
+    assert!(
+        metrics.contains("agent_fleet_checks_total{result=\"passed\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("agent_fleet_check_duration_seconds_count 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("phase=\"check\""), "{metrics}");
+}
+
+#[tokio::test]
+async fn checks_off_runs_none_and_says_so() {
+    let config = "checks:\n  - name: never\n    run: \"touch /tmp/never-run; exit 1\"\n";
+    let script = [("edit", vec![Answer::Text(good_answer())])];
+    let (world, worker) =
+        world_with_config("checks-off", config, &script, &[("CHECKS", "off")]).await;
+    let task = world.task("github:checks-off", 76, "dev1");
+    world.run(&worker, &task, "done").await;
+    let pull = the_pull(&world);
+    assert_eq!(pull["draft"], Value::Bool(false));
+    let body = body_of(&pull);
+    assert!(
+        body.contains("Checks are turned off on this fleet (`CHECKS=off`)."),
+        "{body}"
+    );
+    assert!(!body.contains("| never |"), "{body}");
+}
