@@ -70,6 +70,11 @@ const SETTINGS: &[&str] = &[
     "TASK_MAX_TOKENS",
     "TASK_MAX_COST_USD",
     "LLM_PRICES",
+    "CHECKS",
+    "CHECK_TIMEOUT_SECS",
+    "CHECK_OUTPUT_BYTES",
+    "SANDBOX",
+    "CHECK_ENV",
 ];
 
 // ---------------------------------------------------------------------------------------
