@@ -504,3 +504,33 @@ async fn checks_off_runs_none_and_says_so() {
     );
     assert!(!body.contains("| never |"), "{body}");
 }
+
+#[tokio::test]
+async fn a_check_that_writes_git_state_in_the_process_sandbox_forges_nothing() {
+    // Stages a file, commits it on the agent's work and points git at a proxy: in the
+    // process sandbox `.git` is writable, so the worker must undo all of it.
+    let forge = "git config http.proxy http://127.0.0.1:9 && echo junk > junk.txt && git add junk.txt && git -c user.name=x -c user.email=x@example.com commit -qm forged && echo forged";
+    let config = format!("checks:\n  - name: forge\n    run: \"{forge}\"\n");
+    let script = [("edit", vec![Answer::Text(good_answer())])];
+    let (world, worker) =
+        world_with_config("checks-forge", &config, &script, &[("SANDBOX", "process")]).await;
+    let task = world.task("github:checks-forge", 77, "dev1");
+    world.run(&worker, &task, "done").await;
+
+    let pull = the_pull(&world);
+    assert!(body_of(&pull).contains("| forge |"), "{}", body_of(&pull));
+    world.assert_fix_on("agent/github-77");
+    assert!(
+        world.file_on("agent/github-77", "junk.txt").is_none(),
+        "a staged file was committed"
+    );
+    let log = world
+        .repos
+        .git_in(REPO, &["log", "--format=%s", "main..agent/github-77"]);
+    assert!(
+        !log.contains("forged"),
+        "the check's commit was pushed: {log}"
+    );
+    let worker_log = std::fs::read_to_string(&worker.log).expect("log");
+    assert!(worker_log.contains("a check changed .git/config; restored"));
+}

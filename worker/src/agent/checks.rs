@@ -5,8 +5,9 @@
 //! model in repair rounds, and the `### Checks` evidence for the pull request.
 //!
 //! Nothing a check does reaches the commit: after every round the edited files are put
-//! back as the edits left them, and the index and `HEAD` as they were before the checks
-//! (a check in the process sandbox can write `.git`), so a commit holds only the edits.
+//! back as the edits left them, and `.git/config`, the index and `HEAD` as they were before
+//! the checks (a check in the process sandbox can write `.git`), so a commit holds only the
+//! edits and the worker's git is steered by nothing a check wrote.
 
 use super::edit_loop::{self, Edited};
 use super::modes::{self, Job};
@@ -83,7 +84,7 @@ pub async fn verify(
     let started = Instant::now();
     let secrets = job.agent.settings.secret_values();
     let suite = Suite::new(job, mode, &config, &secrets, settings.output_bytes);
-    let head = head_of(job).await?;
+    let before = GitState::of(job).await?;
     let mut base = BaseResults::default();
     let mut set_up = config.setup.is_empty();
     let mut rounds = 0;
@@ -125,7 +126,7 @@ pub async fn verify(
                 .compare(job, &config, settings.timeout, &mut runs, &mut base)
                 .await?;
         }
-        undo_side_effects(job, &head, &edited.applied).await?;
+        undo_side_effects(job, &before, &edited.applied).await?;
         for run in &runs {
             job.workspace
                 .meter()
@@ -319,31 +320,55 @@ fn verdict_of(finished: &fleet_sandbox::Finished) -> Verdict {
     }
 }
 
-/// The commit checked out before the checks.
-async fn head_of(job: &Job<'_>) -> Result<String, TaskError> {
-    let (git, dir) = (job.workspace.git(), job.workspace.dir());
-    let args = ["rev-parse", "--verify", "HEAD"];
-    let out = git
-        .run(
-            "rev-parse",
-            Some(dir),
-            &args,
-            Duration::from_secs(60),
-            job.workspace.cancel(),
-        )
-        .await?;
-    Ok(out.trim().to_owned())
+/// What of the clone's git state the worker's own next commands depend on, as it was
+/// before the checks: the commit checked out, and `.git/config` (a check in the process
+/// sandbox could add a proxy, an include or a filter there for the worker's push).
+struct GitState {
+    head: String,
+    config: Option<Vec<u8>>,
 }
 
-/// `HEAD` and the index back to `head` (the working tree stays), then the edited files
-/// back to what the edits wrote.
+impl GitState {
+    async fn of(job: &Job<'_>) -> Result<Self, TaskError> {
+        let (git, dir) = (job.workspace.git(), job.workspace.dir());
+        let args = ["rev-parse", "--verify", "HEAD"];
+        let timeout = Duration::from_secs(60);
+        let head = git
+            .run(
+                "rev-parse",
+                Some(dir),
+                &args,
+                timeout,
+                job.workspace.cancel(),
+            )
+            .await?;
+        let config = tokio::fs::read(dir.join(".git/config")).await.ok();
+        Ok(Self {
+            head: head.trim().to_owned(),
+            config,
+        })
+    }
+}
+
+/// `.git/config` as it was, then `HEAD` and the index back to the commit before the checks
+/// (the working tree stays), then the edited files back to what the edits wrote.
 async fn undo_side_effects(
     job: &Job<'_>,
-    head: &str,
+    before: &GitState,
     applied: &[ChangedFile],
 ) -> Result<(), TaskError> {
     let (git, dir) = (job.workspace.git(), job.workspace.dir());
-    let args = ["reset", "--quiet", "--mixed", head];
+    let config_path = dir.join(".git/config");
+    if let Some(config) = &before.config
+        && tokio::fs::read(&config_path).await.ok().as_ref() != Some(config)
+    {
+        tracing::warn!("a check changed .git/config; restored");
+        let _ = tokio::fs::remove_file(&config_path).await;
+        tokio::fs::write(&config_path, config).await.map_err(|e| {
+            TaskError::Permanent(format!("cannot restore .git/config after the checks: {e}"))
+        })?;
+    }
+    let args = ["reset", "--quiet", "--mixed", before.head.as_str()];
     git.run(
         "reset",
         Some(dir),
