@@ -3,8 +3,8 @@
 //! a PR back to its issue) is the worker's job.
 
 use crate::normalize::{
-    Normalized, PayloadError, command_task, id_leaf, invalid, opt_text, parse_command, str_leaf,
-    u64_leaf,
+    Command, CommandTask, Normalized, PayloadError, command_task, id_leaf, invalid, mentions_login,
+    opt_text, parse_command, str_leaf, u64_leaf,
 };
 use crate::settings::IngestSettings;
 use chrono::{DateTime, Utc};
@@ -102,12 +102,12 @@ pub fn normalize(
     let issue = payload.issue.as_ref();
     let comment = payload.comment.as_ref();
     let labels = label_names(issue.and_then(|i| i.labels.as_ref()))?;
-    let (mode, approval, revision) = match (delivery.event, action) {
+    let task = match (delivery.event, action) {
         ("issues", "labeled") => {
             let name = payload.label.as_ref().and_then(|l| l.name.as_ref());
             let label = str_leaf(name, "label.name")?;
             match settings.trigger_labels.mode_of(label) {
-                Some(mode) => (mode, None, None),
+                Some(mode) => CommandTask::plain(mode),
                 None => return Ok(Normalized::Ignored("label is not a trigger label")),
             }
         }
@@ -118,12 +118,24 @@ pub fn normalize(
                     "assigned to someone other than the agent",
                 ));
             }
-            (assignment_mode(&labels, settings), None, None)
+            CommandTask::plain(assignment_mode(&labels, settings))
         }
         ("issue_comment", "created") => {
             let body = opt_text(comment.and_then(|c| c.body.as_ref())).unwrap_or("");
-            let Some(command) = parse_command(body) else {
-                return Ok(Normalized::Ignored("comment is not a command"));
+            let on_pull = issue.is_some_and(|i| i.pull_request.is_some());
+            let command = match parse_command(body) {
+                Some(command) => command,
+                None if agent.is_some_and(|a| mentions_login(body, a)) => {
+                    if on_pull {
+                        // A mention on a PR asks for a follow-up of that PR's review,
+                        // a mode this build does not have: not a new QuickFix of the issue.
+                        return Ok(Normalized::Ignored(
+                            "a mention on a pull request (follow-ups are not supported yet)",
+                        ));
+                    }
+                    Command::Mention(body.to_owned())
+                }
+                None => return Ok(Normalized::Ignored("comment is not a command")),
             };
             let user = comment.and_then(|c| c.user.as_ref());
             let author = str_leaf(login(user), "comment.user.login")?;
@@ -138,8 +150,8 @@ pub fn normalize(
                 ));
             }
             let comment_id = id_leaf(comment.and_then(|c| c.id.as_ref()), "comment.id")?;
-            match command_task(command, comment_id, author) {
-                Ok(fields) => fields,
+            match command_task(command, comment_id, author, settings.default_mode) {
+                Ok(task) => task,
                 Err(reason) => return Ok(Normalized::Ignored(reason)),
             }
         }
@@ -167,7 +179,7 @@ pub fn normalize(
     Ok(Normalized::Task(Box::new(TaskMessage {
         version: TASK_VERSION,
         task_id: crate::normalize::task_id(Tracker::Github, delivery.delivery_id),
-        mode,
+        mode: task.mode,
         source: Tracker::Github,
         repo_url,
         base_branch: None,
@@ -178,8 +190,9 @@ pub fn normalize(
             delivery_id: delivery.delivery_id.to_owned(),
             received_at: delivery.received_at,
         },
-        approval,
-        revision,
+        approval: task.approval,
+        revision: task.revision,
+        instruction: task.instruction,
     })))
 }
 

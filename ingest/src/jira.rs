@@ -3,14 +3,15 @@
 
 use crate::github::assignment_mode;
 use crate::normalize::{
-    Normalized, PayloadError, command_task, id_leaf, leaf, opt_text, parse_command, str_leaf,
+    Command, CommandTask, Normalized, PayloadError, command_task, id_leaf, leaf, opt_text,
+    parse_command, str_leaf,
 };
 use crate::settings::IngestSettings;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use shared::adf::body_text;
+use shared::adf::{body_text, mentions};
 use shared::task::{IssueRef, TriggerInfo};
 use shared::{Mode, RepoUrl, TaskMessage, Tracker, task::TASK_VERSION};
 
@@ -117,7 +118,7 @@ pub fn normalize(
                 .collect()
         })
         .unwrap_or_default();
-    let (trigger_user, mode, approval, revision) = match event {
+    let (trigger_user, task) = match event {
         "jira:issue_updated" => {
             let user = str_leaf(account(payload.user.as_ref()), "user.accountId")?;
             if agent == Some(user) {
@@ -140,7 +141,7 @@ pub fn normalize(
             } else {
                 return Ok(Normalized::Ignored("no trigger in the change"));
             };
-            (user.to_owned(), mode, None, None)
+            (user.to_owned(), CommandTask::plain(mode))
         }
         "comment_created" => {
             let author = comment.and_then(|c| account(c.author.as_ref()));
@@ -148,13 +149,16 @@ pub fn normalize(
             if agent == Some(author) {
                 return Ok(Normalized::Ignored("comment written by the agent itself"));
             }
-            let body = body_text(leaf(comment.and_then(|c| c.body.as_ref()), "comment.body")?);
-            let Some(command) = parse_command(&body) else {
-                return Ok(Normalized::Ignored("comment is not a command"));
+            let document = leaf(comment.and_then(|c| c.body.as_ref()), "comment.body")?;
+            let body = body_text(document);
+            let command = match parse_command(&body) {
+                Some(command) => command,
+                None if agent.is_some_and(|a| mentions(document, a)) => Command::Mention(body),
+                None => return Ok(Normalized::Ignored("comment is not a command")),
             };
             let comment_id = id_leaf(comment.and_then(|c| c.id.as_ref()), "comment.id")?;
-            match command_task(command, comment_id, author) {
-                Ok((mode, approval, revision)) => (author.to_owned(), mode, approval, revision),
+            match command_task(command, comment_id, author, settings.default_mode) {
+                Ok(task) => (author.to_owned(), task),
                 Err(reason) => return Ok(Normalized::Ignored(reason)),
             }
         }
@@ -189,7 +193,7 @@ pub fn normalize(
     Ok(Normalized::Task(Box::new(TaskMessage {
         version: TASK_VERSION,
         task_id: crate::normalize::task_id(Tracker::Jira, delivery_id),
-        mode,
+        mode: task.mode,
         source: Tracker::Jira,
         repo_url,
         base_branch: None,
@@ -200,8 +204,9 @@ pub fn normalize(
             delivery_id: delivery_id.to_owned(),
             received_at,
         },
-        approval,
-        revision,
+        approval: task.approval,
+        revision: task.revision,
+        instruction: task.instruction,
     })))
 }
 

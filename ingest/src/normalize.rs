@@ -84,55 +84,158 @@ pub enum Command {
     Approve,
     /// `/revise <feedback>`; the feedback may span lines.
     Revise(String),
+    /// `/code [text]`: a QuickFix, the text as the instruction.
+    Code(String),
+    /// `/plan [text]`: a plan, the text as the instruction.
+    Plan(String),
+    /// The comment mentions the agent: `DEFAULT_MODE`, the whole comment as the instruction.
+    Mention(String),
 }
 
-/// What a command comment asks for: the mode, and the approval or revision the task
-/// carries. A `/revise` without feedback asks for nothing (the reason is returned).
-pub type CommandTask = (
-    shared::Mode,
-    Option<shared::task::Approval>,
-    Option<shared::task::Revision>,
-);
+/// What a trigger asks for: the mode, and the approval, revision or instruction the task
+/// carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandTask {
+    pub mode: shared::Mode,
+    pub approval: Option<shared::task::Approval>,
+    pub revision: Option<shared::task::Revision>,
+    pub instruction: Option<String>,
+}
 
+impl CommandTask {
+    /// A task of `mode` with nothing more (a label, an assignment).
+    pub fn plain(mode: shared::Mode) -> Self {
+        Self {
+            mode,
+            approval: None,
+            revision: None,
+            instruction: None,
+        }
+    }
+
+    fn instructed(mode: shared::Mode, text: &str) -> Self {
+        Self {
+            instruction: instruction(text),
+            ..Self::plain(mode)
+        }
+    }
+}
+
+/// A comment's text as an instruction: trimmed, `None` when empty, capped at
+/// [`shared::task::MAX_INSTRUCTION_BYTES`] on a character boundary.
+pub fn instruction(text: &str) -> Option<String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    let mut end = text.len().min(shared::task::MAX_INSTRUCTION_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(text[..end].to_owned())
+}
+
+/// The task a command comment asks for, given `default_mode` (for a mention). A `/revise`
+/// without feedback asks for nothing (the reason is returned).
 pub fn command_task(
     command: Command,
     comment_id: String,
     author: &str,
+    default_mode: shared::Mode,
 ) -> Result<CommandTask, &'static str> {
     match command {
-        Command::Approve => Ok((
-            shared::Mode::Implement,
-            Some(shared::task::Approval {
+        Command::Approve => Ok(CommandTask {
+            approval: Some(shared::task::Approval {
                 comment_id,
                 approver: author.to_owned(),
             }),
-            None,
-        )),
+            ..CommandTask::plain(shared::Mode::Implement)
+        }),
         Command::Revise(feedback) if feedback.is_empty() => Err("/revise without feedback"),
-        Command::Revise(feedback) => Ok((
-            shared::Mode::Plan,
-            None,
-            Some(shared::task::Revision {
+        Command::Revise(feedback) => Ok(CommandTask {
+            revision: Some(shared::task::Revision {
                 comment_id,
                 feedback,
                 requested_by: author.to_owned(),
             }),
-        )),
+            ..CommandTask::plain(shared::Mode::Plan)
+        }),
+        Command::Code(text) => Ok(CommandTask::instructed(shared::Mode::Quickfix, &text)),
+        Command::Plan(text) => Ok(CommandTask::instructed(shared::Mode::Plan, &text)),
+        // An implement needs an approval: a mention never implements by itself.
+        Command::Mention(text) if default_mode == shared::Mode::Implement => {
+            Ok(CommandTask::instructed(shared::Mode::Quickfix, &text))
+        }
+        Command::Mention(text) => Ok(CommandTask::instructed(default_mode, &text)),
     }
 }
 
 /// Recognises a command at the start of a comment (after leading blanks). `/approved` or
-/// `/revisedly` are not commands: the word must end there.
+/// `/codes` are not commands: the word must end there. Mentions are the caller's to find
+/// (they depend on the tracker): see [`mentions_login`].
 pub fn parse_command(body: &str) -> Option<Command> {
     let text = body.trim_start();
     let word_ends = |rest: &str| rest.chars().next().is_none_or(|c| !c.is_alphanumeric());
-    if let Some(rest) = text.strip_prefix("/approve") {
-        return word_ends(rest).then_some(Command::Approve);
+    let after = |word: &str| {
+        text.strip_prefix(word)
+            .filter(|rest| word_ends(rest))
+            .map(|rest| rest.trim().to_owned())
+    };
+    if after("/approve").is_some() {
+        return Some(Command::Approve);
     }
-    if let Some(rest) = text.strip_prefix("/revise") {
-        return word_ends(rest).then(|| Command::Revise(rest.trim().to_owned()));
+    if let Some(rest) = after("/revise") {
+        return Some(Command::Revise(rest));
+    }
+    if let Some(rest) = after("/code") {
+        return Some(Command::Code(rest));
+    }
+    if let Some(rest) = after("/plan") {
+        return Some(Command::Plan(rest));
     }
     None
+}
+
+/// Whether `body` mentions `@login` (a GitHub login; an App's `[bot]` suffix is not part
+/// of how people write it) as a whole word, outside code spans and blocks.
+pub fn mentions_login(body: &str, login: &str) -> bool {
+    let name = login.strip_suffix("[bot]").unwrap_or(login);
+    if name.is_empty() {
+        return false;
+    }
+    let needle = format!("@{}", name.to_ascii_lowercase());
+    let mut in_block = false;
+    for line in body.lines() {
+        if line.trim_start().starts_with("```") {
+            in_block = !in_block;
+            continue;
+        }
+        if in_block {
+            continue;
+        }
+        // Text outside inline code spans (every other backtick-separated piece).
+        for piece in line.split('`').step_by(2) {
+            let lower = piece.to_ascii_lowercase();
+            let mut from = 0;
+            while let Some(found) = lower[from..].find(&needle) {
+                let start = from + found;
+                let end = start + needle.len();
+                let before_ok = lower[..start]
+                    .chars()
+                    .next_back()
+                    .is_none_or(|c| !(c.is_alphanumeric() || c == '-' || c == '_'));
+                let after_ok = lower[end..]
+                    .chars()
+                    .next()
+                    .is_none_or(|c| !(c.is_alphanumeric() || c == '-' || c == '_'));
+                if before_ok && after_ok {
+                    return true;
+                }
+                from = end;
+            }
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -159,6 +262,59 @@ mod tests {
             Some(Command::Revise(String::new()))
         );
         assert_eq!(parse_command("/revisex"), None);
+        assert_eq!(
+            parse_command("/code use Decimal here"),
+            Some(Command::Code("use Decimal here".into()))
+        );
+        assert_eq!(parse_command("/code"), Some(Command::Code(String::new())));
+        assert_eq!(parse_command("/codes"), None);
+        assert_eq!(
+            parse_command("/plan\nsplit it in two"),
+            Some(Command::Plan("split it in two".into()))
+        );
+        assert_eq!(parse_command("/planned"), None);
+    }
+
+    #[test]
+    fn mentions_are_whole_logins_outside_code() {
+        let agent = "fleet-agent[bot]";
+        assert!(mentions_login("@fleet-agent please fix", agent));
+        assert!(mentions_login("Hey @Fleet-Agent, look", agent));
+        assert!(mentions_login("cc @fleet-agent", "fleet-agent"));
+        assert!(
+            !mentions_login("@fleet-agents fix", agent),
+            "a longer login"
+        );
+        assert!(!mentions_login("@fleet-agent-2 fix", agent));
+        assert!(!mentions_login("mail me at x@fleet-agent", agent));
+        assert!(!mentions_login("run `@fleet-agent` literally", agent));
+        assert!(!mentions_login("```\n@fleet-agent\n```", agent));
+        assert!(
+            !mentions_login("@fleet-agent", "[bot]"),
+            "an empty login never matches"
+        );
+    }
+
+    #[test]
+    fn instructions_are_trimmed_capped_and_never_empty() {
+        assert_eq!(instruction("  \n "), None);
+        assert_eq!(instruction(" use cents\n").as_deref(), Some("use cents"));
+        let long = "é".repeat(shared::task::MAX_INSTRUCTION_BYTES);
+        let capped = instruction(&long).expect("text");
+        assert!(capped.len() <= shared::task::MAX_INSTRUCTION_BYTES);
+        assert!(capped.chars().all(|c| c == 'é'));
+        let mention = command_task(
+            Command::Mention("@a do it".into()),
+            "1".into(),
+            "dev1",
+            shared::Mode::Implement,
+        )
+        .expect("task");
+        assert_eq!(
+            mention.mode,
+            shared::Mode::Quickfix,
+            "a mention never implements"
+        );
     }
 
     #[test]

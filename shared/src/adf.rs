@@ -47,6 +47,30 @@ fn adf_text(node: &Value, out: &mut String) {
     }
 }
 
+/// Whether a Jira body mentions `account`: an ADF mention node with that account id, or
+/// wiki markup's `[~accountid:<id>]` in a plain-text body.
+pub fn mentions(body: &Value, account: &str) -> bool {
+    if account.is_empty() {
+        return false;
+    }
+    match body {
+        Value::String(text) => text.contains(&format!("[~accountid:{account}]")),
+        Value::Object(_) => mention_in(body, account),
+        _ => false,
+    }
+}
+
+fn mention_in(node: &Value, account: &str) -> bool {
+    if node_type(node) == Some("mention")
+        && node.pointer("/attrs/id").and_then(Value::as_str) == Some(account)
+    {
+        return true;
+    }
+    node.get("content")
+        .and_then(Value::as_array)
+        .is_some_and(|children| children.iter().any(|c| mention_in(c, account)))
+}
+
 /// A document of paragraphs (one per blank-line-separated block of `text`), followed by an
 /// optional code block.
 pub fn document(text: &str, code: Option<(&str, &str)>) -> Value {

@@ -222,7 +222,15 @@ pub struct TaskMessage {
     pub approval: Option<Approval>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<Revision>,
+    /// What the person asked in the comment that started the task (a mention of the
+    /// agent, `/code <text>`, `/plan <text>`): the requester's words, untrusted text for
+    /// the prompt. Capped by the ingest at [`MAX_INSTRUCTION_BYTES`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instruction: Option<String>,
 }
+
+/// The most of a comment the ingest puts into `instruction` (cut at a character boundary).
+pub const MAX_INSTRUCTION_BYTES: usize = 16 * 1024;
 
 /// Why a queue message is not a task this build can run. Every variant is permanent: the
 /// message is dead-lettered, never retried.

@@ -52,6 +52,7 @@ impl TaskBuilder {
                 },
                 approval: None,
                 revision: None,
+                instruction: None,
             },
         }
     }

@@ -74,6 +74,7 @@ fn task(i: usize) -> TaskMessage {
         },
         approval: None,
         revision: None,
+        instruction: None,
     }
 }
 

@@ -79,6 +79,7 @@ fn task_for(args: &RunArgs, repo_url: RepoUrl, mode: Mode) -> anyhow::Result<Tas
         },
         approval: None,
         revision: None,
+        instruction: None,
     })
 }
 

@@ -112,14 +112,17 @@ pub async fn select_context(
 }
 
 /// A mode's prompt from `template`: the repository and the issue as the LLM may see it
-/// (`repo`, `issue_key`, `issue_title`, `issue_body`), then the mode's own `values`.
+/// (`repo`, `issue_key`, `issue_title`, `issue_body`), the requester's own words when the
+/// task came from a comment (`instruction`), then the mode's own `values`.
 pub fn issue_prompt(job: &Job<'_>, template: &str, values: &[(&str, &str)]) -> String {
     let (title, body) = job.session.issue_text();
+    let instruction = job.session.instruction_section();
     let mut all = vec![
         ("repo", job.task.repo_url.full_name()),
         ("issue_key", job.task.issue.key.as_str()),
         ("issue_title", title.as_str()),
         ("issue_body", body.as_str()),
+        ("instruction", instruction.as_str()),
     ];
     all.extend_from_slice(values);
     super::prompts::render(template, &all)
