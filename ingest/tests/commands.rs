@@ -16,6 +16,12 @@ fn with(mut payload: Value, pointer: &str, value: Value) -> Value {
     payload
 }
 
+async fn started() -> (TestApp, QueueView) {
+    let app = TestApp::ready(&[]).await;
+    let view = QueueView::connect(&app.queue).await;
+    (app, view)
+}
+
 /// Sends `payload` as a GitHub `issue_comment` (or a Jira delivery) and returns what was
 /// published: a task, or `None` with the ingest's reason.
 async fn outcome(
@@ -49,8 +55,7 @@ async fn outcome(
 
 #[tokio::test]
 async fn github_mentions_code_and_plan_carry_the_comment_as_the_instruction() {
-    let app = TestApp::ready(&[]).await;
-    let view = QueueView::connect(&app.queue).await;
+    let (app, view) = started().await;
     let comment = fixture("github/issue_comment/created.payload.json");
     let body = |text: &str| with(comment.clone(), "/comment/body", json!(text));
 
@@ -105,8 +110,7 @@ async fn github_mentions_code_and_plan_carry_the_comment_as_the_instruction() {
 
 #[tokio::test]
 async fn a_github_mention_on_a_pull_request_starts_no_quickfix() {
-    let app = TestApp::ready(&[]).await;
-    let view = QueueView::connect(&app.queue).await;
+    let (app, view) = started().await;
     let mut payload = with(
         fixture("github/issue_comment/created.payload.json"),
         "/comment/body",
@@ -123,8 +127,7 @@ async fn a_github_mention_on_a_pull_request_starts_no_quickfix() {
 
 #[tokio::test]
 async fn jira_mention_nodes_and_commands_carry_the_comment_as_the_instruction() {
-    let app = TestApp::ready(&[]).await;
-    let view = QueueView::connect(&app.queue).await;
+    let (app, view) = started().await;
     let adf = fixture("jira/comment_created_adf.json");
     let paragraph = |content: Value| {
         with(

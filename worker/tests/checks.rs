@@ -25,6 +25,11 @@ fn repaired_answer() -> String {
     "Keep the cents.\n\npay/refunds.py\n```python\n<<<<<<< SEARCH\n    return round(amount)\n=======\n    return round(amount, 2)\n>>>>>>> REPLACE\n```\n".into()
 }
 
+/// An LLM that answers every edit with [`good_answer`].
+fn fixes() -> Vec<(&'static str, Vec<Answer>)> {
+    vec![("edit", vec![Answer::Text(good_answer())])]
+}
+
 /// An answer that applies to the README whatever the code holds (a repair that does not help).
 fn readme_answer() -> String {
     "Document rounding.\n\nREADME.md\n```markdown\n<<<<<<< SEARCH\n# payments\n=======\n# payments\n\nRefunds are rounded.\n>>>>>>> REPLACE\n```\n".into()
@@ -45,6 +50,22 @@ async fn world_with_config(
     (world, worker)
 }
 
+/// [`world_with_config`], then the issue `number` task (`github:<name>`, asked by `dev1`)
+/// run to `outcome`.
+async fn worked(
+    name: &str,
+    number: u64,
+    config: &str,
+    script: &[(&str, Vec<Answer>)],
+    extra: &[(&str, &str)],
+    outcome: &str,
+) -> (World, common::WorkerProc) {
+    let (world, worker) = world_with_config(name, config, script, extra).await;
+    let task = world.task(&format!("github:{name}"), number, "dev1");
+    world.run(&worker, &task, outcome).await;
+    (world, worker)
+}
+
 fn status_text(world: &World, number: u64) -> String {
     let statuses = status_comments(&world.github, number);
     assert_eq!(statuses.len(), 1, "one status comment");
@@ -53,6 +74,25 @@ fn status_text(world: &World, number: u64) -> String {
 
 fn request_text(call: &common::standins::LlmCall) -> String {
     call.body.to_string()
+}
+
+/// Asserts that `text` holds every one of `parts`.
+#[track_caller]
+fn assert_has(text: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(text.contains(part), "lacks {part:?}: {text}");
+    }
+}
+
+/// The `### Checks` row of check `name` in the one pull request's body.
+fn check_line(world: &World, name: &str) -> String {
+    let pull = the_pull(world);
+    let prefix = format!("| {name} |");
+    body_of(&pull)
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no row for {name}: {}", body_of(&pull)))
+        .to_owned()
 }
 
 fn the_pull(world: &World) -> Value {
@@ -67,37 +107,27 @@ async fn a_failing_check_is_repaired_with_its_output_and_the_pull_request_says_p
         ("edit", vec![Answer::Text(wrong_answer())]),
         ("repair", vec![Answer::Text(repaired_answer())]),
     ];
-    let (world, worker) = world_with_config("checks-repair", CENTS_CHECK, &script, &[]).await;
-    let task = world.task("github:checks-repair", 61, "dev1");
-    world.run(&worker, &task, "done").await;
+    let (world, _worker) = worked("checks-repair", 61, CENTS_CHECK, &script, &[], "done").await;
 
     let calls = world.llm.calls();
     let phases: Vec<&str> = calls.iter().map(|c| c.phase.as_str()).collect();
     assert_eq!(phases, ["edit", "repair"]);
-    let repair = request_text(&calls[1]);
-    for expected in [
-        "`cents`",
-        "exit code 1",
-        "FAIL: round(amount) drops the cents",
-    ] {
-        assert!(
-            repair.contains(expected),
-            "the repair round lacks {expected}: {repair}"
-        );
-    }
-    assert!(
-        repair.contains("return round(amount)"),
-        "the repair shows the current file: {repair}"
+    // The check's name, exit and output, and the file as it stands.
+    assert_has(
+        &request_text(&calls[1]),
+        &[
+            "`cents`",
+            "exit code 1",
+            "FAIL: round(amount) drops the cents",
+            "return round(amount)",
+        ],
     );
     let pull = the_pull(&world);
-    let body = body_of(&pull);
-    assert!(body.contains("### Checks"), "{body}");
-    assert!(body.contains("| cents | "), "{body}");
-    assert!(body.contains("| passed |"), "{body}");
-    assert!(
-        body.contains("Repair rounds fed with failing checks: 1."),
-        "{body}"
+    assert_has(
+        body_of(&pull),
+        &["### Checks", "Repair rounds fed with failing checks: 1."],
     );
+    assert!(check_line(&world, "cents").contains("| passed |"));
     assert_eq!(
         pull["draft"],
         Value::Bool(false),
@@ -115,21 +145,17 @@ async fn still_failing_after_the_rounds_opens_a_draft_with_the_evidence() {
         ("repair", vec![Answer::Text(readme_answer())]),
     ];
     let config = format!("{CENTS_CHECK}repair_rounds: 1\n");
-    let (world, worker) = world_with_config("checks-draft", &config, &script, &[]).await;
-    let task = world.task("github:checks-draft", 62, "dev1");
-    world.run(&worker, &task, "done").await;
+    let (world, _worker) = worked("checks-draft", 62, &config, &script, &[], "done").await;
 
     assert_eq!(world.llm.phases(), ["edit", "repair"], "one repair round");
     let pull = the_pull(&world);
     assert_eq!(pull["draft"], Value::Bool(true), "{pull}");
-    let body = body_of(&pull);
-    assert!(body.contains("| failed |"), "{body}");
-    assert!(
-        body.contains("Still failing after 1 repair round(s): cents."),
-        "{body}"
+    assert!(check_line(&world, "cents").contains("| failed |"));
+    assert_has(
+        body_of(&pull),
+        &["Still failing after 1 repair round(s): cents."],
     );
-    let status = status_text(&world, 62);
-    assert!(status.contains("the pull request is a draft"), "{status}");
+    assert_has(&status_text(&world, 62), &["the pull request is a draft"]);
     let pushed = world
         .file_on("agent/github-62", "pay/refunds.py")
         .expect("pushed");
@@ -140,9 +166,7 @@ async fn still_failing_after_the_rounds_opens_a_draft_with_the_evidence() {
 async fn still_failing_with_on_failure_none_opens_nothing_and_says_so() {
     let script = [("edit", vec![Answer::Text(wrong_answer())])];
     let config = format!("{CENTS_CHECK}repair_rounds: 0\non_failure: none\n");
-    let (world, worker) = world_with_config("checks-none", &config, &script, &[]).await;
-    let task = world.task("github:checks-none", 63, "dev1");
-    world.run(&worker, &task, "failed").await;
+    let (world, _worker) = worked("checks-none", 63, &config, &script, &[], "failed").await;
 
     assert_eq!(world.llm.phases(), ["edit"], "no repair round was allowed");
     assert!(world.github.pulls().is_empty(), "no pull request");
@@ -150,14 +174,12 @@ async fn still_failing_with_on_failure_none_opens_nothing_and_says_so() {
         world.file_on("agent/github-63", "pay/refunds.py").is_none(),
         "nothing pushed"
     );
-    let status = status_text(&world, 63);
-    assert!(
-        status.contains("the checks still fail after 0 repair round(s) (cents)"),
-        "{status}"
-    );
-    assert!(
-        status.contains("no pull request was opened (`on_failure: none`"),
-        "{status}"
+    assert_has(
+        &status_text(&world, 63),
+        &[
+            "the checks still fail after 0 repair round(s) (cents)",
+            "no pull request was opened (`on_failure: none`",
+        ],
     );
 }
 
@@ -166,10 +188,8 @@ async fn a_check_failing_before_the_change_does_not_block_and_is_shown_as_such()
     let config = format!(
         "{CENTS_CHECK}  - name: legacy\n    run: \"test -f LEGACY_OK || {{ echo legacy broken; exit 3; }}\"\n"
     );
-    let script = [("edit", vec![Answer::Text(good_answer())])];
-    let (world, worker) = world_with_config("checks-before", &config, &script, &[]).await;
-    let task = world.task("github:checks-before", 64, "dev1");
-    world.run(&worker, &task, "done").await;
+    let script = fixes();
+    let (world, _worker) = worked("checks-before", 64, &config, &script, &[], "done").await;
 
     assert_eq!(
         world.llm.phases(),
@@ -178,17 +198,9 @@ async fn a_check_failing_before_the_change_does_not_block_and_is_shown_as_such()
     );
     let pull = the_pull(&world);
     assert_eq!(pull["draft"], Value::Bool(false));
-    let body = body_of(&pull);
-    let legacy = body
-        .lines()
-        .find(|l| l.starts_with("| legacy |"))
-        .expect("legacy line");
-    assert!(legacy.contains("| failing before the change |"), "{body}");
-    let cents = body
-        .lines()
-        .find(|l| l.starts_with("| cents |"))
-        .expect("cents line");
-    assert!(cents.contains("| passed |"), "{body}");
+    let legacy = check_line(&world, "legacy");
+    assert!(legacy.contains("| failing before the change |"), "{legacy}");
+    assert!(check_line(&world, "cents").contains("| passed |"));
 }
 
 /// The canary the worker carries in its environment (not a setting it knows of).
@@ -307,16 +319,17 @@ async fn connect_check(name: &str, number: u64, network: bool) -> (String, usize
     let config = format!(
         "checks:\n  - name: connect\n    run: \"bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port}' && echo connected\"\nnetwork: {network}\n"
     );
-    let script = [("edit", vec![Answer::Text(good_answer())])];
-    let (world, worker) = world_with_config(name, &config, &script, &[("SANDBOX", "bwrap")]).await;
-    let task = world.task(&format!("github:{name}"), number, "dev1");
-    world.run(&worker, &task, "done").await;
-    let pull = the_pull(&world);
-    let line = body_of(&pull)
-        .lines()
-        .find(|l| l.starts_with("| connect |"))
-        .expect("connect line")
-        .to_owned();
+    let script = fixes();
+    let (world, _worker) = worked(
+        name,
+        number,
+        &config,
+        &script,
+        &[("SANDBOX", "bwrap")],
+        "done",
+    )
+    .await;
+    let line = check_line(&world, "connect");
     (line, accepted.load(std::sync::atomic::Ordering::SeqCst))
 }
 
@@ -337,10 +350,8 @@ async fn with_bubblewrap_the_network_is_off_unless_the_config_turns_it_on() {
 #[tokio::test]
 async fn a_check_that_hangs_and_forks_is_killed_at_its_timeout_with_nothing_left() {
     let config = "checks:\n  - name: spin\n    run: \"while :; do sleep 4242 & sleep 0.05; done\"\n    timeout_secs: 2\nrepair_rounds: 0\n";
-    let script = [("edit", vec![Answer::Text(good_answer())])];
-    let (world, worker) = world_with_config("checks-hang", config, &script, &[]).await;
-    let task = world.task("github:checks-hang", 69, "dev1");
-    world.run(&worker, &task, "done").await;
+    let script = fixes();
+    let (world, _worker) = worked("checks-hang", 69, config, &script, &[], "done").await;
 
     assert_eq!(world.llm.phases(), ["edit"], "a report, no retry storm");
     let pull = the_pull(&world);
@@ -364,15 +375,12 @@ async fn a_check_that_hangs_and_forks_is_killed_at_its_timeout_with_nothing_left
 /// A task refused by the repository's config: said on the issue, nothing cloned past the
 /// config, no LLM call, no pull request.
 async fn refused(name: &str, number: u64, config: &str, says: &str) {
-    let script = [("edit", vec![Answer::Text(good_answer())])];
-    let (world, worker) = world_with_config(name, config, &script, &[]).await;
-    let task = world.task(&format!("github:{name}"), number, "dev1");
-    world.run(&worker, &task, "failed").await;
+    let script = fixes();
+    let (world, worker) = worked(name, number, config, &script, &[], "failed").await;
     assert!(world.llm.calls().is_empty(), "no LLM call");
     assert!(world.github.pulls().is_empty(), "no pull request");
     let status = status_text(&world, number);
-    assert!(status.contains("will not work on this"), "{status}");
-    assert!(status.contains(says), "{status}");
+    assert_has(&status, &["will not work on this", says]);
     let log = std::fs::read_to_string(&worker.log).expect("log");
     assert!(!log.contains("\"cloned\""), "the repository was not cloned");
 }
@@ -409,10 +417,8 @@ async fn an_issue_without_a_whitelisted_label_is_refused() {
 #[tokio::test]
 async fn a_malformed_config_is_reported_with_its_line() {
     let config = "checks:\n  - name: tests\n    timeout_secs: soon\n    run: pytest\n";
-    let script = [("edit", vec![Answer::Text(good_answer())])];
-    let (world, worker) = world_with_config("checks-malformed", config, &script, &[]).await;
-    let task = world.task("github:checks-malformed", 73, "dev1");
-    world.run(&worker, &task, "failed").await;
+    let script = fixes();
+    let (world, _worker) = worked("checks-malformed", 73, config, &script, &[], "failed").await;
     assert!(world.llm.calls().is_empty(), "no LLM call");
     let status = status_text(&world, 73);
     assert!(status.contains(".agent-fleet.yml, line 3:"), "{status}");
@@ -441,29 +447,23 @@ async fn the_implement_run_checks_and_reports_the_tests_the_plan_expected() {
         Value::Bool(false),
         "checks pass: marked ready"
     );
-    let body = body_of(&pull);
-    assert!(body.contains("### Checks"), "{body}");
-    assert!(
-        body.contains("**The plan expected these tests to pass:** the cents check"),
-        "{body}"
+    assert_has(
+        body_of(&pull),
+        &[
+            "### Checks",
+            "**The plan expected these tests to pass:** the cents check",
+            "**Result:** `cents` passed.",
+        ],
     );
-    assert!(body.contains("**Result:** `cents` passed."), "{body}");
 }
 
 #[tokio::test]
 async fn setup_runs_first_and_nothing_it_leaves_is_committed() {
     let config = "setup:\n  - \"echo prepared > .prepared && mkdir -p build && echo junk > build/out\"\nchecks:\n  - name: prepared\n    run: \"test -f .prepared\"\n";
-    let script = [("edit", vec![Answer::Text(good_answer())])];
-    let (world, worker) = world_with_config("checks-setup", config, &script, &[]).await;
-    let task = world.task("github:checks-setup", 75, "dev1");
-    world.run(&worker, &task, "done").await;
+    let script = fixes();
+    let (world, worker) = worked("checks-setup", 75, config, &script, &[], "done").await;
 
-    let pull = the_pull(&world);
-    let line = body_of(&pull)
-        .lines()
-        .find(|l| l.starts_with("| prepared |"))
-        .expect("prepared line")
-        .to_owned();
+    let line = check_line(&world, "prepared");
     assert!(
         line.contains("| passed |"),
         "the setup ran before the check: {line}"
@@ -475,26 +475,29 @@ async fn setup_runs_first_and_nothing_it_leaves_is_committed() {
             "{left} was committed"
         );
     }
-    let metrics = worker.metrics().await;
-    assert!(
-        metrics.contains("agent_fleet_checks_total{result=\"passed\"} 1"),
-        "{metrics}"
+    assert_has(
+        &worker.metrics().await,
+        &[
+            "agent_fleet_checks_total{result=\"passed\"} 1",
+            "agent_fleet_check_duration_seconds_count 1",
+            "phase=\"check\"",
+        ],
     );
-    assert!(
-        metrics.contains("agent_fleet_check_duration_seconds_count 1"),
-        "{metrics}"
-    );
-    assert!(metrics.contains("phase=\"check\""), "{metrics}");
 }
 
 #[tokio::test]
 async fn checks_off_runs_none_and_says_so() {
     let config = "checks:\n  - name: never\n    run: \"touch /tmp/never-run; exit 1\"\n";
-    let script = [("edit", vec![Answer::Text(good_answer())])];
-    let (world, worker) =
-        world_with_config("checks-off", config, &script, &[("CHECKS", "off")]).await;
-    let task = world.task("github:checks-off", 76, "dev1");
-    world.run(&worker, &task, "done").await;
+    let script = fixes();
+    let (world, _worker) = worked(
+        "checks-off",
+        76,
+        config,
+        &script,
+        &[("CHECKS", "off")],
+        "done",
+    )
+    .await;
     let pull = the_pull(&world);
     assert_eq!(pull["draft"], Value::Bool(false));
     let body = body_of(&pull);
@@ -511,11 +514,16 @@ async fn a_check_that_writes_git_state_in_the_process_sandbox_forges_nothing() {
     // process sandbox `.git` is writable, so the worker must undo all of it.
     let forge = "git config http.proxy http://127.0.0.1:9 && echo junk > junk.txt && git add junk.txt && git -c user.name=x -c user.email=x@example.com commit -qm forged && echo forged";
     let config = format!("checks:\n  - name: forge\n    run: \"{forge}\"\n");
-    let script = [("edit", vec![Answer::Text(good_answer())])];
-    let (world, worker) =
-        world_with_config("checks-forge", &config, &script, &[("SANDBOX", "process")]).await;
-    let task = world.task("github:checks-forge", 77, "dev1");
-    world.run(&worker, &task, "done").await;
+    let script = fixes();
+    let (world, worker) = worked(
+        "checks-forge",
+        77,
+        &config,
+        &script,
+        &[("SANDBOX", "process")],
+        "done",
+    )
+    .await;
 
     let pull = the_pull(&world);
     assert!(body_of(&pull).contains("| forge |"), "{}", body_of(&pull));

@@ -155,9 +155,13 @@ pub async fn verify(
         );
         let system = modes::system_prompt(job).await?;
         let policy = modes::policy(job, allowed_paths.clone());
-        let (session, llm, workspace) = (&mut job.session, &job.llm, &job.workspace);
-        edited =
-            edit_loop::revise(session, llm, workspace, &system, edited, prompt, &policy).await?;
+        let editor = edit_loop::Editor {
+            llm: &job.llm,
+            workspace: &job.workspace,
+            system: &system,
+            policy: &policy,
+        };
+        edited = edit_loop::revise(&mut job.session, editor, edited, prompt).await?;
     };
     job.workspace
         .meter()

@@ -107,28 +107,28 @@ enum Round {
     Unapplied(String, Vec<String>),
 }
 
+/// What every round of the edit loop works with: the LLM, the checkout the edits apply
+/// to, the system prompt and the edit policy.
+#[derive(Debug, Clone, Copy)]
+pub struct Editor<'a, 'l> {
+    pub llm: &'a Llm<'l>,
+    pub workspace: &'a Workspace,
+    pub system: &'a str,
+    pub policy: &'a Policy,
+}
+
 /// Asks for edits, applies them (one repair round for an answer that does not apply,
 /// one for syntax errors it introduced), and leaves them on disk. Ticks `LLM` after the
 /// first answer and `syntax` once the gate passed.
 pub async fn edit(
     session: &mut IssueSession<'_>,
-    llm: &Llm<'_>,
-    workspace: &Workspace,
-    system: &str,
+    editor: Editor<'_, '_>,
     prompt: String,
-    policy: Policy,
 ) -> Result<Edited, TaskError> {
     let messages = vec![Message::user(prompt)];
-    let answer = llm
-        .ask(&mut session.spent, Phase::Edit, system, messages.clone())
-        .await?;
+    let first = ask(session, editor, Phase::Edit, messages, Vec::new()).await?;
     session.reach(Step::Llm).await?;
-    let first = Answered {
-        messages,
-        answer,
-        changed: Vec::new(),
-    };
-    let edited = settle(session, llm, workspace, system, first, &policy).await?;
+    let edited = settle(session, editor, first).await?;
     session.reach(Step::Syntax).await?;
     Ok(edited)
 }
@@ -138,28 +138,38 @@ pub async fn edit(
 /// stay unless the new answer changes them again.
 pub async fn revise(
     session: &mut IssueSession<'_>,
-    llm: &Llm<'_>,
-    workspace: &Workspace,
-    system: &str,
+    editor: Editor<'_, '_>,
     edited: Edited,
     problem: String,
-    policy: &Policy,
 ) -> Result<Edited, TaskError> {
     let mut messages = edited.conversation;
     messages.push(Message::user(problem));
-    let answer = llm
-        .ask(&mut session.spent, Phase::Repair, system, messages.clone())
-        .await?;
-    let next = Answered {
-        messages,
-        answer,
-        changed: edited.applied,
-    };
-    let mut revised = settle(session, llm, workspace, system, next, policy).await?;
+    let next = ask(session, editor, Phase::Repair, messages, edited.applied).await?;
+    let mut revised = settle(session, editor, next).await?;
     if revised.summary.is_empty() {
         revised.summary = edited.summary;
     }
     Ok(revised)
+}
+
+/// Asks the model with `messages` in `phase`: the answer, still to apply on top of
+/// `changed`.
+async fn ask(
+    session: &mut IssueSession<'_>,
+    editor: Editor<'_, '_>,
+    phase: Phase,
+    messages: Vec<Message>,
+    changed: Vec<ChangedFile>,
+) -> Result<Answered, TaskError> {
+    let answer = editor
+        .llm
+        .ask(&mut session.spent, phase, editor.system, messages.clone())
+        .await?;
+    Ok(Answered {
+        messages,
+        answer,
+        changed,
+    })
 }
 
 /// An answer still to apply, the conversation that led to it and the edits before it.
@@ -173,12 +183,15 @@ struct Answered {
 /// round for an answer that does not apply and one for syntax errors.
 async fn settle(
     session: &mut IssueSession<'_>,
-    llm: &Llm<'_>,
-    workspace: &Workspace,
-    system: &str,
+    editor: Editor<'_, '_>,
     answered: Answered,
-    policy: &Policy,
 ) -> Result<Edited, TaskError> {
+    let Editor {
+        llm,
+        workspace,
+        system,
+        policy,
+    } = editor;
     let Answered {
         mut messages,
         mut answer,

@@ -18,6 +18,29 @@ pub struct Cloned {
     pub seconds: f64,
 }
 
+/// `git clone --depth 1 --single-branch --no-tags --quiet <extra> [--branch B] -- <url> <dest>`.
+pub(super) fn shallow_clone_args<'a>(
+    extra: &[&'a str],
+    branch: Option<&'a str>,
+    url: &'a str,
+    dest: &'a str,
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "clone",
+        "--depth",
+        "1",
+        "--single-branch",
+        "--no-tags",
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    if let Some(branch) = branch {
+        args.extend(["--branch", branch]);
+    }
+    args.extend(["--", url, dest]);
+    args
+}
+
 impl Git {
     /// `git clone --depth 1 --single-branch --no-tags [--branch B]` into `dest`.
     pub async fn shallow_clone(
@@ -47,18 +70,7 @@ impl Git {
     ) -> Result<Cloned, GitError> {
         let started = Instant::now();
         let dest_str = dest.to_string_lossy().into_owned();
-        let mut args = vec![
-            "clone",
-            "--depth",
-            "1",
-            "--single-branch",
-            "--no-tags",
-            "--quiet",
-        ];
-        if let Some(branch) = branch {
-            args.extend(["--branch", branch]);
-        }
-        args.extend(["--", url, dest_str.as_str()]);
+        let args = shallow_clone_args(&[], branch, url, &dest_str);
         self.watched_clone(&args, dest, timeout, max_bytes, cancel)
             .await?;
         let dir = dest.to_path_buf();

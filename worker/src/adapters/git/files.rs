@@ -42,20 +42,8 @@ impl Git {
         cancel: &CancellationToken,
     ) -> Result<Option<BranchFile>, GitError> {
         let dest = scratch.to_string_lossy().into_owned();
-        let mut args = vec![
-            "clone",
-            "--depth",
-            "1",
-            "--filter=blob:none",
-            "--no-checkout",
-            "--single-branch",
-            "--no-tags",
-            "--quiet",
-        ];
-        if let Some(branch) = branch {
-            args.extend(["--branch", branch]);
-        }
-        args.extend(["--", url, dest.as_str()]);
+        let no_blobs = ["--filter=blob:none", "--no-checkout"];
+        let args = super::clone::shallow_clone_args(&no_blobs, branch, url, &dest);
         // Where the server ignores the filter (a local mirror), this is a whole clone:
         // the same guards hold.
         self.watched_clone(&args, scratch, timeout, max_bytes, cancel)
@@ -71,14 +59,9 @@ impl Git {
                 }
                 Entry::Blob => {
                     let spec = format!("HEAD:{path}");
+                    // The lazy fetch of the one blob: a local command's time is plenty.
                     let text = self
-                        .run(
-                            "cat-file",
-                            Some(scratch),
-                            &["cat-file", "blob", &spec],
-                            timeout,
-                            cancel,
-                        )
+                        .local(scratch, "cat-file", &["blob", &spec], cancel)
                         .await?;
                     return Ok(Some(BranchFile {
                         path: (*path).to_owned(),

@@ -175,8 +175,13 @@ pub async fn edit(
 ) -> Result<Edited, TaskError> {
     let system = system_prompt(job).await?;
     let policy = policy(job, allowed_paths);
-    let (session, llm, workspace) = (&mut job.session, &job.llm, &job.workspace);
-    edit_loop::edit(session, llm, workspace, &system, prompt, policy).await
+    let editor = edit_loop::Editor {
+        llm: &job.llm,
+        workspace: &job.workspace,
+        system: &system,
+        policy: &policy,
+    };
+    edit_loop::edit(&mut job.session, editor, prompt).await
 }
 
 /// Runs the repository's checks on the edits ([`crate::agent::checks`]) and decides how
