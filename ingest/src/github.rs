@@ -189,6 +189,7 @@ pub fn normalize(
             event: format!("{}.{action}", delivery.event),
             delivery_id: delivery.delivery_id.to_owned(),
             received_at: delivery.received_at,
+            comment_id: task.comment_id,
         },
         approval: task.approval,
         revision: task.revision,

@@ -203,6 +203,7 @@ pub fn normalize(
             event: event.to_owned(),
             delivery_id: delivery_id.to_owned(),
             received_at,
+            comment_id: task.comment_id,
         },
         approval: task.approval,
         revision: task.revision,

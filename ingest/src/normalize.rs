@@ -100,6 +100,8 @@ pub struct CommandTask {
     pub approval: Option<shared::task::Approval>,
     pub revision: Option<shared::task::Revision>,
     pub instruction: Option<String>,
+    /// The comment the trigger is (for the worker's acknowledgement).
+    pub comment_id: Option<String>,
 }
 
 impl CommandTask {
@@ -110,6 +112,7 @@ impl CommandTask {
             approval: None,
             revision: None,
             instruction: None,
+            comment_id: None,
         }
     }
 
@@ -138,6 +141,19 @@ pub fn instruction(text: &str) -> Option<String> {
 /// The task a command comment asks for, given `default_mode` (for a mention). A `/revise`
 /// without feedback asks for nothing (the reason is returned).
 pub fn command_task(
+    command: Command,
+    comment_id: String,
+    author: &str,
+    default_mode: shared::Mode,
+) -> Result<CommandTask, &'static str> {
+    let task = command_fields(command, comment_id.clone(), author, default_mode)?;
+    Ok(CommandTask {
+        comment_id: Some(comment_id),
+        ..task
+    })
+}
+
+fn command_fields(
     command: Command,
     comment_id: String,
     author: &str,

@@ -67,6 +67,11 @@ async fn github_mentions_code_and_plan_carry_the_comment_as_the_instruction() {
     assert_eq!(task.instruction.as_deref(), Some(mention));
     assert_eq!(task.trigger.event, "issue_comment.created");
     assert_eq!(task.trigger_user, "Codertocat");
+    assert_eq!(
+        task.trigger.comment_id,
+        Some(comment["comment"]["id"].to_string()),
+        "the comment to acknowledge"
+    );
 
     let task = outcome(&app, &view, false, &body("/code use Decimal, not float"))
         .await
@@ -147,6 +152,7 @@ async fn jira_mention_nodes_and_commands_carry_the_comment_as_the_instruction() 
         Some("@Fleet Agent add an idempotency key")
     );
     assert_eq!(task.issue.key, "PAY-43");
+    assert_eq!(task.trigger.comment_id.as_deref(), Some("10501"));
 
     let code = paragraph(json!([{"type": "text", "text": "/plan keep the old client"}]));
     let task = outcome(&app, &view, true, &code).await.expect("a task");

@@ -188,6 +188,10 @@ pub struct TriggerInfo {
     pub event: String,
     pub delivery_id: String,
     pub received_at: DateTime<Utc>,
+    /// The comment that started the task (a command or a mention), for the worker's
+    /// acknowledgement (an `eyes` reaction on GitHub). Omitted for labels and assignments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment_id: Option<String>,
 }
 
 /// The `/approve` comment an `implement` task carries out.

@@ -49,6 +49,7 @@ impl TaskBuilder {
                     event: "issues.labeled".into(),
                     delivery_id: id.into(),
                     received_at: chrono::Utc::now(),
+                    comment_id: None,
                 },
                 approval: None,
                 revision: None,

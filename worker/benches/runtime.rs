@@ -71,6 +71,7 @@ fn task(i: usize) -> TaskMessage {
             event: "issues.labeled".into(),
             delivery_id: i.to_string(),
             received_at: chrono::Utc::now(),
+            comment_id: None,
         },
         approval: None,
         revision: None,

@@ -76,6 +76,7 @@ fn task_for(args: &RunArgs, repo_url: RepoUrl, mode: Mode) -> anyhow::Result<Tas
             event: "cli".into(),
             delivery_id: "cli".into(),
             received_at: chrono::Utc::now(),
+            comment_id: None,
         },
         approval: None,
         revision: None,

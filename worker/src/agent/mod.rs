@@ -178,6 +178,13 @@ impl Agent {
             }
             Err(error) => return Err(report(&mut job.session, error).await),
         }
+        // The comment that asked is answered with a reaction at once: seen, and allowed.
+        let asked_in = (task.trigger.comment_id.as_deref())
+            .or(task.approval.as_ref().map(|a| a.comment_id.as_str()))
+            .or(task.revision.as_ref().map(|r| r.comment_id.as_str()));
+        if let Some(comment_id) = asked_in {
+            job.session.publisher.acknowledge(comment_id).await;
+        }
         if let Err(error) = job.session.publish_status().await {
             return Err(report(&mut job.session, error).await);
         }

@@ -88,6 +88,10 @@ pub trait Publisher: Send + Sync + std::fmt::Debug {
     /// Posts a new comment on the issue.
     fn comment<'a>(&'a self, note: &'a Note) -> Effect<'a, ()>;
 
+    /// Acknowledges the comment that started the task (an `eyes` reaction on GitHub; Jira
+    /// has none). Best effort: a failure is logged, never the task's.
+    fn acknowledge<'a>(&'a self, comment_id: &'a str) -> BoxFuture<'a, ()>;
+
     /// Hands an implemented pull request over to people: marks it ready for review, asks
     /// the approver for a review and reacts to the approval (GitHub). Best effort: the
     /// implementation is pushed and described by now, so a PR left in draft is worth a
@@ -187,6 +191,16 @@ impl Publisher for Live {
                 }
             }
             Ok(())
+        })
+    }
+
+    fn acknowledge<'a>(&'a self, comment_id: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if let IssueThread::Github { github, .. } = &self.thread
+                && let Err(error) = github.react(comment_id, "eyes").await
+            {
+                tracing::debug!(%error, "could not acknowledge the comment");
+            }
         })
     }
 
@@ -311,6 +325,10 @@ impl Publisher for DryRun {
             self.lock().comments.push(note.markdown.clone());
             Ok(())
         })
+    }
+
+    fn acknowledge<'a>(&'a self, _comment_id: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
     }
 
     fn hand_over<'a>(

@@ -283,10 +283,7 @@ impl FakeGithub {
                 "/repos/{o}/{r}/issues/comments/{id}",
                 patch(edit_comment).get(get_comment),
             )
-            .route(
-                "/repos/{o}/{r}/issues/comments/{id}/reactions",
-                post(ok_created),
-            )
+            .route("/repos/{o}/{r}/issues/comments/{id}/reactions", post(react))
             .route(
                 "/repos/{o}/{r}/issues/{n}/labels/{l}",
                 axum::routing::delete(ok_empty),
@@ -512,6 +509,17 @@ async fn get_comment(
 ) -> Response {
     let s = log(&state, format!("GET comment {id}"));
     json_or_404(s.comments.iter().find(|c| c["id"] == id).cloned())
+}
+
+/// Records `POST reaction <comment id> <content>`.
+async fn react(
+    State(state): Gh,
+    Path((_o, _r, id)): Path<(String, String, String)>,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    let content = body["content"].as_str().unwrap_or("").to_owned();
+    drop(log(&state, format!("POST reaction {id} {content}")));
+    (StatusCode::CREATED, axum::Json(json!({"content": content}))).into_response()
 }
 
 async fn ok_created() -> Response {
