@@ -59,11 +59,14 @@ impl Seen {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    /// Asserts each header of `expected`: its value, or `None` where it must be absent.
-    fn assert_headers(&self, expected: &[(&str, Option<&str>)]) {
-        for &(name, value) in expected {
+    /// Asserts the request's path, each header of `headers` (its value, or `None` where it
+    /// must be absent) and the JSON body.
+    fn assert_request(&self, path: &str, headers: &[(&str, Option<&str>)], body: Value) {
+        assert_eq!(self.path, path);
+        for &(name, value) in headers {
             assert_eq!(self.header(name), value, "{name}");
         }
+        assert_eq!(self.body, body);
     }
 }
 
@@ -234,25 +237,21 @@ async fn anthropic_request_shape_headers_and_usage() {
 
     let seen = seen(&script);
     assert_eq!(seen.len(), 1);
-    let req = &seen[0];
-    assert_eq!(req.path, "/v1/messages");
-    req.assert_headers(&[
+    let headers = [
         ("x-api-key", Some(KEY)),
         ("anthropic-version", Some("2023-06-01")),
         ("authorization", None),
         ("x-agent-task", Some("task-42")),
         ("x-agent-phase", Some("edit")),
         ("content-type", Some("application/json")),
-    ]);
-    assert_eq!(
-        req.body,
-        json!({
-            "model": "test-model",
-            "max_tokens": 256,
-            "system": "You fix bugs.",
-            "messages": [{"role": "user", "content": "Fix the off-by-one."}]
-        })
-    );
+    ];
+    let body = json!({
+        "model": "test-model",
+        "max_tokens": 256,
+        "system": "You fix bugs.",
+        "messages": [{"role": "user", "content": "Fix the off-by-one."}]
+    });
+    seen[0].assert_request("/v1/messages", &headers, body);
 }
 
 #[tokio::test]
@@ -263,27 +262,23 @@ async fn openai_request_shape_headers_and_usage() {
     assert_answer(&answer, "patched", (5, 7), 1);
 
     let seen = seen(&script);
-    let req = &seen[0];
-    assert_eq!(req.path, "/v1/chat/completions");
     let bearer = format!("Bearer {KEY}");
-    req.assert_headers(&[
-        ("authorization", Some(&bearer)),
+    let headers = [
+        ("authorization", Some(bearer.as_str())),
         ("x-api-key", None),
         ("anthropic-version", None),
         ("x-agent-task", Some("task-42")),
         ("x-agent-phase", Some("repair")),
-    ]);
-    assert_eq!(
-        req.body,
-        json!({
-            "model": "test-model",
-            "max_tokens": 256,
-            "messages": [
-                {"role": "system", "content": "You fix bugs."},
-                {"role": "user", "content": "Fix the off-by-one."}
-            ]
-        })
-    );
+    ];
+    let body = json!({
+        "model": "test-model",
+        "max_tokens": 256,
+        "messages": [
+            {"role": "system", "content": "You fix bugs."},
+            {"role": "user", "content": "Fix the off-by-one."}
+        ]
+    });
+    seen[0].assert_request("/v1/chat/completions", &headers, body);
 }
 
 #[tokio::test]
