@@ -1,7 +1,7 @@
 //! The ingest's metrics, and the one place each webhook outcome is both logged and counted.
 
 use prometheus::{Histogram, IntCounterVec, IntGauge, Registry};
-use shared::telemetry::{FAST_BUCKETS, counter_vec, gauge, histogram, register_all};
+use shared::telemetry::{FAST_BUCKETS, counter_vec, gauge, histogram, registered};
 
 #[derive(Clone, Debug)]
 pub struct IngestMetrics {
@@ -18,52 +18,61 @@ pub struct IngestMetrics {
 impl IngestMetrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let webhooks = counter_vec(
-            "agent_fleet_webhooks_received_total",
-            "Webhook deliveries by source, event and outcome",
-            &["source", "event", "outcome"],
-        );
-        let ignored = counter_vec(
-            "agent_fleet_webhooks_ignored_total",
-            "Verified deliveries that asked for no task, by source and reason",
-            &["source", "reason"],
-        );
-        let publishes = counter_vec(
-            "agent_fleet_publishes_total",
-            "Task publishes by outcome (confirmed, nacked, returned, timeout, unavailable, error)",
-            &["outcome"],
-        );
-        let publish_seconds = histogram(
-            "agent_fleet_publish_duration_seconds",
-            "From publish to the broker's confirm",
-            FAST_BUCKETS,
-        );
-        let request_seconds = histogram(
-            "agent_fleet_webhook_duration_seconds",
-            "Time to answer a webhook delivery",
-            FAST_BUCKETS,
-        );
-        let receiving = gauge(
-            "agent_fleet_ingest_bodies_receiving",
-            "Webhook request bodies being received right now (bounded by INGEST_MAX_CONCURRENCY)",
-        );
-        let refused = counter_vec(
-            "agent_fleet_ingest_refused_total",
-            "Webhook requests refused before a handler saw them, by reason \
-             (too_large, timeout, evicted, unreadable)",
-            &["reason"],
-        );
-        register_all(
+        let webhooks = registered(
             &registry,
-            [
-                Box::new(webhooks.clone()) as Box<dyn prometheus::core::Collector>,
-                Box::new(ignored.clone()),
-                Box::new(publishes.clone()),
-                Box::new(publish_seconds.clone()),
-                Box::new(request_seconds.clone()),
-                Box::new(receiving.clone()),
-                Box::new(refused.clone()),
-            ],
+            counter_vec(
+                "agent_fleet_webhooks_received_total",
+                "Webhook deliveries by source, event and outcome",
+                &["source", "event", "outcome"],
+            ),
+        );
+        let ignored = registered(
+            &registry,
+            counter_vec(
+                "agent_fleet_webhooks_ignored_total",
+                "Verified deliveries that asked for no task, by source and reason",
+                &["source", "reason"],
+            ),
+        );
+        let publishes = registered(
+            &registry,
+            counter_vec(
+                "agent_fleet_publishes_total",
+                "Task publishes by outcome (confirmed, nacked, returned, timeout, unavailable, error)",
+                &["outcome"],
+            ),
+        );
+        let publish_seconds = registered(
+            &registry,
+            histogram(
+                "agent_fleet_publish_duration_seconds",
+                "From publish to the broker's confirm",
+                FAST_BUCKETS,
+            ),
+        );
+        let request_seconds = registered(
+            &registry,
+            histogram(
+                "agent_fleet_webhook_duration_seconds",
+                "Time to answer a webhook delivery",
+                FAST_BUCKETS,
+            ),
+        );
+        let receiving = registered(
+            &registry,
+            gauge(
+                "agent_fleet_ingest_bodies_receiving",
+                "Webhook request bodies being received right now (bounded by INGEST_MAX_CONCURRENCY)",
+            ),
+        );
+        let refused = registered(
+            &registry,
+            counter_vec(
+                "agent_fleet_ingest_refused_total",
+                "Webhook requests refused before a handler saw them, by reason \
+                 (too_large, timeout, evicted, unreadable)",
+                &["reason"],
+            ),
         );
         Self {
             registry,

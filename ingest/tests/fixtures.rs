@@ -8,6 +8,7 @@ use testkit::ingest::json_answer;
 use common::{AGENT_LOGIN, QueueView, TestApp, fixture, fixtures_dir};
 use serde_json::{Value, json};
 use shared::TaskMessage;
+use testkit::webhook::github_labeled;
 
 /// What one delivery should produce.
 #[derive(Debug)]
@@ -110,29 +111,40 @@ fn with(mut payload: Value, pointer: &str, value: Value) -> Value {
     payload
 }
 
-async fn one_task(app: &TestApp, view: &QueueView, event: &str, payload: &Value) -> TaskMessage {
-    let delivery = uuid::Uuid::new_v4().to_string();
-    let response = app
-        .github(event, &delivery, payload.to_string().as_bytes())
-        .await;
+/// The one task a delivery published (answered 202).
+async fn published(response: reqwest::Response, view: &QueueView) -> TaskMessage {
     assert_eq!(response.status().as_u16(), 202);
     let messages = view.drain().await;
     assert_eq!(messages.len(), 1);
     TaskMessage::from_slice(&messages[0].data).expect("valid task")
 }
 
-async fn nothing(app: &TestApp, view: &QueueView, event: &str, payload: &Value) -> String {
-    let response = app
-        .github(
-            event,
-            &uuid::Uuid::new_v4().to_string(),
-            payload.to_string().as_bytes(),
-        )
-        .await;
+/// Why a delivery was ignored (answered 202, nothing published).
+async fn ignored(response: reqwest::Response, view: &QueueView) -> String {
     let answer = json_answer(response, 202).await;
-    assert_eq!(answer["status"], "ignored");
+    assert_eq!(answer["status"], "ignored", "{answer}");
     assert!(view.drain().await.is_empty());
     answer["reason"].as_str().unwrap_or_default().to_owned()
+}
+
+/// A GitHub delivery of `payload` as `event`, under a new delivery id.
+async fn github(app: &TestApp, event: &str, payload: &Value) -> reqwest::Response {
+    let delivery = uuid::Uuid::new_v4().to_string();
+    app.github(event, &delivery, payload.to_string().as_bytes())
+        .await
+}
+
+async fn one_task(app: &TestApp, view: &QueueView, event: &str, payload: &Value) -> TaskMessage {
+    published(github(app, event, payload).await, view).await
+}
+
+async fn nothing(app: &TestApp, view: &QueueView, event: &str, payload: &Value) -> String {
+    ignored(github(app, event, payload).await, view).await
+}
+
+/// A Jira delivery of `payload` with the webhook identifier `id`.
+async fn jira(app: &TestApp, id: &str, payload: &Value) -> reqwest::Response {
+    app.jira(id, payload.to_string().as_bytes()).await
 }
 
 #[tokio::test]
@@ -140,28 +152,15 @@ async fn github_triggers_from_real_payloads() {
     let app = TestApp::ready(&[]).await;
     let view = QueueView::connect(&app.queue).await;
 
-    let labeled = fixture("github/issues/labeled.payload.json");
-    let task = one_task(
-        &app,
-        &view,
-        "issues",
-        &with(labeled.clone(), "/label/name", json!("ai-plan")),
-    )
-    .await;
+    let task = one_task(&app, &view, "issues", &github_labeled("ai-plan")).await;
     assert_eq!(task.mode.as_str(), "plan");
     assert_eq!(task.issue.title, "Spelling error in the README file");
     assert!(task.approval.is_none());
-    let task = one_task(
-        &app,
-        &view,
-        "issues",
-        &with(labeled.clone(), "/label/name", json!("AI-Help")),
-    )
-    .await;
+    let task = one_task(&app, &view, "issues", &github_labeled("AI-Help")).await;
     assert_eq!(task.mode.as_str(), "quickfix");
     // Loop guard: the agent labeling its own issue starts nothing.
     let by_agent = with(
-        with(labeled, "/label/name", json!("ai-help")),
+        github_labeled("ai-help"),
         "/sender/login",
         json!(AGENT_LOGIN),
     );
@@ -298,12 +297,10 @@ async fn jira_edge_cases_unmapped_project_revise_adf_and_loop_guard() {
     .await;
     let view = QueueView::connect(&app.queue).await;
     let assigned = fixture("jira/issue_assigned.json");
-    let response = app
-        .jira("unmapped-1", assigned.to_string().as_bytes())
-        .await;
-    let answer = json_answer(response, 202).await;
-    assert_eq!(answer["reason"], "project not mapped to a repository");
-    assert!(view.drain().await.is_empty());
+    assert_eq!(
+        ignored(jira(&app, "unmapped-1", &assigned).await, &view).await,
+        "project not mapped to a repository"
+    );
     let metrics = app.metrics_text().await;
     assert!(
         metrics.contains(r#"agent_fleet_webhooks_ignored_total{reason="project not mapped to a repository",source="jira"} 1"#),
@@ -316,11 +313,7 @@ async fn jira_edge_cases_unmapped_project_revise_adf_and_loop_guard() {
         "/issue/fields/labels",
         json!(["ai-help", "repo:acme/billing"]),
     );
-    let response = app.jira("label-1", labeled.to_string().as_bytes()).await;
-    assert_eq!(response.status().as_u16(), 202);
-    let messages = view.drain().await;
-    assert_eq!(messages.len(), 1);
-    let task = TaskMessage::from_slice(&messages[0].data).expect("task");
+    let task = published(jira(&app, "label-1", &labeled).await, &view).await;
     assert_eq!(task.repo_url.as_str(), "https://github.com/acme/billing");
 
     // A label naming a repository outside JIRA_REPO_ALLOW: ignored, nothing published, and
@@ -334,28 +327,19 @@ async fn jira_edge_cases_unmapped_project_revise_adf_and_loop_guard() {
             "/issue/fields/labels",
             json!(["ai-help", format!("repo:{repo}")]),
         );
-        let response = app
-            .jira(&format!("outside-{n}"), outside.to_string().as_bytes())
-            .await;
-        assert_eq!(response.status().as_u16(), 202, "{repo}");
-        let answer: Value = response.json().await.expect("json");
-        assert_eq!(answer["status"], "ignored", "{repo}: {answer}");
+        let response = jira(&app, &format!("outside-{n}"), &outside).await;
         assert_eq!(
-            answer["reason"], "repository label not in JIRA_REPO_ALLOW",
+            ignored(response, &view).await,
+            "repository label not in JIRA_REPO_ALLOW",
             "{repo}"
         );
-        assert!(view.drain().await.is_empty(), "{repo}");
     }
     let allowed = with(
         assigned.clone(),
         "/issue/fields/labels",
         json!(["repo:tools/ci"]),
     );
-    let response = app.jira("allowed-1", allowed.to_string().as_bytes()).await;
-    assert_eq!(response.status().as_u16(), 202);
-    let messages = view.drain().await;
-    assert_eq!(messages.len(), 1);
-    let task = TaskMessage::from_slice(&messages[0].data).expect("task");
+    let task = published(jira(&app, "allowed-1", &allowed).await, &view).await;
     assert_eq!(task.repo_url.as_str(), "https://github.com/tools/ci");
 
     // /revise in ADF, mapped through the label as well.
@@ -363,11 +347,7 @@ async fn jira_edge_cases_unmapped_project_revise_adf_and_loop_guard() {
     adf["comment"]["body"]["content"][0]["content"][0]["text"] =
         json!("/revise split the client first");
     adf["issue"]["fields"]["labels"] = json!(["repo:acme/billing"]);
-    let response = app.jira("revise-1", adf.to_string().as_bytes()).await;
-    assert_eq!(response.status().as_u16(), 202);
-    let messages = view.drain().await;
-    assert_eq!(messages.len(), 1);
-    let task = TaskMessage::from_slice(&messages[0].data).expect("task");
+    let task = published(jira(&app, "revise-1", &adf).await, &view).await;
     assert_eq!(task.mode.as_str(), "plan");
     assert_eq!(
         task.revision.expect("revision").feedback,
@@ -377,9 +357,6 @@ async fn jira_edge_cases_unmapped_project_revise_adf_and_loop_guard() {
     // Loop guard: the agent's own comment.
     let mut own = fixture("jira/comment_created_approve.json");
     own["comment"]["author"]["accountId"] = json!(common::AGENT_JIRA);
-    let response = app.jira("own-1", own.to_string().as_bytes()).await;
-    let answer: Value = response.json().await.expect("json");
-    assert_eq!(answer["status"], "ignored");
-    assert!(view.drain().await.is_empty());
+    ignored(jira(&app, "own-1", &own).await, &view).await;
     app.shutdown().await;
 }

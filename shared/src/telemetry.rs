@@ -200,6 +200,15 @@ pub fn histogram_vec(name: &str, help: &str, buckets: &[f64], labels: &[&str]) -
     .expect("valid metric")
 }
 
+/// Registers `metric` with `registry` and hands it back: made and registered in one
+/// expression, with no list of collectors to keep in step with the fields.
+pub fn registered<C: Collector + Clone + 'static>(registry: &Registry, metric: C) -> C {
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("each metric registered once");
+    metric
+}
+
 /// Registers each collector once.
 pub fn register_all(registry: &Registry, collectors: impl IntoIterator<Item = Box<dyn Collector>>) {
     for collector in collectors {

@@ -6,17 +6,21 @@
 //! | [`wait`] | [`wait_until`]: poll a condition against a deadline (no sleep-and-hope); the same for a `/readyz` |
 //! | [`task`] | [`TaskBuilder`]: v1 task messages with test defaults |
 //! | [`webhook`] | HMAC signatures, signed GitHub/Jira POSTs, the webhook fixtures |
+//! | [`http`] | [`http::headers`]: a header map from (name, value) pairs |
 //! | [`queues`] | [`QueueView`] (count, drain) and [`QueueGuard`] (deletes a test's queues on drop) |
 //! | [`outcome`] | the outcome a worker logged for a task, and the assertion on it |
 //! | [`knobs`] | a bench's `--name N` arguments, the property tests' case count |
+//! | [`fuzz`] | the property tests' configuration and input pieces |
 //! | [`proxy`] | [`CutProxy`]: a TCP proxy that can be cut (a broker or database outage) |
 //! | [`ingest`] | the ingest started in-process on port 0 ([`TestIngest`]) |
 //!
-//! It is a dev-dependency only (of `shared`, `ingest`, `worker`, `fleet-edits`,
+//! It is a dev-dependency only (of `shared`, `ingest`, `worker`, `fleet-edits`, `fleet-llm`,
 //! `fleet-repo-config` and `fleet-ledger`); no library depends on it.
 //! Every test still names its own queues ([`unique_queue`]): tests run in parallel on one
 //! broker.
 
+pub mod fuzz;
+pub mod http;
 pub mod ingest;
 pub mod knobs;
 pub mod outcome;

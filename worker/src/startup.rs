@@ -6,7 +6,7 @@ use crate::agent::Agent;
 use crate::agent::settings::AgentSettings;
 use crate::handlers::test_recorder::TestRecorder;
 use crate::runtime::embedded::EmbeddedQueue;
-use crate::runtime::{self, RunMode, Source, metrics::WorkerMetrics};
+use crate::runtime::{Launch, RunMode, Source};
 use crate::settings::{HandlerKind, WorkerSettings};
 use shared::settings::{Env, SettingsError};
 use std::future::Future;
@@ -29,26 +29,21 @@ impl Handlers {
     }
 }
 
+/// Runs `launch` with the handler `handlers` names until `shutdown` resolves.
 async fn work(
-    source: Source,
-    settings: WorkerSettings,
+    launch: Launch,
     handlers: Handlers,
-    mode: RunMode,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let metrics = WorkerMetrics::new();
     match handlers {
         Handlers::Agent(agent) => {
             let mut agent = *agent;
             // Who the agent is, before the first task: only its own comments are markers.
             agent.resolve_identity().await?;
-            let agent = Agent::new(agent, settings.clone())?;
-            runtime::run_on(source, settings, agent, mode, metrics, shutdown).await
+            let agent = Agent::new(agent, launch.settings.clone())?;
+            launch.run(agent, shutdown).await
         }
-        Handlers::Test(dir) => {
-            let recorder = TestRecorder::new(dir)?;
-            runtime::run_on(source, settings, recorder, mode, metrics, shutdown).await
-        }
+        Handlers::Test(dir) => launch.run(TestRecorder::new(dir)?, shutdown).await,
     }
 }
 
@@ -58,14 +53,8 @@ pub async fn consume(
     handlers: Handlers,
     mode: RunMode,
 ) -> anyhow::Result<()> {
-    work(
-        Source::Broker,
-        settings,
-        handlers,
-        mode,
-        shared::signals::terminated(),
-    )
-    .await
+    let launch = Launch::new(Source::Broker, settings, mode);
+    work(launch, handlers, shared::signals::terminated()).await
 }
 
 /// `worker standalone`: the ingest's routes and the worker in one process. With
@@ -106,14 +95,8 @@ pub async fn standalone(
         }
     };
     let ingest = tokio::spawn(app.run_until_stopped(stop.clone().cancelled_owned()));
-    let worked = work(
-        source,
-        settings,
-        handlers,
-        RunMode::Forever,
-        stop.clone().cancelled_owned(),
-    )
-    .await;
+    let launch = Launch::new(source, settings, RunMode::Forever);
+    let worked = work(launch, handlers, stop.clone().cancelled_owned()).await;
     // The worker stopped (signal, or a fatal error): stop taking webhooks too.
     stop.cancel();
     let served = ingest.await?;

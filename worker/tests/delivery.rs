@@ -8,6 +8,20 @@ use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(60);
 
+/// Publishes task `id` with `labels` and waits until it started: its `started` records.
+async fn started(fleet: &Fleet, id: &str, labels: &[&str]) -> Vec<String> {
+    fleet.publish_task(id, labels).await;
+    fleet.wait_record(id, "started").await
+}
+
+/// Asserts how many records of each kind task `id` left: `(kind, count)` each (`started`
+/// once and `done` once is "handled exactly once").
+fn assert_records(fleet: &Fleet, id: &str, counts: &[(&str, usize)]) {
+    for &(kind, count) in counts {
+        assert_eq!(fleet.record(id, kind).len(), count, "{id}: {kind} records");
+    }
+}
+
 #[tokio::test]
 async fn three_workers_thirty_tasks_each_handled_exactly_once() {
     let fleet = Fleet::new("three", 5).await;
@@ -32,13 +46,8 @@ async fn three_workers_thirty_tasks_each_handled_exactly_once() {
         assert!(w.exit_status(LONG).await.success());
     }
     for id in &ids {
-        assert_eq!(
-            fleet.record(id, "started").len(),
-            1,
-            "{id} started more than once"
-        );
+        assert_records(&fleet, id, &[("started", 1), ("done", 1)]);
         let done = fleet.record(id, "done");
-        assert_eq!(done.len(), 1, "{id} done more than once");
         handled_by.insert(pid_of(&done[0]));
         assert!(!workdir_of(&done[0]).exists(), "{id}'s dir was left behind");
     }
@@ -52,11 +61,7 @@ async fn three_workers_thirty_tasks_each_handled_exactly_once() {
 async fn a_killed_worker_s_task_is_redelivered_and_its_dir_swept() {
     let fleet = Fleet::new("kill9", 5).await;
     let mut first = fleet.ready_worker(&[]).await;
-    fleet
-        .publish_task("github:kill9", &["test:sleep=4000"])
-        .await;
-    fleet.wait_record("github:kill9", "started").await;
-    let orphan = workdir_of(&fleet.record("github:kill9", "started")[0]);
+    let orphan = workdir_of(&started(&fleet, "github:kill9", &["test:sleep=4000"]).await[0]);
     first.kill9();
     assert!(orphan.exists(), "a killed worker leaves its dir behind");
 
@@ -89,15 +94,9 @@ async fn sigterm_finishes_the_task_acks_it_and_takes_nothing_new() {
     worker.signal("TERM");
     let status = worker.exit_status(LONG).await;
     assert!(status.success(), "exit status {status:?}");
-    assert_eq!(
-        fleet.record("github:term-a", "done").len(),
-        1,
-        "in-flight task finished"
-    );
-    assert!(
-        fleet.record("github:term-b", "started").is_empty(),
-        "nothing taken after SIGTERM"
-    );
+    // The in-flight task finished; nothing was taken after SIGTERM.
+    assert_records(&fleet, "github:term-a", &[("done", 1)]);
+    assert_records(&fleet, "github:term-b", &[("started", 0)]);
     // The finished task was acked (not back in the queue); the untouched one waits.
     assert_eq!(fleet.ready(&fleet.queue).await, 1, "{}", worker.log_text());
     let log = worker.log_text();
@@ -108,11 +107,7 @@ async fn sigterm_finishes_the_task_acks_it_and_takes_nothing_new() {
 async fn sigterm_past_the_grace_requeues_the_task() {
     let fleet = Fleet::new("grace", 5).await;
     let mut worker = fleet.ready_worker(&[("SHUTDOWN_GRACE_SECS", "1")]).await;
-    fleet
-        .publish_task("github:grace", &["test:sleep=30000"])
-        .await;
-    fleet.wait_record("github:grace", "started").await;
-    let workdir = workdir_of(&fleet.record("github:grace", "started")[0]);
+    let workdir = workdir_of(&started(&fleet, "github:grace", &["test:sleep=30000"]).await[0]);
     worker.signal("TERM");
     assert!(worker.exit_status(LONG).await.success());
     assert!(fleet.record("github:grace", "done").is_empty());
@@ -143,7 +138,7 @@ async fn an_always_transient_task_is_dead_lettered_after_the_limit_and_reported(
     assert_eq!(dead.len(), 1);
     assert_eq!(common::death_reason(&dead[0]), "delivery_limit");
     // A delivery limit of 2: the first delivery and two redeliveries.
-    assert_eq!(fleet.record("github:always-fails", "started").len(), 3);
+    assert_records(&fleet, "github:always-fails", &[("started", 3)]);
     assert_eq!(
         fleet.record("github:always-fails", "exhausted"),
         vec!["asked to fail"]
@@ -153,7 +148,7 @@ async fn an_always_transient_task_is_dead_lettered_after_the_limit_and_reported(
         .publish_task("github:flaky", &["test:fail-first=1"])
         .await;
     fleet.wait_record("github:flaky", "done").await;
-    assert_eq!(fleet.record("github:flaky", "started").len(), 2);
+    assert_records(&fleet, "github:flaky", &[("started", 2)]);
     assert!(fleet.take_dead().await.is_empty());
 }
 
@@ -214,10 +209,7 @@ async fn a_closed_broker_connection_is_survived_idle_and_mid_task() {
 
     // Mid-task: the task finishes, its ack dies with the channel, the broker redelivers, and
     // the redelivery is settled with the first run's outcome instead of running again.
-    fleet
-        .publish_task("github:mid-task", &["test:sleep=2500"])
-        .await;
-    fleet.wait_record("github:mid-task", "started").await;
+    started(&fleet, "github:mid-task", &["test:sleep=2500"]).await;
     close_broker_connection_of(worker.pid());
     fleet.wait_record("github:mid-task", "done").await;
     // The redelivery is settled (acked) without a second run, whether it arrived while the
@@ -235,16 +227,8 @@ async fn a_closed_broker_connection_is_survived_idle_and_mid_task() {
         redelivery_acked,
     )
     .await;
-    assert_eq!(
-        fleet.record("github:mid-task", "started").len(),
-        1,
-        "ran once"
-    );
-    assert_eq!(
-        fleet.record("github:mid-task", "done").len(),
-        1,
-        "completed once"
-    );
+    // Ran once, completed once.
+    assert_records(&fleet, "github:mid-task", &[("started", 1), ("done", 1)]);
     assert_eq!(fleet.ready(&fleet.queue).await, 0);
     assert_eq!(fleet.ready(&fleet.dead_queue()).await, 0);
 }

@@ -144,6 +144,14 @@ impl Cluster {
             .collect()
     }
 
+    /// The first object of `kind` (there must be one).
+    fn first(&self, kind: &str) -> &Value {
+        self.all(kind)
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("a {kind}"))
+    }
+
     fn get(&self, kind: &str, name: &str) -> &Value {
         let found: Vec<_> = self
             .all(kind)
@@ -457,11 +465,7 @@ fn assert_timeout_pair(
 // Kubernetes
 
 fn rabbitmq_consumer_timeout(cluster: &Cluster) -> Duration {
-    let rabbit = cluster
-        .all("RabbitmqCluster")
-        .into_iter()
-        .next()
-        .expect("a RabbitmqCluster");
+    let rabbit = cluster.first("RabbitmqCluster");
     assert_eq!(s(rabbit, "apiVersion"), Some("rabbitmq.com/v1beta1"));
     let config = s(rabbit, "spec.rabbitmq.additionalConfig").expect("additionalConfig");
     Duration::from_millis(consumer_timeout_ms(config, "RabbitmqCluster"))
@@ -506,11 +510,7 @@ fn worker_deployment_gets_every_required_setting_and_keeps_the_timeout_pair() {
 #[test]
 fn scaled_job_runs_worker_once_with_every_required_setting() {
     let cluster = Cluster::load();
-    let job = cluster
-        .all("ScaledJob")
-        .into_iter()
-        .next()
-        .expect("a ScaledJob");
+    let job = cluster.first("ScaledJob");
     let pod = at(job, "spec.jobTargetRef.template.spec").expect("pod spec");
     let container = only_container(pod, "ScaledJob");
     let args = strings(&container, "args");
@@ -596,11 +596,7 @@ fn ingest_ports_probes_service_and_ingress_match_the_routes() {
             "Service targetPort {target}"
         );
     }
-    let pdb = cluster
-        .all("PodDisruptionBudget")
-        .into_iter()
-        .next()
-        .expect("a PDB");
+    let pdb = cluster.first("PodDisruptionBudget");
     assert!(selects(
         at(pdb, "spec.selector.matchLabels").expect("PDB selector")
     ));
@@ -635,19 +631,11 @@ fn keda_triggers_agree_with_the_queue_and_the_concurrency() {
     let settings = worker_settings(&env, "worker Deployment");
     let queue = settings.common.task_queue.clone();
 
-    let scaled_object = cluster
-        .all("ScaledObject")
-        .into_iter()
-        .next()
-        .expect("a ScaledObject");
+    let scaled_object = cluster.first("ScaledObject");
     assert_eq!(s(scaled_object, "spec.scaleTargetRef.name"), Some("worker"));
     assert_eq!(u(scaled_object, "spec.minReplicaCount"), Some(0));
     assert!(u(scaled_object, "spec.maxReplicaCount").is_some_and(|m| m >= 1));
-    let scaled_job = cluster
-        .all("ScaledJob")
-        .into_iter()
-        .next()
-        .expect("a ScaledJob");
+    let scaled_job = cluster.first("ScaledJob");
     for (what, scaler) in [("ScaledObject", scaled_object), ("ScaledJob", scaled_job)] {
         let triggers = seq(scaler, "spec.triggers");
         assert_eq!(triggers.len(), 1, "{what}: one trigger");
@@ -692,11 +680,7 @@ fn keda_triggers_agree_with_the_queue_and_the_concurrency() {
 #[test]
 fn service_monitor_scrapes_both_services() {
     let cluster = Cluster::load();
-    let monitor = cluster
-        .all("ServiceMonitor")
-        .into_iter()
-        .next()
-        .expect("a ServiceMonitor");
+    let monitor = cluster.first("ServiceMonitor");
     assert_eq!(s(monitor, "apiVersion"), Some("monitoring.coreos.com/v1"));
     let selector = at(monitor, "spec.selector.matchLabels")
         .and_then(Value::as_mapping)

@@ -37,6 +37,26 @@ fn edit_script() -> Vec<(&'static str, Vec<Answer>)> {
     vec![("edit", vec![Answer::Text(good_answer())])]
 }
 
+/// GitHub answers `method path` with a rate limit announced by `retry-after`, for `secs`.
+fn limit_with_retry_after(world: &World, method: &str, path: &str, secs: u64) {
+    let window = Duration::from_secs(secs);
+    world
+        .github
+        .rate_limit(method, path, window, LimitStyle::RetryAfter);
+}
+
+/// How a rate-limited task ends well: the limit was hit, yet the task ends in its one PR,
+/// the LLM was asked once (a wait never asks it again), and nothing was dead-lettered.
+async fn assert_one_pr_after_one_llm_call(world: &World) {
+    assert!(world.github.rate_limited() > 0, "the limit was hit");
+    assert_eq!(world.github.pulls().len(), 1, "the task ends in its PR");
+    assert_eq!(world.llm.calls().len(), 1, "the LLM is asked once");
+    assert!(
+        world.fleet.take_dead().await.is_empty(),
+        "nothing dead-lettered"
+    );
+}
+
 #[tokio::test]
 async fn a_25_second_rate_limit_on_comments_and_pr_creation_ends_in_the_pr_asking_the_llm_once() {
     // The default delivery limit (5) and the default in-process wait (60 s).
@@ -57,13 +77,7 @@ async fn a_25_second_rate_limit_on_comments_and_pr_creation_ends_in_the_pr_askin
     let outcome = settled_outcome(&worker, &task.task_id, LONG).await;
     let took = started.elapsed();
     assert_eq!(outcome, "done", "{}", worker.log_text());
-    assert!(world.github.rate_limited() > 0, "the limit was hit");
-    assert_eq!(world.github.pulls().len(), 1, "the task ends in its PR");
-    assert_eq!(world.llm.calls().len(), 1, "the LLM is asked once");
-    assert!(
-        world.fleet.take_dead().await.is_empty(),
-        "nothing dead-lettered"
-    );
+    assert_one_pr_after_one_llm_call(&world).await;
     assert!(
         took < window + Duration::from_secs(15),
         "not much longer than the limit: {took:?}"
@@ -82,12 +96,7 @@ async fn a_rate_limit_on_pr_creation_after_the_llm_answered_does_not_ask_it_agai
         world.llm.state.lock().expect("lock").held == 1
     })
     .await;
-    world.github.rate_limit(
-        "POST",
-        "/repos/acme/payments/pulls",
-        Duration::from_secs(6),
-        LimitStyle::RetryAfter,
-    );
+    limit_with_retry_after(&world, "POST", "/repos/acme/payments/pulls", 6);
     world.llm.state.lock().expect("lock").hold = false;
     assert_eq!(
         settled_outcome(&worker, &task.task_id, LONG).await,
@@ -95,17 +104,8 @@ async fn a_rate_limit_on_pr_creation_after_the_llm_answered_does_not_ask_it_agai
         "{}",
         worker.log_text()
     );
-    assert!(
-        world.github.rate_limited() > 0,
-        "PR creation was rate-limited"
-    );
-    assert_eq!(world.github.pulls().len(), 1);
-    assert_eq!(
-        world.llm.calls().len(),
-        1,
-        "the answer was not asked for again"
-    );
-    assert!(world.fleet.take_dead().await.is_empty());
+    // PR creation was rate-limited, and the answer was not asked for again.
+    assert_one_pr_after_one_llm_call(&world).await;
 }
 
 #[tokio::test]
@@ -118,12 +118,7 @@ async fn a_rate_limit_longer_than_the_in_process_wait_goes_through_the_delay_que
         &[("GITHUB_RATE_LIMIT_MAX_WAIT_SECS", "2")],
     )
     .await;
-    world.github.rate_limit(
-        "*",
-        "/issues/9/comments",
-        Duration::from_secs(8),
-        LimitStyle::RetryAfter,
-    );
+    limit_with_retry_after(&world, "*", "/issues/9/comments", 8);
     let task = world.task("github:rl-long", 9, "dev1");
     world.fleet.publish(&task).await;
     let delay_queue = format!("{}.retry.5s", world.fleet.queue);
@@ -162,12 +157,7 @@ async fn a_rate_limit_longer_than_the_in_process_wait_goes_through_the_delay_que
         "{}",
         worker.log_text()
     );
-    assert_eq!(world.github.pulls().len(), 1);
-    assert_eq!(world.llm.calls().len(), 1);
-    assert!(
-        world.fleet.take_dead().await.is_empty(),
-        "not dead-lettered"
-    );
+    assert_one_pr_after_one_llm_call(&world).await;
 }
 
 /// The `[start, end]` of each run of `id` that completed, from the workers' JSON logs.

@@ -59,55 +59,25 @@ fn main() -> anyhow::Result<()> {
                 terms.entry(term).or_insert(next);
             }
         });
-        for threads in [1, cores] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()?;
-            let t = Instant::now();
-            let scans: Vec<_> = pool.install(|| {
-                files
-                    .par_iter()
-                    .map(|f| lexical::scan(&f.path, &f.text, &terms))
-                    .collect()
-            });
-            let secs = t.elapsed().as_secs_f64();
-            std::hint::black_box(scans);
-            row(
-                &name,
-                "lexical pass",
-                threads,
-                files.len(),
-                walked.bytes,
-                secs,
-            );
-        }
+        let all = (files.len(), walked.bytes);
+        on_one_and_all_cores(&name, "lexical pass", cores, all, || {
+            files
+                .par_iter()
+                .map(|f| lexical::scan(&f.path, &f.text, &terms))
+                .collect::<Vec<_>>()
+        })?;
 
         // Tree-sitter on every file that has a grammar.
         let parsable: Vec<&SourceFile> = files.iter().filter(|f| f.lang.is_some()).collect();
         let bytes: usize = parsable.iter().map(|f| f.text.len()).sum();
-        for threads in [1, cores] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()?;
-            let t = Instant::now();
-            let defs: usize = pool.install(|| {
-                parsable
-                    .par_iter()
-                    .filter_map(|f| tags::extract(f.lang?, &f.text).ok())
-                    .map(|t| t.definitions.len())
-                    .sum()
-            });
-            let secs = t.elapsed().as_secs_f64();
-            std::hint::black_box(defs);
-            row(
-                &name,
-                "tree-sitter (all files)",
-                threads,
-                parsable.len(),
-                bytes,
-                secs,
-            );
-        }
+        let read = (parsable.len(), bytes);
+        on_one_and_all_cores(&name, "tree-sitter (all files)", cores, read, || {
+            parsable
+                .par_iter()
+                .filter_map(|f| tags::extract(f.lang?, &f.text).ok())
+                .map(|t| t.definitions.len())
+                .sum::<usize>()
+        })?;
 
         // Whole selections: time per phase (median of 5).
         let mut runs = Vec::new();
@@ -130,6 +100,28 @@ fn main() -> anyhow::Result<()> {
             s.stats.bytes as f64 / 1e6,
             tm.total_ms / 1000.0
         );
+    }
+    Ok(())
+}
+
+/// Times `work` (a phase over `files` files of `bytes` bytes together) in a pool of one
+/// thread, then in one of `cores`: a row each.
+fn on_one_and_all_cores<T: Send>(
+    repo: &str,
+    phase: &str,
+    cores: usize,
+    (files, bytes): (usize, usize),
+    work: impl Fn() -> T + Sync,
+) -> anyhow::Result<()> {
+    for threads in [1, cores] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()?;
+        let t = Instant::now();
+        let out = pool.install(&work);
+        let secs = t.elapsed().as_secs_f64();
+        std::hint::black_box(out);
+        row(repo, phase, threads, files, bytes, secs);
     }
     Ok(())
 }

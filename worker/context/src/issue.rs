@@ -21,6 +21,23 @@ pub(crate) fn re(cell: &'static OnceLock<Regex>, src: &str) -> &'static Regex {
     cell.get_or_init(|| Regex::new(src).expect("static regex"))
 }
 
+/// The matches of `regex` in `text` that are not glued to the word before them: the byte
+/// before is neither a letter, a digit or `_`, nor one of `glue` (`x.os.path` has no chain
+/// headed by `os` when `glue` holds `.`).
+pub(crate) fn unglued_matches<'t>(
+    regex: &Regex,
+    text: &'t str,
+    glue: &'static [u8],
+) -> impl Iterator<Item = regex::Match<'t>> {
+    let bytes = text.as_bytes();
+    regex.find_iter(text).filter(move |m| {
+        m.start() == 0 || {
+            let prev = bytes[m.start() - 1];
+            !(prev.is_ascii_alphanumeric() || prev == b'_' || glue.contains(&prev))
+        }
+    })
+}
+
 /// Paths and file names mentioned in the text (`sympy/core/basic.py`, `basic.py`,
 /// `C:\x\y.rs`), normalized to `/` separators, in order of first appearance, deduplicated.
 pub fn path_mentions(text: &str) -> Vec<String> {
@@ -331,17 +348,12 @@ fn option_names(text: &str, code: &[bool]) -> Vec<(String, usize)> {
     static KEBAB: OnceLock<Regex> = OnceLock::new();
     let kebab = re(&KEBAB, r"[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z][A-Za-z0-9]*)+");
     let bytes = text.as_bytes();
-    kebab
-        .find_iter(text)
+    unglued_matches(kebab, text, b"./")
         .filter(|m| {
-            let glued = m.start() > 0 && {
-                let prev = bytes[m.start() - 1];
-                prev.is_ascii_alphanumeric() || prev == b'_' || prev == b'.' || prev == b'/'
-            };
             let used_as_option = text[..m.start()].ends_with("--")
                 || bytes.get(m.end()) == Some(&b'=')
                 || code[m.start()];
-            !glued && used_as_option && bytes.get(m.end()) != Some(&b'/')
+            used_as_option && bytes.get(m.end()) != Some(&b'/')
         })
         .map(|m| (m.as_str().to_ascii_lowercase().replace('-', "_"), m.start()))
         .filter(|(name, _)| name.len() >= 6)

@@ -1,6 +1,11 @@
 //! The language table: which file extensions map to which tree-sitter grammar, and the
 //! tags query (`queries/<lang>/tags.scm`) that extracts definitions and references.
 //!
+//! Every query finds the definitions of a file with their spans and the names it refers to:
+//! `@name` captures the name, `@definition.<kind>` or `@reference.<kind>` the whole node.
+//! JavaScript's and TypeScript's queries start with the patterns their grammars share
+//! (`queries/ecmascript/tags.scm`).
+//!
 //! This is the one place that knows about grammars. The syntax gate reuses
 //! [`language_for_path`] to parse changed files with the same grammars.
 
@@ -80,14 +85,23 @@ impl Lang {
         }
     }
 
-    /// The source of the tags query. TSX shares TypeScript's: the node types it names are
-    /// the same in both grammars.
+    /// The source of the tags query. JavaScript and TypeScript each add their own part to
+    /// the patterns both grammars share; TSX shares TypeScript's (the node types it names
+    /// are the same in both grammars).
     pub fn tags_query_source(self) -> &'static str {
         match self {
             Lang::Python => include_str!("../queries/python/tags.scm"),
             Lang::Rust => include_str!("../queries/rust/tags.scm"),
-            Lang::JavaScript => include_str!("../queries/javascript/tags.scm"),
-            Lang::TypeScript | Lang::Tsx => include_str!("../queries/typescript/tags.scm"),
+            Lang::JavaScript => concat!(
+                include_str!("../queries/ecmascript/tags.scm"),
+                "\n",
+                include_str!("../queries/javascript/tags.scm")
+            ),
+            Lang::TypeScript | Lang::Tsx => concat!(
+                include_str!("../queries/ecmascript/tags.scm"),
+                "\n",
+                include_str!("../queries/typescript/tags.scm")
+            ),
             Lang::Go => include_str!("../queries/go/tags.scm"),
             Lang::Java => include_str!("../queries/java/tags.scm"),
         }

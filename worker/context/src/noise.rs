@@ -17,7 +17,7 @@ use std::sync::OnceLock;
 
 use regex::Regex;
 
-use crate::issue::re;
+use crate::issue::{re, unglued_matches};
 
 /// Module names that, written as `name.attr`, are another library's API in any issue, unless
 /// the repository itself is that library: standard libraries' and the most common scientific
@@ -248,15 +248,7 @@ fn foreign_aliases(text: &str, repo_modules: &dyn Fn(&str) -> bool) -> HashSet<S
 fn qualified_chains(text: &str) -> Vec<(usize, usize)> {
     static CHAIN: OnceLock<Regex> = OnceLock::new();
     let chain = re(&CHAIN, r"[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)+");
-    let bytes = text.as_bytes();
-    chain
-        .find_iter(text)
-        .filter(|m| {
-            m.start() == 0 || {
-                let prev = bytes[m.start() - 1];
-                prev != b'.' && !prev.is_ascii_alphanumeric() && prev != b'_'
-            }
-        })
+    unglued_matches(chain, text, b".")
         .map(|m| (m.start(), m.end()))
         .collect()
 }

@@ -2,10 +2,11 @@
 //! parsing (stack traces, mentions, identifiers), ranking signals, packing within the
 //! budget (checked against a real tokenizer), and whole selections on awkward folders.
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
 
-use fleet_context::issue::{self, Frame};
+use fleet_context::issue::{self, Frame, IssueIdent};
 use fleet_context::languages::{Lang, language_for_path};
 use fleet_context::lexical;
 use fleet_context::pack::{self, Candidate, estimate_tokens};
@@ -54,8 +55,11 @@ fn assert_tags(name: &str, defs: &[(&str, &str)], refs: &[&str]) -> FileTags {
     t
 }
 
+/// A frame as the tests check it: (path, function, depth).
+type FrameRow = (&'static str, Option<&'static str>, usize);
+
 /// Checks the frames found in `text`: (path, function, depth) each, in order.
-fn assert_frames(text: &str, expected: &[(&str, Option<&str>, usize)]) {
+fn assert_frames(text: &str, expected: &[FrameRow]) {
     let frames = issue::trace_frames(text);
     let got: Vec<(&str, Option<&str>, usize)> = frames
         .iter()
@@ -308,17 +312,35 @@ fn rust_panic_frames_new_and_old_formats_and_backtraces() {
     );
 }
 
-#[test]
-fn javascript_frames_v8_and_firefox() {
-    let v8 = "TypeError: x is undefined\n    at parseConfig (/app/src/config.ts:10:5)\n    at Object.<anonymous> (/app/index.js:2:1)\n    at /app/lib/run.mjs:7:3";
-    assert_frames(
-        v8,
+/// Traces and their frames, (path, function, depth) each in order: V8's JavaScript frames,
+/// and pytest's short ones (Python frames, innermost last).
+const TRACES: &[(&str, &[FrameRow])] = &[
+    (
+        "TypeError: x is undefined\n    at parseConfig (/app/src/config.ts:10:5)\n    at Object.<anonymous> (/app/index.js:2:1)\n    at /app/lib/run.mjs:7:3",
         &[
             ("/app/src/config.ts", Some("parseConfig"), 0),
             ("/app/index.js", None, 1),
             ("/app/lib/run.mjs", None, 2),
         ],
-    );
+    ),
+    (
+        "sympy/core/expr.py:124: in __eq__\n    other = sympify(other)\nsympy/core/sympify.py:385: in sympify\n    expr = parse_expr(a)\n",
+        &[
+            ("sympy/core/expr.py", Some("__eq__"), 1),
+            ("sympy/core/sympify.py", Some("sympify"), 0),
+        ],
+    ),
+];
+
+#[test]
+fn traces_give_their_frames() {
+    for &(text, expected) in TRACES {
+        assert_frames(text, expected);
+    }
+}
+
+#[test]
+fn javascript_frames_of_firefox() {
     let ff = "loadThing@http://localhost/static/js/loader.js:33:9";
     let f = issue::trace_frames(ff);
     assert_eq!(f[0].function.as_deref(), Some("loadThing"));
@@ -421,14 +443,20 @@ fn dotted_mentions_and_their_resolution() {
     assert_eq!(m, [rank::DOTTED_MODULE, rank::DOTTED_PACKAGE, 0.5, 0.5]);
 }
 
+/// The identifiers of an issue, asserting that `name` (said in its title) weighs `kind`
+/// ([`issue::PROSE_WEIGHT`] or [`issue::CODE_WEIGHT`]) times the title's weight.
+fn identifiers_weighing(text: &str, name: &str, kind: f64) -> HashMap<String, IssueIdent> {
+    let ids = issue::identifiers(text);
+    assert_eq!(ids[name].weight, kind * issue::TITLE_WEIGHT, "{name}");
+    ids
+}
+
 #[test]
 fn identifiers_weigh_title_and_code_above_prose() {
-    let ids = issue::identifiers(
+    let ids = identifiers_weighing(
         "latex output is wrong\n\nThe printer prints `Matrix` badly, see is_zero and foo() here.\n",
-    );
-    assert_eq!(
-        ids["latex"].weight,
-        issue::PROSE_WEIGHT * issue::TITLE_WEIGHT
+        "latex",
+        issue::PROSE_WEIGHT,
     );
     assert!(ids["Matrix"].code_like && ids["is_zero"].code_like && ids["foo"].code_like);
     assert!(!ids["printer"].code_like);
@@ -437,12 +465,10 @@ fn identifiers_weigh_title_and_code_above_prose() {
 
 #[test]
 fn kebab_case_option_names_become_snake_case_identifiers() {
-    let ids = issue::identifiers(
+    let ids = identifiers_weighing(
         "Imported twice under import-mode=importlib\n\nWith `max-line-length` and --log-cli-level set; a well-known long-standing bug, see github.com/pytest-dev/pytest.\n",
-    );
-    assert_eq!(
-        ids["import_mode"].weight,
-        issue::CODE_WEIGHT * issue::TITLE_WEIGHT
+        "import_mode",
+        issue::CODE_WEIGHT,
     );
     assert!(ids["import_mode"].code_like);
     assert!(ids.contains_key("max_line_length") && ids.contains_key("log_cli_level"));
@@ -816,18 +842,6 @@ fn cli_output_on_a_plain_folder() {
         ..args
     };
     assert!(fleet_context::run_cli(&missing).is_err());
-}
-
-#[test]
-fn pytest_short_frames_are_python_frames() {
-    let text = "sympy/core/expr.py:124: in __eq__\n    other = sympify(other)\nsympy/core/sympify.py:385: in sympify\n    expr = parse_expr(a)\n";
-    assert_frames(
-        text,
-        &[
-            ("sympy/core/expr.py", Some("__eq__"), 1),
-            ("sympy/core/sympify.py", Some("sympify"), 0),
-        ],
-    );
 }
 
 #[test]

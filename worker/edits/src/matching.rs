@@ -360,12 +360,49 @@ mod tests {
         Ok((l.render(), k))
     }
 
-    #[test]
-    fn exact_match_is_line_aligned() {
+    /// Replacements that match, and how: (file, search, replace, file after, match kind).
+    const MATCHED: &[(&str, &str, &str, &str, MatchKind)] = &[
         // "x = 1" occurs inside "max = 1" as a substring; only the whole line counts.
-        let (out, k) = run("max = 1\nx = 1\n", "x = 1\n", "x = 2\n").unwrap();
-        assert_eq!(out, "max = 1\nx = 2\n");
-        assert_eq!(k, MatchKind::Exact);
+        (
+            "max = 1\nx = 1\n",
+            "x = 1\n",
+            "x = 2\n",
+            "max = 1\nx = 2\n",
+            MatchKind::Exact,
+        ),
+        // A CRLF file keeps CRLF.
+        (
+            "a\r\nb\r\nc\r\n",
+            "b\n",
+            "B\nB2\n",
+            "a\r\nB\r\nB2\r\nc\r\n",
+            MatchKind::Exact,
+        ),
+        // Mixed endings match through the trailing-whitespace rule.
+        (
+            "a\nb\r\nc\n",
+            "a\nb\n",
+            "a\nB\n",
+            "a\nB\nc\n",
+            MatchKind::TrailingWhitespace,
+        ),
+        // Trailing whitespace in SEARCH is tolerated and the file's text kept: the unchanged
+        // SEARCH line `def f():  ` maps back to the file's `def f():`.
+        (
+            "def f():\n    x = 1   \n    return x\n",
+            "def f():  \n    x = 1\n    return x \n",
+            "def f():  \n    x = 1\n    return x + 1\n",
+            "def f():\n    x = 1   \n    return x + 1\n",
+            MatchKind::TrailingWhitespace,
+        ),
+    ];
+
+    #[test]
+    fn matched_replacements_give_the_file_and_the_kind() {
+        for &(file, search, replace, after, kind) in MATCHED {
+            let (out, k) = run(file, search, replace).unwrap();
+            assert_eq!((out.as_str(), k), (after, kind), "{file:?} / {search:?}");
+        }
     }
 
     #[test]
@@ -376,39 +413,11 @@ mod tests {
     }
 
     #[test]
-    fn crlf_file_keeps_crlf() {
-        let (out, k) = run("a\r\nb\r\nc\r\n", "b\n", "B\nB2\n").unwrap();
-        assert_eq!(out, "a\r\nB\r\nB2\r\nc\r\n");
-        assert_eq!(k, MatchKind::Exact);
-    }
-
-    #[test]
-    fn mixed_endings_match_through_trailing_ws_rule() {
-        let (out, k) = run("a\nb\r\nc\n", "a\nb\n", "a\nB\n").unwrap();
-        assert_eq!(out, "a\nB\nc\n");
-        assert_eq!(k, MatchKind::TrailingWhitespace);
-    }
-
-    #[test]
     fn no_final_newline() {
         let (out, _) = run("a\nb", "b\n", "c\n").unwrap();
         assert_eq!(out, "a\nc");
         let (out, _) = run("a\nb", "b\n", "").unwrap();
         assert_eq!(out, "a");
-    }
-
-    #[test]
-    fn trailing_whitespace_in_search_is_tolerated_and_file_text_kept() {
-        let file = "def f():\n    x = 1   \n    return x\n";
-        let (out, k) = run(
-            file,
-            "def f():  \n    x = 1\n    return x \n",
-            "def f():  \n    x = 1\n    return x + 1\n",
-        )
-        .unwrap();
-        assert_eq!(k, MatchKind::TrailingWhitespace);
-        // The unchanged SEARCH line `def f():  ` maps back to the file's `def f():`.
-        assert_eq!(out, "def f():\n    x = 1   \n    return x + 1\n");
     }
 
     #[test]

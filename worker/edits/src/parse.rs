@@ -230,42 +230,126 @@ impl fmt::Display for EditBlock {
 mod tests {
     use super::*;
 
-    fn one(answer: &str) -> EditBlock {
-        let mut v = parse_blocks(answer).unwrap();
-        assert_eq!(v.len(), 1, "{v:?}");
-        v.remove(0)
+    /// The `count` blocks of `answer`.
+    fn blocks(answer: &str, count: usize) -> Vec<EditBlock> {
+        let v = parse_blocks(answer).unwrap();
+        assert_eq!(v.len(), count, "{v:?}");
+        v
     }
 
-    #[test]
-    fn canonical_fenced_block() {
-        let b = one(
+    fn one(answer: &str) -> EditBlock {
+        blocks(answer, 1).remove(0)
+    }
+
+    /// Answers of one block each, with the tolerance they check, and the block they hold:
+    /// (answer, path, search, replace).
+    const ONE_BLOCK: &[(&str, &str, &str, &str)] = &[
+        // The canonical form: path line, fenced block with a language tag.
+        (
             "src/a.py\n```python\n<<<<<<< SEARCH\nx = 1\n=======\nx = 2\n>>>>>>> REPLACE\n```\n",
-        );
-        assert_eq!(b.path, "src/a.py");
-        assert_eq!(b.search, "x = 1\n");
-        assert_eq!(b.replace, "x = 2\n");
+            "src/a.py",
+            "x = 1\n",
+            "x = 2\n",
+        ),
+        // CRLF line endings.
+        (
+            "a.rs\r\n```rust\r\n<<<<<<< SEARCH\r\nfn a() {}\r\n=======\r\nfn b() {}\r\n>>>>>>> REPLACE\r\n```\r\n",
+            "a.rs",
+            "fn a() {}\n",
+            "fn b() {}\n",
+        ),
+        // "=======" underlines a 7-letter RST heading in SEARCH and REPLACE: not the divider.
+        (
+            "docs/x.rst\n<<<<<<< SEARCH\nModules\n=======\n\n- a\n=======\nModules\n=======\n\n- new\n- a\n>>>>>>> REPLACE",
+            "docs/x.rst",
+            "Modules\n=======\n\n- a\n",
+            "Modules\n=======\n\n- new\n- a\n",
+        ),
+        // The path inside the fence, or as the fence's info string.
+        (
+            "```python\nsrc/a.py\n<<<<<<< SEARCH\nx\n=======\ny\n>>>>>>> REPLACE\n```",
+            "src/a.py",
+            "x\n",
+            "y\n",
+        ),
+        (
+            "Here:\n```src/a.py\n<<<<<<< SEARCH\nx\n=======\ny\n>>>>>>> REPLACE\n```",
+            "src/a.py",
+            "x\n",
+            "y\n",
+        ),
+        // An empty SEARCH (a new file), an empty REPLACE (a deletion).
+        (
+            "new/mod.py\n<<<<<<< SEARCH\n=======\nprint('hi')\n>>>>>>> REPLACE",
+            "new/mod.py",
+            "",
+            "print('hi')\n",
+        ),
+        (
+            "a.py\n<<<<<<< SEARCH\ndead()\n=======\n>>>>>>> REPLACE",
+            "a.py",
+            "dead()\n",
+            "",
+        ),
+        // Miscounted markers are accepted.
+        (
+            "a.py\n<<<<< SEARCH\nx\n========\ny\n>>>>>>>>> REPLACE",
+            "a.py",
+            "x\n",
+            "y\n",
+        ),
+        // An RST underline of another length in SEARCH, and one of 7 in REPLACE: the real
+        // divider is kept.
+        (
+            "doc.rst\n<<<<<<< SEARCH\nTitle\n==========\n=======\nSolvers\n=======\n>>>>>>> REPLACE",
+            "doc.rst",
+            "Title\n==========\n",
+            "Solvers\n=======\n",
+        ),
+        // Fences inside the content are content.
+        (
+            "README.md\n<<<<<<< SEARCH\n```sh\nmake\n```\n=======\n```sh\nmake all\n```\n>>>>>>> REPLACE",
+            "README.md",
+            "```sh\nmake\n```\n",
+            "```sh\nmake all\n```\n",
+        ),
+        // Non-ASCII paths and prose: byte lengths of the `File:` labels fall inside these
+        // characters (this panicked).
+        (
+            "docs/日本語.md\n<<<<<<< SEARCH\n古い\n=======\n新しい\n>>>>>>> REPLACE\n",
+            "docs/日本語.md",
+            "古い\n",
+            "新しい\n",
+        ),
+        (
+            "修复如下：请看这个文件。\n\n`src/a.py`\n```python\n<<<<<<< SEARCH\nx\n=======\ny\n>>>>>>> REPLACE\n```",
+            "src/a.py",
+            "x\n",
+            "y\n",
+        ),
+    ];
+
+    #[test]
+    fn one_block_answers_parse_to_their_block() {
+        for &(answer, path, search, replace) in ONE_BLOCK {
+            let b = one(answer);
+            assert_eq!(
+                (b.path.as_str(), b.search.as_str(), b.replace.as_str()),
+                (path, search, replace),
+                "{answer:?}"
+            );
+        }
     }
 
     #[test]
     fn no_fence_and_prose_around() {
-        let v = parse_blocks(
+        let v = blocks(
             "Sure! Here is the fix.\n\nsrc/a.py\n<<<<<<< SEARCH\na\n=======\nb\n>>>>>>> REPLACE\n\nThen the test:\n\ntests/t.py\n<<<<<<< SEARCH\nc\n=======\nd\n>>>>>>> REPLACE\nDone.",
-        )
-        .unwrap();
-        assert_eq!(v.len(), 2);
+            2,
+        );
         assert_eq!(v[0].path, "src/a.py");
         assert_eq!(v[1].path, "tests/t.py");
         assert_eq!(v[1].replace, "d\n");
-    }
-
-    #[test]
-    fn crlf_answer() {
-        let b = one(
-            "a.rs\r\n```rust\r\n<<<<<<< SEARCH\r\nfn a() {}\r\n=======\r\nfn b() {}\r\n>>>>>>> REPLACE\r\n```\r\n",
-        );
-        assert_eq!(b.path, "a.rs");
-        assert_eq!(b.search, "fn a() {}\n");
-        assert_eq!(b.replace, "fn b() {}\n");
     }
 
     #[test]
@@ -290,81 +374,30 @@ mod tests {
         }
     }
 
+    /// The path read from `path_line` above an unfenced block.
+    fn path_of(path_line: &str) -> String {
+        one(&format!(
+            "{path_line}\n<<<<<<< SEARCH\nx\n=======\ny\n>>>>>>> REPLACE"
+        ))
+        .path
+    }
+
     #[test]
     fn underscores_in_paths_survive() {
         for p in ["_pytest/config.py", "pkg/__init__.py", "__main__.py"] {
-            let b = one(&format!(
-                "{p}\n<<<<<<< SEARCH\nx\n=======\ny\n>>>>>>> REPLACE"
-            ));
-            assert_eq!(b.path, p);
-            let b = one(&format!(
-                "**{p}**\n<<<<<<< SEARCH\nx\n=======\ny\n>>>>>>> REPLACE"
-            ));
-            assert_eq!(b.path, p);
+            assert_eq!(path_of(p), p);
+            assert_eq!(path_of(&format!("**{p}**")), p);
         }
     }
 
     #[test]
-    fn rst_heading_in_both_sections_is_not_the_divider() {
-        // "=======" underlines a 7-letter heading in SEARCH and REPLACE.
-        let b = one(
-            "docs/x.rst\n<<<<<<< SEARCH\nModules\n=======\n\n- a\n=======\nModules\n=======\n\n- new\n- a\n>>>>>>> REPLACE",
-        );
-        assert_eq!(b.search, "Modules\n=======\n\n- a\n");
-        assert_eq!(b.replace, "Modules\n=======\n\n- new\n- a\n");
-    }
-
-    #[test]
-    fn path_inside_fence_or_as_fence_info() {
-        let b = one("```python\nsrc/a.py\n<<<<<<< SEARCH\nx\n=======\ny\n>>>>>>> REPLACE\n```");
-        assert_eq!(b.path, "src/a.py");
-        let b = one("Here:\n```src/a.py\n<<<<<<< SEARCH\nx\n=======\ny\n>>>>>>> REPLACE\n```");
-        assert_eq!(b.path, "src/a.py");
-    }
-
-    #[test]
     fn later_blocks_inherit_the_path() {
-        let v = parse_blocks(
+        let v = blocks(
             "src/a.py\n```python\n<<<<<<< SEARCH\na\n=======\nb\n>>>>>>> REPLACE\n<<<<<<< SEARCH\nc\n=======\nd\n>>>>>>> REPLACE\n```\nAnd also:\n```python\n<<<<<<< SEARCH\ne\n=======\nf\n>>>>>>> REPLACE\n```",
-        )
-        .unwrap();
-        assert_eq!(v.len(), 3);
+            3,
+        );
         assert!(v.iter().all(|b| b.path == "src/a.py"));
         assert_eq!(v[2].search, "e\n");
-    }
-
-    #[test]
-    fn empty_search_and_empty_replace() {
-        let b = one("new/mod.py\n<<<<<<< SEARCH\n=======\nprint('hi')\n>>>>>>> REPLACE");
-        assert_eq!(b.search, "");
-        assert_eq!(b.replace, "print('hi')\n");
-        let b = one("a.py\n<<<<<<< SEARCH\ndead()\n=======\n>>>>>>> REPLACE");
-        assert_eq!(b.replace, "");
-    }
-
-    #[test]
-    fn miscounted_markers_are_accepted() {
-        let b = one("a.py\n<<<<< SEARCH\nx\n========\ny\n>>>>>>>>> REPLACE");
-        assert_eq!((b.search.as_str(), b.replace.as_str()), ("x\n", "y\n"));
-    }
-
-    #[test]
-    fn content_with_equals_lines_keeps_the_real_divider() {
-        // An RST underline of another length in SEARCH, and one of 7 in REPLACE.
-        let b = one(
-            "doc.rst\n<<<<<<< SEARCH\nTitle\n==========\n=======\nSolvers\n=======\n>>>>>>> REPLACE",
-        );
-        assert_eq!(b.search, "Title\n==========\n");
-        assert_eq!(b.replace, "Solvers\n=======\n");
-    }
-
-    #[test]
-    fn fences_inside_content_are_content() {
-        let b = one(
-            "README.md\n<<<<<<< SEARCH\n```sh\nmake\n```\n=======\n```sh\nmake all\n```\n>>>>>>> REPLACE",
-        );
-        assert_eq!(b.search, "```sh\nmake\n```\n");
-        assert_eq!(b.replace, "```sh\nmake all\n```\n");
     }
 
     #[test]
@@ -408,19 +441,11 @@ mod tests {
 
     #[test]
     fn non_ascii_paths_and_prose_parse() {
-        // Byte lengths of the `File:` labels fall inside these characters: this panicked.
-        let b = one("docs/日本語.md\n<<<<<<< SEARCH\n古い\n=======\n新しい\n>>>>>>> REPLACE\n");
-        assert_eq!(b.path, "docs/日本語.md");
-        assert_eq!(b.replace, "新しい\n");
-        let b = one(
-            "修复如下：请看这个文件。\n\n`src/a.py`\n```python\n<<<<<<< SEARCH\nx\n=======\ny\n>>>>>>> REPLACE\n```",
-        );
-        assert_eq!(b.path, "src/a.py");
+        // More of [`ONE_BLOCK`]'s non-ASCII cases: decorations around non-ASCII paths, and
+        // non-ASCII prose where a path line should be.
         for deco in ["**docs/é.md**", "File: docs/ü/ß.md", "# ドキュメント/a.md"] {
-            let b = one(&format!(
-                "{deco}\n<<<<<<< SEARCH\nx\n=======\ny\n>>>>>>> REPLACE"
-            ));
-            assert!(b.path.ends_with(".md"), "{deco} -> {}", b.path);
+            let path = path_of(deco);
+            assert!(path.ends_with(".md"), "{deco} -> {path}");
         }
         assert_eq!(
             parse_blocks("修复如下：\n<<<<<<< SEARCH\nx\n=======\ny\n>>>>>>> REPLACE").unwrap_err(),

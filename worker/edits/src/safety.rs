@@ -264,6 +264,22 @@ pub(crate) fn check_fs(root: &Path, rel: &str) -> Result<CheckedPath, Refusal> {
 mod tests {
     use super::*;
 
+    /// The default policy with edits of workflows and local actions allowed.
+    fn workflows_allowed() -> Policy {
+        Policy {
+            allow_workflow_edits: true,
+            ..Policy::default()
+        }
+    }
+
+    /// Asserts that `policy` refuses every one of `paths`, each for a reason `why` accepts.
+    fn assert_refused(policy: &Policy, paths: &[&str], why: impl Fn(&Refusal) -> bool) {
+        for path in paths {
+            let refusal = normalize(path, policy).expect_err(path);
+            assert!(why(&refusal), "{path}: {refusal:?}");
+        }
+    }
+
     #[test]
     fn normalize_rules() {
         let p = Policy::default();
@@ -286,46 +302,41 @@ mod tests {
             normalize(".github/CODEOWNERS", &p).unwrap(),
             ".github/CODEOWNERS"
         );
-        let allow = Policy {
-            allow_workflow_edits: true,
-            ..Policy::default()
-        };
+        let allow = workflows_allowed();
         assert!(normalize(".github/workflows/ci.yml", &allow).is_ok());
         assert!(normalize(".github/actions/setup/action.yml", &allow).is_ok());
     }
 
     #[test]
     fn the_agents_own_configuration_is_never_writable() {
-        let allow = Policy {
-            allow_workflow_edits: true,
-            ..Policy::default()
-        };
-        for path in [
-            ".agent-fleet.yml",
-            "./.github/agent-fleet.yml",
-            ".GitHub/Agent-Fleet.yml",
-        ] {
-            assert!(
-                matches!(normalize(path, &allow), Err(Refusal::AgentConfig { .. })),
-                "{path}"
-            );
-        }
+        let allow = workflows_allowed();
+        assert_refused(
+            &allow,
+            &[
+                ".agent-fleet.yml",
+                "./.github/agent-fleet.yml",
+                ".GitHub/Agent-Fleet.yml",
+            ],
+            |r| matches!(r, Refusal::AgentConfig { .. }),
+        );
         assert!(normalize("docs/agent-fleet.yml", &allow).is_ok());
     }
 
     #[test]
     fn local_actions_are_protected_like_workflows() {
         let p = Policy::default();
-        for path in [
-            ".github/actions/setup/action.yml",
-            "./.github//actions/setup/action.yml",
-            ".GitHub/Actions/setup/action.yaml",
-            ".github\\actions\\x.yml",
-            ".github/./actions/x.yml",
-            ".github/WORKFLOWS/ci.yml",
-        ] {
-            assert_eq!(normalize(path, &p), Err(Refusal::Workflow), "{path}");
-        }
+        assert_refused(
+            &p,
+            &[
+                ".github/actions/setup/action.yml",
+                "./.github//actions/setup/action.yml",
+                ".GitHub/Actions/setup/action.yaml",
+                ".github\\actions\\x.yml",
+                ".github/./actions/x.yml",
+                ".github/WORKFLOWS/ci.yml",
+            ],
+            |r| *r == Refusal::Workflow,
+        );
         assert!(normalize(".github/actionsx/a.yml", &p).is_ok());
         assert!(normalize("docs/.github/actions/a.yml", &p).is_ok());
     }
@@ -337,17 +348,16 @@ mod tests {
             protected_paths: vec!["deploy/**".into(), "*.pem".into()],
             ..Policy::default()
         };
-        for path in [
-            "deploy/k8s/a.yaml",
-            "./Deploy//x",
-            "certs/server.PEM",
-            "key.pem",
-        ] {
-            assert!(
-                matches!(normalize(path, &p), Err(Refusal::Protected { .. })),
-                "{path}"
-            );
-        }
+        assert_refused(
+            &p,
+            &[
+                "deploy/k8s/a.yaml",
+                "./Deploy//x",
+                "certs/server.PEM",
+                "key.pem",
+            ],
+            |r| matches!(r, Refusal::Protected { .. }),
+        );
         let e = normalize("deploy/a", &p).unwrap_err().to_string();
         assert!(
             e.contains("`deploy/**`") && e.contains("PROTECTED_PATHS"),
@@ -366,13 +376,8 @@ mod tests {
         assert!(normalize("src/a.py", &p).is_ok());
         assert!(normalize("./src/a.py", &p).is_ok());
         assert!(normalize("docs/x/y.md", &p).is_ok());
-        assert!(matches!(
-            normalize("src/b.py", &p),
-            Err(Refusal::NotInPlan { .. })
-        ));
-        assert!(matches!(
-            normalize("docsx/y.md", &p),
-            Err(Refusal::NotInPlan { .. })
-        ));
+        assert_refused(&p, &["src/b.py", "docsx/y.md"], |r| {
+            matches!(r, Refusal::NotInPlan { .. })
+        });
     }
 }

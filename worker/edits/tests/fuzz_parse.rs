@@ -7,8 +7,9 @@
 
 use fleet_edits::{EditBlock, Matching, Policy, parse_blocks, preview};
 use proptest::prelude::*;
+use testkit::fuzz::piece;
 
-/// The fixed pieces of [`piece`] (each as likely as one of its patterns).
+/// The fixed pieces of [`answer`] (each as likely as one of its patterns).
 const PIECES: &[&str] = &[
     "<<<<<<< SEARCH",
     ">>>>>>> REPLACE",
@@ -32,21 +33,15 @@ const PIECES: &[&str] = &[
     "./",
 ];
 
-/// Pieces models actually send, mixed with multi-byte text: the grammar's edges.
-fn piece() -> impl Strategy<Value = String> {
-    prop_oneof![
-        20 => prop::sample::select(PIECES).prop_map(str::to_owned),
-        1 => "\\PC{0,12}",
-        1 => "[a-z/._]{1,10}",
-    ]
-}
-
+/// Answers built from pieces models actually send, mixed with multi-byte text: the
+/// grammar's edges.
 fn answer() -> impl Strategy<Value = String> {
-    prop::collection::vec(piece(), 0..60).prop_map(|v| v.concat())
+    let piece = piece(PIECES, 20, &["\\PC{0,12}", "[a-z/._]{1,10}"]);
+    prop::collection::vec(piece, 0..60).prop_map(|v| v.concat())
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: testkit::knobs::fuzz_cases(), failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(testkit::fuzz::config())]
 
     #[test]
     fn parser_never_panics_on_arbitrary_text(s in "\\PC*") {

@@ -206,10 +206,17 @@ mod tests {
         Env::from_map(vars.iter().copied())
     }
 
+    /// The variable named when `vars` are refused (`why`: what is wrong with them).
+    fn refused(vars: &[(&str, &str)], why: &str) -> String {
+        LlmConfig::from_env(&env(vars)).expect_err(why).variable
+    }
+
     #[test]
     fn anthropic_is_the_default_and_needs_its_key() {
-        let err = LlmConfig::from_env(&env(&[("LLM_MODEL", "claude-x")])).expect_err("no key");
-        assert_eq!(err.variable, "ANTHROPIC_API_KEY");
+        assert_eq!(
+            refused(&[("LLM_MODEL", "claude-x")], "no key"),
+            "ANTHROPIC_API_KEY"
+        );
 
         let config = LlmConfig::from_env(&env(&[
             ("LLM_MODEL", "claude-x"),
@@ -230,23 +237,19 @@ mod tests {
 
     #[test]
     fn model_is_required() {
-        let err = LlmConfig::from_env(&env(&[("ANTHROPIC_API_KEY", "k")])).expect_err("no model");
-        assert_eq!(err.variable, "LLM_MODEL");
+        assert_eq!(
+            refused(&[("ANTHROPIC_API_KEY", "k")], "no model"),
+            "LLM_MODEL"
+        );
     }
 
     #[test]
     fn openai_hosted_needs_its_key_but_local_servers_do_not() {
-        let err = LlmConfig::from_env(&env(&[("LLM_PROVIDER", "openai"), ("LLM_MODEL", "m")]))
-            .expect_err("no key");
-        assert_eq!(err.variable, "OPENAI_API_KEY");
+        let hosted = [("LLM_PROVIDER", "openai"), ("LLM_MODEL", "m")];
+        assert_eq!(refused(&hosted, "no key"), "OPENAI_API_KEY");
         // A trailing slash does not make the hosted API keyless.
-        let err = LlmConfig::from_env(&env(&[
-            ("LLM_PROVIDER", "openai"),
-            ("LLM_MODEL", "m"),
-            ("LLM_BASE_URL", "https://api.openai.com/"),
-        ]))
-        .expect_err("no key");
-        assert_eq!(err.variable, "OPENAI_API_KEY");
+        let slash = [&hosted[..], &[("LLM_BASE_URL", "https://api.openai.com/")]].concat();
+        assert_eq!(refused(&slash, "no key"), "OPENAI_API_KEY");
 
         let config = LlmConfig::from_env(&env(&[
             ("LLM_PROVIDER", "ollama"),
@@ -269,9 +272,10 @@ mod tests {
             assert_eq!(alias.parse::<Provider>(), Ok(Provider::OpenAi), "{alias}");
         }
         assert_eq!(" Anthropic ".parse::<Provider>(), Ok(Provider::Anthropic));
-        let err = LlmConfig::from_env(&env(&[("LLM_PROVIDER", "gemini"), ("LLM_MODEL", "m")]))
-            .expect_err("unknown");
-        assert_eq!(err.variable, "LLM_PROVIDER");
+        assert_eq!(
+            refused(&[("LLM_PROVIDER", "gemini"), ("LLM_MODEL", "m")], "unknown"),
+            "LLM_PROVIDER"
+        );
     }
 
     #[test]

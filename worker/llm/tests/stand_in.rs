@@ -58,6 +58,16 @@ impl Seen {
     fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
+
+    /// Asserts the request's path, each header of `headers` (its value, or `None` where it
+    /// must be absent) and the JSON body.
+    fn assert_request(&self, path: &str, headers: &[(&str, Option<&str>)], body: Value) {
+        assert_eq!(self.path, path);
+        for &(name, value) in headers {
+            assert_eq!(self.header(name), value, "{name}");
+        }
+        assert_eq!(self.body, body);
+    }
 }
 
 #[derive(Default)]
@@ -189,6 +199,23 @@ async fn complete_with(
     (result, script)
 }
 
+/// The error of an edit request by a client of `config` (`why` it must fail).
+async fn edit_refused(config: LlmConfig, why: &str) -> LlmError {
+    client(config)
+        .complete(&request(Phase::Edit))
+        .await
+        .expect_err(why)
+}
+
+/// Asserts an answer's text, its usage (input and output tokens) and its attempts.
+fn assert_answer(answer: &LlmResponse, text: &str, tokens: (u64, u64), attempts: u32) {
+    let usage = (answer.usage.input_tokens, answer.usage.output_tokens);
+    assert_eq!(
+        (answer.text.as_str(), usage, answer.attempts),
+        (text, tokens, attempts)
+    );
+}
+
 fn assert_no_key(err: &LlmError) {
     let display = err.to_string();
     let debug = format!("{err:?}");
@@ -205,36 +232,26 @@ async fn anthropic_request_shape_headers_and_usage() {
     )
     .await;
     let answer = result.expect("answer");
-    assert_eq!(answer.text, "the fix");
-    assert_eq!(
-        answer.usage,
-        Usage {
-            input_tokens: 11,
-            output_tokens: 22
-        }
-    );
-    assert_eq!(answer.attempts, 1);
+    assert_answer(&answer, "the fix", (11, 22), 1);
     assert!(!answer.truncated);
 
     let seen = seen(&script);
     assert_eq!(seen.len(), 1);
-    let req = &seen[0];
-    assert_eq!(req.path, "/v1/messages");
-    assert_eq!(req.header("x-api-key"), Some(KEY));
-    assert_eq!(req.header("anthropic-version"), Some("2023-06-01"));
-    assert_eq!(req.header("authorization"), None);
-    assert_eq!(req.header("x-agent-task"), Some("task-42"));
-    assert_eq!(req.header("x-agent-phase"), Some("edit"));
-    assert_eq!(req.header("content-type"), Some("application/json"));
-    assert_eq!(
-        req.body,
-        json!({
-            "model": "test-model",
-            "max_tokens": 256,
-            "system": "You fix bugs.",
-            "messages": [{"role": "user", "content": "Fix the off-by-one."}]
-        })
-    );
+    let headers = [
+        ("x-api-key", Some(KEY)),
+        ("anthropic-version", Some("2023-06-01")),
+        ("authorization", None),
+        ("x-agent-task", Some("task-42")),
+        ("x-agent-phase", Some("edit")),
+        ("content-type", Some("application/json")),
+    ];
+    let body = json!({
+        "model": "test-model",
+        "max_tokens": 256,
+        "system": "You fix bugs.",
+        "messages": [{"role": "user", "content": "Fix the off-by-one."}]
+    });
+    seen[0].assert_request("/v1/messages", &headers, body);
 }
 
 #[tokio::test]
@@ -242,38 +259,26 @@ async fn openai_request_shape_headers_and_usage() {
     let (result, script) =
         complete_with(Provider::OpenAi, vec![openai_ok("patched")], Phase::Repair).await;
     let answer = result.expect("answer");
-    assert_eq!(answer.text, "patched");
-    assert_eq!(
-        answer.usage,
-        Usage {
-            input_tokens: 5,
-            output_tokens: 7
-        }
-    );
-    assert_eq!(answer.attempts, 1);
+    assert_answer(&answer, "patched", (5, 7), 1);
 
     let seen = seen(&script);
-    let req = &seen[0];
-    assert_eq!(req.path, "/v1/chat/completions");
-    assert_eq!(
-        req.header("authorization"),
-        Some(format!("Bearer {KEY}").as_str())
-    );
-    assert_eq!(req.header("x-api-key"), None);
-    assert_eq!(req.header("anthropic-version"), None);
-    assert_eq!(req.header("x-agent-task"), Some("task-42"));
-    assert_eq!(req.header("x-agent-phase"), Some("repair"));
-    assert_eq!(
-        req.body,
-        json!({
-            "model": "test-model",
-            "max_tokens": 256,
-            "messages": [
-                {"role": "system", "content": "You fix bugs."},
-                {"role": "user", "content": "Fix the off-by-one."}
-            ]
-        })
-    );
+    let bearer = format!("Bearer {KEY}");
+    let headers = [
+        ("authorization", Some(bearer.as_str())),
+        ("x-api-key", None),
+        ("anthropic-version", None),
+        ("x-agent-task", Some("task-42")),
+        ("x-agent-phase", Some("repair")),
+    ];
+    let body = json!({
+        "model": "test-model",
+        "max_tokens": 256,
+        "messages": [
+            {"role": "system", "content": "You fix bugs."},
+            {"role": "user", "content": "Fix the off-by-one."}
+        ]
+    });
+    seen[0].assert_request("/v1/chat/completions", &headers, body);
 }
 
 #[tokio::test]
@@ -412,10 +417,7 @@ async fn server_error_forever_is_transient_after_max_retries() {
     .await;
     let mut config = config(Provider::Anthropic, &base, Some(KEY));
     config.max_retries = 2;
-    let err = client(config)
-        .complete(&request(Phase::Edit))
-        .await
-        .expect_err("500 forever");
+    let err = edit_refused(config, "500 forever").await;
     assert!(err.is_transient(), "{err}");
     assert_eq!(err.status(), Some(500));
     assert_eq!(err.attempts(), 3);
@@ -474,10 +476,7 @@ async fn answers_without_text_or_json_are_permanent() {
         json!({"choices": [{"message": {"content": null}, "finish_reason": "tool_calls"}]}),
     )])
     .await;
-    let err = client(config(Provider::OpenAi, &base, None))
-        .complete(&request(Phase::Edit))
-        .await
-        .expect_err("no text");
+    let err = edit_refused(config(Provider::OpenAi, &base, None), "no text").await;
     assert!(
         matches!(err, LlmError::EmptyAnswer { attempts: 1 }),
         "{err:?}"
@@ -510,10 +509,7 @@ async fn connection_refused_is_transient() {
     drop(listener);
     let mut config = config(Provider::Anthropic, &format!("http://{addr}"), Some(KEY));
     config.max_retries = 1;
-    let err = client(config)
-        .complete(&request(Phase::Edit))
-        .await
-        .expect_err("refused");
+    let err = edit_refused(config, "refused").await;
     assert!(matches!(err, LlmError::Unreachable { .. }), "{err:?}");
     assert!(err.is_transient());
     assert_eq!(err.attempts(), 2);
@@ -534,10 +530,7 @@ async fn timeout_is_transient() {
     config.timeout = Duration::from_millis(200);
     config.max_retries = 1;
     let started = Instant::now();
-    let err = client(config)
-        .complete(&request(Phase::Edit))
-        .await
-        .expect_err("timeout");
+    let err = edit_refused(config, "timeout").await;
     assert!(matches!(err, LlmError::Timeout { .. }), "{err:?}");
     assert!(err.is_transient());
     assert_eq!(err.attempts(), 2);
@@ -613,10 +606,11 @@ async fn the_key_never_appears_in_logs() {
         Reply::json(200, json!({"content": format!("not the shape {KEY}")})),
     ])
     .await;
-    let err = client(config(Provider::Anthropic, &base, Some(KEY)))
-        .complete(&request(Phase::Edit))
-        .await
-        .expect_err("invalid answer");
+    let err = edit_refused(
+        config(Provider::Anthropic, &base, Some(KEY)),
+        "invalid answer",
+    )
+    .await;
     assert_no_key(&err);
     let (base, _) = stand_in(vec![echo(401)]).await;
     let err = client(config(Provider::OpenAi, &base, Some(KEY)))

@@ -368,16 +368,9 @@ mod size_tests {
 #[cfg(test)]
 mod rate_limit_tests {
     use super::*;
-    use reqwest::header::{HeaderMap, HeaderValue};
+    use reqwest::header::HeaderMap;
     use std::time::{SystemTime, UNIX_EPOCH};
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.insert(*name, HeaderValue::from_str(value).expect("value"));
-        }
-        map
-    }
+    use testkit::http::headers;
 
     #[test]
     fn rate_limits_are_recognised_with_their_wait() {

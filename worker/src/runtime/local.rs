@@ -89,12 +89,18 @@ impl RunGuard {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_lost_settle_is_replayed_once() {
-        let runs = LocalRuns::default();
+    /// The slot of the first delivery of task `t`, which nobody here has.
+    fn first_run(runs: &LocalRuns) -> RunGuard {
         let Begin::Run(guard) = runs.begin("t") else {
             panic!("run")
         };
+        guard
+    }
+
+    #[tokio::test]
+    async fn a_lost_settle_is_replayed_once() {
+        let runs = LocalRuns::default();
+        let guard = first_run(&runs);
         guard.finish(Settle::Ack, false);
         assert!(matches!(runs.begin("t"), Begin::Replay(Settle::Ack)));
         assert!(matches!(runs.begin("t"), Begin::Run(_)));
@@ -103,9 +109,7 @@ mod tests {
     #[tokio::test]
     async fn a_duplicate_waits_for_the_running_task() {
         let runs = LocalRuns::default();
-        let Begin::Run(guard) = runs.begin("t") else {
-            panic!("run")
-        };
+        let guard = first_run(&runs);
         let Begin::Wait(mut rx) = runs.begin("t") else {
             panic!("wait")
         };
@@ -121,9 +125,7 @@ mod tests {
     #[tokio::test]
     async fn a_settled_task_is_forgotten() {
         let runs = LocalRuns::default();
-        let Begin::Run(guard) = runs.begin("t") else {
-            panic!("run")
-        };
+        let guard = first_run(&runs);
         guard.finish(Settle::Ack, true);
         assert!(matches!(runs.begin("t"), Begin::Run(_)));
     }

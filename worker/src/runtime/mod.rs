@@ -81,6 +81,16 @@ pub enum Source {
     Embedded(EmbeddedQueue),
 }
 
+/// One run of the worker: where its tasks come from, its settings, how long it runs and
+/// the metrics it reports to.
+#[derive(Debug)]
+pub struct Launch {
+    pub source: Source,
+    pub settings: WorkerSettings,
+    pub mode: RunMode,
+    pub metrics: WorkerMetrics,
+}
+
 /// Runs the worker on RabbitMQ until `shutdown` resolves (or, in `Once` mode, after one
 /// task).
 pub async fn run<H: TaskHandler>(
@@ -90,81 +100,103 @@ pub async fn run<H: TaskHandler>(
     metrics: WorkerMetrics,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    run_on(Source::Broker, settings, handler, mode, metrics, shutdown).await
+    let launch = Launch {
+        source: Source::Broker,
+        settings,
+        mode,
+        metrics,
+    };
+    launch.run(handler, shutdown).await
 }
 
-/// The same on any [`Source`].
-pub async fn run_on<H: TaskHandler>(
-    source: Source,
-    settings: WorkerSettings,
-    handler: H,
-    mode: RunMode,
-    metrics: WorkerMetrics,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let workspace_dir = settings.workspace_dir.clone();
-    let swept = tokio::task::spawn_blocking(move || workspace::sweep(&workspace_dir)).await?;
-    if !swept.is_empty() {
-        tracing::info!(
-            count = swept.len(),
-            "swept task dirs left by killed predecessors"
-        );
+impl Launch {
+    /// A run with fresh metrics.
+    pub fn new(source: Source, settings: WorkerSettings, mode: RunMode) -> Self {
+        Self {
+            source,
+            settings,
+            mode,
+            metrics: WorkerMetrics::new(),
+        }
     }
-    let shared = Arc::new(Shared {
-        permits: Arc::new(Semaphore::new(usize::from(settings.concurrency))),
-        lock_connections: locks::LockConnections::new(
-            settings.common.amqp_url.clone(),
-            usize::from(settings.concurrency),
-        ),
-        settings,
-        metrics,
-        local: LocalRuns::default(),
-        hard_stop: CancellationToken::new(),
-        consuming: AtomicBool::new(false),
-        locks: locks::IssueLocks::default(),
-    });
-    let ops = serve_ops(&shared).await?;
-    let stop = CancellationToken::new();
-    let stop_on_signal = stop.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        stop_on_signal.cancel();
-    });
 
-    let tracker = TaskTracker::new();
-    let handler = Arc::new(handler);
-    let result = match source {
-        Source::Broker => consume(&shared, &handler, mode, &stop, &tracker).await,
-        Source::Embedded(queue) => consume_embedded(&shared, &handler, &queue, &stop, &tracker)
-            .await
-            .map(|()| None),
-    };
-    shared.consuming.store(false, Ordering::SeqCst);
-    tracker.close();
-    let grace = shared.settings.shutdown_grace;
-    if !tracker.is_empty() {
-        tracing::info!(
-            in_flight = tracker.len(),
-            grace_secs = grace.as_secs(),
-            "finishing in-flight tasks"
-        );
+    /// Runs `handler` on the launch's [`Source`] until `shutdown` resolves (or, in `Once`
+    /// mode, after one task).
+    pub async fn run<H: TaskHandler>(
+        self,
+        handler: H,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Launch {
+            source,
+            settings,
+            mode,
+            metrics,
+        } = self;
+        let workspace_dir = settings.workspace_dir.clone();
+        let swept = tokio::task::spawn_blocking(move || workspace::sweep(&workspace_dir)).await?;
+        if !swept.is_empty() {
+            tracing::info!(
+                count = swept.len(),
+                "swept task dirs left by killed predecessors"
+            );
+        }
+        let shared = Arc::new(Shared {
+            permits: Arc::new(Semaphore::new(usize::from(settings.concurrency))),
+            lock_connections: locks::LockConnections::new(
+                settings.common.amqp_url.clone(),
+                usize::from(settings.concurrency),
+            ),
+            settings,
+            metrics,
+            local: LocalRuns::default(),
+            hard_stop: CancellationToken::new(),
+            consuming: AtomicBool::new(false),
+            locks: locks::IssueLocks::default(),
+        });
+        let ops = serve_ops(&shared).await?;
+        let stop = CancellationToken::new();
+        let stop_on_signal = stop.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            stop_on_signal.cancel();
+        });
+
+        let tracker = TaskTracker::new();
+        let handler = Arc::new(handler);
+        let result = match source {
+            Source::Broker => consume(&shared, &handler, mode, &stop, &tracker).await,
+            Source::Embedded(queue) => consume_embedded(&shared, &handler, &queue, &stop, &tracker)
+                .await
+                .map(|()| None),
+        };
+        shared.consuming.store(false, Ordering::SeqCst);
+        tracker.close();
+        let grace = shared.settings.shutdown_grace;
+        if !tracker.is_empty() {
+            tracing::info!(
+                in_flight = tracker.len(),
+                grace_secs = grace.as_secs(),
+                "finishing in-flight tasks"
+            );
+        }
+        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            tracing::warn!(
+                in_flight = tracker.len(),
+                "shutdown grace ran out; requeueing unfinished tasks"
+            );
+            shared.hard_stop.cancel();
+            let _ = tokio::time::timeout(UNWIND, tracker.wait()).await;
+        }
+        shared.lock_connections.close_idle().await;
+        if let Ok(Some((connection, channel))) = &result {
+            let _ = channel.close(200, "worker stopping".into()).await;
+            let _ = connection.close(200, "worker stopping".into()).await;
+        }
+        ops.abort();
+        tracing::info!("worker stopped");
+        result.map(|_| ())
     }
-    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-        tracing::warn!(
-            in_flight = tracker.len(),
-            "shutdown grace ran out; requeueing unfinished tasks"
-        );
-        shared.hard_stop.cancel();
-        let _ = tokio::time::timeout(UNWIND, tracker.wait()).await;
-    }
-    shared.lock_connections.close_idle().await;
-    if let Ok(Some((connection, channel))) = &result {
-        let _ = channel.close(200, "worker stopping".into()).await;
-        let _ = connection.close(200, "worker stopping".into()).await;
-    }
-    ops.abort();
-    tracing::info!("worker stopped");
-    result.map(|_| ())
 }
 
 /// Consumes until `stop` fires (or one task was taken in `Once` mode). Returns the live

@@ -1,4 +1,4 @@
-; Go tags: declarations with their spans, and the names a file refers to.
+; Go: functions, methods and types; calls by name or through a selector, and type names.
 
 (function_declaration
   name: (identifier) @name) @definition.function

@@ -1,4 +1,5 @@
-; Java tags: declarations with their spans, and the names a file refers to.
+; Java: classes, interfaces, enums, records, methods and constructors; method calls, `new`
+; and type names.
 
 (class_declaration
   name: (identifier) @name) @definition.class

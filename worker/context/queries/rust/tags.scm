@@ -1,4 +1,5 @@
-; Rust tags: items with their spans, and the names a file refers to.
+; Rust: type items, traits, functions, modules, macros, consts and statics; calls, macro
+; calls and type names.
 
 (struct_item
   name: (type_identifier) @name) @definition.class

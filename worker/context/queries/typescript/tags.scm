@@ -1,10 +1,6 @@
-; TypeScript and TSX tags (both grammars share these node types).
-
-(function_declaration
-  name: (identifier) @name) @definition.function
-
-(generator_function_declaration
-  name: (identifier) @name) @definition.function
+; TypeScript and TSX beyond ../ecmascript/tags.scm (both grammars share these node
+; types): the declarations only TypeScript has, classes named by a type identifier, and the
+; types a file refers to.
 
 (function_signature
   name: (identifier) @name) @definition.function
@@ -24,9 +20,6 @@
 (enum_declaration
   name: (identifier) @name) @definition.type
 
-(method_definition
-  name: (property_identifier) @name) @definition.method
-
 (method_signature
   name: (property_identifier) @name) @definition.method
 
@@ -36,15 +29,5 @@
     (arrow_function)
     (function_expression)
   ]) @definition.function
-
-(call_expression
-  function: [
-    (identifier) @name
-    (member_expression
-      property: (property_identifier) @name)
-  ]) @reference.call
-
-(new_expression
-  constructor: (identifier) @name) @reference.class
 
 (type_identifier) @name @reference.type

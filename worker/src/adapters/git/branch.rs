@@ -44,6 +44,18 @@ pub struct RemoteBranch {
     pub fetched: bool,
 }
 
+impl RemoteBranch {
+    /// A branch without commits the agent did not write: nothing beyond HEAD, or nothing
+    /// beyond the base (then its head was not fetched).
+    fn nothing_foreign(head: String, fetched: bool) -> Self {
+        Self {
+            head,
+            foreign: Vec::new(),
+            fetched,
+        }
+    }
+}
+
 /// What happened to a branch push.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pushed {
@@ -238,55 +250,61 @@ impl Git {
         };
         // Work built on the branch's head (Implement clones the branch) loses nothing.
         if self.is_ancestor(repo, &head, "HEAD", cancel).await {
-            return Ok(Some(RemoteBranch {
-                head,
-                foreign: Vec::new(),
-                fetched: true,
-            }));
+            return Ok(Some(RemoteBranch::nothing_foreign(head, true)));
         }
         // Only the commits the base lacks: the history of the base is not the agent's to
         // judge, and a shallow clone has none of it.
         let refspec = format!("+refs/heads/{branch}:refs/remotes/origin/{branch}");
         let exclude = format!("--shallow-exclude=refs/heads/{}", basis.base);
-        let failed = self
-            .remote(
-                repo,
-                "fetch",
-                &["-q", "--no-tags", &exclude, "origin", &refspec],
-                timeout,
-                cancel,
-            )
-            .await?;
-        if let Some(stderr) = failed {
-            // Every commit of the branch is in the base (a merged branch): nothing to lose.
-            if stderr.contains("no commits selected for shallow requests") {
-                return Ok(Some(RemoteBranch {
+        let fetch = [
+            "-q",
+            "--no-tags",
+            exclude.as_str(),
+            "origin",
+            refspec.as_str(),
+        ];
+        match self.remote(repo, "fetch", &fetch, timeout, cancel).await? {
+            None => {
+                let foreign = self
+                    .foreign_commits(repo, &head, basis.agent_email, cancel)
+                    .await?;
+                Ok(Some(RemoteBranch {
                     head,
-                    foreign: Vec::new(),
-                    fetched: false,
-                }));
+                    foreign,
+                    fetched: true,
+                }))
             }
-            return Err(classify("fetch", stderr.trim()));
+            // Every commit of the branch is in the base (a merged branch): nothing to lose.
+            Some(stderr) if stderr.contains("no commits selected for shallow requests") => {
+                Ok(Some(RemoteBranch::nothing_foreign(head, false)))
+            }
+            Some(stderr) => Err(classify("fetch", stderr.trim())),
         }
+    }
+
+    /// The commits of `head` that HEAD lacks and `agent_email` did not commit (short ids,
+    /// newest first).
+    async fn foreign_commits(
+        &self,
+        repo: &Path,
+        head: &str,
+        agent_email: &str,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<String>, GitError> {
         let log = self
             .local(
                 repo,
                 "log",
-                &["--format=%H %ce", &head, "--not", "HEAD", "--"],
+                &["--format=%H %ce", head, "--not", "HEAD", "--"],
                 cancel,
             )
             .await?;
-        let foreign = log
+        Ok(log
             .lines()
             .filter_map(|line| line.split_once(' '))
-            .filter(|(_, email)| !email.trim().eq_ignore_ascii_case(basis.agent_email))
+            .filter(|(_, email)| !email.trim().eq_ignore_ascii_case(agent_email))
             .map(|(commit, _)| commit.chars().take(12).collect())
-            .collect();
-        Ok(Some(RemoteBranch {
-            head,
-            foreign,
-            fetched: true,
-        }))
+            .collect())
     }
 
     async fn is_ancestor(
@@ -335,16 +353,14 @@ impl Git {
             remote.as_ref().map_or("", |r| r.head.as_str())
         );
         let target = format!("HEAD:refs/heads/{branch}");
-        let failed = self
-            .remote(
-                repo,
-                "push",
-                &["-q", "--no-verify", &lease, "origin", &target],
-                timeout,
-                cancel,
-            )
-            .await?;
-        if let Some(stderr) = failed {
+        let push = [
+            "-q",
+            "--no-verify",
+            lease.as_str(),
+            "origin",
+            target.as_str(),
+        ];
+        if let Some(stderr) = self.remote(repo, "push", &push, timeout, cancel).await? {
             return Err(classify_push(stderr.trim()));
         }
         Ok(Pushed::Updated(

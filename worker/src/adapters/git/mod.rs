@@ -171,7 +171,7 @@ impl Git {
 
     /// A local command in `repo`, `git <op> <args>` with [`LOCAL_OP`] to finish; returns
     /// stdout. The op names itself in errors (and decides literal pathspecs, see
-    /// [`Git::run_full`]).
+    /// [`Git::command_for`]).
     pub(super) async fn local(
         &self,
         repo: &Path,
@@ -195,9 +195,8 @@ impl Git {
         cancel: &CancellationToken,
     ) -> Result<Option<String>, GitError> {
         let argv = [&[op], args].concat();
-        let (_, failed) = self
-            .run_full(op, Some(repo), &argv, timeout, cancel)
-            .await?;
+        let command = self.command_for(op, Some(repo), &argv);
+        let (_, failed) = self.output(op, command, timeout, cancel).await?;
         Ok(failed)
     }
 
@@ -211,29 +210,34 @@ impl Git {
         timeout: Duration,
         cancel: &CancellationToken,
     ) -> Result<String, GitError> {
-        let (stdout, failed) = self.run_full(op, cwd, args, timeout, cancel).await?;
-        match failed {
-            None => Ok(stdout),
-            Some(stderr) => Err(classify(op, stderr.trim())),
+        let command = self.command_for(op, cwd, args);
+        match self.output(op, command, timeout, cancel).await? {
+            (stdout, None) => Ok(stdout),
+            (_, Some(stderr)) => Err(classify(op, stderr.trim())),
         }
     }
 
-    /// Runs git; stdout, and the whole (scrubbed) stderr when git failed: some answers
-    /// are told apart by a line before the last.
-    pub(super) async fn run_full(
-        &self,
-        op: &'static str,
-        cwd: Option<&Path>,
-        args: &[&str],
-        timeout: Duration,
-        cancel: &CancellationToken,
-    ) -> Result<(String, Option<String>), GitError> {
+    /// `git <args>` in `cwd` (see [`Git::command`]); the ops that take paths take the
+    /// model's paths literally.
+    fn command_for(&self, op: &'static str, cwd: Option<&Path>, args: &[&str]) -> Command {
         let mut command = self.command(cwd);
         command.args(args);
         if matches!(op, "add" | "commit" | "ls-files") {
             // Paths the model wrote are file names, never patterns: `*.md` adds `*.md`.
             command.env("GIT_LITERAL_PATHSPECS", "1");
         }
+        command
+    }
+
+    /// Runs `command` within `timeout`: stdout, and the whole (scrubbed) stderr when git
+    /// failed (some answers are told apart by a line before the last).
+    async fn output(
+        &self,
+        op: &'static str,
+        mut command: Command,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<(String, Option<String>), GitError> {
         let child = command.output();
         let output = tokio::select! {
             out = tokio::time::timeout(timeout, child) => match out {

@@ -113,44 +113,52 @@ fn git_in(repo: &std::path::Path, args: &[&str]) {
     assert!(ok, "git {args:?}");
 }
 
-#[tokio::test]
-async fn model_given_paths_are_literal() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let repo = dir.path();
-    let sh = |args: &[&str]| git_in(repo, args);
-    sh(&["init", "-q", "-b", "main"]);
+/// A repository in `repo` with one commit of `a.md` on `main`.
+fn repo_with_one_commit(repo: &Path) {
+    git_in(repo, &["init", "-q", "-b", "main"]);
     std::fs::write(repo.join("a.md"), "a\n").expect("write");
-    sh(&["add", "."]);
-    sh(&["commit", "-qm", "one"]);
-    std::fs::write(repo.join("a.md"), "changed\n").expect("write");
-    std::fs::write(repo.join("*.md"), "a file named *.md\n").expect("write");
-    let git = Git::new(None, "https://github.com");
-    let cancel = CancellationToken::new();
+    git_in(repo, &["add", "."]);
+    git_in(repo, &["commit", "-qm", "one"]);
+}
+
+/// Commits `path` on `agent/x` through the adapter, as the agent.
+async fn commit_as_agent(git: &Git, repo: &Path, path: &str, message: &str) {
     let identity = Identity {
         name: "Agent".into(),
         email: "agent@example.com".into(),
     };
-    let paths = vec!["*.md".to_owned()];
+    let paths = vec![path.to_owned()];
     git.commit(
         repo,
         &CommitSpec {
             branch: "agent/x",
             paths: &paths,
-            message: "add the star file",
+            message,
             allow_empty: false,
         },
         &identity,
-        &cancel,
+        &CancellationToken::new(),
     )
     .await
     .expect("commit");
+}
+
+#[tokio::test]
+async fn model_given_paths_are_literal() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let repo = dir.path();
+    repo_with_one_commit(repo);
+    std::fs::write(repo.join("a.md"), "changed\n").expect("write");
+    std::fs::write(repo.join("*.md"), "a file named *.md\n").expect("write");
+    let git = Git::new(None, "https://github.com");
+    commit_as_agent(&git, repo, "*.md", "add the star file").await;
     let changed = git
         .run(
             "show",
             Some(repo),
             &["show", "--name-only", "--format=", "HEAD"],
             LOCAL_OP,
-            &cancel,
+            &CancellationToken::new(),
         )
         .await
         .expect("show");
@@ -184,34 +192,12 @@ async fn an_fsmonitor_written_into_the_checkout_never_runs() {
     let repo = dir.path().join("repo");
     let ran = dir.path().join("fsmonitor-ran");
     std::fs::create_dir_all(&repo).expect("dir");
-    let sh = |args: &[&str]| git_in(&repo, args);
-    sh(&["init", "-q", "-b", "main"]);
-    std::fs::write(repo.join("a.md"), "a\n").expect("write");
-    sh(&["add", "."]);
-    sh(&["commit", "-qm", "one"]);
+    repo_with_one_commit(&repo);
     // What a hostile check could leave behind: a hook git runs on every status-like command.
     let hook = format!("touch {}; false", ran.display());
-    sh(&["config", "core.fsmonitor", &hook]);
+    git_in(&repo, &["config", "core.fsmonitor", &hook]);
     std::fs::write(repo.join("a.md"), "changed\n").expect("write");
     let git = Git::new(None, "https://github.com");
-    let cancel = CancellationToken::new();
-    let identity = Identity {
-        name: "Agent".into(),
-        email: "agent@example.com".into(),
-    };
-    let paths = vec!["a.md".to_owned()];
-    git.commit(
-        &repo,
-        &CommitSpec {
-            branch: "agent/x",
-            paths: &paths,
-            message: "change a",
-            allow_empty: false,
-        },
-        &identity,
-        &cancel,
-    )
-    .await
-    .expect("commit");
+    commit_as_agent(&git, &repo, "a.md", "change a").await;
     assert!(!ran.exists(), "the fsmonitor of .git/config ran");
 }

@@ -1,0 +1,22 @@
+; JavaScript and TypeScript: the patterns both grammars match alike (TypeScript's grammar
+; extends JavaScript's): calls and `new`, then functions, generators and methods. Each
+; language's own part, in its folder, is loaded after this one.
+
+(call_expression
+  function: [
+    (identifier) @name
+    (member_expression
+      property: (property_identifier) @name)
+  ]) @reference.call
+
+(new_expression
+  constructor: (identifier) @name) @reference.class
+
+(function_declaration
+  name: (identifier) @name) @definition.function
+
+(generator_function_declaration
+  name: (identifier) @name) @definition.function
+
+(method_definition
+  name: (property_identifier) @name) @definition.method
