@@ -293,27 +293,16 @@ mod tests {
     fn parent_dirs_absolute_paths_and_git_are_refused() {
         let dir = repo();
         let checkout = Checkout::new(dir.path());
-        assert_eq!(
-            checkout.read_text("../../etc/passwd", 1 << 20),
-            Err(Refused::ParentDir)
-        );
-        assert_eq!(
-            checkout.read_text("src/../../x", 1 << 20),
-            Err(Refused::ParentDir)
-        );
-        assert_eq!(
-            checkout.read_text("/etc/passwd", 1 << 20),
-            Err(Refused::Absolute)
-        );
-        assert_eq!(
-            checkout.read_text("/proc/self/environ", 1 << 20),
-            Err(Refused::Absolute)
-        );
-        assert_eq!(checkout.read_text("C:\\x", 1 << 20), Err(Refused::Absolute));
-        assert_eq!(
-            checkout.read_text(".git/config", 1 << 20),
-            Err(Refused::GitDir)
-        );
+        for (path, refused) in [
+            ("../../etc/passwd", Refused::ParentDir),
+            ("src/../../x", Refused::ParentDir),
+            ("/etc/passwd", Refused::Absolute),
+            ("/proc/self/environ", Refused::Absolute),
+            ("C:\\x", Refused::Absolute),
+            (".git/config", Refused::GitDir),
+        ] {
+            assert_eq!(checkout.read_text(path, 1 << 20), Err(refused), "{path}");
+        }
         assert_eq!(checkout.read_text("./", 1 << 20), Err(Refused::Empty));
         assert_eq!(Checkout::relative("./a//b/./c").as_deref(), Ok("a/b/c"));
     }

@@ -188,8 +188,7 @@ async fn a_check_failing_before_the_change_does_not_block_and_is_shown_as_such()
     let config = format!(
         "{CENTS_CHECK}  - name: legacy\n    run: \"test -f LEGACY_OK || {{ echo legacy broken; exit 3; }}\"\n"
     );
-    let script = fixes();
-    let (world, _worker) = worked("checks-before", 64, &config, &script, &[], "done").await;
+    let (world, _worker) = worked("checks-before", 64, &config, &fixes(), &[], "done").await;
 
     assert_eq!(
         world.llm.phases(),
@@ -319,12 +318,11 @@ async fn connect_check(name: &str, number: u64, network: bool) -> (String, usize
     let config = format!(
         "checks:\n  - name: connect\n    run: \"bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port}' && echo connected\"\nnetwork: {network}\n"
     );
-    let script = fixes();
     let (world, _worker) = worked(
         name,
         number,
         &config,
-        &script,
+        &fixes(),
         &[("SANDBOX", "bwrap")],
         "done",
     )
@@ -350,8 +348,7 @@ async fn with_bubblewrap_the_network_is_off_unless_the_config_turns_it_on() {
 #[tokio::test]
 async fn a_check_that_hangs_and_forks_is_killed_at_its_timeout_with_nothing_left() {
     let config = "checks:\n  - name: spin\n    run: \"while :; do sleep 4242 & sleep 0.05; done\"\n    timeout_secs: 2\nrepair_rounds: 0\n";
-    let script = fixes();
-    let (world, _worker) = worked("checks-hang", 69, config, &script, &[], "done").await;
+    let (world, _worker) = worked("checks-hang", 69, config, &fixes(), &[], "done").await;
 
     assert_eq!(world.llm.phases(), ["edit"], "a report, no retry storm");
     let pull = the_pull(&world);
@@ -375,8 +372,7 @@ async fn a_check_that_hangs_and_forks_is_killed_at_its_timeout_with_nothing_left
 /// A task refused by the repository's config: said on the issue, nothing cloned past the
 /// config, no LLM call, no pull request.
 async fn refused(name: &str, number: u64, config: &str, says: &str) {
-    let script = fixes();
-    let (world, worker) = worked(name, number, config, &script, &[], "failed").await;
+    let (world, worker) = worked(name, number, config, &fixes(), &[], "failed").await;
     assert!(world.llm.calls().is_empty(), "no LLM call");
     assert!(world.github.pulls().is_empty(), "no pull request");
     let status = status_text(&world, number);
@@ -417,8 +413,7 @@ async fn an_issue_without_a_whitelisted_label_is_refused() {
 #[tokio::test]
 async fn a_malformed_config_is_reported_with_its_line() {
     let config = "checks:\n  - name: tests\n    timeout_secs: soon\n    run: pytest\n";
-    let script = fixes();
-    let (world, _worker) = worked("checks-malformed", 73, config, &script, &[], "failed").await;
+    let (world, _worker) = worked("checks-malformed", 73, config, &fixes(), &[], "failed").await;
     assert!(world.llm.calls().is_empty(), "no LLM call");
     let status = status_text(&world, 73);
     assert!(status.contains(".agent-fleet.yml, line 3:"), "{status}");
@@ -460,8 +455,7 @@ async fn the_implement_run_checks_and_reports_the_tests_the_plan_expected() {
 #[tokio::test]
 async fn setup_runs_first_and_nothing_it_leaves_is_committed() {
     let config = "setup:\n  - \"echo prepared > .prepared && mkdir -p build && echo junk > build/out\"\nchecks:\n  - name: prepared\n    run: \"test -f .prepared\"\n";
-    let script = fixes();
-    let (world, worker) = worked("checks-setup", 75, config, &script, &[], "done").await;
+    let (world, worker) = worked("checks-setup", 75, config, &fixes(), &[], "done").await;
 
     let line = check_line(&world, "prepared");
     assert!(
@@ -488,12 +482,11 @@ async fn setup_runs_first_and_nothing_it_leaves_is_committed() {
 #[tokio::test]
 async fn checks_off_runs_none_and_says_so() {
     let config = "checks:\n  - name: never\n    run: \"touch /tmp/never-run; exit 1\"\n";
-    let script = fixes();
     let (world, _worker) = worked(
         "checks-off",
         76,
         config,
-        &script,
+        &fixes(),
         &[("CHECKS", "off")],
         "done",
     )
@@ -514,12 +507,11 @@ async fn a_check_that_writes_git_state_in_the_process_sandbox_forges_nothing() {
     // process sandbox `.git` is writable, so the worker must undo all of it.
     let forge = "git config http.proxy http://127.0.0.1:9 && echo junk > junk.txt && git add junk.txt && git -c user.name=x -c user.email=x@example.com commit -qm forged && echo forged";
     let config = format!("checks:\n  - name: forge\n    run: \"{forge}\"\n");
-    let script = fixes();
     let (world, worker) = worked(
         "checks-forge",
         77,
         &config,
-        &script,
+        &fixes(),
         &[("SANDBOX", "process")],
         "done",
     )

@@ -62,8 +62,8 @@ async fn clone(
     max_bytes: u64,
 ) -> Result<Cloned, GitError> {
     let cancel = CancellationToken::new();
-    git.shallow_clone(
-        repo,
+    git.shallow_clone_url(
+        repo.as_str(),
         branch,
         dest,
         Duration::from_secs(30),

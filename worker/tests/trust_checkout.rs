@@ -197,7 +197,7 @@ async fn links_in_the_repository_leak_no_secret() {
     world.github.add_comment(
         53,
         "fleet-agent[bot]",
-        &crafted.github_comment(1, "github:trust-links-b-plan"),
+        &crafted.github_comment(1, "github:trust-links-b-plan", None),
     );
     let approval = world.github.add_comment(53, "dev1", "/approve");
     let implement = world.approve_task("github:trust-links-b", 53, &approval, "dev1");

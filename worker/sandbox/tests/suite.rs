@@ -160,14 +160,10 @@ async fn a_failing_setup_step_stops_before_the_checks_and_secrets_never_reach_th
         )
         .await;
     let feedback = repair_feedback(&runs, &[secret], 4096);
-    assert!(
-        !feedback.contains(secret) && feedback.contains("[redacted] fails"),
-        "{feedback}"
-    );
-    assert!(
-        !feedback.contains('\u{1b}'),
-        "ANSI codes stripped: {feedback:?}"
-    );
+    assert!(feedback.contains("[redacted] fails"), "{feedback}");
+    for never in [secret, "\u{1b}"] {
+        assert!(!feedback.contains(never), "{never:?} in {feedback:?}");
+    }
 }
 
 #[tokio::test]

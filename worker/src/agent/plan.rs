@@ -164,17 +164,8 @@ fn issue_attribute(issue_hash: Option<&str>) -> String {
 
 impl Plan {
     /// The GitHub comment: readable plan, hidden marker, hidden JSON, how to answer.
-    pub fn github_comment(&self, version: u32, task_id: &str) -> String {
-        self.github_comment_for(version, task_id, None)
-    }
-
-    /// [`Plan::github_comment`] with the hash of the issue text it was written for.
-    pub fn github_comment_for(
-        &self,
-        version: u32,
-        task_id: &str,
-        issue_hash: Option<&str>,
-    ) -> String {
+    /// `issue_hash`: the hash of the issue text it was written for.
+    pub fn github_comment(&self, version: u32, task_id: &str, issue_hash: Option<&str>) -> String {
         // `-->` cannot occur in JSON outside strings; inside them it is escaped.
         let json = self.to_json().replace("-->", "--\\u003e");
         let issue = issue_attribute(issue_hash);
@@ -188,12 +179,8 @@ impl Plan {
 
     /// The Jira comment text (its code block, the JSON, is added by the caller) ending with
     /// the visible marker line.
-    pub fn jira_comment(&self, version: u32, task_id: &str) -> (String, String) {
-        self.jira_comment_for(version, task_id, None)
-    }
-
-    /// [`Plan::jira_comment`] with the hash of the issue text it was written for.
-    pub fn jira_comment_for(
+    /// `issue_hash`: the hash of the issue text it was written for.
+    pub fn jira_comment(
         &self,
         version: u32,
         task_id: &str,
@@ -341,7 +328,7 @@ mod tests {
     #[test]
     fn github_comment_round_trips_through_its_hidden_block() {
         let p = plan();
-        let text = p.github_comment(2, "github:t1");
+        let text = p.github_comment(2, "github:t1", None);
         assert!(text.starts_with(&format!("<!-- agent-fleet:plan v=2 hash={} -->", p.hash())));
         let found = posted(&[comment("5", text.clone(), Value::String(text))], "bot");
         assert_eq!(found.len(), 1);
@@ -358,7 +345,7 @@ mod tests {
             "agent-fleet:plan v=1 hash=0123456789abcdef issue=ffffffffffffffff".into(),
             "<!-- agent-fleet:plan-json {} -->".into(),
         ];
-        let (text, json) = p.jira_comment(2, "jira:t2");
+        let (text, json) = p.jira_comment(2, "jira:t2", None);
         let doc = shared::adf::document(&text, Some(("json", &json)));
         let flat = shared::adf::body_text(&doc);
         let found = posted(&[comment("9", flat.clone(), doc)], "bot");
@@ -368,7 +355,7 @@ mod tests {
             (2, p.hash().as_str())
         );
         assert_eq!(found[0].issue_hash, None);
-        let github = p.github_comment(2, "t2");
+        let github = p.github_comment(2, "t2", None);
         let found = posted(
             &[comment("10", github.clone(), Value::String(github.clone()))],
             "bot",
@@ -384,7 +371,7 @@ mod tests {
     #[test]
     fn jira_comment_round_trips_through_its_code_block() {
         let p = plan();
-        let (text, json) = p.jira_comment(1, "jira:t");
+        let (text, json) = p.jira_comment(1, "jira:t", None);
         let doc = shared::adf::document(&text, Some(("json", &json)));
         let flat = shared::adf::body_text(&doc);
         assert!(flat.contains(&format!("agent-fleet:plan v=1 hash={}", p.hash())));
@@ -404,7 +391,7 @@ mod tests {
     #[test]
     fn only_the_agents_own_unedited_plans_count() {
         let p = plan();
-        let text = p.github_comment_for(1, "github:t", Some("00ff00ff00ff00ff"));
+        let text = p.github_comment(1, "github:t", Some("00ff00ff00ff00ff"));
         let mut c = comment("5", text.clone(), Value::Null);
         c.created = "2026-11-21T12:00:00Z".parse().expect("time");
         c.updated = c.created;
@@ -426,9 +413,9 @@ mod tests {
         assert!(!found[0].edited);
         c.updated = "2026-11-21T13:00:00Z".parse().expect("time");
         assert!(posted(&[c], "bot")[0].edited);
-        let (jira, _) = p.jira_comment_for(2, "jira:t", Some("abcdefabcdefabcd"));
+        let (jira, _) = p.jira_comment(2, "jira:t", Some("abcdefabcdefabcd"));
         assert_eq!(issue_hash_of(&jira).as_deref(), Some("abcdefabcdefabcd"));
-        assert_eq!(issue_hash_of(&p.github_comment(1, "t")), None);
+        assert_eq!(issue_hash_of(&p.github_comment(1, "t", None)), None);
         assert_ne!(issue_hash("a", "b"), issue_hash("a", "c"));
         assert_eq!(issue_hash(" a ", "b\n"), issue_hash("a", "b"));
     }
@@ -437,7 +424,7 @@ mod tests {
     fn a_tampered_plan_is_not_a_plan() {
         let p = plan();
         let text = p
-            .github_comment(1, "t")
+            .github_comment(1, "t", None)
             .replace("Round refunds", "Delete everything");
         assert!(posted(&[comment("1", text, Value::Null)], "bot").is_empty());
     }
@@ -470,7 +457,7 @@ mod tests {
         for path in ["../outside", "/proc/self/environ", ".git/config"] {
             let mut p = plan();
             p.files[0].path = path.into();
-            let text = p.github_comment(1, "t");
+            let text = p.github_comment(1, "t", None);
             assert!(
                 posted(&[comment("1", text, Value::Null)], "bot").is_empty(),
                 "{path}"

@@ -3,7 +3,6 @@
 
 use super::classify::classify;
 use super::{Git, GitError};
-use shared::RepoUrl;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -42,23 +41,10 @@ pub(super) fn shallow_clone_args<'a>(
 }
 
 impl Git {
-    /// `git clone --depth 1 --single-branch --no-tags [--branch B]` into `dest`.
-    pub async fn shallow_clone(
-        &self,
-        repo: &RepoUrl,
-        branch: Option<&str>,
-        dest: &Path,
-        timeout: Duration,
-        max_bytes: u64,
-        cancel: &CancellationToken,
-    ) -> Result<Cloned, GitError> {
-        // No `.git` suffix: GitHub answers both, and a local mirror reached through
-        // `insteadOf` may be named `<name>` or `<name>.git` (git finds either without it).
-        self.shallow_clone_url(repo.as_str(), branch, dest, timeout, max_bytes, cancel)
-            .await
-    }
-
-    /// The same from any git URL (`worker run` clones a local folder with `file://`).
+    /// `git clone --depth 1 --single-branch --no-tags [--branch B]` of `url` into `dest`:
+    /// the task's repository (`https://github.com/<owner>/<name>`, no `.git` suffix: GitHub
+    /// answers both, and a local mirror reached through `insteadOf` may be named either
+    /// way) or, for `worker run`, a local folder with `file://`.
     pub async fn shallow_clone_url(
         &self,
         url: &str,

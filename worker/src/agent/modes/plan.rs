@@ -106,7 +106,7 @@ pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
     job.session.reach(Step::Pushed).await?;
     let pr_body = format!(
         "Draft: agent-fleet's plan v{version} for this issue. It is implemented on this branch after `/approve`.\n\n{}\n\n{}\n\n{}",
-        plan.github_comment(version, &task.task_id)
+        plan.github_comment(version, &task.task_id, None)
             .lines()
             .filter(|l| !l.starts_with("<!--") && !l.starts_with('{') && *l != "-->")
             .collect::<Vec<_>>()
@@ -119,9 +119,9 @@ pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
     let pr_url = pr.as_ref().map(|pr| pr.url.clone());
     job.session.reach(Step::DraftPullRequest).await?;
 
-    let (text, json) = plan.jira_comment_for(version, &task.task_id, Some(&issue_hash));
+    let (text, json) = plan.jira_comment(version, &task.task_id, Some(&issue_hash));
     let note = Note {
-        markdown: plan.github_comment_for(version, &task.task_id, Some(&issue_hash)),
+        markdown: plan.github_comment(version, &task.task_id, Some(&issue_hash)),
         jira: shared::adf::document(&text, Some(("json", &json))),
     };
     publisher.comment(&note).await?;
