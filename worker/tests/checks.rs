@@ -503,11 +503,12 @@ async fn checks_off_runs_none_and_says_so() {
 
 #[tokio::test]
 async fn a_check_that_writes_git_state_in_the_process_sandbox_forges_nothing() {
-    // Stages a file, commits it on the agent's work and points git at a proxy: in the
-    // process sandbox `.git` is writable, so the worker must undo all of it.
-    let forge = "git config http.proxy http://127.0.0.1:9 && echo junk > junk.txt && git add junk.txt && git -c user.name=x -c user.email=x@example.com commit -qm forged && echo forged";
+    // Stages a file, commits it, replaces the checked-out commit with that one
+    // (`refs/replace`) and points git at a proxy: in the process sandbox `.git` is
+    // writable, so the worker must undo all of it.
+    let forge = "base=$(git rev-parse HEAD) && git config http.proxy http://127.0.0.1:9 && echo junk > junk.txt && git add junk.txt && git -c user.name=x -c user.email=x@example.com commit -qm forged && git replace $base HEAD && echo forged";
     let config = format!("checks:\n  - name: forge\n    run: \"{forge}\"\n");
-    let (world, worker) = worked(
+    let (world, _worker) = worked(
         "checks-forge",
         77,
         &config,
@@ -531,6 +532,56 @@ async fn a_check_that_writes_git_state_in_the_process_sandbox_forges_nothing() {
         !log.contains("forged"),
         "the check's commit was pushed: {log}"
     );
-    let worker_log = std::fs::read_to_string(&worker.log).expect("log");
-    assert!(worker_log.contains("a check changed .git/config; restored"));
+    let pushed = world
+        .repos
+        .git_in(REPO, &["diff", "--name-only", "main", "agent/github-77"]);
+    assert_eq!(pushed.trim(), "pay/refunds.py", "only the edits are pushed");
+}
+
+#[tokio::test]
+async fn a_check_that_cannot_run_is_never_failing_before_and_keeps_the_pull_request_a_draft() {
+    // The tool is missing on the edited code and on the base alike (exit 127): that proves
+    // nothing about the change, so it blocks instead of passing as an old failure.
+    let config =
+        "checks:\n  - name: missing\n    run: no-such-tool-4242 --check\nrepair_rounds: 0\n";
+    let (world, _worker) = worked("checks-missing", 78, config, &fixes(), &[], "done").await;
+    let pull = the_pull(&world);
+    assert_eq!(pull["draft"], Value::Bool(true));
+    assert!(check_line(&world, "missing").contains("| failed |"));
+}
+
+#[tokio::test]
+async fn a_setup_that_fails_before_the_change_too_still_blocks() {
+    let config =
+        "setup:\n  - \"exit 3\"\nchecks:\n  - name: tests\n    run: \"true\"\nrepair_rounds: 0\n";
+    let (world, _worker) = worked("checks-setup-broken", 79, config, &fixes(), &[], "done").await;
+    let pull = the_pull(&world);
+    assert_eq!(
+        pull["draft"],
+        Value::Bool(true),
+        "no check ran: not a ready PR"
+    );
+    assert!(check_line(&world, "setup").contains("| failed |"));
+}
+
+#[tokio::test]
+async fn a_repair_round_the_budget_refuses_keeps_the_last_edits_as_a_draft() {
+    let script = [("edit", vec![Answer::Text(wrong_answer())])];
+    let extra = [("TASK_MAX_LLM_CALLS", "1")];
+    let (world, _worker) = worked("checks-budget", 80, CENTS_CHECK, &script, &extra, "done").await;
+    assert_eq!(
+        world.llm.phases(),
+        ["edit"],
+        "the repair call was never sent"
+    );
+    let pull = the_pull(&world);
+    assert_eq!(pull["draft"], Value::Bool(true));
+    assert_has(
+        body_of(&pull),
+        &["The last repair round failed", "TASK_MAX_LLM_CALLS"],
+    );
+    let pushed = world
+        .file_on("agent/github-80", "pay/refunds.py")
+        .expect("pushed");
+    assert!(pushed.contains("return round(amount)\n"), "{pushed}");
 }

@@ -20,6 +20,16 @@ pub struct Check {
     pub detected: bool,
 }
 
+/// The name a failed setup step is reported under.
+pub const SETUP: &str = "setup";
+
+impl Check {
+    /// A setup step reported as a check (it failed, so no check ran).
+    pub fn is_setup(&self) -> bool {
+        self.name == SETUP
+    }
+}
+
 /// How a check ended, as the PR body says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -138,9 +148,13 @@ impl Runner {
         base: &Base<'_>,
         cache: &mut BaseResults,
     ) {
-        for run in runs.iter_mut().filter(|r| r.verdict == Verdict::Failed) {
-            let passes = match cache.checks.get(&run.check.name) {
-                Some(passes) => *passes,
+        // A setup step that failed is never "failing before": nothing was checked.
+        for run in runs
+            .iter_mut()
+            .filter(|r| r.verdict == Verdict::Failed && !r.check.is_setup())
+        {
+            let failed_before = match cache.checks.get(&run.check.name) {
+                Some(failed_before) => *failed_before,
                 None => {
                     let set_up = match cache.setup {
                         Some(done) => done,
@@ -153,17 +167,19 @@ impl Runner {
                             done
                         }
                     };
-                    let passes = set_up
-                        && self
-                            .run(base.dir, &run.check.run, run.check.timeout)
-                            .await
-                            .exit
-                            .passed();
-                    cache.checks.insert(run.check.name.clone(), passes);
-                    passes
+                    // Only a base that ran the check to a real failing exit counts: a base
+                    // that cannot be set up, or a command that is not there (126, 127, the
+                    // sandbox refusing to start), proves nothing, so the failure blocks.
+                    let failed_before = set_up
+                        && matches!(
+                            self.run(base.dir, &run.check.run, run.check.timeout).await.exit,
+                            Exit::Code(code) if code != 0 && code != 126 && code != 127
+                        );
+                    cache.checks.insert(run.check.name.clone(), failed_before);
+                    failed_before
                 }
             };
-            if !passes {
+            if failed_before {
                 run.verdict = Verdict::FailingBefore;
             }
         }
@@ -188,6 +204,7 @@ pub struct BaseResults {
 }
 
 impl BaseResults {
+    /// Whether check `name` was found failing on the base (`None`: not asked).
     pub fn known(&self, name: &str) -> Option<bool> {
         self.checks.get(name).copied()
     }

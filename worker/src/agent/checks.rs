@@ -5,9 +5,9 @@
 //! model in repair rounds, and the `### Checks` evidence for the pull request.
 //!
 //! Nothing a check does reaches the commit: after every round the edited files are put
-//! back as the edits left them, and `.git/config`, the index and `HEAD` as they were before
-//! the checks (a check in the process sandbox can write `.git`), so a commit holds only the
-//! edits and the worker's git is steered by nothing a check wrote.
+//! back as the edits left them and (in the process sandbox, where a check can write it) the
+//! clone's whole `.git` from a copy taken before the checks, so a commit holds only the edits
+//! and the worker's git is steered by nothing a check wrote.
 
 use super::edit_loop::{self, Edited};
 use super::modes::{self, Job};
@@ -21,6 +21,7 @@ use fleet_sandbox::suite::{
     Base, BaseResults, Check, CheckRun, Runner, Verdict, checks_section, repair_feedback,
 };
 use fleet_sandbox::{Limits, Mode, Spec};
+use secrecy::ExposeSecret as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -82,12 +83,18 @@ pub async fn verify(
         ));
     }
     let started = Instant::now();
-    let secrets = job.agent.settings.secret_values();
+    let mut secrets = job.agent.settings.secret_values();
+    // A GitHub App's installation token is minted per task: a secret the settings lack.
+    secrets.push(job.session.github.token().expose_secret().to_owned());
+    secrets.retain(|s| !s.is_empty());
     let suite = Suite::new(job, mode, &config, &secrets, settings.output_bytes);
-    let before = GitState::of(job).await?;
+    let before = GitState::of(job, mode).await?;
+    // Read before any check runs: a check may rewrite the repository's instructions file.
+    let system = modes::system_prompt(job).await?;
     let mut base = BaseResults::default();
     let mut set_up = config.setup.is_empty();
     let mut rounds = 0;
+    let mut repair_failed = None;
     let runs = loop {
         show(
             job,
@@ -108,7 +115,7 @@ pub async fn verify(
                 Ok(()) => set_up = true,
                 Err(failed) => runs.push(CheckRun {
                     check: Check {
-                        name: "setup".into(),
+                        name: fleet_sandbox::suite::SETUP.into(),
                         run: failed.step,
                         timeout: settings.timeout,
                         detected: false,
@@ -121,12 +128,15 @@ pub async fn verify(
         if set_up {
             runs = suite.runner.checks(job.workspace.dir(), &checks).await;
         }
+        // The clone's git state goes back before the worker runs git again (the base
+        // worktree), and once more after the base's runs.
+        undo_side_effects(job, &before, &edited.applied).await?;
         if runs.iter().any(|r| r.verdict == Verdict::Failed) {
             suite
                 .compare(job, &config, settings.timeout, &mut runs, &mut base)
                 .await?;
+            undo_side_effects(job, &before, &edited.applied).await?;
         }
-        undo_side_effects(job, &before, &edited.applied).await?;
         for run in &runs {
             job.workspace
                 .meter()
@@ -153,7 +163,6 @@ pub async fn verify(
                 ("edit_format", prompts::EDIT_FORMAT),
             ],
         );
-        let system = modes::system_prompt(job).await?;
         let policy = modes::policy(job, allowed_paths.clone());
         let editor = edit_loop::Editor {
             llm: &job.llm,
@@ -161,7 +170,20 @@ pub async fn verify(
             system: &system,
             policy: &policy,
         };
-        edited = edit_loop::revise(&mut job.session, editor, edited, prompt).await?;
+        let last_good = edited.clone();
+        match edit_loop::revise(&mut job.session, editor, edited, prompt).await {
+            Ok(revised) => edited = revised,
+            // A repair that cannot be had (the budget, an answer that never applies) keeps
+            // the last edits that passed the syntax gate, with what the checks said of them.
+            Err(TaskError::Permanent(reason)) => {
+                tracing::warn!(reason, "the repair round failed; keeping the last edits");
+                edited = last_good;
+                undo_side_effects(job, &before, &edited.applied).await?;
+                repair_failed = Some(reason);
+                break runs;
+            }
+            Err(other) => return Err(other),
+        }
     };
     job.workspace
         .meter()
@@ -176,6 +198,9 @@ pub async fn verify(
         section.push_str(&format!(
             "\nRepair rounds fed with failing checks: {rounds}.\n"
         ));
+    }
+    if let Some(reason) = &repair_failed {
+        section.push_str(&format!("\nThe last repair round failed: {reason}.\n"));
     }
     if !failing_names.is_empty() {
         section.push_str(&format!(
@@ -324,63 +349,74 @@ fn verdict_of(finished: &fleet_sandbox::Finished) -> Verdict {
     }
 }
 
-/// What of the clone's git state the worker's own next commands depend on, as it was
-/// before the checks: the commit checked out, and `.git/config` (a check in the process
-/// sandbox could add a proxy, an include or a filter there for the worker's push).
+/// The clone's `.git` as it was before the checks, in the process sandbox (bubblewrap
+/// mounts it read-only): a check there can write anything in it (config, `commondir`,
+/// `refs/replace`, the index, hooks), so the whole folder is put back from a copy, with no
+/// git command run on the state the check left.
 struct GitState {
-    head: String,
-    config: Option<Vec<u8>>,
+    snapshot: Option<PathBuf>,
 }
 
 impl GitState {
-    async fn of(job: &Job<'_>) -> Result<Self, TaskError> {
-        let (git, dir) = (job.workspace.git(), job.workspace.dir());
-        let args = ["rev-parse", "--verify", "HEAD"];
-        let timeout = Duration::from_secs(60);
-        let head = git
-            .run(
-                "rev-parse",
-                Some(dir),
-                &args,
-                timeout,
-                job.workspace.cancel(),
-            )
-            .await?;
-        let config = tokio::fs::read(dir.join(".git/config")).await.ok();
+    async fn of(job: &Job<'_>, mode: Mode) -> Result<Self, TaskError> {
+        if mode != Mode::Process {
+            return Ok(Self { snapshot: None });
+        }
+        let snapshot = job.workspace.scratch("git-before-checks");
+        copy_tree(&job.workspace.dir().join(".git"), &snapshot).await?;
         Ok(Self {
-            head: head.trim().to_owned(),
-            config,
+            snapshot: Some(snapshot),
         })
     }
 }
 
-/// `.git/config` as it was, then `HEAD` and the index back to the commit before the checks
-/// (the working tree stays), then the edited files back to what the edits wrote.
+/// `cp -a` (git's folder holds only files and folders; links are kept as links).
+async fn copy_tree(from: &Path, to: &Path) -> Result<(), TaskError> {
+    // Whatever stands at `to` goes, without following it: a link there would make `cp`
+    // write into the folder it points to.
+    match tokio::fs::symlink_metadata(to).await {
+        Ok(meta) if meta.is_dir() => {
+            let _ = tokio::fs::remove_dir_all(to).await;
+        }
+        Ok(_) => {
+            let _ = tokio::fs::remove_file(to).await;
+        }
+        Err(_) => {}
+    }
+    let status = tokio::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .stdin(std::process::Stdio::null())
+        .status()
+        .await
+        .map_err(|e| TaskError::Transient(format!("cannot copy the clone's git state: {e}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(TaskError::Transient(format!(
+            "copying the clone's git state failed ({status})"
+        )))
+    }
+}
+
+/// The clone's `.git` back from its copy (process sandbox), then the edited files back to
+/// what the edits wrote.
 async fn undo_side_effects(
     job: &Job<'_>,
     before: &GitState,
     applied: &[ChangedFile],
 ) -> Result<(), TaskError> {
-    let (git, dir) = (job.workspace.git(), job.workspace.dir());
-    let config_path = dir.join(".git/config");
-    if let Some(config) = &before.config
-        && tokio::fs::read(&config_path).await.ok().as_ref() != Some(config)
-    {
-        tracing::warn!("a check changed .git/config; restored");
-        let _ = tokio::fs::remove_file(&config_path).await;
-        tokio::fs::write(&config_path, config).await.map_err(|e| {
-            TaskError::Permanent(format!("cannot restore .git/config after the checks: {e}"))
-        })?;
+    let dir = job.workspace.dir();
+    let checkout = tokio::fs::symlink_metadata(dir).await;
+    if !checkout.is_ok_and(|meta| meta.is_dir()) {
+        return Err(TaskError::Permanent(
+            "a check replaced the checkout itself; nothing of it is committed".into(),
+        ));
     }
-    let args = ["reset", "--quiet", "--mixed", before.head.as_str()];
-    git.run(
-        "reset",
-        Some(dir),
-        &args,
-        Duration::from_secs(60),
-        job.workspace.cancel(),
-    )
-    .await?;
+    if let Some(snapshot) = &before.snapshot {
+        copy_tree(snapshot, &dir.join(".git")).await?;
+    }
     let root = dir.to_path_buf();
     let files = applied.to_vec();
     blocking("restoring the edited files", move || restore(&root, &files))

@@ -81,7 +81,7 @@ impl Llm<'_> {
 }
 
 /// The edits of one answer, applied and through the syntax gate.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Edited {
     pub applied: Vec<ChangedFile>,
     pub summary: String,

@@ -7,7 +7,9 @@
 //!
 //! The process environment is passed through, and our entries are appended after any
 //! `GIT_CONFIG_COUNT` entries already there (tests map `https://github.com/` onto local bare
-//! repositories with `url.<base>.insteadOf` that way).
+//! repositories with `url.<base>.insteadOf` that way). The system and global config files
+//! are read once and then passed the same way, the files themselves turned off: a check
+//! that writes `~/.gitconfig` steers no later git command of the worker.
 //!
 //! Files: this one (errors, how git is run), [`clone`](self::Git::shallow_clone) in
 //! `clone.rs`, branches, commits and pushes in `branch.rs`, reading git's stderr in
@@ -100,6 +102,59 @@ impl std::fmt::Debug for Git {
     }
 }
 
+/// The system and global git configuration (includes followed) read once, at the first
+/// git command (a clone, before anything of a repository ran): every later command gets it
+/// through the environment with the files themselves turned off.
+fn operator_config() -> &'static [(String, String)] {
+    static CAPTURED: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+    CAPTURED.get_or_init(|| {
+        ["--system", "--global"]
+            .iter()
+            .flat_map(|scope| {
+                let listed = std::process::Command::new("git")
+                    .args(["config", scope, "--includes", "--list", "-z"])
+                    .env_remove("GIT_CONFIG_COUNT")
+                    .stdin(Stdio::null())
+                    .stderr(Stdio::null())
+                    .output();
+                let text = listed
+                    .ok()
+                    .filter(|out| out.status.success())
+                    .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+                    .unwrap_or_default();
+                parse_config_list(&text)
+            })
+            .collect()
+    })
+}
+
+/// `git config --list -z`: `key\nvalue\0` per entry (a key alone for a valueless one).
+fn parse_config_list(text: &str) -> Vec<(String, String)> {
+    text.split('\0')
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| match entry.split_once('\n') {
+            Some((key, value)) => (key.to_owned(), value.to_owned()),
+            None => (entry.to_owned(), "true".to_owned()),
+        })
+        .collect()
+}
+
+/// The `GIT_CONFIG_COUNT` entries of the worker's own environment (tests and operators map
+/// hosts with `url.<base>.insteadOf` that way).
+fn inherited_env_config() -> Vec<(String, String)> {
+    let count: usize = std::env::var("GIT_CONFIG_COUNT")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    (0..count)
+        .filter_map(|i| {
+            let key = std::env::var(format!("GIT_CONFIG_KEY_{i}")).ok()?;
+            let value = std::env::var(format!("GIT_CONFIG_VALUE_{i}")).unwrap_or_default();
+            Some((key, value))
+        })
+        .collect()
+}
+
 /// How long a local git command (add, commit, rev-parse) may take.
 pub(super) const LOCAL_OP: Duration = Duration::from_secs(120);
 
@@ -146,17 +201,27 @@ impl Git {
             ));
         }
         entries.extend(self.extra_config.iter().cloned());
-        let existing: usize = std::env::var("GIT_CONFIG_COUNT")
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
+        // The operator's system and global config as they were when the worker started,
+        // then the environment's entries, then ours (later entries win): what a check may
+        // write into `~/.gitconfig` or `/etc/gitconfig` later is never read.
+        let all: Vec<(String, String)> = operator_config()
+            .iter()
+            .cloned()
+            .chain(inherited_env_config())
+            .chain(entries)
+            .collect();
         let mut command = Command::new("git");
-        for (i, (key, value)) in entries.iter().enumerate() {
-            command.env(format!("GIT_CONFIG_KEY_{}", existing + i), key);
-            command.env(format!("GIT_CONFIG_VALUE_{}", existing + i), value);
+        for (i, (key, value)) in all.iter().enumerate() {
+            command.env(format!("GIT_CONFIG_KEY_{i}"), key);
+            command.env(format!("GIT_CONFIG_VALUE_{i}"), value);
         }
         command
-            .env("GIT_CONFIG_COUNT", (existing + entries.len()).to_string())
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            // `refs/replace/*` would let a planted ref swap the commit git reads.
+            .env("GIT_NO_REPLACE_OBJECTS", "1");
+        command
+            .env("GIT_CONFIG_COUNT", all.len().to_string())
             .env("GIT_TERMINAL_PROMPT", "0")
             .env("GIT_ASKPASS", "true")
             .stdin(Stdio::null())

@@ -201,3 +201,20 @@ async fn an_fsmonitor_written_into_the_checkout_never_runs() {
     commit_as_agent(&git, &repo, "a.md", "change a").await;
     assert!(!ran.exists(), "the fsmonitor of .git/config ran");
 }
+
+#[test]
+fn the_operators_config_listing_is_read_entry_by_entry() {
+    let listed =
+        "url.https://mirror/.insteadof\nhttps://github.com/\0core.bare\0user.name\nA B\nC\0";
+    assert_eq!(
+        super::parse_config_list(listed),
+        vec![
+            (
+                "url.https://mirror/.insteadof".to_owned(),
+                "https://github.com/".to_owned()
+            ),
+            ("core.bare".to_owned(), "true".to_owned()),
+            ("user.name".to_owned(), "A B\nC".to_owned()),
+        ]
+    );
+}

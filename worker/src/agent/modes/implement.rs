@@ -90,6 +90,8 @@ pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
         ],
     );
     let edited = super::edit(job, prompt, Some(paths.clone())).await?;
+    // Read before the checks run: a check may rewrite the template.
+    let template = pr_template(job).await?;
     let (edited, checks, draft) = super::verify(job, edited, Some(paths.clone())).await?;
     let changed = edited.paths();
     let message = format!(
@@ -113,7 +115,6 @@ pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
         .await?;
     job.session.reach(Step::Pushed).await?;
 
-    let template = pr_template(job).await?;
     let files = super::files_list(&edited.applied);
     let usage = super::usage_line(job);
     let pr_body = format!(
@@ -172,10 +173,14 @@ pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
     let status = &mut job.session.status;
     status.pr_url = pr_url.clone();
     status.state = State::Done;
-    status.notes = vec![format!(
-        "Implemented plan v{} (`{}`), approved by {}.",
-        newest.version, newest.hash, approval.approver
-    )];
+    // First, and with what the run noted so far (config warnings, failing checks).
+    status.notes.insert(
+        0,
+        format!(
+            "Implemented plan v{} (`{}`), approved by {}.",
+            newest.version, newest.hash, approval.approver
+        ),
+    );
     status.notes.extend(ready_note);
     job.session.reach(Step::PullRequest).await?;
     if let Some(pr) = &pr {
