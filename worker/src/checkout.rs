@@ -87,9 +87,10 @@ impl Checkout {
         })
     }
 
-    /// Resolves `path` one component at a time: every ancestor must be a real directory
-    /// (no symlink), the last a regular file. Returns its location and its metadata.
-    fn resolve(&self, path: &str) -> Result<(PathBuf, std::fs::Metadata), Refused> {
+    /// Walks `path` one component at a time: no component may be a symlink, every
+    /// ancestor must be a real directory. The last component's location and metadata, or
+    /// `None` when some component does not exist.
+    fn walk(&self, path: &str) -> Result<Option<(PathBuf, std::fs::Metadata)>, Refused> {
         let rel = Self::relative(path)?;
         let parts: Vec<&str> = rel.split('/').collect();
         let mut current = self.root.clone();
@@ -98,11 +99,9 @@ impl Checkout {
             let shown = || parts[..=i].join("/");
             let meta = match std::fs::symlink_metadata(&current) {
                 Ok(meta) => meta,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(Refused::Missing);
-                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
                 Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
-                    // An ancestor is a file (checked above, so only on a race).
+                    // An ancestor is a file (checked below, so only on a race).
                     return Err(Refused::NotADirectory { ancestor: shown() });
                 }
                 Err(e) => return Err(Refused::Io(e.kind().to_string())),
@@ -110,21 +109,27 @@ impl Checkout {
             if meta.file_type().is_symlink() {
                 return Err(Refused::Symlink { component: shown() });
             }
-            let last = i + 1 == parts.len();
-            if !last && !meta.is_dir() {
-                return Err(Refused::NotADirectory { ancestor: shown() });
+            if i + 1 == parts.len() {
+                return Ok(Some((current, meta)));
             }
-            if last {
-                if !meta.is_file() {
-                    return Err(Refused::NotARegularFile);
-                }
-                if meta.nlink() > 1 {
-                    return Err(Refused::HardLinked);
-                }
-                return Ok((current, meta));
+            if !meta.is_dir() {
+                return Err(Refused::NotADirectory { ancestor: shown() });
             }
         }
         Err(Refused::Empty)
+    }
+
+    /// Resolves `path` through [`Self::walk`]: it must exist and be a regular file with a
+    /// single link. Returns its location and its metadata.
+    fn resolve(&self, path: &str) -> Result<(PathBuf, std::fs::Metadata), Refused> {
+        let (full, meta) = self.walk(path)?.ok_or(Refused::Missing)?;
+        if !meta.is_file() {
+            return Err(Refused::NotARegularFile);
+        }
+        if meta.nlink() > 1 {
+            return Err(Refused::HardLinked);
+        }
+        Ok((full, meta))
     }
 
     /// Whether `path` is a regular file the boundary would read.
@@ -135,27 +140,10 @@ impl Checkout {
     /// Whether `path` may be created: its normal form is valid and no existing ancestor is
     /// a symlink or a file (a plan's `new file`).
     pub fn may_create(&self, path: &str) -> Result<(), Refused> {
-        let rel = Self::relative(path)?;
-        let parts: Vec<&str> = rel.split('/').collect();
-        let mut current = self.root.clone();
-        for (i, part) in parts.iter().enumerate() {
-            current.push(part);
-            let shown = || parts[..=i].join("/");
-            let Ok(meta) = std::fs::symlink_metadata(&current) else {
-                return Ok(());
-            };
-            if meta.file_type().is_symlink() {
-                return Err(Refused::Symlink { component: shown() });
-            }
-            let last = i + 1 == parts.len();
-            if !last && !meta.is_dir() {
-                return Err(Refused::NotADirectory { ancestor: shown() });
-            }
-            if last && !meta.is_file() {
-                return Err(Refused::NotARegularFile);
-            }
+        match self.walk(path)? {
+            Some((_, meta)) if !meta.is_file() => Err(Refused::NotARegularFile),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Opens `path` after [`Self::resolve`] and checks the opened file is the inspected one.

@@ -539,29 +539,30 @@ async fn a_check_that_writes_git_state_in_the_process_sandbox_forges_nothing() {
 }
 
 #[tokio::test]
-async fn a_check_that_cannot_run_is_never_failing_before_and_keeps_the_pull_request_a_draft() {
-    // The tool is missing on the edited code and on the base alike (exit 127): that proves
-    // nothing about the change, so it blocks instead of passing as an old failure.
-    let config =
-        "checks:\n  - name: missing\n    run: no-such-tool-4242 --check\nrepair_rounds: 0\n";
-    let (world, _worker) = worked("checks-missing", 78, config, &fixes(), &[], "done").await;
-    let pull = the_pull(&world);
-    assert_eq!(pull["draft"], Value::Bool(true));
-    assert!(check_line(&world, "missing").contains("| failed |"));
-}
-
-#[tokio::test]
-async fn a_setup_that_fails_before_the_change_too_still_blocks() {
-    let config =
-        "setup:\n  - \"exit 3\"\nchecks:\n  - name: tests\n    run: \"true\"\nrepair_rounds: 0\n";
-    let (world, _worker) = worked("checks-setup-broken", 79, config, &fixes(), &[], "done").await;
-    let pull = the_pull(&world);
-    assert_eq!(
-        pull["draft"],
-        Value::Bool(true),
-        "no check ran: not a ready PR"
-    );
-    assert!(check_line(&world, "setup").contains("| failed |"));
+async fn checks_that_could_not_run_are_never_failing_before_and_keep_the_pull_request_a_draft() {
+    // A tool missing on the edited code and on the base alike (exit 127), and a setup that
+    // fails on both: neither proves anything about the change, so each blocks instead of
+    // passing as an old failure. (name, issue, config, the row that must say failed)
+    let cases = [
+        (
+            "checks-missing",
+            78,
+            "checks:\n  - name: missing\n    run: no-such-tool-4242 --check\nrepair_rounds: 0\n",
+            "missing",
+        ),
+        (
+            "checks-setup-broken",
+            79,
+            "setup:\n  - \"exit 3\"\nchecks:\n  - name: tests\n    run: \"true\"\nrepair_rounds: 0\n",
+            "setup",
+        ),
+    ];
+    for (name, number, config, row) in cases {
+        let (world, _worker) = worked(name, number, config, &fixes(), &[], "done").await;
+        let pull = the_pull(&world);
+        assert_eq!(pull["draft"], Value::Bool(true), "{name}: not a ready PR");
+        assert!(check_line(&world, row).contains("| failed |"), "{name}");
+    }
 }
 
 #[tokio::test]

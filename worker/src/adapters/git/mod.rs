@@ -11,7 +11,7 @@
 //! are read once and then passed the same way, the files themselves turned off: a check
 //! that writes `~/.gitconfig` steers no later git command of the worker.
 //!
-//! Files: this one (errors, how git is run), [`clone`](self::Git::shallow_clone) in
+//! Files: this one (errors, how git is run), [`clone`](self::Git::shallow_clone_url) in
 //! `clone.rs`, branches, commits and pushes in `branch.rs`, reading git's stderr in
 //! `classify.rs`.
 
