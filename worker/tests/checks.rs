@@ -586,3 +586,21 @@ async fn a_repair_round_the_budget_refuses_keeps_the_last_edits_as_a_draft() {
         .expect("pushed");
     assert!(pushed.contains("return round(amount)\n"), "{pushed}");
 }
+
+#[tokio::test]
+async fn a_ready_pull_request_whose_checks_now_fail_becomes_a_draft_again() {
+    // The first run's fix passes and opens a ready PR; a second run on the issue brings an
+    // answer the checks refuse: the same PR, turned back into a draft.
+    let script = [(
+        "edit",
+        vec![Answer::Text(good_answer()), Answer::Text(wrong_answer())],
+    )];
+    let config = format!("{CENTS_CHECK}repair_rounds: 0\n");
+    let (world, worker) = worked("checks-redraft", 85, &config, &script, &[], "done").await;
+    assert_eq!(the_pull(&world)["draft"], Value::Bool(false));
+    let again = world.task("github:checks-redraft-2", 85, "dev1");
+    world.run(&worker, &again, "done").await;
+    let pull = the_pull(&world);
+    assert_eq!(pull["draft"], Value::Bool(true), "{pull}");
+    assert!(check_line(&world, "cents").contains("| failed |"));
+}

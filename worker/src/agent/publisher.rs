@@ -88,6 +88,10 @@ pub trait Publisher: Send + Sync + std::fmt::Debug {
     /// Posts a new comment on the issue.
     fn comment<'a>(&'a self, note: &'a Note) -> Effect<'a, ()>;
 
+    /// Turns `pr` back into a draft (it was ready, and the checks fail now). Best effort:
+    /// a note for the status comment when it could not be done.
+    fn mark_draft<'a>(&'a self, pr: &'a PullRequest) -> BoxFuture<'a, Option<String>>;
+
     /// Acknowledges the comment that started the task (an `eyes` reaction on GitHub; Jira
     /// has none). Best effort: a failure is logged, never the task's.
     fn acknowledge<'a>(&'a self, comment_id: &'a str) -> BoxFuture<'a, ()>;
@@ -191,6 +195,16 @@ impl Publisher for Live {
                 }
             }
             Ok(())
+        })
+    }
+
+    fn mark_draft<'a>(&'a self, pr: &'a PullRequest) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let error = self.github.mark_draft(pr).await.err()?;
+            tracing::warn!(%error, "could not turn the pull request back into a draft");
+            Some(format!(
+                "The pull request could not be turned back into a draft ({error}); its checks fail."
+            ))
         })
     }
 
@@ -325,6 +339,10 @@ impl Publisher for DryRun {
             self.lock().comments.push(note.markdown.clone());
             Ok(())
         })
+    }
+
+    fn mark_draft<'a>(&'a self, _pr: &'a PullRequest) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async { None })
     }
 
     fn acknowledge<'a>(&'a self, _comment_id: &'a str) -> BoxFuture<'a, ()> {

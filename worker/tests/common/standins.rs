@@ -603,14 +603,19 @@ async fn request_reviewers(
 async fn graphql(State(state): Gh, axum::Json(body): axum::Json<Value>) -> Response {
     let mut s = log(&state, "POST graphql".into());
     let id = body["variables"]["id"].as_str().unwrap_or("").to_owned();
+    let to_draft = body["query"]
+        .as_str()
+        .is_some_and(|q| q.contains("convertPullRequestToDraft"));
     if let Some(p) = s.pulls.iter_mut().find(|p| p["node_id"] == id.as_str()) {
-        p["draft"] = json!(false);
+        p["draft"] = json!(to_draft);
     }
-    s.ready_for_review.push(id);
-    axum::Json(
-        json!({"data": {"markPullRequestReadyForReview": {"pullRequest": {"isDraft": false}}}}),
-    )
-    .into_response()
+    let mutation = if to_draft {
+        "convertPullRequestToDraft"
+    } else {
+        s.ready_for_review.push(id);
+        "markPullRequestReadyForReview"
+    };
+    axum::Json(json!({"data": {mutation: {"pullRequest": {"isDraft": to_draft}}}})).into_response()
 }
 
 /// One scripted LLM answer.

@@ -280,7 +280,25 @@ impl GitHub {
 
     /// Marks a draft ready for review (GraphQL: a REST PATCH of `draft` is ignored).
     pub async fn mark_ready(&self, pr: &PullRequest) -> Result<(), ApiError> {
-        let query = "mutation($id: ID!) { markPullRequestReadyForReview(input: {pullRequestId: $id}) { pullRequest { isDraft } } }";
+        self.set_draft(pr, false).await
+    }
+
+    /// Turns an open pull request back into a draft (its checks fail now).
+    pub async fn mark_draft(&self, pr: &PullRequest) -> Result<(), ApiError> {
+        self.set_draft(pr, true).await
+    }
+
+    /// GraphQL's `convertPullRequestToDraft` or `markPullRequestReadyForReview` (REST has
+    /// neither).
+    async fn set_draft(&self, pr: &PullRequest, draft: bool) -> Result<(), ApiError> {
+        let mutation = if draft {
+            "convertPullRequestToDraft"
+        } else {
+            "markPullRequestReadyForReview"
+        };
+        let query = format!(
+            "mutation($id: ID!) {{ {mutation}(input: {{pullRequestId: $id}}) {{ pullRequest {{ isDraft }} }} }}"
+        );
         let value = http::send_json(
             SERVICE,
             self.request(reqwest::Method::POST, "/graphql")

@@ -160,6 +160,11 @@ pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
             super::open_pull(job, &base, &title, &pr_body, draft).await?
         }
     };
+    // An implemented plan whose checks fail stays (or becomes again) a draft.
+    let pr = match pr {
+        Some(pr) => Some(super::keep_draft(job, pr, draft).await),
+        None => None,
+    };
     let ready_note = match &pr {
         // Failing checks keep the plan's draft a draft: the evidence is in its body.
         Some(_) if matches!(draft, Draft::Yes) => None,

@@ -241,8 +241,23 @@ pub async fn open_pull(
         draft,
     };
     let pr = job.session.publisher.open_pull(pull).await?;
+    let pr = match pr {
+        Some(pr) => Some(keep_draft(job, pr, draft).await),
+        None => None,
+    };
     job.session.status.pr_url = pr.as_ref().map(|pr| pr.url.clone());
     Ok(pr)
+}
+
+/// A pull request that must be a draft (its checks fail) but was open and ready before
+/// (an earlier run's): turned back into a draft.
+pub async fn keep_draft(job: &mut Job<'_>, mut pr: PullRequest, draft: Draft) -> PullRequest {
+    if matches!(draft, Draft::Yes) && !pr.draft {
+        let note = job.session.publisher.mark_draft(&pr).await;
+        pr.draft = note.is_none();
+        job.session.status.notes.extend(note);
+    }
+    pr
 }
 
 /// The PR body's token line: tokens, and the cost when `LLM_PRICES` prices the model.
