@@ -38,9 +38,13 @@ pub fn process(spec: &Spec, has_capabilities: bool) -> Vec<String> {
     args
 }
 
+/// Size of each tmpfs that covers a hidden folder: it only has to look empty.
+const HIDDEN_TMPFS_BYTES: &str = "1048576";
+
 /// The namespaces and base mounts of every bubblewrap run, shared with [`bwrap_probe`] so
-/// that the probe tests exactly what a run will ask of the kernel.
-const BWRAP_BASE: [&str; 12] = [
+/// that the probe tests exactly what a run will ask of the kernel (the private `/tmp`, with
+/// its size, follows).
+const BWRAP_BASE: [&str; 10] = [
     "--die-with-parent",
     "--new-session",
     "--unshare-all",
@@ -51,20 +55,27 @@ const BWRAP_BASE: [&str; 12] = [
     "/dev",
     "--proc",
     "/proc",
-    "--tmpfs",
-    "/tmp",
 ];
+
+/// A tmpfs of `bytes` at `at`.
+fn sized_tmpfs(bytes: &str, at: String) -> [String; 4] {
+    ["--size".into(), bytes.into(), "--tmpfs".into(), at]
+}
 
 /// bubblewrap's arguments. Mount order matters: later mounts cover earlier ones, so the
 /// hidden folders are covered first and the checkout (inside one of them) is bound back.
 pub fn bwrap(spec: &Spec, home: &Path) -> Vec<String> {
     let mut args: Vec<String> = BWRAP_BASE.map(String::from).into();
+    args.extend(sized_tmpfs(
+        &spec.limits.tmp_bytes.to_string(),
+        "/tmp".into(),
+    ));
     if spec.network {
         args.push("--share-net".into());
     }
     for hidden in &spec.hide {
         if exists(hidden) {
-            args.extend(["--tmpfs".into(), path(hidden)]);
+            args.extend(sized_tmpfs(HIDDEN_TMPFS_BYTES, path(hidden)));
         }
     }
     let checkout = path(&spec.checkout);
@@ -88,11 +99,10 @@ pub fn bwrap(spec: &Spec, home: &Path) -> Vec<String> {
 
 /// The flags of [`bwrap`] that need kernel support, around `true`.
 pub fn bwrap_probe() -> Vec<String> {
-    BWRAP_BASE
-        .iter()
-        .chain(&["--", "true"])
-        .map(|a| a.to_string())
-        .collect()
+    let mut args: Vec<String> = BWRAP_BASE.map(String::from).into();
+    args.extend(sized_tmpfs(HIDDEN_TMPFS_BYTES, "/tmp".into()));
+    args.extend(["--".into(), "true".into()]);
+    args
 }
 
 fn path(path: &Path) -> String {

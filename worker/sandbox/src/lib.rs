@@ -120,6 +120,9 @@ pub struct Limits {
     /// Processes of the user (not enforced for uid 0 outside a user namespace; the
     /// timeout's group kill is the wall there).
     pub processes: u64,
+    /// Size of bubblewrap's private `/tmp` (a tmpfs lives in memory: unbounded, a check
+    /// could fill half of it).
+    pub tmp_bytes: u64,
 }
 
 impl Default for Limits {
@@ -129,6 +132,7 @@ impl Default for Limits {
             memory_bytes: 8 << 30,
             file_bytes: 2 << 30,
             processes: 4096,
+            tmp_bytes: 1 << 30,
         }
     }
 }

@@ -270,6 +270,27 @@ fn survivors(marker: &str) -> Vec<String> {
 }
 
 #[tokio::test]
+async fn bubblewraps_private_tmp_cannot_fill_the_memory() {
+    if !fleet_sandbox::bwrap_works().await {
+        eprintln!("bubblewrap does not work here: skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut fill = spec(
+        Mode::Bwrap,
+        dir.path(),
+        "head -c 16777216 /dev/zero > /tmp/fill && echo filled",
+    );
+    fill.limits.tmp_bytes = 8 << 20;
+    let refused = run(&fill).await;
+    assert_ne!(refused.exit, Exit::Code(0), "{}", text(&refused));
+    assert!(!text(&refused).contains("filled"));
+    fill.limits.tmp_bytes = 32 << 20;
+    let fits = run(&fill).await;
+    assert_eq!(fits.exit, Exit::Code(0), "control: {}", text(&fits));
+}
+
+#[tokio::test]
 async fn a_check_that_forks_and_hangs_is_killed_at_its_timeout_with_nothing_left() {
     for mode in modes().await {
         let dir = tempfile::tempdir().expect("tempdir");
