@@ -604,3 +604,19 @@ async fn a_ready_pull_request_whose_checks_now_fail_becomes_a_draft_again() {
     assert_eq!(pull["draft"], Value::Bool(true), "{pull}");
     assert!(check_line(&world, "cents").contains("| failed |"));
 }
+
+#[tokio::test]
+async fn a_setup_still_failing_after_a_repair_round_ends_in_a_draft_not_an_error() {
+    // Round one's setup fails, the repair does not help, round two's setup fails again:
+    // the base's working tree is made once, and the task ends with its evidence.
+    let script = [
+        ("edit", vec![Answer::Text(good_answer())]),
+        ("repair", vec![Answer::Text(readme_answer())]),
+    ];
+    let config =
+        "setup:\n  - \"exit 3\"\nchecks:\n  - name: tests\n    run: \"true\"\nrepair_rounds: 1\n";
+    let (world, _worker) = worked("checks-setup-twice", 86, config, &script, &[], "done").await;
+    assert_eq!(world.llm.phases(), ["edit", "repair"]);
+    assert_eq!(the_pull(&world)["draft"], Value::Bool(true));
+    assert!(check_line(&world, "setup").contains("| failed |"));
+}

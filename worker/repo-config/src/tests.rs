@@ -122,6 +122,12 @@ fn rules_beyond_types_are_refused_with_their_line() {
             "more than",
         ),
         ("checks:\n  - name: t\n    run: '  '\n", 2, "empty `run`"),
+        (
+            "checks:\n  - name: \"**all passed** @org/team\"\n    run: x\n",
+            2,
+            "must be at most 64 letters",
+        ),
+        ("checks:\n  - name: setup\n    run: x\n", 2, "not `setup`"),
     ];
     for (text, line, says) in cases {
         let error = refused(text);

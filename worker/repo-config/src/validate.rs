@@ -57,6 +57,21 @@ pub fn check(config: &RepoConfig, text: &str) -> Result<(), Refusal> {
         if name.is_empty() {
             return Err((at(), format!("check {} has an empty `name`", index + 1)));
         }
+        // Names go into the status comment and the PR body: plain words only, so a
+        // repository cannot write markup (a fake verdict, a mention) into the agent's text.
+        let plain = name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || " -_.:/".contains(c));
+        if !plain || name.eq_ignore_ascii_case("setup") {
+            return Err((
+                at(),
+                format!(
+                    "check name `{}` must be at most 64 letters, digits, spaces and `-_.:/` (and not `setup`, which names the setup steps)",
+                    name.escape_debug()
+                ),
+            ));
+        }
         if names.contains(&name) {
             return Err((at(), format!("two checks are named `{name}`")));
         }

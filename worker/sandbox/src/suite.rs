@@ -208,11 +208,6 @@ impl BaseResults {
     pub fn known(&self, name: &str) -> Option<bool> {
         self.checks.get(name).copied()
     }
-
-    /// Whether the base was asked for anything yet (its working tree exists).
-    pub fn is_empty(&self) -> bool {
-        self.checks.is_empty() && self.setup.is_none()
-    }
 }
 
 /// The PR body's `### Checks` section: a line per check with its name, command, result and

@@ -49,7 +49,7 @@ use modes::Job;
 use repo_policy::Admission;
 use session::IssueSession;
 use settings::AgentSettings;
-use shared::{Mode, TaskMessage};
+use shared::TaskMessage;
 use status::State;
 use std::path::Path;
 use tokio_util::sync::CancellationToken;
@@ -139,13 +139,7 @@ impl Agent {
         let mut session = IssueSession::open(self, task)
             .await
             .map_err(errors::deferred)?;
-        let user = match task.mode {
-            Mode::Implement => task
-                .approval
-                .as_ref()
-                .map_or(task.trigger_user.as_str(), |a| a.approver.as_str()),
-            _ => task.trigger_user.as_str(),
-        };
+        let user = repo_policy::asking_user(task);
         match session.may_act(user).await {
             Ok(true) => {}
             Ok(false) => {

@@ -8,7 +8,7 @@ use super::modes::Job;
 use crate::adapters::git::BranchFile;
 use crate::runtime::handler::TaskError;
 use fleet_repo_config::{CONFIG_PATHS, RepoConfig};
-use shared::{Mode, Tracker};
+use shared::{Mode, TaskMessage, Tracker};
 
 /// The repository's configuration as this task uses it.
 #[derive(Debug, Clone, Default)]
@@ -83,7 +83,7 @@ async fn judge(job: &Job<'_>, policy: &RepoPolicy) -> Result<Admission, TaskErro
             "the agent is turned off for this repository (`enabled: false` in `{file}`)"
         )));
     }
-    let user = asking_user(job);
+    let user = asking_user(job.task);
     let triggers = &config.triggers;
     let restricted = !triggers.allowed_users.is_empty() || !triggers.allowed_teams.is_empty();
     if restricted && !allowed(job, user, triggers).await? {
@@ -107,9 +107,9 @@ async fn judge(job: &Job<'_>, policy: &RepoPolicy) -> Result<Admission, TaskErro
     Ok(Admission::Admitted)
 }
 
-/// Who asked: the approver of an implement task, else the trigger's user.
-pub fn asking_user<'t>(job: &Job<'t>) -> &'t str {
-    let task = job.task;
+/// Who asked: the approver of an implement task, else the trigger's user (the one whose
+/// permission and place in `triggers` count).
+pub fn asking_user(task: &TaskMessage) -> &str {
     match (task.mode, &task.approval) {
         (Mode::Implement, Some(approval)) => approval.approver.as_str(),
         _ => task.trigger_user.as_str(),

@@ -327,7 +327,9 @@ impl Suite {
         runs: &mut [CheckRun],
         cache: &mut BaseResults,
     ) -> Result<(), TaskError> {
-        if cache.is_empty() {
+        // Made once: a round whose only failure was the setup asks the base nothing, so
+        // the cache alone cannot say whether the worktree exists.
+        if !self.base_dir.exists() {
             let (git, dir) = (job.workspace.git(), job.workspace.dir());
             git.base_worktree(dir, &self.base_dir, job.workspace.cancel())
                 .await?;
