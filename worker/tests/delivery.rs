@@ -112,11 +112,15 @@ async fn sigterm_past_the_grace_requeues_the_task() {
     assert!(worker.exit_status(LONG).await.success());
     assert!(fleet.record("github:grace", "done").is_empty());
     assert!(!workdir.exists(), "cleaned up before the requeue");
-    assert_eq!(
-        fleet.ready(&fleet.queue).await,
-        1,
-        "requeued for another worker"
-    );
+    // The broker returns the unacked delivery once it has seen the connection close: that
+    // may be a moment after the worker's exit.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut ready = fleet.ready(&fleet.queue).await;
+    while ready != 1 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        ready = fleet.ready(&fleet.queue).await;
+    }
+    assert_eq!(ready, 1, "requeued for another worker");
 }
 
 #[tokio::test]
