@@ -194,6 +194,9 @@ pub fn normalize(
         approval: task.approval,
         revision: task.revision,
         instruction: task.instruction,
+        review: None,
+        checks: None,
+        retry: task.retry,
     })))
 }
 

@@ -102,6 +102,8 @@ pub struct CommandTask {
     pub instruction: Option<String>,
     /// The comment the trigger is (for the worker's acknowledgement).
     pub comment_id: Option<String>,
+    /// `/retry`: the worker runs the last mode again.
+    pub retry: Option<shared::task::RetryRequest>,
 }
 
 impl CommandTask {
@@ -113,6 +115,7 @@ impl CommandTask {
             revision: None,
             instruction: None,
             comment_id: None,
+            retry: None,
         }
     }
 

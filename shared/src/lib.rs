@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`adf`]: Jira's rich-text format, read as text and built from text.
 //! - [`task`]: the task message v1 (serde types, strict version check, `RepoUrl`).
+//! - [`control`]: control messages on the fanout exchange `<queue>.control` (`cancel`).
 //! - [`topology`]: the quorum task queue, its delivery limit and dead-letter side, declared
 //!   from one place with errors that name the mismatching argument.
 //! - [`settings`]: reading environment variables with errors that name the variable; the
@@ -16,6 +17,7 @@
 
 pub mod adf;
 pub mod amqp;
+pub mod control;
 pub mod queue;
 pub mod settings;
 pub mod signals;

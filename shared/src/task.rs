@@ -21,14 +21,28 @@ pub enum Mode {
     Plan,
     /// Carry out an approved plan.
     Implement,
+    /// Address a review (or a mention) on the agent's pull request: a new commit on its head.
+    Followup,
+    /// Fix the agent's pull request after its CI failed: a `CI-Fix-Round: <n>` commit.
+    Fixci,
 }
 
 impl Mode {
+    pub const ALL: [Mode; 5] = [
+        Mode::Quickfix,
+        Mode::Plan,
+        Mode::Implement,
+        Mode::Followup,
+        Mode::Fixci,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Quickfix => "quickfix",
             Mode::Plan => "plan",
             Mode::Implement => "implement",
+            Mode::Followup => "followup",
+            Mode::Fixci => "fixci",
         }
     }
 }
@@ -38,7 +52,7 @@ crate::display_as_str!(Mode);
 impl std::str::FromStr for Mode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let names = [Mode::Quickfix, Mode::Plan, Mode::Implement].map(|m| (m.as_str(), m));
+        let names = Mode::ALL.map(|m| (m.as_str(), m));
         crate::settings::one_of("mode", s, &names)
     }
 }
@@ -209,6 +223,30 @@ pub struct Revision {
     pub requested_by: String,
 }
 
+/// The review a `followup` task addresses: one task per review, its line comments batched.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewRef {
+    pub pull_number: u64,
+    pub review_id: String,
+}
+
+/// The failed check suite a `fixci` task answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChecksRef {
+    pub pull_number: u64,
+    /// The commit CI ran on: a task whose branch moved on since is stale.
+    pub head_sha: String,
+    pub check_suite_id: String,
+}
+
+/// The `/retry` comment: the worker runs the last mode again (read from its status
+/// comment's marker); the message's `mode` is only what to run when there is none.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryRequest {
+    pub comment_id: String,
+    pub requested_by: String,
+}
+
 /// Task message v1 (docs/contracts.md, "Task message, version 1").
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskMessage {
@@ -231,6 +269,15 @@ pub struct TaskMessage {
     /// the prompt. Capped by the ingest at [`MAX_INSTRUCTION_BYTES`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instruction: Option<String>,
+    /// For `followup`: the review on the agent's pull request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<ReviewRef>,
+    /// For `fixci`: the failed check suite of the agent's pull request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checks: Option<ChecksRef>,
+    /// Set by `/retry`: `mode` is replaced by the last mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryRequest>,
 }
 
 /// The most of a comment the ingest puts into `instruction` (cut at a character boundary).

@@ -9,6 +9,11 @@
 //! default exchange. A delay longer than a bucket takes several hops: the copy carries its
 //! not-before time and the worker sends an early arrival back without running it.
 //!
+//! Control messages (`/cancel`) go to the fanout exchange `<queue>.control`: every worker
+//! binds its own exclusive, auto-delete queue to it (declared by the worker, server-named),
+//! and the durable quorum queue `<queue>.cancels` declared here keeps each one for the one
+//! worker that records it on the issue (also while no worker runs: scaled to zero).
+//!
 //! Also the name of an issue's lock queue (`<queue>.lock.<issue>`), which is not declared
 //! here: a worker declares it exclusively on its own connection while it works on the issue.
 
@@ -160,6 +165,16 @@ impl Topology {
         format!("{}.lock.{safe}.{:08x}", self.queue, hash >> 32)
     }
 
+    /// The fanout exchange of control messages.
+    pub fn control_exchange(&self) -> String {
+        format!("{}.control", self.queue)
+    }
+
+    /// The durable queue of cancels, bound to [`Self::control_exchange`].
+    pub fn cancel_queue(&self) -> String {
+        format!("{}.cancels", self.queue)
+    }
+
     /// The arguments of the task queue, exactly as declared.
     pub fn queue_arguments(&self) -> FieldTable {
         let mut args = Self::quorum_arguments();
@@ -222,6 +237,32 @@ impl Topology {
             )
             .await?;
         }
+        let control = self.control_exchange();
+        channel
+            .exchange_declare(
+                control.as_str().into(),
+                ExchangeKind::Fanout,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| self.classify(&control, e))?;
+        let cancels = self.cancel_queue();
+        self.declare_queue(channel, &cancels, Self::quorum_arguments())
+            .await?;
+        channel
+            .queue_bind(
+                cancels.as_str().into(),
+                control.as_str().into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| self.classify(&cancels, e))?;
         Ok(())
     }
 

@@ -112,20 +112,24 @@ async fn delete_topology(topology: &Topology) {
     let connection = connect().await;
     let channel = connection.create_channel().await.expect("channel");
     let retry = topology.retry_queues().into_iter().map(|q| q.name);
-    for queue in [topology.queue.clone(), topology.dead_letter_queue.clone()]
-        .into_iter()
-        .chain(retry)
-    {
+    let named = [
+        topology.queue.clone(),
+        topology.dead_letter_queue.clone(),
+        topology.cancel_queue(),
+    ];
+    for queue in named.into_iter().chain(retry) {
         let _ = channel
             .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
             .await;
     }
-    let _ = channel
-        .exchange_delete(
-            topology.dead_letter_exchange.as_str().into(),
-            ExchangeDeleteOptions::default(),
-        )
-        .await;
+    for exchange in [
+        topology.dead_letter_exchange.clone(),
+        topology.control_exchange(),
+    ] {
+        let _ = channel
+            .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+            .await;
+    }
     let _ = connection.close(200, "test done".into()).await;
 }
 

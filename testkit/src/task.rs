@@ -54,6 +54,9 @@ impl TaskBuilder {
                 approval: None,
                 revision: None,
                 instruction: None,
+                review: None,
+                checks: None,
+                retry: None,
             },
         }
     }

@@ -76,6 +76,9 @@ fn task(i: usize) -> TaskMessage {
         approval: None,
         revision: None,
         instruction: None,
+        review: None,
+        checks: None,
+        retry: None,
     }
 }
 

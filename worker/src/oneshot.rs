@@ -81,6 +81,9 @@ fn task_for(args: &RunArgs, repo_url: RepoUrl, mode: Mode) -> anyhow::Result<Tas
         approval: None,
         revision: None,
         instruction: None,
+        review: None,
+        checks: None,
+        retry: None,
     })
 }
 

@@ -75,6 +75,10 @@ pub async fn execute(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
         Mode::Quickfix => quickfix::run(job).await,
         Mode::Plan => plan::run(job).await,
         Mode::Implement => implement::run(job).await,
+        Mode::Followup | Mode::Fixci => Err(TaskError::Unsupported(format!(
+            "mode {} is not built yet",
+            job.task.mode
+        ))),
     }
 }
 
