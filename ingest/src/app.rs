@@ -18,6 +18,7 @@ use axum::routing::post;
 use serde_json::{Value, json};
 use shared::TaskMessage;
 use shared::amqp::{BrokerLink, PublishError};
+use shared::control::ControlMessage;
 use shared::queue::TaskSink;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -320,7 +321,63 @@ async fn dispatch(state: &AppState, source: &str, normalized: Normalized) -> Ans
             )
         }
         Normalized::Task(task) => publish_once(state, &task).await,
+        Normalized::Control(message) => publish_control_once(state, &message).await,
     }
+}
+
+/// Publishes a cancel to every worker unless this replica already did; 202 once confirmed.
+async fn publish_control_once(state: &AppState, message: &ControlMessage) -> Answer {
+    let id = message.cancel_id.as_str();
+    let guard = match state.deliveries.claim(id) {
+        Claim::Duplicate => {
+            return Answer::new(
+                StatusCode::OK,
+                "duplicate",
+                json!({ "status": "duplicate", "cancel_id": id }),
+            );
+        }
+        Claim::InFlight => return in_flight(),
+        Claim::New(guard) => guard,
+    };
+    let started = Instant::now();
+    match state.sink.publish_control(message).await {
+        Ok(()) => {
+            guard.published();
+            state
+                .metrics
+                .publish("confirmed", Some(started.elapsed().as_secs_f64()));
+            tracing::info!(cancel_id = id, issue = %message.issue_key, "cancel published");
+            Answer::new(
+                StatusCode::ACCEPTED,
+                "accepted",
+                json!({ "status": "accepted", "control": "cancel", "cancel_id": id }),
+            )
+        }
+        Err(PublishError::Queue(reason)) => {
+            // The embedded queue has no fanout: a cancel cannot reach a worker there.
+            state.metrics.ignored("control", "no control exchange");
+            Answer::new(
+                StatusCode::ACCEPTED,
+                "ignored",
+                json!({ "status": "ignored", "reason": reason }),
+            )
+        }
+        Err(error) => {
+            state.metrics.publish("error", None);
+            tracing::warn!(cancel_id = id, %error, "cancel not confirmed");
+            Answer::unavailable(format!("the cancel was not queued ({error}); retry later"))
+        }
+    }
+}
+
+fn in_flight() -> Answer {
+    let mut answer = Answer::error(
+        StatusCode::CONFLICT,
+        "in_flight",
+        "the same delivery is being published right now",
+    );
+    answer.retry_after = true;
+    answer
 }
 
 /// Publishes a task unless this replica already published it; answers 202 only after the
@@ -334,15 +391,7 @@ async fn publish_once(state: &AppState, task: &TaskMessage) -> Answer {
                 json!({ "status": "duplicate", "task_id": task.task_id }),
             );
         }
-        Claim::InFlight => {
-            let mut answer = Answer::error(
-                StatusCode::CONFLICT,
-                "in_flight",
-                "the same delivery is being published right now",
-            );
-            answer.retry_after = true;
-            return answer;
-        }
+        Claim::InFlight => return in_flight(),
         Claim::New(guard) => guard,
     };
     let started = Instant::now();
@@ -396,7 +445,13 @@ fn finish(
     let seconds = started.elapsed().as_secs_f64();
     // Unknown event names would explode the label set; keep only the ones we know.
     let event_label = match event {
-        "issues" | "issue_comment" | "ping" | "jira:issue_updated" | "comment_created" => event,
+        "issues"
+        | "issue_comment"
+        | "pull_request_review"
+        | "check_suite"
+        | "ping"
+        | "jira:issue_updated"
+        | "comment_created" => event,
         _ => "other",
     };
     state

@@ -3,8 +3,8 @@
 
 use crate::github::assignment_mode;
 use crate::normalize::{
-    Command, CommandTask, Normalized, PayloadError, command_task, id_leaf, leaf, opt_text,
-    parse_command, str_leaf,
+    Command, CommandTask, Normalized, Origin, PayloadError, Request, command_task, id_leaf, leaf,
+    message, opt_text, parse_command, str_leaf,
 };
 use crate::settings::IngestSettings;
 use chrono::{DateTime, Utc};
@@ -12,8 +12,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use shared::adf::{body_text, mentions};
-use shared::task::{IssueRef, TriggerInfo};
-use shared::{Mode, RepoUrl, TaskMessage, Tracker, task::TASK_VERSION};
+use shared::task::IssueRef;
+use shared::{Mode, RepoUrl, Tracker};
 
 /// The delivery id: Jira's `X-Atlassian-Webhook-Identifier` (stable across retries), or a
 /// digest of the body when a sender omits the header (a retry repeats the body too).
@@ -141,7 +141,7 @@ pub fn normalize(
             } else {
                 return Ok(Normalized::Ignored("no trigger in the change"));
             };
-            (user.to_owned(), CommandTask::plain(mode))
+            (user.to_owned(), Request::task(CommandTask::plain(mode)))
         }
         "comment_created" => {
             let author = comment.and_then(|c| account(c.author.as_ref()));
@@ -190,28 +190,18 @@ pub fn normalize(
         labels,
         pull_request: false,
     };
-    Ok(Normalized::Task(Box::new(TaskMessage {
-        version: TASK_VERSION,
-        task_id: crate::normalize::task_id(Tracker::Jira, delivery_id),
-        mode: task.mode,
-        source: Tracker::Jira,
-        repo_url,
-        base_branch: None,
-        issue,
-        trigger_user,
-        trigger: TriggerInfo {
-            event: event.to_owned(),
+    Ok(message(
+        Origin {
+            source: Tracker::Jira,
             delivery_id: delivery_id.to_owned(),
+            event: event.to_owned(),
             received_at,
-            comment_id: task.comment_id,
+            repo_url,
+            issue,
+            trigger_user,
         },
-        approval: task.approval,
-        revision: task.revision,
-        instruction: task.instruction,
-        review: None,
-        checks: None,
-        retry: task.retry,
-    })))
+        task,
+    ))
 }
 
 /// The mode of the first trigger label a `labels` change adds (Jira sends the label sets

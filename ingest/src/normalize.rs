@@ -2,14 +2,19 @@
 //! normalizing it, the errors that make it a 400, the `/approve` and `/revise` commands,
 //! and the accessors of payload leaves that name the missing field by its whole path.
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
-use shared::{TaskMessage, Tracker};
+use shared::control::{ControlKind, ControlMessage};
+use shared::task::{IssueRef, TASK_VERSION, TriggerInfo};
+use shared::{RepoUrl, TaskMessage, Tracker};
 
 /// What a verified delivery turns into.
 #[derive(Debug)]
 pub enum Normalized {
     /// A task to publish.
     Task(Box<TaskMessage>),
+    /// A control message for every worker (`/cancel`): no task.
+    Control(Box<ControlMessage>),
     /// Valid but not for us; the reason goes back in the 202 body and the logs.
     Ignored(&'static str),
     /// GitHub's `ping`.
@@ -90,6 +95,17 @@ pub enum Command {
     Plan(String),
     /// The comment mentions the agent: `DEFAULT_MODE`, the whole comment as the instruction.
     Mention(String),
+    /// `/retry`: the issue's last mode again (the worker reads it from the status comment).
+    Retry,
+    /// `/cancel`: stop the issue's task, skip its queued ones.
+    Cancel,
+}
+
+/// What a trigger asks for: a task, or a cancel of the issue's work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    Task(Box<CommandTask>),
+    Cancel { comment_id: String },
 }
 
 /// What a trigger asks for: the mode, and the approval, revision or instruction the task
@@ -104,6 +120,17 @@ pub struct CommandTask {
     pub comment_id: Option<String>,
     /// `/retry`: the worker runs the issue's last mode again.
     pub retry: Option<shared::task::RetryRequest>,
+    /// `followup` of a review.
+    pub review: Option<shared::task::ReviewRef>,
+    /// `fixci` of a failed check suite.
+    pub checks: Option<shared::task::ChecksRef>,
+}
+
+impl Request {
+    /// A task of `task`.
+    pub fn task(task: CommandTask) -> Self {
+        Request::Task(Box::new(task))
+    }
 }
 
 impl CommandTask {
@@ -116,10 +143,12 @@ impl CommandTask {
             instruction: None,
             comment_id: None,
             retry: None,
+            review: None,
+            checks: None,
         }
     }
 
-    fn instructed(mode: shared::Mode, text: &str) -> Self {
+    pub fn instructed(mode: shared::Mode, text: &str) -> Self {
         Self {
             instruction: instruction(text),
             ..Self::plain(mode)
@@ -148,12 +177,15 @@ pub fn command_task(
     comment_id: String,
     author: &str,
     default_mode: shared::Mode,
-) -> Result<CommandTask, &'static str> {
+) -> Result<Request, &'static str> {
+    if command == Command::Cancel {
+        return Ok(Request::Cancel { comment_id });
+    }
     let task = command_fields(command, comment_id.clone(), author, default_mode)?;
-    Ok(CommandTask {
+    Ok(Request::Task(Box::new(CommandTask {
         comment_id: Some(comment_id),
         ..task
-    })
+    })))
 }
 
 fn command_fields(
@@ -186,6 +218,19 @@ fn command_fields(
             Ok(CommandTask::instructed(shared::Mode::Quickfix, &text))
         }
         Command::Mention(text) => Ok(CommandTask::instructed(default_mode, &text)),
+        // The worker runs the issue's last mode; this one only when it finds none (never
+        // implement: that needs an approval).
+        Command::Retry => Ok(CommandTask {
+            retry: Some(shared::task::RetryRequest {
+                comment_id,
+                requested_by: author.to_owned(),
+            }),
+            ..CommandTask::plain(match default_mode {
+                shared::Mode::Plan => shared::Mode::Plan,
+                _ => shared::Mode::Quickfix,
+            })
+        }),
+        Command::Cancel => Err("/cancel is not a task"),
     }
 }
 
@@ -212,7 +257,66 @@ pub fn parse_command(body: &str) -> Option<Command> {
     if let Some(rest) = after("/plan") {
         return Some(Command::Plan(rest));
     }
+    if after("/retry").is_some() {
+        return Some(Command::Retry);
+    }
+    if after("/cancel").is_some() {
+        return Some(Command::Cancel);
+    }
     None
+}
+
+/// What every message built from a delivery shares, whichever it becomes.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub source: Tracker,
+    pub delivery_id: String,
+    /// `issues.labeled`, `pull_request_review.submitted`, `comment_created`, ...
+    pub event: String,
+    pub received_at: DateTime<Utc>,
+    pub repo_url: RepoUrl,
+    pub issue: IssueRef,
+    pub trigger_user: String,
+}
+
+/// The task message or the control message a request becomes.
+pub fn message(origin: Origin, request: Request) -> Normalized {
+    let id = task_id(origin.source, &origin.delivery_id);
+    match request {
+        Request::Cancel { comment_id } => Normalized::Control(Box::new(ControlMessage {
+            kind: ControlKind::Cancel,
+            issue_key: origin.issue.key.clone(),
+            requested_by: origin.trigger_user,
+            cancel_id: id,
+            requested_at: origin.received_at,
+            source: origin.source,
+            repo_url: origin.repo_url,
+            issue: origin.issue,
+            comment_id: Some(comment_id),
+        })),
+        Request::Task(task) => Normalized::Task(Box::new(TaskMessage {
+            version: TASK_VERSION,
+            task_id: id,
+            mode: task.mode,
+            source: origin.source,
+            repo_url: origin.repo_url,
+            base_branch: None,
+            issue: origin.issue,
+            trigger_user: origin.trigger_user,
+            trigger: TriggerInfo {
+                event: origin.event,
+                delivery_id: origin.delivery_id,
+                received_at: origin.received_at,
+                comment_id: task.comment_id,
+            },
+            approval: task.approval,
+            revision: task.revision,
+            instruction: task.instruction,
+            review: task.review,
+            checks: task.checks,
+            retry: task.retry,
+        })),
+    }
 }
 
 /// Whether `body` mentions `@login` (a GitHub login; an App's `[bot]` suffix is not part
@@ -292,6 +396,12 @@ mod tests {
             Some(Command::Plan("split it in two".into()))
         );
         assert_eq!(parse_command("/planned"), None);
+        assert_eq!(parse_command("/retry"), Some(Command::Retry));
+        assert_eq!(parse_command(" /retry please"), Some(Command::Retry));
+        assert_eq!(parse_command("/retrying"), None);
+        assert_eq!(parse_command("/cancel"), Some(Command::Cancel));
+        assert_eq!(parse_command("/cancel!"), Some(Command::Cancel));
+        assert_eq!(parse_command("/cancelled"), None);
     }
 
     #[test]
@@ -322,17 +432,25 @@ mod tests {
         let capped = instruction(&long).expect("text");
         assert!(capped.len() <= shared::task::MAX_INSTRUCTION_BYTES);
         assert!(capped.chars().all(|c| c == 'é'));
-        let mention = command_task(
-            Command::Mention("@a do it".into()),
-            "1".into(),
-            "dev1",
-            shared::Mode::Implement,
-        )
-        .expect("task");
+        let asked =
+            |command| match command_task(command, "1".into(), "dev1", shared::Mode::Implement) {
+                Ok(Request::Task(task)) => task,
+                other => panic!("a task: {other:?}"),
+            };
+        let mention = asked(Command::Mention("@a do it".into()));
         assert_eq!(
             mention.mode,
             shared::Mode::Quickfix,
             "a mention never implements"
+        );
+        let retry = asked(Command::Retry);
+        assert_eq!(retry.mode, shared::Mode::Quickfix, "nor does a retry");
+        assert_eq!(retry.retry.expect("retry").requested_by, "dev1");
+        assert_eq!(
+            command_task(Command::Cancel, "5".into(), "dev1", shared::Mode::Plan),
+            Ok(Request::Cancel {
+                comment_id: "5".into()
+            })
         );
     }
 

@@ -114,23 +114,6 @@ async fn github_mentions_code_and_plan_carry_the_comment_as_the_instruction() {
 }
 
 #[tokio::test]
-async fn a_github_mention_on_a_pull_request_starts_no_quickfix() {
-    let (app, view) = started().await;
-    let mut payload = with(
-        fixture("github/issue_comment/created.payload.json"),
-        "/comment/body",
-        json!("@fleet-agent rename this"),
-    );
-    payload["issue"]["pull_request"] =
-        json!({"url": "https://api.github.com/repos/Codertocat/Hello-World/pulls/1"});
-    let reason = outcome(&app, &view, false, &payload)
-        .await
-        .expect_err("ignored");
-    assert!(reason.contains("pull request"), "{reason}");
-    app.shutdown().await;
-}
-
-#[tokio::test]
 async fn jira_mention_nodes_and_commands_carry_the_comment_as_the_instruction() {
     let (app, view) = started().await;
     let adf = fixture("jira/comment_created_adf.json");

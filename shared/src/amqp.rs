@@ -2,6 +2,7 @@
 //! and the tests use, and [`BrokerLink`], which keeps a publisher alive across broker
 //! restarts so that a service can start (and stay up) without a broker.
 
+use crate::control::ControlMessage;
 use crate::settings::AmqpUrl;
 use crate::task::TaskMessage;
 use crate::topology::{Topology, TopologyError};
@@ -127,6 +128,7 @@ pub enum PublishError {
 pub struct Publisher {
     channel: Channel,
     routing_key: ShortString,
+    control_exchange: ShortString,
     confirm_timeout: Duration,
 }
 
@@ -150,6 +152,7 @@ impl Publisher {
         Ok(Self {
             channel,
             routing_key: topology.queue.as_str().into(),
+            control_exchange: topology.control_exchange().as_str().into(),
             confirm_timeout,
         })
     }
@@ -169,9 +172,40 @@ impl Publisher {
         self.publish_bytes(&task.to_json(), properties).await
     }
 
+    /// Publishes a control message to the fanout exchange `<queue>.control`; `Ok` once
+    /// confirmed (the durable `<queue>.cancels` is bound to it, so it is always routed).
+    pub async fn publish_control(&self, message: &ControlMessage) -> Result<(), PublishError> {
+        let properties = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_delivery_mode(2)
+            .with_message_id(message.cancel_id.as_str().into())
+            .with_type("cancel".into())
+            .with_app_id("agent-fleet".into());
+        let exchange = self.control_exchange.clone();
+        self.publish_to(
+            exchange,
+            ShortString::from(""),
+            &message.to_json(),
+            properties,
+        )
+        .await
+    }
+
     /// Publishes any body (tests use it for poison messages) with the same guarantees.
     pub async fn publish_bytes(
         &self,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), PublishError> {
+        let key = self.routing_key.clone();
+        self.publish_to(ShortString::from(""), key, body, properties)
+            .await
+    }
+
+    async fn publish_to(
+        &self,
+        exchange: ShortString,
+        routing_key: ShortString,
         body: &[u8],
         properties: BasicProperties,
     ) -> Result<(), PublishError> {
@@ -179,8 +213,8 @@ impl Publisher {
             let confirm = self
                 .channel
                 .basic_publish(
-                    "".into(),
-                    self.routing_key.clone(),
+                    exchange,
+                    routing_key,
                     BasicPublishOptions {
                         mandatory: true,
                         ..BasicPublishOptions::default()

@@ -5,6 +5,7 @@
 
 use crate::TaskMessage;
 use crate::amqp::{BrokerLink, PublishError};
+use crate::control::ControlMessage;
 use lapin::types::{AMQPValue, FieldTable};
 use std::future::Future;
 use std::pin::Pin;
@@ -121,6 +122,16 @@ pub trait TaskSink: Send + Sync + std::fmt::Debug {
     /// `Ok` only once the task is durably queued; `Err(Unavailable)` without trying when
     /// the queue cannot be reached right now.
     fn publish<'a>(&'a self, task: &'a TaskMessage) -> PublishFuture<'a>;
+    /// `Ok` once every worker's control queue can get `message` (`/cancel`). A queue
+    /// without a fanout (the embedded one) refuses.
+    fn publish_control<'a>(&'a self, message: &'a ControlMessage) -> PublishFuture<'a> {
+        let _ = message;
+        Box::pin(async {
+            Err(PublishError::Queue(
+                "control messages (/cancel) need RabbitMQ (AMQP_URL)".into(),
+            ))
+        })
+    }
     /// Whether publishing can work right now (`/readyz`).
     fn is_ready(&self) -> bool;
 }
@@ -130,6 +141,13 @@ impl TaskSink for BrokerLink {
         Box::pin(async move {
             let publisher = self.publisher().ok_or(PublishError::Unavailable)?;
             publisher.publish(task).await
+        })
+    }
+
+    fn publish_control<'a>(&'a self, message: &'a ControlMessage) -> PublishFuture<'a> {
+        Box::pin(async move {
+            let publisher = self.publisher().ok_or(PublishError::Unavailable)?;
+            publisher.publish_control(message).await
         })
     }
 
