@@ -2,9 +2,11 @@
 //! (port 0 in tests), keeps the broker link alive and shuts down gracefully.
 
 use crate::admission::{self, Admission};
+use crate::api::ApiState;
 use crate::dedupe::{Claim, Deliveries};
 use crate::metrics::IngestMetrics;
 use crate::normalize::{Normalized, PayloadError};
+use crate::records::Records;
 use crate::serve::{ServeLimits, serve};
 use crate::settings::IngestSettings;
 use crate::signature::{self, SignatureError};
@@ -15,6 +17,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use fleet_ledger::AuditKind;
 use serde_json::{Value, json};
 use shared::TaskMessage;
 use shared::amqp::{BrokerLink, PublishError};
@@ -41,6 +44,7 @@ struct AppState {
     sink: Arc<dyn TaskSink>,
     deliveries: Deliveries,
     metrics: IngestMetrics,
+    records: Records,
 }
 
 /// A bound, ready-to-run ingest.
@@ -70,6 +74,7 @@ impl Application {
             .await
             .map_err(|e| anyhow::anyhow!("INGEST_BIND {}: cannot listen: {e}", settings.bind))?;
         let cancel = CancellationToken::new();
+        let mut broker_link = None;
         let (sink, broker_task) = match sink {
             Some(sink) => (sink, None),
             None => {
@@ -80,10 +85,19 @@ impl Application {
                     CONFIRM_TIMEOUT,
                     cancel.child_token(),
                 );
+                broker_link = Some(broker.clone());
                 (Arc::new(broker) as Arc<dyn TaskSink>, Some(task))
             }
         };
         let metrics = IngestMetrics::new();
+        let records = Records::start(&settings.common, &metrics.registry, cancel.child_token())?;
+        let api = crate::api::router(ApiState {
+            tokens: Arc::new(settings.api_tokens.clone()),
+            records: records.clone(),
+            sink: sink.clone(),
+            broker: broker_link,
+            topology: settings.common.topology(),
+        });
         // Bodies are received (and bounded) by the admission layer, before any handler.
         let admission = Arc::new(Admission::new(
             settings.max_body_bytes,
@@ -101,6 +115,7 @@ impl Application {
             sink: sink.clone(),
             deliveries: Deliveries::new(REMEMBERED_DELIVERIES),
             metrics: metrics.clone(),
+            records,
         };
         let webhooks = Router::new()
             .route("/webhooks/github", post(github_webhook))
@@ -111,7 +126,7 @@ impl Application {
                 admission::receive,
             ))
             .with_state(state);
-        let router = webhooks.merge(shared::telemetry::ops_router(
+        let router = webhooks.merge(api).merge(shared::telemetry::ops_router(
             metrics.registry.clone(),
             Arc::new(move || sink.is_ready()),
         ));
@@ -344,6 +359,9 @@ async fn publish_control_once(state: &AppState, message: &ControlMessage) -> Ans
         Ok(()) => {
             guard.published();
             state
+                .records
+                .cancel_requested(message, &message.requested_by);
+            state
                 .metrics
                 .publish("confirmed", Some(started.elapsed().as_secs_f64()));
             tracing::info!(cancel_id = id, issue = %message.issue_key, "cancel published");
@@ -395,6 +413,9 @@ async fn publish_once(state: &AppState, task: &TaskMessage) -> Answer {
         Claim::New(guard) => guard,
     };
     let started = Instant::now();
+    state
+        .records
+        .accepted(task, AuditKind::Trigger, &task.trigger_user);
     let result = state.sink.publish(task).await;
     if let Err(PublishError::Unavailable) = result {
         state.metrics.publish("unavailable", None);
@@ -404,6 +425,7 @@ async fn publish_once(state: &AppState, task: &TaskMessage) -> Answer {
     match result {
         Ok(()) => {
             guard.published();
+            state.records.published(&task.task_id);
             state.metrics.publish("confirmed", Some(seconds));
             tracing::info!(
                 task_id = %task.task_id,

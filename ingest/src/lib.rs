@@ -13,14 +13,18 @@
 //!   standalone`'s embedded queue).
 //! - [`dedupe`]: the per-replica memory of published deliveries.
 //! - [`metrics`]: counters and histograms, updated where each outcome is logged.
+//! - [`records`]: what the ingest writes to the task ledger (`DATABASE_URL`).
+//! - [`api`]: the operator API under `/api/v1` (tasks, cancel, retry, dead letters, audit).
 
 pub mod admission;
+pub mod api;
 pub mod app;
 pub mod dedupe;
 pub mod github;
 pub mod jira;
 pub mod metrics;
 pub mod normalize;
+pub mod records;
 pub mod serve;
 pub mod settings;
 pub mod signature;

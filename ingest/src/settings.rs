@@ -129,6 +129,8 @@ pub struct IngestSettings {
     pub request_timeout: Duration,
     /// Webhook bodies received at once (`INGEST_MAX_CONCURRENCY`).
     pub max_concurrency: usize,
+    /// `API_TOKENS`: who may call the operator API and open the console.
+    pub api_tokens: crate::api::tokens::ApiTokens,
 }
 
 impl IngestSettings {
@@ -196,6 +198,7 @@ impl IngestSettings {
             max_body_bytes,
             request_timeout: Duration::from_secs(timeout_secs),
             max_concurrency,
+            api_tokens: crate::api::tokens::ApiTokens::parse(&env.list("API_TOKENS"))?,
         })
     }
 }

@@ -55,6 +55,9 @@ pub enum EventKind {
         repo_url: String,
         mode: String,
         trigger_user: String,
+        /// The task message as published (what a retry publishes again).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        message: Option<serde_json::Value>,
     },
     /// The task message is on the queue (broker confirm).
     Published,

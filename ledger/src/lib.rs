@@ -14,8 +14,10 @@
 //! - `store.rs`: migrations (`migrations/*.sql`) and the SQL of writing and projecting.
 //! - `quota.rs`: quota slots taken atomically under advisory locks.
 //! - `query.rs`: what the operator API reads.
+//! - `dead.rs`: dead letters taken off the queue, with their `x-death` history, for replay.
 //! - `notify.rs`: signed notifications of finished tasks (`NOTIFY_URL`).
 
+pub mod dead;
 pub mod event;
 pub mod notify;
 pub mod query;

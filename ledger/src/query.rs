@@ -100,6 +100,16 @@ pub async fn task(pool: &Pool, task_id: &str) -> Result<Option<TaskView>, StoreE
     Ok(row.as_ref().map(task_of))
 }
 
+/// The task message a task was published with (for a retry), if the ledger has it.
+pub async fn message(pool: &Pool, task_id: &str) -> Result<Option<serde_json::Value>, StoreError> {
+    let row = pool
+        .get()
+        .await?
+        .query_opt("SELECT message FROM tasks WHERE task_id = $1", &[&task_id])
+        .await?;
+    Ok(row.and_then(|row| row.get("message")))
+}
+
 /// A task's events, oldest first.
 pub async fn events(pool: &Pool, task_id: &str) -> Result<Vec<EventView>, StoreError> {
     read(

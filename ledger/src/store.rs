@@ -7,7 +7,10 @@ use deadpool_postgres::{GenericClient, Pool};
 use tokio_postgres::Transaction;
 
 /// The migrations, in order; `schema_migrations` records which ran.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../migrations/0001_init.sql")),
+    (2, include_str!("../migrations/0002_operator.sql")),
+];
 
 /// Advisory lock key of the migrations (two services starting at once).
 const MIGRATION_LOCK: i64 = 0x6167_656e_745f_6d67;
@@ -124,12 +127,24 @@ async fn project(tx: &Transaction<'_>, event: &Event) -> Result<(), StoreError> 
             repo_url,
             mode,
             trigger_user,
+            message,
         } => {
             tx.execute(
                 "UPDATE tasks SET tracker = $2, issue_key = $3, issue_url = $4, repo_url = $5,
-                     mode = $6, trigger_user = $7, created_at = LEAST(created_at, $8)
+                     mode = $6, trigger_user = $7, created_at = LEAST(created_at, $8),
+                     message = COALESCE($9, message)
                  WHERE task_id = $1",
-                &[id, tracker, issue_key, issue_url, repo_url, mode, trigger_user, at],
+                &[
+                    id,
+                    tracker,
+                    issue_key,
+                    issue_url,
+                    repo_url,
+                    mode,
+                    trigger_user,
+                    at,
+                    message,
+                ],
             )
             .await?
         }

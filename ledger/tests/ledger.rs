@@ -74,6 +74,7 @@ fn received(task: &str, user: &str) -> Event {
             repo_url: "https://github.com/acme/payments".into(),
             mode: "quickfix".into(),
             trigger_user: user.into(),
+            message: None,
         },
     )
 }

@@ -267,7 +267,14 @@ pub struct CommonSettings {
     pub agent_github_login: Option<String>,
     /// The agent's own Jira account id (loop guard, assignment trigger).
     pub agent_jira_account_id: Option<String>,
+    /// `DATABASE_URL`: the task ledger in PostgreSQL; unset, nothing is recorded.
+    pub database_url: Option<SecretString>,
+    /// `LEDGER_BUFFER`: ledger records kept while the database is away.
+    pub ledger_buffer: usize,
 }
+
+/// `LEDGER_BUFFER` when unset.
+pub const DEFAULT_LEDGER_BUFFER: usize = 10_000;
 
 impl CommonSettings {
     pub fn from_env(env: &Env) -> Result<Self, SettingsError> {
@@ -280,6 +287,15 @@ impl CommonSettings {
             ));
         }
         let delivery_limit = env.positive_or("TASK_DELIVERY_LIMIT", DEFAULT_DELIVERY_LIMIT)?;
+        let database_url = env.get("DATABASE_URL").filter(|u| !u.trim().is_empty());
+        if let Some(url) = &database_url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(SettingsError::new(
+                "DATABASE_URL",
+                "must be a PostgreSQL URL: postgres://user:password@host:5432/database",
+            ));
+        }
         Ok(Self {
             amqp_url,
             task_queue,
@@ -289,6 +305,8 @@ impl CommonSettings {
             agent_jira_account_id: env
                 .get("AGENT_JIRA_ACCOUNT_ID")
                 .map(|s| s.trim().to_owned()),
+            database_url: database_url.map(SecretString::from),
+            ledger_buffer: env.positive_or("LEDGER_BUFFER", DEFAULT_LEDGER_BUFFER)?,
         })
     }
 

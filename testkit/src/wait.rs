@@ -30,3 +30,25 @@ pub async fn wait_http_ready(base: &str, within: Duration) {
         tokio::time::sleep(POLL).await;
     }
 }
+
+/// Runs `probe` until its answer satisfies `done` or `within` passes (then panics naming
+/// `what` and the last answer); returns the answer that did.
+pub async fn poll_until<T: std::fmt::Debug, F: std::future::Future<Output = T>>(
+    what: &str,
+    within: Duration,
+    mut probe: impl FnMut() -> F,
+    mut done: impl FnMut(&T) -> bool,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        let answer = probe().await;
+        if done(&answer) {
+            return answer;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for: {what} (last: {answer:?})"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}

@@ -1,0 +1,272 @@
+//! Dead letters: `GET /api/v1/dead-letters` and `POST /api/v1/dead-letters/{id}/replay`.
+//!
+//! A dead letter is taken off `<queue>.dead` into the ledger before it is shown: each one is
+//! kept there (body, reason, count, its whole `x-death` history) and only then acked off the
+//! queue, so nothing is lost between the two. A replay publishes the kept body back onto the
+//! task queue with publisher confirms, under its own `message_id`, and the ledger keeps the
+//! history (a replayed message that dies again shows both deaths).
+
+use super::{ApiError, ApiState, Operator, Params, Viewer, limit_param};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use fleet_ledger::dead::{self, DeadLetter};
+use fleet_ledger::{AuditEntry, AuditKind, Event, EventKind};
+use lapin::BasicProperties;
+use lapin::options::{BasicAckOptions, BasicGetOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+/// The most dead letters one request takes off the queue (the rest wait for the next).
+const TAKE_PER_REQUEST: usize = 500;
+
+type Answer = Result<(StatusCode, Json<Value>), ApiError>;
+
+/// `GET /api/v1/dead-letters?all=true&limit=`: those not replayed yet (`all`: every one).
+pub async fn list(State(state): State<ApiState>, _: Viewer, params: Params) -> Answer {
+    take_from_queue(&state).await?;
+    let all = params.get("all").is_some_and(|v| v == "true" || v == "1");
+    let letters = dead::list(state.pool()?, all, limit_param(&params, 100)?).await?;
+    Ok((StatusCode::OK, Json(json!({ "dead_letters": letters }))))
+}
+
+/// `POST /api/v1/dead-letters/{message_id}/replay`.
+pub async fn replay(
+    State(state): State<ApiState>,
+    Operator(caller): Operator,
+    Path(message_id): Path<String>,
+) -> Answer {
+    take_from_queue(&state).await?;
+    let pool = state.pool()?;
+    let (letter, body) = dead::get(pool, &message_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("dead letter", &message_id))?;
+    if let Some(at) = letter.replayed_at {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "dead letter `{message_id}` was replayed at {at} by {}",
+                letter.replayed_by.as_deref().unwrap_or("someone")
+            ),
+        ));
+    }
+    let publisher = state
+        .broker
+        .as_ref()
+        .and_then(|b| b.publisher())
+        .ok_or_else(broker_away)?;
+    let properties = BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_delivery_mode(2)
+        .with_message_id(message_id.as_str().into())
+        .with_app_id("agent-fleet".into());
+    publisher
+        .publish_bytes(&body, properties)
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the broker did not take the replay ({e}); retry later"),
+            )
+        })?;
+    if !dead::mark_replayed(pool, &message_id, &caller.name).await? {
+        tracing::warn!(message_id, "dead letter replayed twice at once");
+    }
+    let ledger = state.records.ledger();
+    ledger.audit(AuditEntry::now(
+        AuditKind::Replay,
+        letter.task_id.as_deref(),
+        Some(&caller.name),
+        json!({ "message_id": message_id, "reason": letter.reason, "history": letter.history }),
+    ));
+    if let Some(task_id) = &letter.task_id {
+        ledger.record(Event::now(task_id, EventKind::Published));
+    }
+    tracing::info!(message_id, by = caller.name, "dead letter replayed");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "status": "replayed", "message_id": message_id, "task_id": letter.task_id })),
+    ))
+}
+
+fn broker_away() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the broker is not connected (dead letters need RabbitMQ); retry later",
+    )
+}
+
+/// Moves what waits in `<queue>.dead` into the ledger: kept, then acked, one by one.
+async fn take_from_queue(state: &ApiState) -> Result<(), ApiError> {
+    let pool = state.pool()?;
+    let Some(broker) = &state.broker else {
+        return Ok(());
+    };
+    let publisher = broker.publisher().ok_or_else(broker_away)?;
+    let channel = publisher.channel();
+    let queue = state.topology.dead_letter_queue.as_str();
+    for _ in 0..TAKE_PER_REQUEST {
+        let message = channel
+            .basic_get(queue.into(), BasicGetOptions { no_ack: false })
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("cannot read {queue}: {e}"),
+                )
+            })?;
+        let Some(message) = message else {
+            break;
+        };
+        let delivery = message.delivery;
+        let letter = dead_letter(
+            &delivery.data,
+            delivery
+                .properties
+                .message_id()
+                .as_ref()
+                .map(|m| m.as_str()),
+            delivery.properties.headers().as_ref(),
+        );
+        // Kept first: a failure here leaves it on the queue (unacked, back when the
+        // channel closes), never nowhere.
+        dead::keep(pool, &letter).await?;
+        let _ = delivery.acker.ack(BasicAckOptions::default()).await;
+        tracing::info!(
+            message_id = letter.message_id,
+            reason = letter.reason,
+            "dead letter kept in the ledger"
+        );
+    }
+    Ok(())
+}
+
+/// A dead letter from what the broker gave: its id (the `message_id`, else a digest of the
+/// body), the task id when the body is a task, and its `x-death` history.
+pub fn dead_letter(
+    body: &[u8],
+    message_id: Option<&str>,
+    headers: Option<&FieldTable>,
+) -> DeadLetter {
+    let message_id = message_id
+        .filter(|m| !m.is_empty())
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("body-{}", &hex::encode(Sha256::digest(body))[..32]));
+    let task_id = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("task_id").and_then(Value::as_str).map(str::to_owned));
+    let deaths = headers
+        .and_then(|h| h.inner().get("x-death"))
+        .map(json_of)
+        .unwrap_or_else(|| json!([]));
+    let first = deaths.get(0);
+    let reason = first
+        .and_then(|d| d.get("reason"))
+        .and_then(Value::as_str)
+        .unwrap_or("unknown")
+        .to_owned();
+    let count = first
+        .and_then(|d| d.get("count"))
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    // Each entry's `time` is when the message first died for that queue and reason.
+    let first_death_at = deaths
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d.get("time").and_then(Value::as_i64))
+        .min()
+        .and_then(|secs| DateTime::<Utc>::from_timestamp(secs, 0));
+    DeadLetter {
+        message_id,
+        task_id,
+        body: body.to_vec(),
+        reason,
+        count,
+        first_death_at,
+        history: if deaths.is_array() {
+            deaths
+        } else {
+            json!([deaths])
+        },
+    }
+}
+
+/// An AMQP header value as JSON (timestamps as Unix seconds, bytes as text).
+fn json_of(value: &AMQPValue) -> Value {
+    match value {
+        AMQPValue::Boolean(b) => json!(b),
+        AMQPValue::ShortShortInt(n) => json!(n),
+        AMQPValue::ShortShortUInt(n) => json!(n),
+        AMQPValue::ShortInt(n) => json!(n),
+        AMQPValue::ShortUInt(n) => json!(n),
+        AMQPValue::LongInt(n) => json!(n),
+        AMQPValue::LongUInt(n) => json!(n),
+        AMQPValue::LongLongInt(n) => json!(n),
+        AMQPValue::Timestamp(n) => json!(n),
+        AMQPValue::Float(n) => json!(n),
+        AMQPValue::Double(n) => json!(n),
+        AMQPValue::ShortString(s) => json!(s.as_str()),
+        AMQPValue::LongString(s) => json!(String::from_utf8_lossy(s.as_bytes())),
+        AMQPValue::ByteArray(b) => json!(String::from_utf8_lossy(b.as_slice())),
+        AMQPValue::FieldArray(items) => {
+            Value::Array(items.as_slice().iter().map(json_of).collect())
+        }
+        AMQPValue::FieldTable(table) => Value::Object(
+            table
+                .inner()
+                .iter()
+                .map(|(k, v)| (k.as_str().to_owned(), json_of(v)))
+                .collect(),
+        ),
+        _ => Value::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lapin::types::{FieldArray, LongString};
+
+    #[test]
+    fn x_death_headers_become_reason_count_and_history() {
+        let mut death = FieldTable::default();
+        death.insert(
+            "reason".into(),
+            AMQPValue::LongString(LongString::from("delivery_limit")),
+        );
+        death.insert("count".into(), AMQPValue::LongLongInt(6));
+        death.insert("time".into(), AMQPValue::Timestamp(1_764_000_000));
+        death.insert(
+            "queue".into(),
+            AMQPValue::LongString(LongString::from("agent-tasks")),
+        );
+        let mut headers = FieldTable::default();
+        headers.insert(
+            "x-death".into(),
+            AMQPValue::FieldArray(FieldArray::from(vec![AMQPValue::FieldTable(death)])),
+        );
+        let letter = dead_letter(
+            br#"{"task_id":"github:1"}"#,
+            Some("github:1"),
+            Some(&headers),
+        );
+        assert_eq!(letter.message_id, "github:1");
+        assert_eq!(letter.task_id.as_deref(), Some("github:1"));
+        assert_eq!(letter.reason, "delivery_limit");
+        assert_eq!(letter.count, 6);
+        assert_eq!(
+            letter.first_death_at.map(|t| t.timestamp()),
+            Some(1_764_000_000)
+        );
+        assert_eq!(letter.history[0]["queue"], "agent-tasks");
+
+        let poison = dead_letter(b"\xff not json", None, None);
+        assert!(poison.message_id.starts_with("body-"));
+        assert_eq!(poison.task_id, None);
+        assert_eq!(poison.reason, "unknown");
+        assert_eq!(poison.history, json!([]));
+    }
+}

@@ -1,0 +1,125 @@
+//! What the ingest writes to the ledger (`DATABASE_URL`): each accepted trigger (the task's
+//! `received` event with the message it was published with, and an audit `trigger` entry
+//! naming who sent it from which event), each confirmed publish, each cancel. Through the
+//! ledger's bounded buffer: a database outage never delays or fails a webhook.
+
+use deadpool_postgres::Pool;
+use fleet_ledger::{AuditEntry, AuditKind, Event, EventKind, Ledger, LedgerMetrics};
+use secrecy::ExposeSecret;
+use serde_json::json;
+use shared::TaskMessage;
+use shared::control::ControlMessage;
+use shared::settings::CommonSettings;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How often the migrations are tried again while the database is away at start-up.
+const MIGRATE_RETRY: Duration = Duration::from_secs(2);
+
+/// The ingest's ledger: the writer, and the pool the operator API reads through.
+#[derive(Debug, Clone)]
+pub struct Records {
+    ledger: Ledger,
+    pool: Option<Pool>,
+}
+
+impl Records {
+    pub fn disabled() -> Self {
+        Self {
+            ledger: Ledger::disabled(),
+            pool: None,
+        }
+    }
+
+    /// The ledger of `DATABASE_URL`, if set: its migrations are applied in the background
+    /// (retried until the database answers), and records are buffered meanwhile.
+    pub fn start(
+        settings: &CommonSettings,
+        registry: &prometheus::Registry,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let Some(url) = &settings.database_url else {
+            return Ok(Self::disabled());
+        };
+        let pool = fleet_ledger::pool(url.expose_secret(), 8).map_err(anyhow::Error::msg)?;
+        let migrations = pool.clone();
+        tokio::spawn(async move {
+            loop {
+                match fleet_ledger::store::migrate(&migrations).await {
+                    Ok(()) => break,
+                    Err(error) => {
+                        tracing::warn!(%error, "ledger migrations not applied yet; retrying")
+                    }
+                }
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    () = tokio::time::sleep(MIGRATE_RETRY) => {}
+                }
+            }
+        });
+        let metrics = LedgerMetrics::new(registry);
+        Ok(Self {
+            ledger: Ledger::start(pool.clone(), settings.ledger_buffer, metrics),
+            pool: Some(pool),
+        })
+    }
+
+    /// The pool, when the ledger is configured.
+    pub fn pool(&self) -> Option<&Pool> {
+        self.pool.as_ref()
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// A task about to be published: its `received` event and the audit `trigger` entry.
+    pub fn accepted(&self, task: &TaskMessage, kind: AuditKind, actor: &str) {
+        let message = serde_json::to_value(task).ok();
+        self.ledger.record(Event::now(
+            &task.task_id,
+            EventKind::Received {
+                tracker: task.issue.tracker.to_string(),
+                issue_key: task.issue.key.clone(),
+                issue_url: task.issue.url.clone(),
+                repo_url: task.repo_url.to_string(),
+                mode: task.mode.to_string(),
+                trigger_user: task.trigger_user.clone(),
+                message,
+            },
+        ));
+        self.ledger.audit(AuditEntry::now(
+            kind,
+            Some(&task.task_id),
+            Some(actor),
+            json!({
+                "event": task.trigger.event,
+                "delivery_id": task.trigger.delivery_id,
+                "mode": task.mode,
+                "issue_key": task.issue.key,
+                "repo_url": task.repo_url,
+                "comment_id": task.trigger.comment_id,
+            }),
+        ));
+    }
+
+    pub fn published(&self, task_id: &str) {
+        self.ledger
+            .record(Event::now(task_id, EventKind::Published));
+    }
+
+    /// A cancel sent to the workers (by a comment, or through the API).
+    pub fn cancel_requested(&self, message: &ControlMessage, actor: &str) {
+        self.ledger.audit(AuditEntry::now(
+            AuditKind::Cancel,
+            None,
+            Some(actor),
+            json!({
+                "cancel_id": message.cancel_id,
+                "issue_key": message.issue_key,
+                "requested_by": message.requested_by,
+                "comment_id": message.comment_id,
+            }),
+        ));
+    }
+}
