@@ -91,13 +91,14 @@ impl Application {
         };
         let metrics = IngestMetrics::new();
         let records = Records::start(&settings.common, &metrics.registry, cancel.child_token())?;
-        let api = crate::api::router(ApiState {
+        let api_state = ApiState {
             tokens: Arc::new(settings.api_tokens.clone()),
             records: records.clone(),
             sink: sink.clone(),
             broker: broker_link,
             topology: settings.common.topology(),
-        });
+        };
+        let api = crate::api::router(api_state.clone()).merge(crate::console::router(api_state));
         // Bodies are received (and bounded) by the admission layer, before any handler.
         let admission = Arc::new(Admission::new(
             settings.max_body_bytes,

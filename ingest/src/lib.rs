@@ -15,10 +15,12 @@
 //! - [`metrics`]: counters and histograms, updated where each outcome is logged.
 //! - [`records`]: what the ingest writes to the task ledger (`DATABASE_URL`).
 //! - [`api`]: the operator API under `/api/v1` (tasks, cancel, retry, dead letters, audit).
+//! - [`console`]: the operator console at `/console` (server-rendered HTML, no JavaScript).
 
 pub mod admission;
 pub mod api;
 pub mod app;
+pub mod console;
 pub mod dedupe;
 pub mod github;
 pub mod jira;

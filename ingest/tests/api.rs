@@ -9,8 +9,6 @@
 mod common;
 
 use common::{QueueView, TestApp};
-use lapin::BasicProperties;
-use lapin::options::{BasicGetOptions, BasicPublishOptions, BasicRejectOptions};
 use serde_json::{Value, json};
 use shared::TaskMessage;
 use shared::control::ControlMessage;
@@ -169,46 +167,8 @@ async fn a_dead_letter_is_listed_with_its_history_and_replayed_onto_the_queue() 
     let h = Harness::start().await;
     let task = h.labeled_task().await;
     // A worker that gives up on it: published again, then rejected without requeue.
-    let channel = h.view.connection().create_channel().await.expect("channel");
-    channel
-        .basic_publish(
-            "".into(),
-            h.app.queue.as_str().into(),
-            BasicPublishOptions::default(),
-            &task.to_json(),
-            BasicProperties::default().with_message_id(task.task_id.as_str().into()),
-        )
-        .await
-        .expect("publish")
-        .await
-        .expect("confirm");
-    let taken = poll_until(
-        "the published task",
-        Duration::from_secs(10),
-        || async {
-            channel
-                .basic_get(h.app.queue.as_str().into(), BasicGetOptions::default())
-                .await
-                .expect("get")
-                .map(|m| m.delivery)
-        },
-        Option::is_some,
-    )
-    .await
-    .expect("the task");
-    taken
-        .acker
-        .reject(BasicRejectOptions { requeue: false })
-        .await
-        .expect("reject");
+    h.view.dead_letter(&task.to_json(), &task.task_id).await;
     let dead_queue = format!("{}.dead", h.app.queue);
-    poll_until(
-        "the broker dead-letters it",
-        Duration::from_secs(10),
-        || h.view.count(&dead_queue),
-        |n| *n == 1,
-    )
-    .await;
 
     let (status, list) = h.call("GET", "/api/v1/dead-letters", Some(VIEWER)).await;
     assert_eq!(status, 200, "{list}");

@@ -14,12 +14,14 @@
 //! | [`proxy`] | [`CutProxy`]: a TCP proxy that can be cut (a broker or database outage) |
 //! | [`ingest`] | the ingest started in-process on port 0 ([`TestIngest`]) |
 //! | [`db`] | [`db::TestDb`]: a PostgreSQL database of the test's own |
+//! | [`browser`] | [`browser::Browser`]: headless Chromium driven through chromedriver (WebDriver) |
 //!
 //! It is a dev-dependency only (of `shared`, `ingest`, `worker`, `fleet-edits`, `fleet-llm`,
 //! `fleet-repo-config` and `fleet-ledger`); no library depends on it.
 //! Every test still names its own queues ([`unique_queue`]): tests run in parallel on one
 //! broker.
 
+pub mod browser;
 pub mod db;
 pub mod fuzz;
 pub mod http;

@@ -67,6 +67,50 @@ impl QueueView {
         out
     }
 
+    /// Dead-letters `body` the way a worker that gives up does: published to the task queue,
+    /// taken, rejected without requeue; returns once the broker moved it to `<queue>.dead`.
+    pub async fn dead_letter(&self, body: &[u8], message_id: &str) {
+        let channel = self.connection.create_channel().await.expect("channel");
+        channel
+            .basic_publish(
+                "".into(),
+                self.queue.as_str().into(),
+                lapin::options::BasicPublishOptions::default(),
+                body,
+                lapin::BasicProperties::default().with_message_id(message_id.into()),
+            )
+            .await
+            .expect("publish");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let taken = loop {
+            let got = channel
+                .basic_get(
+                    self.queue.as_str().into(),
+                    BasicGetOptions { no_ack: false },
+                )
+                .await
+                .expect("basic.get");
+            if let Some(message) = got {
+                break message.delivery;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the message never arrived"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        };
+        taken
+            .acker
+            .reject(lapin::options::BasicRejectOptions { requeue: false })
+            .await
+            .expect("reject");
+        let dead = format!("{}.dead", self.queue);
+        while self.count(&dead).await == 0 {
+            assert!(std::time::Instant::now() < deadline, "never dead-lettered");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     /// Takes every ready message of the task queue (acked).
     pub async fn drain(&self) -> Vec<lapin::message::Delivery> {
         self.take(&self.queue.clone()).await

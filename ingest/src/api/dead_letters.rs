@@ -6,12 +6,13 @@
 //! task queue with publisher confirms, under its own `message_id`, and the ledger keeps the
 //! history (a replayed message that dies again shows both deaths).
 
+use super::tokens::Caller;
 use super::{ApiError, ApiState, Operator, Params, Viewer, limit_param};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use fleet_ledger::dead::{self, DeadLetter};
+use fleet_ledger::dead::{self, DeadLetter, DeadLetterView};
 use fleet_ledger::{AuditEntry, AuditKind, Event, EventKind};
 use lapin::BasicProperties;
 use lapin::options::{BasicAckOptions, BasicGetOptions};
@@ -32,13 +33,34 @@ pub async fn list(State(state): State<ApiState>, _: Viewer, params: Params) -> A
     Ok((StatusCode::OK, Json(json!({ "dead_letters": letters }))))
 }
 
+/// The dead letters not replayed yet, newest first (the console's list).
+pub async fn open_letters(state: &ApiState) -> Result<Vec<DeadLetterView>, ApiError> {
+    take_from_queue(state).await?;
+    Ok(dead::list(state.pool()?, false, 100).await?)
+}
+
 /// `POST /api/v1/dead-letters/{message_id}/replay`.
 pub async fn replay(
     State(state): State<ApiState>,
     Operator(caller): Operator,
     Path(message_id): Path<String>,
 ) -> Answer {
-    take_from_queue(&state).await?;
+    let task_id = replay_letter(&state, &message_id, &caller).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "status": "replayed", "message_id": message_id, "task_id": task_id })),
+    ))
+}
+
+/// Replays one dead letter for `caller` (an operator): its body back onto the task queue,
+/// confirmed, then marked and audited. Returns its task id, if it had one.
+pub async fn replay_letter(
+    state: &ApiState,
+    message_id: &str,
+    caller: &Caller,
+) -> Result<Option<String>, ApiError> {
+    let message_id = message_id.to_owned();
+    take_from_queue(state).await?;
     let pool = state.pool()?;
     let (letter, body) = dead::get(pool, &message_id)
         .await?
@@ -85,10 +107,7 @@ pub async fn replay(
         ledger.record(Event::now(task_id, EventKind::Published));
     }
     tracing::info!(message_id, by = caller.name, "dead letter replayed");
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({ "status": "replayed", "message_id": message_id, "task_id": letter.task_id })),
-    ))
+    Ok(letter.task_id)
 }
 
 fn broker_away() -> ApiError {
