@@ -15,6 +15,7 @@
 //! - [`metrics`]: counters and histograms, updated where each outcome is logged.
 //! - [`records`]: what the ingest writes to the task ledger (`DATABASE_URL`).
 //! - [`api`]: the operator API under `/api/v1` (tasks, cancel, retry, dead letters, audit).
+//! - [`export`]: `ingest audit-export`, the audit trail as JSON lines.
 //! - [`console`]: the operator console at `/console` (server-rendered HTML, no JavaScript).
 
 pub mod admission;
@@ -22,6 +23,7 @@ pub mod api;
 pub mod app;
 pub mod console;
 pub mod dedupe;
+pub mod export;
 pub mod github;
 pub mod jira;
 pub mod metrics;

@@ -1,4 +1,5 @@
 //! The `ingest` binary: settings from the environment, telemetry, serve until SIGTERM.
+//! `ingest audit-export [--since <RFC 3339>]` writes the ledger's audit trail as JSON lines.
 
 use ingest::{Application, IngestSettings};
 use shared::settings::Env;
@@ -12,6 +13,10 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("audit-export") {
+        return audit_export(&settings, &args[1..]).await;
+    }
     shared::telemetry::init_tracing(settings.common.log_format);
     if settings.github_secrets.is_empty() && settings.jira_secret.is_none() {
         tracing::warn!(
@@ -29,6 +34,41 @@ async fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "ingest failed");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `ingest audit-export`: needs `DATABASE_URL`; exit 2 on bad arguments, 1 on a database error.
+async fn audit_export(settings: &IngestSettings, args: &[String]) -> std::process::ExitCode {
+    use secrecy::ExposeSecret;
+    let since = match ingest::export::since_of(args) {
+        Ok(since) => since,
+        Err(error) => {
+            eprintln!("ingest audit-export: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let Some(url) = &settings.common.database_url else {
+        eprintln!("ingest audit-export: DATABASE_URL is not set");
+        return std::process::ExitCode::from(2);
+    };
+    let pool = match fleet_ledger::pool(url.expose_secret(), 1) {
+        Ok(pool) => pool,
+        Err(error) => {
+            eprintln!("ingest audit-export: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    match ingest::export::audit_jsonl(&pool, since, &mut out).await {
+        Ok(count) => {
+            eprintln!("ingest audit-export: {count} entries");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("ingest audit-export: {error}");
             std::process::ExitCode::FAILURE
         }
     }

@@ -261,3 +261,47 @@ async fn refusals_are_401_403_404_and_400_naming_the_field() {
     }
     h.app.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_audit_trail_exports_as_json_lines() {
+    let h = Harness::start().await;
+    let first = h.labeled_task().await;
+    let second = h.labeled_task().await;
+    h.shown(&second.task_id).await;
+    h.shown(&first.task_id).await;
+    let export = |since: &str| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ingest"));
+        command
+            .arg("audit-export")
+            .env("DATABASE_URL", h._db.url())
+            .env_remove("AMQP_URL");
+        if !since.is_empty() {
+            command.args(["--since", since]);
+        }
+        command.output().expect("ingest audit-export runs")
+    };
+    let output = export("");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON entry per line"))
+        .collect();
+    let ids: Vec<&str> = lines.iter().filter_map(|l| l["task_id"].as_str()).collect();
+    assert_eq!(
+        ids,
+        [first.task_id.as_str(), second.task_id.as_str()],
+        "in order"
+    );
+    assert!(lines.iter().all(|l| l["kind"] == "trigger"));
+    let later = export("2999-01-01T00:00:00Z");
+    assert!(later.status.success());
+    assert!(later.stdout.is_empty(), "nothing after --since");
+    let bad = export("yesterday");
+    assert_eq!(bad.status.code(), Some(2), "a bad --since is a usage error");
+    h.app.shutdown().await;
+}

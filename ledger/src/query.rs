@@ -169,6 +169,35 @@ pub async fn audit(
     .await
 }
 
+/// One page of the audit trail for an export: entries at or after `since` with an id above
+/// `after_id`, in the order they were written, each with its id (the next page's cursor).
+pub async fn audit_page(
+    pool: &Pool,
+    since: DateTime<Utc>,
+    after_id: i64,
+    limit: i64,
+) -> Result<Vec<(i64, AuditView)>, StoreError> {
+    read(
+        pool,
+        "SELECT id, at, kind, task_id, actor, detail FROM audit
+         WHERE at >= $1 AND id > $2 ORDER BY id LIMIT $3",
+        &[&since, &after_id, &limit.clamp(1, 10_000)],
+        |row| {
+            (
+                row.get("id"),
+                AuditView {
+                    at: row.get("at"),
+                    kind: row.get("kind"),
+                    task_id: row.get("task_id"),
+                    actor: row.get("actor"),
+                    detail: row.get("detail"),
+                },
+            )
+        },
+    )
+    .await
+}
+
 /// Runs a read on a pooled connection and maps every row: the shape of every list query.
 async fn read<T>(
     pool: &Pool,
