@@ -792,7 +792,13 @@ fn grafana_dashboard_uses_only_metrics_the_code_exports() {
         "the dashboard covers the metrics: {used:?}"
     );
     let mut sources = String::new();
-    for dir in ["shared/src", "ingest/src", "worker/src", "worker/llm/src"] {
+    for dir in [
+        "shared/src",
+        "ingest/src",
+        "worker/src",
+        "worker/llm/src",
+        "ledger/src",
+    ] {
         read_rust(&root().join(dir), &mut sources);
     }
     for metric in &used {
