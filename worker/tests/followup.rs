@@ -150,7 +150,15 @@ async fn a_mention_without_a_review_is_answered_with_one_pr_comment() {
 #[tokio::test]
 async fn a_pull_request_that_is_not_the_agents_gets_nothing() {
     let (world, worker) = world("followup-foreign").await;
-    // Head is another branch of the same repository.
+    // The agent has a branch for issue 93, but the reviewed PR's head is another branch.
+    let agents = world.push_commits(
+        "agent/github-93",
+        &[Commit {
+            message: "agent work",
+            files: &[("z.py", "z = 1\n")],
+            by: common::pulls::AGENT,
+        }],
+    );
     world.push_commits(
         "feature/x",
         &[Commit {
@@ -193,10 +201,7 @@ async fn a_pull_request_that_is_not_the_agents_gets_nothing() {
         fork_head,
         "nothing pushed"
     );
-    assert!(
-        world.file_on("agent/github-93", "x.py").is_none(),
-        "no agent branch made"
-    );
+    assert_eq!(world.head_of("agent/github-93"), agents, "nothing pushed");
     assert!(world.github.replies().is_empty());
     let status = body_of(&status_comments(&world.github, 94)[0]).to_owned();
     assert!(status.contains("another repository"), "{status}");
