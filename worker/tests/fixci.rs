@@ -86,6 +86,8 @@ async fn a_failed_check_suite_gives_a_fix_round_on_top() {
     // The same suite reported again (its commit is not the head anymore): nothing.
     let stale = world.fixci_task("github:suite-1-again", 95, 140, &before);
     world.github.set_pull_head(140, &after);
+    // The new head fails too (its own suite will say so): still nothing for the old one.
+    failing_checks(&world, &after);
     world.run(&worker, &stale, "done").await;
     assert_eq!(world.llm.calls().len(), 1, "a stale suite asks no LLM");
     assert_eq!(world.head_of(branch), after);
