@@ -206,3 +206,63 @@ async fn a_pull_request_that_is_not_the_agents_gets_nothing() {
     let status = body_of(&status_comments(&world.github, 94)[0]).to_owned();
     assert!(status.contains("another repository"), "{status}");
 }
+
+#[tokio::test]
+async fn a_push_by_a_person_while_the_agent_works_is_kept_and_built_on() {
+    let (world, worker) = world("followup-moved").await;
+    world.agent_pull(97, 122, &[]);
+    world.github.add_review(
+        122,
+        "700",
+        &[("pay/refunds.py", 2, HUNK, "round it", "dev1")],
+    );
+    // The LLM's answer waits until a person has pushed to the branch.
+    world.llm.state.lock().expect("lock").hold = true;
+    let task = world.review_task("github:review-moved", 97, 122, "700");
+    world.fleet.publish(&task).await;
+    common::wait_until(
+        "the LLM was asked",
+        std::time::Duration::from_secs(60),
+        || world.llm.state.lock().expect("lock").held == 1,
+    )
+    .await;
+    let pushed = world.push_commits(
+        "agent/github-97",
+        &[Commit {
+            message: "A note while the agent works",
+            files: &[("docs/note.md", "by hand\n")],
+            by: HUMAN,
+        }],
+    );
+    world.github.set_pull_head(122, &pushed);
+    world.llm.state.lock().expect("lock").hold = false;
+    common::wait_until(
+        "the retry is done",
+        std::time::Duration::from_secs(60),
+        || {
+            testkit::outcome::json_lines(&worker.log).iter().any(|l| {
+                l["task_id"] == task.task_id.as_str()
+                    && l["message"] == "task finished"
+                    && l["outcome"] == "done"
+            })
+        },
+    )
+    .await;
+
+    let head = world.head_of("agent/github-97");
+    assert_eq!(
+        world.parent_of(&head),
+        pushed,
+        "built on the person's commit"
+    );
+    assert_eq!(
+        world.file_on("agent/github-97", "docs/note.md").as_deref(),
+        Some("by hand\n")
+    );
+    world.assert_fix_on("agent/github-97");
+    assert_eq!(
+        world.github.replies().len(),
+        1,
+        "one reply, from the run that pushed"
+    );
+}

@@ -118,7 +118,7 @@ pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
         names.join(", "),
         task.task_id
     );
-    let sha = on_pull::push_on_top(job, &edited, &message).await?;
+    let sha = on_pull::push_on_top(job, &pull, &edited, &message).await?;
     let commit = sha.as_deref().map_or_else(
         || "no new commit".to_owned(),
         |s| format!("commit {}", on_pull::short(s)),

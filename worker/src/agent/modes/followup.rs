@@ -97,7 +97,7 @@ pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
         "{summary}\n\nFollow-up by agent-fleet on pull request #{} for {}.\n\n{trailers}",
         pull.number, task.issue.key
     );
-    let sha = on_pull::push_on_top(job, &edited, &message).await?;
+    let sha = on_pull::push_on_top(job, &pull, &edited, &message).await?;
     let files = on_pull::inline_files(&edited);
     let commit = sha.as_deref().map_or_else(
         || "no new commit".to_owned(),

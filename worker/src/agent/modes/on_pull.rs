@@ -205,20 +205,38 @@ pub async fn context_led_by(
 
 /// Commits the edits on top of the branch's head and pushes them (a fast-forward: the head
 /// that was cloned is the new commit's parent). The commit id, when something was pushed.
+/// A push refused because someone pushed to the branch while the agent worked (the PR's
+/// head is not `pull`'s anymore) is retried: the next attempt builds on their commit.
 pub async fn push_on_top(
     job: &mut Job<'_>,
+    pull: &PullHead,
     edited: &Edited,
     message: &str,
 ) -> Result<Option<String>, TaskError> {
     let paths = edited.paths();
     let publisher = job.session.publisher.clone();
-    let pushed = publisher
-        .push(Push {
-            workspace: &job.workspace,
-            contents: Contents::Files(&paths),
-            message,
-        })
-        .await?;
+    let push = Push {
+        workspace: &job.workspace,
+        contents: Contents::Files(&paths),
+        message,
+    };
+    let pushed = match publisher.push(push).await {
+        Ok(pushed) => pushed,
+        Err(TaskError::Permanent(reason)) => {
+            let now = job.session.github.pull_head(pull.number).await;
+            return Err(match now {
+                Ok(Some(now)) if !now.sha.is_empty() && now.sha != pull.sha => {
+                    tracing::info!(reason, "the branch moved while the agent worked");
+                    TaskError::Transient(format!(
+                        "someone pushed to `{}` while the agent worked; the task runs again on the new head",
+                        pull.branch
+                    ))
+                }
+                _ => TaskError::Permanent(reason),
+            });
+        }
+        Err(other) => return Err(other),
+    };
     let sha = match pushed {
         Some(Pushed::Updated(sha)) => Some(sha),
         Some(Pushed::Unchanged(_)) => {
