@@ -106,7 +106,7 @@ pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
         ],
     );
     let edited = super::edit(job, prompt, None).await?;
-    let (edited, _checks, _draft) = super::verify(job, edited, None).await?;
+    let (edited, _checks, draft) = super::verify(job, edited, None).await?;
     let summary = if edited.summary.is_empty() {
         format!("Fix the failing checks of #{}", pull.number)
     } else {
@@ -119,10 +119,7 @@ pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
         task.task_id
     );
     let sha = on_pull::push_on_top(job, &pull, &edited, &message).await?;
-    let commit = sha.as_deref().map_or_else(
-        || "no new commit".to_owned(),
-        |s| format!("commit {}", on_pull::short(s)),
-    );
+    let commit = on_pull::commit_words(sha.as_deref(), draft);
     let body = format!(
         "agent-fleet pushed {commit} for the failing checks ({}), fix round {round} of {limit}: {}\n\nFiles changed: {}.",
         names

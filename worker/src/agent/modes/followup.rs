@@ -83,7 +83,7 @@ pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
         ],
     );
     let edited = super::edit(job, prompt, None).await?;
-    let (edited, _checks, _draft) = super::verify(job, edited, None).await?;
+    let (edited, _checks, draft) = super::verify(job, edited, None).await?;
     let summary = if edited.summary.is_empty() {
         format!("Address review feedback on #{}", pull.number)
     } else {
@@ -99,10 +99,7 @@ pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
     );
     let sha = on_pull::push_on_top(job, &pull, &edited, &message).await?;
     let files = on_pull::inline_files(&edited);
-    let commit = sha.as_deref().map_or_else(
-        || "no new commit".to_owned(),
-        |s| format!("commit {}", on_pull::short(s)),
-    );
+    let commit = on_pull::commit_words(sha.as_deref(), draft);
     answer(
         job,
         &pull,

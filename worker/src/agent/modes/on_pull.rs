@@ -9,7 +9,7 @@ use super::{ChangeStep, Finished, Job, Outcome};
 use crate::adapters::git::Pushed;
 use crate::adapters::github::{PullCommit, PullHead};
 use crate::agent::edit_loop::Edited;
-use crate::agent::publisher::Push;
+use crate::agent::publisher::{Draft, Push};
 use crate::agent::status::State;
 use crate::agent::workspace::{Contents, blocking};
 use crate::runtime::handler::TaskError;
@@ -252,6 +252,21 @@ pub async fn push_on_top(
     Ok(sha)
 }
 
+/// How the answers name the commit: its short id (or that there is none), and, when the
+/// repository's checks still fail with it, that they do.
+pub fn commit_words(sha: Option<&str>, draft: Draft) -> String {
+    let commit = sha.map_or_else(
+        || "no new commit".to_owned(),
+        |s| format!("commit {}", short(s)),
+    );
+    match draft {
+        Draft::Yes => {
+            format!("{commit} (the repository's checks still fail with it: see the status comment)")
+        }
+        Draft::No => commit,
+    }
+}
+
 /// Untrusted text (written on GitHub by reviewers or by CI) as a prompt sees it: hidden
 /// markup removed, at most `max_bytes`, the worker's secrets blanked out.
 pub fn clean(job: &Job<'_>, text: &str, max_bytes: usize) -> String {
@@ -324,6 +339,11 @@ mod tests {
         assert!(commit_with(&commits, "Agent-Review", "7").is_none());
         assert_eq!(count_trailer(&commits, "CI-Fix-Round"), 1);
         assert_eq!(short("0123456789abcdef"), "0123456789ab");
+        assert_eq!(
+            commit_words(Some("0123456789abcdef"), Draft::No),
+            "commit 0123456789ab"
+        );
+        assert!(commit_words(None, Draft::Yes).contains("checks still fail"));
     }
 
     #[test]
