@@ -2,7 +2,8 @@
 //! the fix the check output asked for and `CI-Fix-Round: 1` (the prompt holds the output and
 //! the annotation, marked as CI output); after two rounds a third failure gives one comment
 //! that the agent stops, no LLM call and no commit; a suite of an older commit does nothing
-//! (real broker, spawned worker, stand-ins, local bare repository).
+//! (even where `.agent-fleet.yml` limits who may ask and on which labels: a check suite has
+//! neither) (real broker, spawned worker, stand-ins, local bare repository).
 
 mod common;
 
@@ -91,6 +92,20 @@ async fn a_failed_check_suite_gives_a_fix_round_on_top() {
     world.run(&worker, &stale, "done").await;
     assert_eq!(world.llm.calls().len(), 1, "a stale suite asks no LLM");
     assert_eq!(world.head_of(branch), after);
+}
+
+#[tokio::test]
+async fn a_repository_that_limits_who_asks_still_gets_its_ci_fixed() {
+    let (world, worker) = world("fixci-limited").await;
+    // Only `dev1` may ask, on `bug` issues: a check suite has no author and no labels.
+    let limited = "triggers:\n  allowed_users: [dev1]\n  labels: [bug]\n";
+    world.commit_files(&[(".agent-fleet.yml", limited)]);
+    let before = world.agent_pull(98, 142, &[]);
+    failing_checks(&world, &before);
+    let task = world.fixci_task("github:suite-limited", 98, 142, &before);
+    world.run(&worker, &task, "done").await;
+    assert_eq!(world.llm.calls().len(), 1);
+    world.assert_fix_on("agent/github-98");
 }
 
 #[tokio::test]

@@ -10,6 +10,9 @@ use common::pulls::{Commit, HUMAN};
 use common::standins::Answer;
 use common::world::*;
 
+/// A repository that lets only `dev1` ask, and only on issues labelled `bug`.
+const LIMITED: &str = "triggers:\n  allowed_users: [dev1]\n  labels: [bug]\n";
+
 const HUNK: &str = "@@ -1,2 +1,2 @@\n def refund(amount):\n-    return amount";
 
 async fn world(name: &str) -> (World, common::WorkerProc) {
@@ -128,6 +131,8 @@ async fn a_review_with_three_comments_gives_one_call_one_commit_on_top_and_three
 #[tokio::test]
 async fn a_mention_without_a_review_is_answered_with_one_pr_comment() {
     let (world, worker) = world("followup-mention").await;
+    // Only labelled issues may start the agent: a follow-up on its PR carries no labels.
+    world.commit_files(&[(".agent-fleet.yml", LIMITED)]);
     world.agent_pull(92, 121, &[]);
     world.github.set_issue(
         92,

@@ -141,9 +141,10 @@ impl Agent {
             .map_err(errors::deferred)?;
         let user = repo_policy::asking_user(task);
         // A check suite has no author: fixci checks instead that the PR is the agent's own.
-        let asked = match repo_policy::needs_write_access(task) {
-            true => session.may_act(user).await,
-            false => Ok(true),
+        let asked = if repo_policy::needs_write_access(task) {
+            session.may_act(user).await
+        } else {
+            Ok(true)
         };
         match asked {
             Ok(true) => {}
