@@ -78,6 +78,7 @@ const SETTINGS: &[&str] = &[
     "CHECK_OUTPUT_BYTES",
     "SANDBOX",
     "CHECK_ENV",
+    "CI_FIX_ROUNDS",
 ];
 
 // ---------------------------------------------------------------------------------------

@@ -14,6 +14,10 @@ pub const REPAIR: &str = include_str!("../../prompts/repair.md");
 pub const CHECKS_REPAIR: &str = include_str!("../../prompts/checks_repair.md");
 pub const PLAN: &str = include_str!("../../prompts/plan.md");
 pub const IMPLEMENT: &str = include_str!("../../prompts/implement.md");
+/// A review (or a mention) on the agent's pull request, answered with a commit on top.
+pub const FOLLOWUP: &str = include_str!("../../prompts/followup.md");
+/// The agent's pull request after its CI failed.
+pub const FIXCI: &str = include_str!("../../prompts/fixci.md");
 const REPO_INSTRUCTIONS: &str = include_str!("../../prompts/repo_instructions.md");
 
 /// Instruction files a repository may carry for coding agents, in order of preference.
@@ -126,8 +130,13 @@ mod tests {
             CHECKS_REPAIR,
             PLAN,
             IMPLEMENT,
+            FOLLOWUP,
+            FIXCI,
         ] {
             assert!(!template.trim().is_empty());
+        }
+        for template in [QUICKFIX, PLAN, IMPLEMENT, FOLLOWUP, FIXCI] {
+            assert!(template.contains("{{instruction}}"), "{template}");
         }
     }
 

@@ -88,6 +88,17 @@ pub trait Publisher: Send + Sync + std::fmt::Debug {
     /// Posts a new comment on the issue.
     fn comment<'a>(&'a self, note: &'a Note) -> Effect<'a, ()>;
 
+    /// Answers review comment `comment_id` of pull request `pull` in its thread (followup).
+    fn reply_in_thread<'a>(
+        &'a self,
+        pull: u64,
+        comment_id: &'a str,
+        body: &'a str,
+    ) -> Effect<'a, ()>;
+
+    /// Posts a comment on pull request `pull` itself (followup, fixci).
+    fn comment_on_pull<'a>(&'a self, pull: u64, body: &'a str) -> Effect<'a, ()>;
+
     /// Turns `pr` back into a draft (it was ready, and the checks fail now). Best effort:
     /// a note for the status comment when it could not be done.
     fn mark_draft<'a>(&'a self, pr: &'a PullRequest) -> BoxFuture<'a, Option<String>>;
@@ -198,6 +209,27 @@ impl Publisher for Live {
         })
     }
 
+    fn reply_in_thread<'a>(
+        &'a self,
+        pull: u64,
+        comment_id: &'a str,
+        body: &'a str,
+    ) -> Effect<'a, ()> {
+        Box::pin(async move {
+            let github = &self.github;
+            Ok(github
+                .reply_to_review_comment(pull, comment_id, body)
+                .await?)
+        })
+    }
+
+    fn comment_on_pull<'a>(&'a self, pull: u64, body: &'a str) -> Effect<'a, ()> {
+        Box::pin(async move {
+            self.github.post_comment(pull, body).await?;
+            Ok(())
+        })
+    }
+
     fn mark_draft<'a>(&'a self, pr: &'a PullRequest) -> BoxFuture<'a, Option<String>> {
         Box::pin(async move {
             let error = self.github.mark_draft(pr).await.err()?;
@@ -264,7 +296,7 @@ pub struct Recorded {
     pub diffs: Vec<String>,
     /// The title and body of each pull request.
     pub pulls: Vec<(String, String)>,
-    /// Each comment's markdown.
+    /// Each comment's markdown (issue and pull request comments, review thread replies).
     pub comments: Vec<String>,
 }
 
@@ -337,6 +369,25 @@ impl Publisher for DryRun {
     fn comment<'a>(&'a self, note: &'a Note) -> Effect<'a, ()> {
         Box::pin(async move {
             self.lock().comments.push(note.markdown.clone());
+            Ok(())
+        })
+    }
+
+    fn reply_in_thread<'a>(
+        &'a self,
+        _pull: u64,
+        _comment_id: &'a str,
+        body: &'a str,
+    ) -> Effect<'a, ()> {
+        Box::pin(async move {
+            self.lock().comments.push(body.to_owned());
+            Ok(())
+        })
+    }
+
+    fn comment_on_pull<'a>(&'a self, _pull: u64, body: &'a str) -> Effect<'a, ()> {
+        Box::pin(async move {
+            self.lock().comments.push(body.to_owned());
             Ok(())
         })
     }

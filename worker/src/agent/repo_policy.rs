@@ -86,7 +86,7 @@ async fn judge(job: &Job<'_>, policy: &RepoPolicy) -> Result<Admission, TaskErro
     let user = asking_user(job.task);
     let triggers = &config.triggers;
     let restricted = !triggers.allowed_users.is_empty() || !triggers.allowed_teams.is_empty();
-    if restricted && !allowed(job, user, triggers).await? {
+    if restricted && needs_write_access(job.task) && !allowed(job, user, triggers).await? {
         let mut who = triggers.allowed_users.clone();
         who.extend(triggers.allowed_teams.iter().map(|t| format!("team {t}")));
         return Ok(Admission::Refused(format!(
@@ -94,7 +94,10 @@ async fn judge(job: &Job<'_>, policy: &RepoPolicy) -> Result<Admission, TaskErro
             who.join(", ")
         )));
     }
-    if !triggers.labels.is_empty() {
+    // A follow-up works on the agent's open PR: its issue passed the labels rule when the PR
+    // was opened, and a review's or a check suite's task carries no labels.
+    let on_pull = matches!(job.task.mode, Mode::Followup | Mode::Fixci);
+    if !triggers.labels.is_empty() && !on_pull {
         let labels = &job.session.issue.labels;
         let carries = |wanted: &String| labels.iter().any(|l| l.eq_ignore_ascii_case(wanted));
         if !triggers.labels.iter().any(carries) {
@@ -114,6 +117,14 @@ pub fn asking_user(task: &TaskMessage) -> &str {
         (Mode::Implement, Some(approval)) => approval.approver.as_str(),
         _ => task.trigger_user.as_str(),
     }
+}
+
+/// Whether the task's asking user must have write access (and be among `allowed_users`
+/// and `allowed_teams`): everyone's but a `fixci` task's. A check suite has no author (its
+/// sender is often a CI app); fixci works only on the agent's own pull request, which a
+/// person allowed to ask started, and checks that instead.
+pub fn needs_write_access(task: &TaskMessage) -> bool {
+    task.mode != Mode::Fixci
 }
 
 /// Named in `allowed_users`, or (a GitHub user) an active member of an `allowed_teams` team.

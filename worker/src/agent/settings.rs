@@ -1,5 +1,5 @@
 //! Settings of the coding agent (the `agent` handler): GitHub, Jira, git identity, LLM,
-//! context budget, edit policy. Read only when the agent handler runs.
+//! context budget, edit policy, CI fix rounds. Read only when the agent handler runs.
 
 use crate::adapters::github::GithubAuth;
 use fleet_llm::LlmConfig;
@@ -38,6 +38,9 @@ pub struct AgentSettings {
     pub prices: fleet_llm::budget::Prices,
     /// The repository's checks before the pull request.
     pub checks: ChecksSettings,
+    /// `CI_FIX_ROUNDS`: how many `fixci` commits one pull request may get; past them the
+    /// agent comments that it stops instead of trying again.
+    pub ci_fix_rounds: u32,
 }
 
 /// `CHECKS`, `CHECK_TIMEOUT_SECS`, `CHECK_OUTPUT_BYTES`, `SANDBOX`, `CHECK_ENV`.
@@ -212,6 +215,7 @@ impl AgentSettings {
                 "must be at least 1024 (bytes of issue text kept per field)",
             ));
         }
+        let ci_fix_rounds = ci_fix_rounds_from(env)?;
         let budget = budget_from(env)?;
         let prices = fleet_llm::budget::Prices::parse(&env.get("LLM_PRICES").unwrap_or_default())
             .map_err(|reason| SettingsError::new("LLM_PRICES", reason))?;
@@ -232,8 +236,24 @@ impl AgentSettings {
             allow_workflow_edits: env.flag("ALLOW_WORKFLOW_EDITS", false)?,
             protected_paths: env.list("PROTECTED_PATHS"),
             issue_text_max_bytes,
+            ci_fix_rounds,
         })
     }
+}
+
+/// More rounds than this is a loop with CI, not a fix.
+const MAX_CI_FIX_ROUNDS: u32 = 10;
+
+/// `CI_FIX_ROUNDS`: 2 unless set, from 0 (never fix CI) to [`MAX_CI_FIX_ROUNDS`].
+fn ci_fix_rounds_from(env: &Env) -> Result<u32, SettingsError> {
+    let rounds: u32 = env.parse_or("CI_FIX_ROUNDS", 2)?;
+    if rounds > MAX_CI_FIX_ROUNDS {
+        return Err(SettingsError::new(
+            "CI_FIX_ROUNDS",
+            format!("must be from 0 (never fix CI) to {MAX_CI_FIX_ROUNDS}"),
+        ));
+    }
+    Ok(rounds)
 }
 
 /// `TASK_MAX_LLM_CALLS` (at least 1), `TASK_MAX_TOKENS` (at least 1), `TASK_MAX_COST_USD`
@@ -277,6 +297,18 @@ mod tests {
 
     fn budget(pairs: &[(&str, &str)]) -> Result<fleet_llm::budget::Budget, SettingsError> {
         budget_from(&Env::from_map(pairs.iter().copied()))
+    }
+
+    #[test]
+    fn ci_fix_rounds_default_to_two_and_stay_bounded() {
+        let rounds =
+            |pairs: &[(&str, &str)]| ci_fix_rounds_from(&Env::from_map(pairs.iter().copied()));
+        assert_eq!(rounds(&[]).expect("default"), 2);
+        assert_eq!(rounds(&[("CI_FIX_ROUNDS", "0")]).expect("off"), 0);
+        for bad in ["11", "-1", "two"] {
+            let error = rounds(&[("CI_FIX_ROUNDS", bad)]).expect_err(bad);
+            assert!(error.to_string().contains("CI_FIX_ROUNDS"), "{error}");
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use testkit::{QueueGuard, QueueView, TaskBuilder};
 
 pub mod internals;
+pub mod pulls;
 pub mod standins;
 pub mod world;
 

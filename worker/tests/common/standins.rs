@@ -47,6 +47,8 @@ pub struct GithubState {
     pub repo_size_kib: Option<u64>,
     /// Every request body received, as text (what the worker sent to GitHub).
     pub bodies: Vec<String>,
+    /// Reviews, PR commits, check runs (the follow-up modes; see [`OnPullState`]).
+    pub on_pull: OnPullState,
     next_id: u64,
 }
 
@@ -304,6 +306,7 @@ impl FakeGithub {
             )
             .route("/repos/{o}/{r}/issues/{n}", get(gh_issue))
             .route("/repos/{o}/{r}", get(gh_repo))
+            .merge(on_pull_routes())
             .layer(axum::middleware::from_fn_with_state(
                 state.clone(),
                 gh_record_body,
@@ -1059,4 +1062,189 @@ async fn jira_permissions(
         json!([])
     };
     axum::Json(json!({"projectPermissions": [{"permission": "EDIT_ISSUES", "issues": granted, "projects": []}]})).into_response()
+}
+
+// ---------------------------------------------------------------------------------------
+// The agent's pull request: reviews and their threads, its commits, check runs (followup,
+// fixci).
+
+/// What the follow-up endpoints serve and record.
+#[derive(Debug, Clone, Default)]
+pub struct OnPullState {
+    /// `(pull, review id)` -> the review's line comments as the API shows them.
+    pub review_comments: HashMap<(u64, String), Vec<Value>>,
+    /// Replies posted in review threads: `(pull, comment id, body)`.
+    pub replies: Vec<(u64, String, String)>,
+    /// Commit sha -> its check runs.
+    pub check_runs: HashMap<String, Vec<Value>>,
+    /// Check run id -> its annotations.
+    pub annotations: HashMap<String, Vec<Value>>,
+    /// The bare repository and base branch a pull's commits are read from (its head ref's
+    /// commits the base lacks, oldest first, as GitHub lists them).
+    pub commits_from: Option<(PathBuf, String)>,
+}
+
+fn on_pull_routes() -> Router<Arc<Mutex<GithubState>>> {
+    Router::new()
+        .route(
+            "/repos/{o}/{r}/pulls/{n}/reviews/{id}/comments",
+            get(review_comments),
+        )
+        .route(
+            "/repos/{o}/{r}/pulls/{n}/comments/{id}/replies",
+            post(reply_in_thread),
+        )
+        .route("/repos/{o}/{r}/pulls/{n}/commits", get(pull_commits))
+        .route("/repos/{o}/{r}/commits/{sha}/check-runs", get(check_runs))
+        .route(
+            "/repos/{o}/{r}/check-runs/{id}/annotations",
+            get(check_annotations),
+        )
+}
+
+impl FakeGithub {
+    /// Opens pull request `number` with head `branch` (at `sha`) in `head_repo`, based on
+    /// `main` of `base_repo`, as the API shows it.
+    pub fn add_pull(&self, number: u64, branch: &str, sha: &str, head_repo: &str, base_repo: &str) {
+        let pull = json!({
+            "number": number, "state": "open", "title": "Agent PR", "body": "",
+            "draft": false, "node_id": format!("PR_{number}"),
+            "html_url": format!("https://github.com/{base_repo}/pull/{number}"),
+            "head": {"ref": branch, "sha": sha, "repo": {"full_name": head_repo}},
+            "base": {"ref": "main", "repo": {"full_name": base_repo}},
+        });
+        self.state.lock().expect("lock").pulls.push(pull);
+    }
+
+    /// Moves pull request `number`'s head commit (a push to its branch).
+    pub fn set_pull_head(&self, number: u64, sha: &str) {
+        let mut s = self.state.lock().expect("lock");
+        if let Some(p) = s.pulls.iter_mut().find(|p| p["number"] == number) {
+            p["head"]["sha"] = json!(sha);
+        }
+    }
+
+    /// Review `review_id` on `pull` with line comments `(path, line, diff hunk, body, author)`;
+    /// returns their ids.
+    pub fn add_review(
+        &self,
+        pull: u64,
+        review_id: &str,
+        comments: &[(&str, u64, &str, &str, &str)],
+    ) -> Vec<String> {
+        let mut s = self.state.lock().expect("lock");
+        let mut ids = Vec::new();
+        let mut items = Vec::new();
+        for (path, line, hunk, body, user) in comments {
+            s.next_id += 1;
+            let id = s.next_id;
+            ids.push(id.to_string());
+            items.push(json!({
+                "id": id, "pull_request_review_id": review_id.parse::<u64>().unwrap_or(0),
+                "path": path, "line": line, "original_line": line, "diff_hunk": hunk,
+                "body": body, "user": {"login": user},
+            }));
+        }
+        s.on_pull
+            .review_comments
+            .insert((pull, review_id.to_owned()), items);
+        ids
+    }
+
+    /// The replies posted in review threads: `(pull, comment id, body)`.
+    pub fn replies(&self) -> Vec<(u64, String, String)> {
+        self.state.lock().expect("lock").on_pull.replies.clone()
+    }
+
+    /// The check runs of commit `sha`, and each run's annotations (`id` -> list).
+    pub fn set_check_runs(&self, sha: &str, runs: Vec<Value>, annotations: &[(&str, Vec<Value>)]) {
+        let mut s = self.state.lock().expect("lock");
+        s.on_pull.check_runs.insert(sha.to_owned(), runs);
+        for (id, list) in annotations {
+            s.on_pull.annotations.insert((*id).to_owned(), list.clone());
+        }
+    }
+
+    /// Serves `GET .../pulls/{n}/commits` from the bare repository `bare`: the commits of
+    /// the pull's head branch that `base` lacks.
+    pub fn commits_from(&self, bare: PathBuf, base: &str) {
+        self.state.lock().expect("lock").on_pull.commits_from = Some((bare, base.to_owned()));
+    }
+}
+
+async fn review_comments(
+    State(state): Gh,
+    Path((_o, _r, n, id)): Path<(String, String, u64, String)>,
+) -> Response {
+    let s = log(&state, format!("GET review comments {n} {id}"));
+    match s.on_pull.review_comments.get(&(n, id)) {
+        Some(items) => axum::Json(Value::Array(items.clone())).into_response(),
+        None => not_found(),
+    }
+}
+
+/// Records `POST reply <pull> <comment id>` and the reply.
+async fn reply_in_thread(
+    State(state): Gh,
+    Path((_o, _r, n, id)): Path<(String, String, u64, String)>,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    let mut s = log(&state, format!("POST reply {n} {id}"));
+    let text = body["body"].as_str().unwrap_or("").to_owned();
+    s.on_pull.replies.push((n, id.clone(), text.clone()));
+    status_json(
+        StatusCode::CREATED,
+        json!({"id": 1, "in_reply_to_id": id, "body": text}),
+    )
+}
+
+async fn pull_commits(
+    State(state): Gh,
+    Path((_o, _r, n)): Path<(String, String, u64)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let s = log(&state, format!("GET pull commits {n}"));
+    let Some(pull) = s.pulls.iter().find(|p| p["number"] == n) else {
+        return not_found();
+    };
+    let branch = pull["head"]["ref"].as_str().unwrap_or("").to_owned();
+    let Some((bare, base)) = s.on_pull.commits_from.clone() else {
+        return axum::Json(json!([])).into_response();
+    };
+    drop(s);
+    if q.get("page").is_some_and(|p| p != "1") {
+        return axum::Json(json!([])).into_response();
+    }
+    let range = format!("refs/heads/{base}..refs/heads/{branch}");
+    let out = Command::new("git")
+        .args(["log", "--reverse", "--format=%H%x1f%B%x1e", &range])
+        .current_dir(&bare)
+        .output()
+        .expect("git");
+    let commits: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .split('\x1e')
+        .filter_map(|entry| {
+            let (sha, message) = entry.trim_start().split_once('\x1f')?;
+            Some(json!({"sha": sha, "commit": {"message": message.trim_end()}}))
+        })
+        .collect();
+    axum::Json(Value::Array(commits)).into_response()
+}
+
+async fn check_runs(
+    State(state): Gh,
+    Path((_o, _r, sha)): Path<(String, String, String)>,
+) -> Response {
+    let s = log(&state, format!("GET check runs {sha}"));
+    let runs = s.on_pull.check_runs.get(&sha).cloned().unwrap_or_default();
+    axum::Json(json!({"total_count": runs.len(), "check_runs": runs})).into_response()
+}
+
+async fn check_annotations(
+    State(state): Gh,
+    Path((_o, _r, id)): Path<(String, String, String)>,
+) -> Response {
+    let s = log(&state, format!("GET annotations {id}"));
+    let list = s.on_pull.annotations.get(&id).cloned().unwrap_or_default();
+    axum::Json(Value::Array(list)).into_response()
 }

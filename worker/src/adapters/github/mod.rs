@@ -1,14 +1,17 @@
 //! A small GitHub REST client for what the agent does on GitHub: permission checks, issue
-//! comments, pull requests, labels, reactions. Answers are read into the serde types of
+//! comments, pull requests, labels, reactions (a pull request's commits, reviews and check
+//! runs, for the follow-up modes, are in `pulls`). Answers are read into the serde types of
 //! `types`; auth (a token or a GitHub App) is in `auth`; sending and classifying
 //! errors is `adapters::http`.
 
 mod auth;
+mod pulls;
 mod types;
 
 pub use super::http::ApiError;
 pub use super::same_account;
 pub use auth::{GithubAuth, authenticated_login};
+pub use pulls::{Annotation, CheckOutput, CheckRun, PullCommit, PullHead, ReviewComment};
 pub use types::{Comment, Issue, PullRequest};
 
 // Transition (issue 12): `tracker::github::send_json` is now `adapters::http::send_json`.

@@ -1,6 +1,8 @@
 //! The agent's modes, one module each: [`quickfix`] (issue → pull request), [`plan`]
-//! (a plan comment and its draft PR, waiting for `/approve`) and [`implement`] (the
-//! approved plan carried out on its branch). A mode is a script over the collaborators in
+//! (a plan comment and its draft PR, waiting for `/approve`), [`implement`] (the
+//! approved plan carried out on its branch), [`followup`] (a review on the agent's PR
+//! answered with a commit on top) and [`fixci`] (the agent's PR fixed after its CI failed);
+//! the last two share [`on_pull`]. A mode is a script over the collaborators in
 //! a [`Job`] (the issue session, the workspace, the LLM) with its own step enum, and
 //! returns an [`Outcome`]; it publishes only through the session's publisher, so a dry run
 //! needs nothing of it.
@@ -9,7 +11,10 @@
 //! Job<'_>) -> Result<Outcome, TaskError>` and its `Step` enum (a mode that edits and
 //! opens a pull request reuses [`ChangeStep`]), and one arm in [`execute`].
 
+pub mod fixci;
+pub mod followup;
 pub mod implement;
+pub mod on_pull;
 pub mod plan;
 pub mod quickfix;
 
@@ -75,10 +80,8 @@ pub async fn execute(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
         Mode::Quickfix => quickfix::run(job).await,
         Mode::Plan => plan::run(job).await,
         Mode::Implement => implement::run(job).await,
-        Mode::Followup | Mode::Fixci => Err(TaskError::Unsupported(format!(
-            "mode {} is not built yet",
-            job.task.mode
-        ))),
+        Mode::Followup => followup::run(job).await,
+        Mode::Fixci => fixci::run(job).await,
     }
 }
 
