@@ -49,6 +49,9 @@ async fn stopped_before_the_second_call(
             "status lacks {expected}: {status}"
         );
     }
+    let metrics = worker.metrics().await;
+    let stop = format!("agent_fleet_budget_stops_total{{budget=\"{}\"}} 1", says[0]);
+    assert!(metrics.contains(&stop), "{stop} in\n{metrics}");
 }
 
 #[tokio::test]
@@ -100,4 +103,13 @@ async fn a_priced_task_shows_its_cost_on_the_status_and_the_pull_request() {
         .expect("body")
         .to_owned();
     assert!(status.contains("(about $0.0048)"), "{status}");
+    let metrics = worker.metrics().await;
+    assert!(
+        metrics.contains("agent_fleet_task_cost_usd_sum 0.0048"),
+        "the task's cost observed: {metrics}"
+    );
+    assert!(
+        metrics.contains("agent_fleet_task_cost_usd_count 1"),
+        "{metrics}"
+    );
 }

@@ -45,6 +45,7 @@ impl Llm<'_> {
                 limit = stop.limit,
                 "LLM budget used up"
             );
+            self.meter.budget_stop(stop.budget);
             return Err(TaskError::Permanent(stop.to_string()));
         }
         let started = Instant::now();

@@ -58,6 +58,16 @@ impl Meter {
             .inc();
     }
 
+    /// A task stopped by `budget` (its setting's name).
+    pub fn budget_stop(&self, budget: &str) {
+        self.metrics.budget_stops.with_label_values(&[budget]).inc();
+    }
+
+    /// What a task's LLM calls cost, once its mode ended.
+    pub fn task_cost(&self, usd: f64) {
+        self.metrics.task_cost.observe(usd);
+    }
+
     /// One check's run: its result and how long it took.
     pub fn check_ran(&self, result: &str, seconds: f64) {
         self.metrics.checks.with_label_values(&[result]).inc();

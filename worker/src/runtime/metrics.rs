@@ -24,6 +24,10 @@ pub struct TaskMetrics {
     /// before the change`).
     pub checks: IntCounterVec,
     pub check_seconds: Histogram,
+    /// Tasks stopped by a budget, by the budget's setting (`TASK_MAX_LLM_CALLS`, ...).
+    pub budget_stops: IntCounterVec,
+    /// What one task's LLM calls cost (with `LLM_PRICES`), observed when its mode ends.
+    pub task_cost: Histogram,
 }
 
 impl TaskMetrics {
@@ -67,6 +71,18 @@ impl TaskMetrics {
                 "Time of one repository check in the sandbox",
                 SLOW_BUCKETS,
             ),
+            budget_stops: counter_vec(
+                "agent_fleet_budget_stops_total",
+                "Tasks stopped because a budget was used up, by budget",
+                &["budget"],
+            ),
+            task_cost: histogram(
+                "agent_fleet_task_cost_usd",
+                "LLM cost of one task in USD (priced with LLM_PRICES)",
+                &[
+                    0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ],
+            ),
         }
     }
     /// Records how long a phase took.
@@ -76,8 +92,10 @@ impl TaskMetrics {
             .observe(seconds);
     }
 
-    fn collectors(&self) -> [Box<dyn Collector>; 7] {
+    fn collectors(&self) -> [Box<dyn Collector>; 9] {
         [
+            Box::new(self.budget_stops.clone()),
+            Box::new(self.task_cost.clone()),
             Box::new(self.checks.clone()),
             Box::new(self.check_seconds.clone()),
             Box::new(self.phase_seconds.clone()),

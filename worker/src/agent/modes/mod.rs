@@ -76,13 +76,16 @@ impl Outcome {
 
 /// Runs the task's mode, once the run is authorized (the CLI's entry point too).
 pub async fn execute(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
-    match job.task.mode {
+    let result = match job.task.mode {
         Mode::Quickfix => quickfix::run(job).await,
         Mode::Plan => plan::run(job).await,
         Mode::Implement => implement::run(job).await,
         Mode::Followup => followup::run(job).await,
         Mode::Fixci => fixci::run(job).await,
-    }
+    };
+    // However the mode ended (a budget stop included), what it spent is the task's cost.
+    job.llm.meter.task_cost(job.session.spent.cost_usd);
+    result
 }
 
 /// Clones the repository (at `branch`, else its default branch) and returns the branch
