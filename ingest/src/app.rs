@@ -414,9 +414,6 @@ async fn publish_once(state: &AppState, task: &TaskMessage) -> Answer {
         Claim::New(guard) => guard,
     };
     let started = Instant::now();
-    state
-        .records
-        .accepted(task, AuditKind::Trigger, &task.trigger_user);
     let result = state.sink.publish(task).await;
     if let Err(PublishError::Unavailable) = result {
         state.metrics.publish("unavailable", None);
@@ -426,6 +423,11 @@ async fn publish_once(state: &AppState, task: &TaskMessage) -> Answer {
     match result {
         Ok(()) => {
             guard.published();
+            // Recorded once queued: a publish that failed (and is retried by the sender)
+            // leaves no task in the ledger that never was.
+            state
+                .records
+                .accepted(task, AuditKind::Trigger, &task.trigger_user);
             state.records.published(&task.task_id);
             state.metrics.publish("confirmed", Some(seconds));
             tracing::info!(

@@ -172,6 +172,8 @@ pub fn normalize(
         Ok(repo_url) => repo_url,
         Err(reason) => return Ok(Normalized::Ignored(reason)),
     };
+    let mut task = task;
+    crate::github::retry_fallback(&mut task, &labels, settings);
     let issue = IssueRef {
         tracker: Tracker::Jira,
         key: key.to_owned(),

@@ -242,6 +242,16 @@ async fn a_mention_on_a_pull_request_is_a_followup_of_that_pull_request() {
         task.trigger.comment_id,
         Some(payload["comment"]["id"].to_string())
     );
+    // Keyed by the issue the PR's (last, the agent's own) marker names: it shares the
+    // issue's lock with the review and check-suite tasks of the same branch.
+    let mut marked = payload.clone();
+    marked["issue"]["body"] = json!(
+        "<!-- agent-fleet:issue key=Codertocat/Hello-World#9 number=9 task=x -->\n\
+         <!-- agent-fleet:issue key=Codertocat/Hello-World#7 number=7 task=t -->"
+    );
+    let task = h.send(Some("issue_comment"), &marked).await.task();
+    assert_eq!(task.issue.key, "Codertocat/Hello-World#7");
+    assert!(task.issue.pull_request, "the worker still maps the PR");
     let own = with(payload, "/comment/user/login", json!(AGENT_LOGIN));
     h.send(Some("issue_comment"), &own).await.ignored();
     h.app.shutdown().await;
@@ -254,6 +264,19 @@ async fn retry_and_cancel_on_github() {
     let body = |text: &str| with(comment.clone(), "/comment/body", json!(text));
 
     let task = h.send(Some("issue_comment"), &body("/retry")).await.task();
+    assert_eq!(
+        task.mode.as_str(),
+        "quickfix",
+        "DEFAULT_MODE when no plan label"
+    );
+    let mut planned = body("/retry");
+    planned["issue"]["labels"] = json!([{"name": "ai-plan"}]);
+    let plan = h.send(Some("issue_comment"), &planned).await.task();
+    assert_eq!(
+        plan.mode.as_str(),
+        "plan",
+        "a plan label: never straight to a PR"
+    );
     let retry = task.retry.expect("a retry");
     assert_eq!(retry.requested_by, "Codertocat");
     assert_eq!(retry.comment_id, comment["comment"]["id"].to_string());

@@ -14,6 +14,9 @@ CREATE TABLE dead_letters (
     -- Every `x-death` header seen for this message, oldest first: a replayed message that
     -- dies again appends its new history instead of losing the old one.
     history        jsonb NOT NULL DEFAULT '[]',
+    -- The `x-death` of the latest death: the same delivery seen again (an ack that was
+    -- lost) matches it and changes nothing; a new death differs and opens the letter again.
+    last_death     jsonb NOT NULL DEFAULT '[]',
     taken_at       timestamptz NOT NULL DEFAULT now(),
     replayed_at    timestamptz,
     replayed_by    text

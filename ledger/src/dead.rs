@@ -38,19 +38,23 @@ pub struct DeadLetterView {
 }
 
 /// Keeps `letter` (committed before the caller acks it off the queue). The same message
-/// dying again after a replay is open again, its history appended.
+/// dying again after a replay is open again, its history appended; the same death seen
+/// twice (its ack was lost, so the broker gave it again) changes nothing.
 pub async fn keep(pool: &Pool, letter: &DeadLetter) -> Result<(), StoreError> {
     pool.get()
         .await?
         .execute(
-            "INSERT INTO dead_letters (message_id, task_id, body, reason, count, first_death_at, history)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
+            "INSERT INTO dead_letters
+                 (message_id, task_id, body, reason, count, first_death_at, history, last_death)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
              ON CONFLICT (message_id) DO UPDATE SET
                  task_id = COALESCE(EXCLUDED.task_id, dead_letters.task_id),
                  body = EXCLUDED.body, reason = EXCLUDED.reason, count = EXCLUDED.count,
                  first_death_at = COALESCE(dead_letters.first_death_at, EXCLUDED.first_death_at),
                  history = dead_letters.history || EXCLUDED.history,
-                 taken_at = now(), replayed_at = NULL, replayed_by = NULL",
+                 last_death = EXCLUDED.last_death,
+                 taken_at = now(), replayed_at = NULL, replayed_by = NULL
+             WHERE dead_letters.last_death IS DISTINCT FROM EXCLUDED.last_death",
             &[
                 &letter.message_id,
                 &letter.task_id,
@@ -99,27 +103,44 @@ pub async fn list(
     Ok(rows.iter().map(view_of).collect())
 }
 
-/// One dead letter and its body, if the ledger has it.
-pub async fn get(
-    pool: &Pool,
-    message_id: &str,
-) -> Result<Option<(DeadLetterView, Vec<u8>)>, StoreError> {
-    let sql = format!("SELECT {COLUMNS}, body FROM dead_letters WHERE message_id = $1");
-    let row = pool.get().await?.query_opt(&sql, &[&message_id]).await?;
-    Ok(row.map(|row| (view_of(&row), row.get("body"))))
+/// What claiming a dead letter for a replay found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// Claimed by this caller (marked replayed): its view and body, to publish now.
+    Claimed(Box<DeadLetterView>, Vec<u8>),
+    /// Replayed already (or being replayed by someone else right now).
+    Taken(Box<DeadLetterView>),
+    Missing,
 }
 
-/// Marks a dead letter replayed (after its publish was confirmed). `false` when it was
-/// replayed already (two operators at once: the second one learns it).
-pub async fn mark_replayed(pool: &Pool, message_id: &str, by: &str) -> Result<bool, StoreError> {
-    let changed = pool
-        .get()
+/// Claims a dead letter for a replay in one statement, before it is published: of two
+/// operators (or two clicks) at once, exactly one gets [`Claim::Claimed`]. A publish that
+/// then fails gives the claim back with [`unclaim`].
+pub async fn claim(pool: &Pool, message_id: &str, by: &str) -> Result<Claim, StoreError> {
+    let client = pool.get().await?;
+    let sql = format!(
+        "UPDATE dead_letters SET replayed_at = now(), replayed_by = $2
+         WHERE message_id = $1 AND replayed_at IS NULL RETURNING {COLUMNS}, body"
+    );
+    if let Some(row) = client.query_opt(&sql, &[&message_id, &by]).await? {
+        return Ok(Claim::Claimed(Box::new(view_of(&row)), row.get("body")));
+    }
+    let sql = format!("SELECT {COLUMNS} FROM dead_letters WHERE message_id = $1");
+    Ok(match client.query_opt(&sql, &[&message_id]).await? {
+        Some(row) => Claim::Taken(Box::new(view_of(&row))),
+        None => Claim::Missing,
+    })
+}
+
+/// Gives back a claim whose publish failed: the letter is open again.
+pub async fn unclaim(pool: &Pool, message_id: &str, by: &str) -> Result<(), StoreError> {
+    pool.get()
         .await?
         .execute(
-            "UPDATE dead_letters SET replayed_at = now(), replayed_by = $2
-             WHERE message_id = $1 AND replayed_at IS NULL",
+            "UPDATE dead_letters SET replayed_at = NULL, replayed_by = NULL
+             WHERE message_id = $1 AND replayed_by = $2",
             &[&message_id, &by],
         )
         .await?;
-    Ok(changed == 1)
+    Ok(())
 }

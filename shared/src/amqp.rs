@@ -338,6 +338,16 @@ impl BrokerLink {
     pub fn is_ready(&self) -> bool {
         self.publisher().is_some()
     }
+
+    /// The live connection, for a short-lived channel of one's own (a basic.get that must
+    /// not leave an unacked message on the publishing channel).
+    pub fn connection(&self) -> Option<Arc<Connection>> {
+        let guard = self.current.read().unwrap_or_else(|p| p.into_inner());
+        guard
+            .as_ref()
+            .filter(|(connection, _)| connection.status().connected())
+            .map(|(connection, _)| connection.clone())
+    }
 }
 
 #[cfg(test)]

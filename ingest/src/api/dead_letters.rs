@@ -12,10 +12,10 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use fleet_ledger::dead::{self, DeadLetter, DeadLetterView};
+use fleet_ledger::dead::{self, Claim, DeadLetter, DeadLetterView};
 use fleet_ledger::{AuditEntry, AuditKind, Event, EventKind};
 use lapin::BasicProperties;
-use lapin::options::{BasicAckOptions, BasicGetOptions};
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -52,49 +52,49 @@ pub async fn replay(
     ))
 }
 
-/// Replays one dead letter for `caller` (an operator): its body back onto the task queue,
-/// confirmed, then marked and audited. Returns its task id, if it had one.
+/// Replays one dead letter for `caller` (an operator): claimed in the ledger first (of two
+/// replays at once exactly one goes on), its body published back onto the task queue with
+/// confirms (a failed publish gives the claim back), then audited. Returns its task id.
 pub async fn replay_letter(
     state: &ApiState,
     message_id: &str,
     caller: &Caller,
 ) -> Result<Option<String>, ApiError> {
-    let message_id = message_id.to_owned();
     take_from_queue(state).await?;
     let pool = state.pool()?;
-    let (letter, body) = dead::get(pool, &message_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("dead letter", &message_id))?;
-    if let Some(at) = letter.replayed_at {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!(
-                "dead letter `{message_id}` was replayed at {at} by {}",
-                letter.replayed_by.as_deref().unwrap_or("someone")
-            ),
-        ));
-    }
     let publisher = state
         .broker
         .as_ref()
         .and_then(|b| b.publisher())
         .ok_or_else(broker_away)?;
+    let (letter, body) = match dead::claim(pool, message_id, &caller.name).await? {
+        Claim::Claimed(letter, body) => (letter, body),
+        Claim::Missing => return Err(ApiError::not_found("dead letter", message_id)),
+        Claim::Taken(letter) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "dead letter `{message_id}` was replayed at {} by {}",
+                    letter
+                        .replayed_at
+                        .map(|t| t.to_rfc3339())
+                        .unwrap_or_default(),
+                    letter.replayed_by.as_deref().unwrap_or("someone")
+                ),
+            ));
+        }
+    };
     let properties = BasicProperties::default()
         .with_content_type("application/json".into())
         .with_delivery_mode(2)
-        .with_message_id(message_id.as_str().into())
+        .with_message_id(message_id.into())
         .with_app_id("agent-fleet".into());
-    publisher
-        .publish_bytes(&body, properties)
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("the broker did not take the replay ({e}); retry later"),
-            )
-        })?;
-    if !dead::mark_replayed(pool, &message_id, &caller.name).await? {
-        tracing::warn!(message_id, "dead letter replayed twice at once");
+    if let Err(error) = publisher.publish_bytes(&body, properties).await {
+        dead::unclaim(pool, message_id, &caller.name).await?;
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the broker did not take the replay ({error}); retry later"),
+        ));
     }
     let ledger = state.records.ledger();
     ledger.audit(AuditEntry::now(
@@ -107,7 +107,7 @@ pub async fn replay_letter(
         ledger.record(Event::now(task_id, EventKind::Published));
     }
     tracing::info!(message_id, by = caller.name, "dead letter replayed");
-    Ok(letter.task_id)
+    Ok(letter.task_id.clone())
 }
 
 fn broker_away() -> ApiError {
@@ -117,25 +117,42 @@ fn broker_away() -> ApiError {
     )
 }
 
-/// Moves what waits in `<queue>.dead` into the ledger: kept, then acked, one by one.
+/// Moves what waits in `<queue>.dead` into the ledger: kept, then acked, one by one, on a
+/// channel of its own that is closed at the end (a message it could not keep is nacked
+/// back onto the queue, never left unacked on a channel that lives on).
 async fn take_from_queue(state: &ApiState) -> Result<(), ApiError> {
     let pool = state.pool()?;
     let Some(broker) = &state.broker else {
         return Ok(());
     };
-    let publisher = broker.publisher().ok_or_else(broker_away)?;
-    let channel = publisher.channel();
-    let queue = state.topology.dead_letter_queue.as_str();
+    let connection = broker.connection().ok_or_else(broker_away)?;
+    let channel = connection.create_channel().await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("cannot open a channel: {e}"),
+        )
+    })?;
+    let result = take_on(&channel, pool, state.topology.dead_letter_queue.as_str()).await;
+    let _ = channel.close(200, "dead letters taken".into()).await;
+    result
+}
+
+async fn take_on(
+    channel: &lapin::Channel,
+    pool: &deadpool_postgres::Pool,
+    queue: &str,
+) -> Result<(), ApiError> {
+    let broker_error = |e: lapin::Error| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("cannot read {queue}: {e}"),
+        )
+    };
     for _ in 0..TAKE_PER_REQUEST {
         let message = channel
             .basic_get(queue.into(), BasicGetOptions { no_ack: false })
             .await
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("cannot read {queue}: {e}"),
-                )
-            })?;
+            .map_err(broker_error)?;
         let Some(message) = message else {
             break;
         };
@@ -149,10 +166,22 @@ async fn take_from_queue(state: &ApiState) -> Result<(), ApiError> {
                 .map(|m| m.as_str()),
             delivery.properties.headers().as_ref(),
         );
-        // Kept first: a failure here leaves it on the queue (unacked, back when the
-        // channel closes), never nowhere.
-        dead::keep(pool, &letter).await?;
-        let _ = delivery.acker.ack(BasicAckOptions::default()).await;
+        // Kept first: what cannot be kept goes back onto the queue.
+        if let Err(error) = dead::keep(pool, &letter).await {
+            let _ = delivery
+                .acker
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    multiple: false,
+                })
+                .await;
+            return Err(error.into());
+        }
+        delivery
+            .acker
+            .ack(BasicAckOptions::default())
+            .await
+            .map_err(broker_error)?;
         tracing::info!(
             message_id = letter.message_id,
             reason = letter.reason,

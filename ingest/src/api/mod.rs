@@ -3,8 +3,9 @@
 //! (`DATABASE_URL`); a cancel goes to the workers through the control exchange; a retry or
 //! a replay is a confirmed publish onto the task queue.
 //!
-//! Every request names its caller with a bearer token of `API_TOKENS` (or `?token=`, for
-//! the console's links): none or an unknown one is 401, a viewer's write 403. Bad input is
+//! Every request names its caller with a bearer token of `API_TOKENS` (the console also
+//! takes `?token=`; the API does not: URLs end up in access logs): none or an unknown one
+//! is 401, a viewer's write 403. Bad input is
 //! a 400 naming the field; an unknown task or dead letter a 404.
 //!
 //! | module | role |
@@ -133,7 +134,28 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The caller of a request: `Authorization: Bearer <token>`, else `?token=<token>`.
+/// The caller of an API request: `Authorization: Bearer <token>` only (a token in a URL
+/// ends up in proxies' access logs).
+pub fn bearer_caller(parts: &Parts, tokens: &ApiTokens) -> Result<Caller, ApiError> {
+    let presented = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "an API token is required (Authorization: Bearer <token>)",
+            )
+        })?;
+    tokens
+        .caller(presented)
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "the API token is not valid"))
+}
+
+/// The caller of a console request: `Authorization: Bearer <token>`, else `?token=<token>`
+/// (the console's links carry it).
 pub fn caller_of(parts: &Parts, tokens: &ApiTokens) -> Result<Caller, ApiError> {
     let from_header = parts
         .headers
@@ -170,7 +192,7 @@ impl FromRequestParts<ApiState> for Viewer {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
-        caller_of(parts, &state.tokens).map(Viewer)
+        bearer_caller(parts, &state.tokens).map(Viewer)
     }
 }
 
@@ -178,7 +200,7 @@ impl FromRequestParts<ApiState> for Operator {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
-        let caller = caller_of(parts, &state.tokens)?;
+        let caller = bearer_caller(parts, &state.tokens)?;
         if caller.role < Role::Operator {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,

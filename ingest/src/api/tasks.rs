@@ -149,10 +149,10 @@ pub async fn retry(
         received_at: Utc::now(),
         comment_id: None,
     };
+    state.sink.publish(&task).await.map_err(unavailable)?;
     state
         .records
         .accepted(&task, AuditKind::Retry, &caller.name);
-    state.sink.publish(&task).await.map_err(unavailable)?;
     state.records.published(&task.task_id);
     tracing::info!(
         task_id,

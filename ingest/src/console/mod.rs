@@ -161,7 +161,8 @@ fn page(status: StatusCode, markup: maud::Markup) -> Response {
     );
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        // Links out (a pull request) carry no console URL, whose query may hold a token.
+        HeaderValue::from_static("same-origin"),
     );
     response
 }
@@ -245,12 +246,45 @@ async fn dead_letters(State(state): State<ApiState>, visit: Visit) -> Response {
     }
 }
 
+/// Whether a POST comes from the console's own pages: a browser says where a request
+/// comes from (`Sec-Fetch-Site`, `Origin`); one from another site (a sibling subdomain
+/// counts as the same site for `SameSite`, not as the same origin) is refused. A client
+/// that sends neither (curl with a token) is not a browser riding on a cookie.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    // A browser's own word first (every current one sends it); `Origin` for older ones.
+    if let Some(site) = header("sec-fetch-site") {
+        return matches!(site, "same-origin" | "none");
+    }
+    match (header("origin"), header("host")) {
+        (Some("null"), _) => false,
+        (Some(origin), Some(host)) => origin.split_once("://").map(|(_, rest)| rest) == Some(host),
+        (Some(_), None) => false,
+        (None, _) => true,
+    }
+}
+
+fn cross_site() -> Response {
+    failed(&ApiError::new(
+        StatusCode::FORBIDDEN,
+        "the console only takes forms posted from its own pages",
+    ))
+}
+
 /// `POST /console/dead-letters/{id}/replay` (the replay button), then back to the list.
 async fn replay(
     State(state): State<ApiState>,
+    headers: HeaderMap,
     visit: Visit,
     Path(message_id): Path<String>,
 ) -> Response {
+    if !same_origin(&headers) {
+        return cross_site();
+    }
     let Visit::Known(visitor) = visit else {
         return page(StatusCode::UNAUTHORIZED, pages::login(None));
     };
@@ -267,7 +301,10 @@ async fn replay(
 }
 
 /// `POST /console/login` (a form: `token=...`): a valid token becomes the cookie.
-async fn login(State(state): State<ApiState>, body: Bytes) -> Response {
+async fn login(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
+    if !same_origin(&headers) {
+        return cross_site();
+    }
     let token = String::from_utf8_lossy(&body)
         .split('&')
         .find_map(|pair| pair.strip_prefix("token=").map(form_decode))

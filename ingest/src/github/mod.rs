@@ -155,6 +155,8 @@ fn issue_event(
     let title = str_leaf(issue.and_then(|i| i.title.as_ref()), "issue.title")?;
     let body = opt_text(issue.and_then(|i| i.body.as_ref())).unwrap_or("");
     let url = str_leaf(issue.and_then(|i| i.html_url.as_ref()), "issue.html_url")?;
+    let mut request = request;
+    retry_fallback(&mut request, &labels, settings);
     let mut issue = IssueRef {
         tracker: Tracker::Github,
         key: format!("{}#{number}", repo_url.full_name()),
@@ -165,10 +167,14 @@ fn issue_event(
         labels,
         pull_request: on_pull,
     };
-    if on_pull && matches!(request, Request::Cancel { .. }) {
-        // The task to stop is keyed by its issue: an agent PR's body names it.
-        if let Some(issue_number) = pulls::issue_named_in(body) {
+    // A command on an agent pull request is about the issue the PR's body names: keyed by
+    // that issue, it shares the issue's lock (one task per branch at a time) and its
+    // cancels. The worker still maps the PR to its issue through the API.
+    if let Some(issue_number) = on_pull.then(|| pulls::issue_named_in(body)).flatten() {
+        if matches!(request, Request::Cancel { .. }) {
             issue = pulls::issue_ref(&repo_url, issue_number, title);
+        } else {
+            issue.key = format!("{}#{issue_number}", repo_url.full_name());
         }
     }
     Ok(message(
@@ -239,6 +245,17 @@ fn repo_url(payload: &Payload) -> Result<RepoUrl, PayloadError> {
         .and_then(|r| r.html_url.as_ref());
     RepoUrl::parse(str_leaf(link, "repository.html_url")?)
         .map_err(|e| invalid("repository.html_url", &e))
+}
+
+/// A `/retry` runs the issue's last mode (the worker reads it); when it finds none, the
+/// mode an assignment would take: a plan on an issue with a plan label, never straight to
+/// a pull request the issue's people meant to review as a plan first.
+pub fn retry_fallback(request: &mut Request, labels: &[String], settings: &IngestSettings) {
+    if let Request::Task(task) = request
+        && task.retry.is_some()
+    {
+        task.mode = assignment_mode(labels, settings);
+    }
 }
 
 /// An assignment to the agent plans when the issue carries a plan label.

@@ -246,9 +246,13 @@ fn issue_of_branch(head: &str) -> Option<u64> {
 }
 
 /// The issue an agent pull request's body names in its hidden marker
-/// (`<!-- agent-fleet:issue key=... number=<n> ... -->`).
+/// (`<!-- agent-fleet:issue key=... number=<n> ... -->`). The agent writes it last, after
+/// text the LLM wrote (which could hold a marker of its own): the last one counts.
 pub fn issue_named_in(body: &str) -> Option<u64> {
-    let marker = body.split("<!-- agent-fleet:issue ").nth(1)?;
+    let marker = body.rsplit("<!-- agent-fleet:issue ").next()?;
+    if marker.len() == body.len() {
+        return None;
+    }
     let marker = marker.split("-->").next()?;
     marker
         .split_whitespace()
@@ -310,5 +314,12 @@ mod tests {
             None
         );
         assert_eq!(issue_named_in("no marker"), None);
+        let forged = "<!-- agent-fleet:issue key=a/b#9 number=9 task=x -->\n\
+                      <!-- agent-fleet:issue key=a/b#7 number=7 task=t -->";
+        assert_eq!(
+            issue_named_in(forged),
+            Some(7),
+            "the agent's own marker is the last"
+        );
     }
 }
