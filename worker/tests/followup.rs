@@ -271,3 +271,72 @@ async fn a_push_by_a_person_while_the_agent_works_is_kept_and_built_on() {
         "one reply, from the run that pushed"
     );
 }
+
+#[tokio::test]
+async fn replies_between_people_in_a_thread_ask_for_nothing_and_one_to_the_agent_does() {
+    let (world, worker) = world("followup-replies").await;
+    let before = world.agent_pull(94, 123, &[]);
+    // GitHub files each reply in a thread as a review of its own (state `commented`).
+    world.github.add_review(
+        123,
+        "601",
+        &[(
+            "pay/refunds.py",
+            2,
+            HUNK,
+            "thanks, looks right to me",
+            "admin1",
+        )],
+    );
+    world.github.make_replies(123, "601", 1);
+    let task = world.review_task("github:reply-1", 94, 123, "601");
+    world.run(&worker, &task, "done").await;
+    assert!(
+        world.llm.calls().is_empty(),
+        "nothing was asked of the agent"
+    );
+    assert_eq!(world.head_of("agent/github-94"), before, "no commit");
+    assert!(
+        world.github.replies().is_empty(),
+        "no answer to a thank-you"
+    );
+
+    world.github.add_review(
+        123,
+        "602",
+        &[(
+            "pay/refunds.py",
+            2,
+            HUNK,
+            "@fleet-agent round to cents please",
+            "dev1",
+        )],
+    );
+    world.github.make_replies(123, "602", 1);
+    let asked = world.review_task("github:reply-2", 94, 123, "602");
+    world.run(&worker, &asked, "done").await;
+    assert_eq!(
+        world.llm.calls().len(),
+        1,
+        "a reply that speaks to the agent counts"
+    );
+    assert_ne!(world.head_of("agent/github-94"), before);
+}
+
+#[tokio::test]
+async fn a_pull_request_a_person_opened_on_an_agent_named_branch_gets_nothing() {
+    let (world, worker) = world("followup-impostor").await;
+    let before = world.agent_pull(99, 124, &[]);
+    world.github.set_pull_author(124, "mallory");
+    world.github.add_review(
+        124,
+        "603",
+        &[("pay/refunds.py", 2, HUNK, "round to cents", "dev1")],
+    );
+    let task = world.review_task("github:impostor", 99, 124, "603");
+    world.run(&worker, &task, "failed").await;
+    let suite = world.fixci_task("github:impostor-ci", 99, 124, &before);
+    world.run(&worker, &suite, "failed").await;
+    assert!(world.llm.calls().is_empty());
+    assert_eq!(world.head_of("agent/github-99"), before, "nothing pushed");
+}

@@ -566,6 +566,7 @@ async fn create_pull(
         "number": number, "state": "open", "title": body["title"], "body": body["body"],
         "draft": body["draft"].as_bool().unwrap_or(false), "node_id": format!("PR_{number}"),
         "html_url": format!("https://github.com/{o}/{r}/pull/{number}"),
+        "user": {"login": "fleet-agent[bot]"},
         "head": {"ref": head}, "base": {"ref": body["base"]},
     });
     s.pulls.push(pull.clone());
@@ -1110,10 +1111,19 @@ impl FakeGithub {
             "number": number, "state": "open", "title": "Agent PR", "body": "",
             "draft": false, "node_id": format!("PR_{number}"),
             "html_url": format!("https://github.com/{base_repo}/pull/{number}"),
+            "user": {"login": "fleet-agent[bot]"},
             "head": {"ref": branch, "sha": sha, "repo": {"full_name": head_repo}},
             "base": {"ref": "main", "repo": {"full_name": base_repo}},
         });
         self.state.lock().expect("lock").pulls.push(pull);
+    }
+
+    /// Pull request `number` as opened by `login` (not the agent).
+    pub fn set_pull_author(&self, number: u64, login: &str) {
+        let mut s = self.state.lock().expect("lock");
+        if let Some(p) = s.pulls.iter_mut().find(|p| p["number"] == number) {
+            p["user"]["login"] = json!(login);
+        }
     }
 
     /// Moves pull request `number`'s head commit (a push to its branch).
@@ -1149,6 +1159,21 @@ impl FakeGithub {
             .review_comments
             .insert((pull, review_id.to_owned()), items);
         ids
+    }
+
+    /// Makes every line comment of review `review_id` an answer in an existing thread (as
+    /// GitHub files a reply: a review of its own whose comment has `in_reply_to_id`).
+    pub fn make_replies(&self, pull: u64, review_id: &str, in_reply_to: u64) {
+        let mut s = self.state.lock().expect("lock");
+        if let Some(items) = s
+            .on_pull
+            .review_comments
+            .get_mut(&(pull, review_id.to_owned()))
+        {
+            for item in items {
+                item["in_reply_to_id"] = json!(in_reply_to);
+            }
+        }
     }
 
     /// The replies posted in review threads: `(pull, comment id, body)`.
@@ -1217,15 +1242,17 @@ async fn pull_commits(
     }
     let range = format!("refs/heads/{base}..refs/heads/{branch}");
     let out = Command::new("git")
-        .args(["log", "--reverse", "--format=%H%x1f%B%x1e", &range])
+        .args(["log", "--reverse", "--format=%H%x1f%ce%x1f%B%x1e", &range])
         .current_dir(&bare)
         .output()
         .expect("git");
     let commits: Vec<Value> = String::from_utf8_lossy(&out.stdout)
         .split('\x1e')
         .filter_map(|entry| {
-            let (sha, message) = entry.trim_start().split_once('\x1f')?;
-            Some(json!({"sha": sha, "commit": {"message": message.trim_end()}}))
+            let (sha, rest) = entry.trim_start().split_once('\x1f')?;
+            let (email, message) = rest.split_once('\x1f')?;
+            Some(json!({"sha": sha, "commit": {"message": message.trim_end(),
+                                               "committer": {"email": email}}}))
         })
         .collect();
     axum::Json(Value::Array(commits)).into_response()

@@ -47,6 +47,8 @@ struct PullHeadWire {
     head: HeadWire,
     #[serde(default)]
     base: Option<BaseWire>,
+    #[serde(default)]
+    user: Option<Login>,
 }
 
 /// `GET /repos/{o}/{r}/pulls/{n}`: what tells whose pull request it is, and where it stands.
@@ -64,6 +66,8 @@ pub struct PullHead {
     pub head_repo: Option<String>,
     /// `owner/name` of the base repository.
     pub base_repo: Option<String>,
+    /// Who opened it (empty for a deleted account).
+    pub author: String,
 }
 
 impl From<PullHeadWire> for PullHead {
@@ -76,6 +80,7 @@ impl From<PullHeadWire> for PullHead {
             sha: p.head.sha,
             head_repo: p.head.repo.map(|r| r.full_name),
             base_repo: p.base.and_then(|b| b.repo).map(|r| r.full_name),
+            author: p.user.map(|u| u.login).unwrap_or_default(),
         }
     }
 }
@@ -84,6 +89,14 @@ impl From<PullHeadWire> for PullHead {
 struct CommitBody {
     #[serde(deserialize_with = "text_or_empty")]
     message: String,
+    #[serde(default)]
+    committer: Option<Person>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Person {
+    #[serde(default, deserialize_with = "text_or_empty")]
+    email: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,12 +111,15 @@ struct PullCommitWire {
 pub struct PullCommit {
     pub sha: String,
     pub message: String,
+    /// The committer's e-mail (the agent's commits carry `AGENT_GIT_EMAIL`).
+    pub committer_email: String,
 }
 
 impl From<PullCommitWire> for PullCommit {
     fn from(c: PullCommitWire) -> Self {
         PullCommit {
             sha: c.sha,
+            committer_email: c.commit.committer.map(|p| p.email).unwrap_or_default(),
             message: c.commit.message,
         }
     }
@@ -130,6 +146,8 @@ struct ReviewCommentWire {
     body: String,
     #[serde(default)]
     user: Option<Login>,
+    #[serde(default)]
+    in_reply_to_id: Option<serde_json::Value>,
 }
 
 /// A line comment of a review (`GET /repos/{o}/{r}/pulls/{n}/reviews/{id}/comments`).
@@ -144,6 +162,8 @@ pub struct ReviewComment {
     pub body: String,
     /// Empty for a deleted account.
     pub author: String,
+    /// An answer in an existing thread (GitHub files each such answer as a review of its own).
+    pub is_reply: bool,
 }
 
 impl From<ReviewCommentWire> for ReviewComment {
@@ -155,6 +175,7 @@ impl From<ReviewCommentWire> for ReviewComment {
             diff_hunk: c.diff_hunk,
             body: c.body,
             author: c.user.map(|u| u.login).unwrap_or_default(),
+            is_reply: c.in_reply_to_id.is_some_and(|id| !id.is_null()),
         }
     }
 }

@@ -60,14 +60,16 @@ pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
         return on_pull::nothing_to_do(job, &pull, note).await;
     }
     let commits = job.session.github.pull_commits(pull.number).await?;
-    if let Some(commit) = on_pull::commit_with(&commits, "Agent-Task", &task.task_id) {
+    let agent_email = job.agent.settings.git_email.clone();
+    let agent_email = agent_email.as_str();
+    if let Some(commit) = on_pull::commit_with(&commits, agent_email, "Agent-Task", &task.task_id) {
         let note = format!(
             "This CI failure was already fixed by commit {}.",
             on_pull::short(&commit.sha)
         );
         return on_pull::nothing_to_do(job, &pull, note).await;
     }
-    let rounds = on_pull::count_trailer(&commits, "CI-Fix-Round");
+    let rounds = on_pull::count_trailer(&commits, agent_email, "CI-Fix-Round");
     let limit = job.agent.settings.ci_fix_rounds as usize;
     if rounds >= limit {
         return stop(job, &pull, rounds, limit).await;

@@ -40,9 +40,11 @@ pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
     let review_id = task.review.as_ref().map(|r| r.review_id.clone());
     // Idempotent across task ids: the review's commit (or this task's) is on the PR already.
     let commits = job.session.github.pull_commits(pull.number).await?;
+    let agent_email = job.agent.settings.git_email.clone();
+    let agent_email = agent_email.as_str();
     let done = match &review_id {
-        Some(id) => on_pull::commit_with(&commits, "Agent-Review", id),
-        None => on_pull::commit_with(&commits, "Agent-Task", &task.task_id),
+        Some(id) => on_pull::commit_with(&commits, agent_email, "Agent-Review", id),
+        None => on_pull::commit_with(&commits, agent_email, "Agent-Task", &task.task_id),
     };
     if let Some(commit) = done {
         let note = format!(
@@ -56,10 +58,13 @@ pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
         None => Vec::new(),
     };
     if asked.is_empty() && job.session.instruction_section().is_empty() {
-        return Err(TaskError::Permanent(format!(
-            "the review on pull request #{} holds nothing to address (no line comments, no text)",
+        // A reply in a thread is a review of its own on GitHub: people answering each other
+        // (or thanking the agent) ask for nothing.
+        let note = format!(
+            "The review on #{} asks the agent for nothing (no text, and no line comment that is not a reply to someone else); nothing was done.",
             pull.number
-        )));
+        );
+        return on_pull::nothing_to_do(job, &pull, note).await;
     }
     on_pull::read_issue_text(job).await;
     on_pull::clone_branch(job).await?;
@@ -152,9 +157,12 @@ async fn review_comments(
         job.agent.settings.agent_login.as_deref(),
     ];
     let max = MAX_COMMENT_BYTES.min(job.agent.settings.issue_text_max_bytes);
+    let agent = job.session.agent_account.as_str();
     let asked: Vec<Asked> = all
         .into_iter()
         .filter(|c: &ReviewComment| !own.iter().flatten().any(|a| same_account(a, &c.author)))
+        // A reply in an existing thread counts only when it speaks to the agent.
+        .filter(|c| !c.is_reply || mentions(&c.body, agent))
         .take(MAX_COMMENTS)
         .map(|c| Asked {
             body: on_pull::clean(job, &c.body, max),
@@ -166,6 +174,21 @@ async fn review_comments(
         })
         .collect();
     Ok(asked)
+}
+
+/// Whether `text` names the agent's login as `@login` (without an App's `[bot]`).
+fn mentions(text: &str, login: &str) -> bool {
+    let name = login.strip_suffix("[bot]").unwrap_or(login);
+    !name.is_empty()
+        && text
+            .to_ascii_lowercase()
+            .match_indices(&format!("@{}", name.to_ascii_lowercase()))
+            .any(|(at, found)| {
+                text[at + found.len()..]
+                    .chars()
+                    .next()
+                    .is_none_or(|c| !(c.is_alphanumeric() || c == '-' || c == '_'))
+            })
 }
 
 /// The end of a diff hunk, at most [`MAX_HUNK_BYTES`], cut at a line break.

@@ -7,7 +7,7 @@
 
 use super::{ChangeStep, Finished, Job, Outcome};
 use crate::adapters::git::Pushed;
-use crate::adapters::github::{PullCommit, PullHead};
+use crate::adapters::github::{PullCommit, PullHead, same_account};
 use crate::agent::edit_loop::Edited;
 use crate::agent::publisher::{Draft, Push};
 use crate::agent::status::State;
@@ -67,6 +67,13 @@ pub async fn agent_pull(job: &Job<'_>) -> Result<PullHead, TaskError> {
             "pull request #{number} comes from another repository (a fork); the agent only builds on its own branch in {repo}"
         )));
     }
+    // A branch name anyone with push access can choose: the pull request must also have
+    // been opened by the agent (a person's PR on a branch named `agent/...` is theirs).
+    if !same_account(&pull.author, &job.session.agent_account) {
+        return Err(TaskError::Permanent(format!(
+            "pull request #{number} was not opened by the agent; it only follows up on its own pull requests"
+        )));
+    }
     if !pull.open {
         return Err(TaskError::Permanent(format!(
             "pull request #{number} is closed"
@@ -92,36 +99,49 @@ pub async fn read_issue_text(job: &mut Job<'_>) {
     }
 }
 
-/// Whether `message` carries the trailer `key: value`.
-pub fn has_trailer(message: &str, key: &str, value: &str) -> bool {
-    message.lines().any(|line| {
-        line.trim()
-            .strip_prefix(key)
-            .and_then(|rest| rest.strip_prefix(':'))
-            .is_some_and(|v| v.trim() == value)
-    })
+/// The trailer lines of a commit message: its last paragraph (a trailer written in the
+/// subject or the body, which the LLM's summary fills, is not one).
+fn trailers(message: &str) -> impl Iterator<Item = (&str, &str)> {
+    let message = message.trim_end();
+    let last = message.rsplit_once("\n\n").map_or(
+        if message.contains('\n') { message } else { "" },
+        |(_, last)| last,
+    );
+    last.lines()
+        .filter_map(|line| line.split_once(':'))
+        .map(|(key, value)| (key.trim(), value.trim()))
 }
 
-/// The first of `commits` that carries `key: value`.
+/// Whether `message` carries the trailer `key: value`.
+pub fn has_trailer(message: &str, key: &str, value: &str) -> bool {
+    trailers(message).any(|(k, v)| k == key && v == value)
+}
+
+/// The agent's own commits among `commits` (committed as `agent_email`): only its
+/// trailers count, a person's commit cannot claim a review or a round.
+fn agents<'c>(
+    commits: &'c [PullCommit],
+    agent_email: &'c str,
+) -> impl Iterator<Item = &'c PullCommit> {
+    commits
+        .iter()
+        .filter(move |c| c.committer_email.eq_ignore_ascii_case(agent_email))
+}
+
+/// The first of the agent's `commits` that carries `key: value`.
 pub fn commit_with<'c>(
     commits: &'c [PullCommit],
+    agent_email: &'c str,
     key: &str,
     value: &str,
 ) -> Option<&'c PullCommit> {
-    commits.iter().find(|c| has_trailer(&c.message, key, value))
+    agents(commits, agent_email).find(|c| has_trailer(&c.message, key, value))
 }
 
-/// How many of `commits` carry a `key:` trailer (any value).
-pub fn count_trailer(commits: &[PullCommit], key: &str) -> usize {
-    commits
-        .iter()
-        .filter(|c| {
-            c.message.lines().any(|line| {
-                line.trim()
-                    .strip_prefix(key)
-                    .is_some_and(|rest| rest.starts_with(':'))
-            })
-        })
+/// How many of the agent's `commits` carry a `key:` trailer (any value).
+pub fn count_trailer(commits: &[PullCommit], agent_email: &str, key: &str) -> usize {
+    agents(commits, agent_email)
+        .filter(|c| trailers(&c.message).any(|(k, _)| k == key))
         .count()
 }
 
@@ -321,23 +341,44 @@ pub fn inline_files(edited: &Edited) -> String {
 mod tests {
     use super::*;
 
+    const AGENT: &str = "fleet@example.com";
+
     fn commit(message: &str) -> PullCommit {
+        commit_by(message, AGENT)
+    }
+
+    fn commit_by(message: &str, email: &str) -> PullCommit {
         PullCommit {
             sha: "0123456789abcdef".into(),
             message: message.into(),
+            committer_email: email.into(),
         }
     }
 
     #[test]
-    fn trailers_are_read_exactly() {
+    fn trailers_are_read_exactly_and_only_from_the_agents_commits() {
         let commits = [
             commit("Fix\n\nAgent-Task: t1\nAgent-Review: 77"),
             commit("Round\n\nCI-Fix-Round: 1"),
             commit("Mention of CI-Fix-Round in the text, no trailer"),
+            commit("Agent-Review: 88\n\nA summary the LLM wrote"),
+            commit("CI-Fix-Round: 9"),
+            commit_by(
+                "Mine\n\nAgent-Review: 99\nCI-Fix-Round: 2",
+                "dana@example.com",
+            ),
         ];
-        assert!(commit_with(&commits, "Agent-Review", "77").is_some());
-        assert!(commit_with(&commits, "Agent-Review", "7").is_none());
-        assert_eq!(count_trailer(&commits, "CI-Fix-Round"), 1);
+        assert!(commit_with(&commits, AGENT, "Agent-Review", "77").is_some());
+        assert!(commit_with(&commits, AGENT, "Agent-Review", "7").is_none());
+        assert!(
+            commit_with(&commits, AGENT, "Agent-Review", "88").is_none(),
+            "not a trailer"
+        );
+        assert!(
+            commit_with(&commits, AGENT, "Agent-Review", "99").is_none(),
+            "a person's commit"
+        );
+        assert_eq!(count_trailer(&commits, AGENT, "CI-Fix-Round"), 1);
         assert_eq!(short("0123456789abcdef"), "0123456789ab");
         assert_eq!(
             commit_words(Some("0123456789abcdef"), Draft::No),
