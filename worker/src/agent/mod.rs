@@ -13,7 +13,8 @@
 //! | [`checks`] | the repository's checks in the sandbox after the edits, repair rounds fed with new failures, the `### Checks` evidence |
 //! | [`approval`] | what binds an `/approve` to the newest plan |
 //! | [`plan`] | the plan's format, markers and hashes |
-//! | [`status`] | the status comment and its checklist |
+//! | [`status`] | the status comment, its checklist and its markers (task line, cancel) |
+//! | [`retry`] | what a `/retry` runs: the issue's last mode, with what that mode needs |
 //! | [`prompts`], [`untrusted`] | prompt templates and how untrusted text reaches them |
 //! | [`syntax`] | the tree-sitter syntax gate |
 //! | [`meter`] | the agent's metrics |
@@ -33,6 +34,7 @@ pub mod plan;
 pub mod prompts;
 pub mod publisher;
 pub mod repo_policy;
+pub mod retry;
 pub mod session;
 pub mod settings;
 pub mod status;
@@ -49,8 +51,10 @@ use modes::Job;
 use repo_policy::Admission;
 use session::IssueSession;
 use settings::AgentSettings;
-use shared::TaskMessage;
-use status::State;
+use shared::control::ControlMessage;
+use shared::task::TriggerInfo;
+use shared::{Mode, TaskMessage};
+use status::{CancelMark, State};
 use std::path::Path;
 use tokio_util::sync::CancellationToken;
 use workspace::{Workspace, WorkspaceSpec};
@@ -139,18 +143,44 @@ impl Agent {
         let mut session = IssueSession::open(self, task)
             .await
             .map_err(errors::deferred)?;
+        let prior = match session.prior().await {
+            Ok(prior) => prior,
+            Err(error) => return Err(report(&mut session, error).await),
+        };
+        // However a retry ends (refused included), its status keeps the mode it retries.
+        if task.retry.is_some()
+            && let Some(line) = prior.last.as_ref().filter(|l| l.mode.is_some())
+        {
+            session.status.resume(line);
+        }
         let user = repo_policy::asking_user(task);
-        match session.may_act(user).await {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::info!(user, "refused: no write access");
-                let reason = format!(
-                    "@{user} does not have write access to {}",
-                    task.repo_url.full_name()
-                );
-                return Err(session.finish_failed(State::Refused(reason)).await);
+        self.authorize(&mut session, user).await?;
+        // A cancel of the issue after this task was asked for: it does not run at all.
+        if let Some(cancel) = &prior.cancel
+            && cancel.stops(task)
+        {
+            tracing::info!(cancel_id = %cancel.id, by = %cancel.by, "skipped: the issue was cancelled after this task was asked for");
+            return Err(TaskError::Cancelled(format!(
+                "the issue was cancelled by {} after this task was asked for",
+                cancel.by
+            )));
+        }
+        let resolved;
+        let (task, mut session) = match retry::resolve(task, prior.last.as_ref()) {
+            Ok(None) => (task, session),
+            Ok(Some(again)) => {
+                resolved = again;
+                let session = session.retarget(&resolved);
+                (&resolved, session)
             }
             Err(error) => return Err(report(&mut session, error).await),
+        };
+        // A retried implementation is the approver's as much as the requester's.
+        if task.retry.is_some()
+            && task.mode == Mode::Implement
+            && let Some(approval) = &task.approval
+        {
+            self.authorize(&mut session, &approval.approver).await?;
         }
         match session.already_done().await {
             Ok(true) => {
@@ -192,6 +222,51 @@ impl Agent {
     }
 }
 
+impl Agent {
+    /// Refuses (reported on the issue) a task `user` may not ask for.
+    async fn authorize(&self, session: &mut IssueSession<'_>, user: &str) -> Result<(), TaskError> {
+        match session.may_act(user).await {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                tracing::info!(user, "refused: no write access");
+                let reason = format!(
+                    "@{user} does not have write access to {}",
+                    session.task.repo_url.full_name()
+                );
+                Err(session.finish_failed(State::Refused(reason)).await)
+            }
+            Err(error) => Err(report(session, error).await),
+        }
+    }
+}
+
+/// The issue a cancel names, as a task of its own (no mode of its own runs): what a
+/// session needs to open the issue and write its status comment.
+fn cancel_task(cancel: &ControlMessage) -> TaskMessage {
+    TaskMessage {
+        version: shared::task::TASK_VERSION,
+        task_id: cancel.cancel_id.clone(),
+        mode: Mode::Quickfix,
+        source: cancel.source,
+        repo_url: cancel.repo_url.clone(),
+        base_branch: None,
+        issue: cancel.issue.clone(),
+        trigger_user: cancel.requested_by.clone(),
+        trigger: TriggerInfo {
+            event: "cancel".into(),
+            delivery_id: cancel.cancel_id.clone(),
+            received_at: cancel.requested_at,
+            comment_id: cancel.comment_id.clone(),
+        },
+        approval: None,
+        revision: None,
+        instruction: None,
+        review: None,
+        checks: None,
+        retry: None,
+    }
+}
+
 /// Permanent failures are reported on the issue before the ack; transient ones are not
 /// (the retry may well succeed; the last attempt is reported by `report_exhausted`).
 async fn report(session: &mut IssueSession<'_>, error: TaskError) -> TaskError {
@@ -221,5 +296,34 @@ impl TaskHandler for Agent {
             }
             Err(error) => tracing::warn!(?error, "cannot report the exhausted task on the issue"),
         }
+    }
+
+    async fn cancelled(&self, task: &TaskMessage, cancel: &ControlMessage) {
+        let reported = async {
+            let mut session = IssueSession::open(self, task).await?;
+            let prior = session.prior().await?;
+            session.show_cancel(cancel, &prior, true).await
+        };
+        match reported.await {
+            Ok(()) => tracing::info!("the cancel is on the issue"),
+            Err(error) => tracing::warn!(?error, "cannot report the cancel on the issue"),
+        }
+    }
+
+    async fn record_cancel(&self, cancel: &ControlMessage) -> Result<(), TaskError> {
+        let task = cancel_task(cancel);
+        let mut session = IssueSession::open(self, &task).await?;
+        if let Some(comment_id) = &cancel.comment_id {
+            session.publisher.acknowledge(comment_id).await;
+        }
+        let prior = session.prior().await?;
+        let mark = CancelMark::of(cancel);
+        if let Some(kept) = &prior.cancel
+            && (kept.id == mark.id || kept.at > mark.at)
+        {
+            tracing::info!("the status comment has this cancel (or a newer one) already");
+            return Ok(());
+        }
+        session.show_cancel(cancel, &prior, false).await
     }
 }

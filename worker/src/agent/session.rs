@@ -7,13 +7,14 @@
 use super::errors::unknown_identity;
 use super::publisher::{Live, Publisher, StatusUpdate};
 use super::settings::AgentSettings;
-use super::status::{self, State, Status, Step};
+use super::status::{self, CancelMark, Prior, State, Status, Step};
 use super::{Agent, prompts};
 use crate::adapters::github::{GitHub, GithubAuth};
 use crate::adapters::jira::Jira;
 use crate::adapters::thread::IssueThread;
 use crate::runtime::handler::TaskError;
 use fleet_llm::budget::Spent;
+use shared::control::ControlMessage;
 use shared::{TaskMessage, Tracker};
 use std::sync::Arc;
 
@@ -228,6 +229,87 @@ impl<'a> IssueSession<'a> {
         Ok(self.thread.comments().await?.iter().any(|c| {
             c.by(&self.agent_account) && status::finished_task(&c.text, &self.task.task_id)
         }))
+    }
+
+    /// What the agent's status comment says of earlier tasks; its newest cancel is kept
+    /// on this session's status from now on (a rewrite of the comment does not lose it).
+    pub async fn prior(&mut self) -> Result<Prior, TaskError> {
+        let comments = self.thread.comments().await?;
+        let prior = Prior::of(
+            comments
+                .iter()
+                .filter(|c| c.by(&self.agent_account))
+                .map(|c| c.text.as_str()),
+        );
+        if let Some(mark) = &prior.cancel {
+            self.status.keep_cancel(mark.clone());
+        }
+        Ok(prior)
+    }
+
+    /// The same session for `task` (the task a `/retry` resolved to): a fresh status of
+    /// it, the cancel kept.
+    pub fn retarget<'b>(self, task: &'b TaskMessage) -> IssueSession<'b>
+    where
+        'a: 'b,
+    {
+        let mut status = Status::new(task);
+        status.cancel = self.status.cancel;
+        IssueSession {
+            task,
+            settings: self.settings,
+            github: self.github,
+            thread: self.thread,
+            issue: self.issue,
+            agent_account: self.agent_account,
+            status,
+            spent: self.spent,
+            publisher: self.publisher,
+            status_comment: self.status_comment,
+        }
+    }
+
+    /// Writes `cancel` onto the status comment: "cancelled by @x", its marker, and what
+    /// it stopped (`running`: this session's task; else nothing ran, and a task of the issue
+    /// still queued will be skipped). The task line of `prior` is kept when it is not this
+    /// session's task (a `/retry` still finds the last mode).
+    pub async fn show_cancel(
+        &mut self,
+        cancel: &ControlMessage,
+        prior: &Prior,
+        running: bool,
+    ) -> Result<(), TaskError> {
+        let by = match cancel.source {
+            Tracker::Github => readable_user(&cancel.requested_by),
+            Tracker::Jira => format!("the Jira user {}", cancel.requested_by),
+        };
+        if let Some(line) = &prior.last
+            && (!running || line.id == self.task.task_id)
+        {
+            self.status.resume(line);
+            self.status.task_id.clone_from(&line.id);
+        } else if !running {
+            // Nothing ran before either: no mode for a retry to take.
+            self.status.mode.clear();
+        }
+        self.status.done = if running
+            && prior
+                .last
+                .as_ref()
+                .is_some_and(|l| l.id == self.task.task_id)
+        {
+            prior.checked
+        } else {
+            0
+        };
+        self.status.state = State::Cancelled(by);
+        self.status.keep_cancel(CancelMark::of(cancel));
+        self.status.notes = vec![if running {
+            "It was stopped while it ran; nothing more is pushed for it.".to_owned()
+        } else {
+            "Nothing was running when the cancel came; a task of this issue still queued is skipped when it starts.".to_owned()
+        }];
+        self.publish_status().await
     }
 
     /// Posts or edits the status comment.
