@@ -279,9 +279,11 @@ impl<'a> IssueSession<'a> {
         prior: &Prior,
         running: bool,
     ) -> Result<(), TaskError> {
+        let mark = CancelMark::of(cancel);
+        // Only the characters of a login or account id reach the comment.
         let by = match cancel.source {
             Tracker::Github => readable_user(&cancel.requested_by),
-            Tracker::Jira => format!("the Jira user {}", cancel.requested_by),
+            Tracker::Jira => format!("the Jira user {}", mark.by),
         };
         if let Some(line) = &prior.last
             && (!running || line.id == self.task.task_id)
@@ -303,7 +305,7 @@ impl<'a> IssueSession<'a> {
             0
         };
         self.status.state = State::Cancelled(by);
-        self.status.keep_cancel(CancelMark::of(cancel));
+        self.status.keep_cancel(mark);
         self.status.notes = vec![if running {
             "It was stopped while it ran; nothing more is pushed for it.".to_owned()
         } else {

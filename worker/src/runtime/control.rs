@@ -321,8 +321,11 @@ async fn take<H: TaskHandler>(delivery: Delivery, shared: &Arc<Shared>, handler:
         } else {
             delivery.acker.ack(BasicAckOptions::default()).await
         };
-        if let Err(error) = settled {
-            tracing::warn!(%error, "cannot settle the cancel; the broker will redeliver it");
+        match settled {
+            Ok(_) => tracing::info!(requeued = again, "cancel settled"),
+            Err(error) => {
+                tracing::warn!(%error, "cannot settle the cancel; the broker will redeliver it")
+            }
         }
     }
     .instrument(span)
