@@ -14,6 +14,7 @@
 //! | [`approval`] | what binds an `/approve` to the newest plan |
 //! | [`plan`] | the plan's format, markers and hashes |
 //! | [`status`] | the status comment, its checklist and its markers (task line, cancel) |
+//! | [`cancel`] | `/cancel` on the issue: the stopped task's report, the cancel recorded when nothing ran |
 //! | [`retry`] | what a `/retry` runs: the issue's last mode, with what that mode needs |
 //! | [`prompts`], [`untrusted`] | prompt templates and how untrusted text reaches them |
 //! | [`syntax`] | the tree-sitter syntax gate |
@@ -25,6 +26,7 @@
 //! mode's `Step` enum. A new effect on the tracker is a [`publisher::Publisher`] method.
 
 pub mod approval;
+pub mod cancel;
 pub mod checks;
 pub mod edit_loop;
 pub mod errors;
@@ -52,9 +54,8 @@ use repo_policy::Admission;
 use session::IssueSession;
 use settings::AgentSettings;
 use shared::control::ControlMessage;
-use shared::task::TriggerInfo;
 use shared::{Mode, TaskMessage};
-use status::{CancelMark, State};
+use status::State;
 use std::path::Path;
 use tokio_util::sync::CancellationToken;
 use workspace::{Workspace, WorkspaceSpec};
@@ -240,33 +241,6 @@ impl Agent {
     }
 }
 
-/// The issue a cancel names, as a task of its own (no mode of its own runs): what a
-/// session needs to open the issue and write its status comment.
-fn cancel_task(cancel: &ControlMessage) -> TaskMessage {
-    TaskMessage {
-        version: shared::task::TASK_VERSION,
-        task_id: cancel.cancel_id.clone(),
-        mode: Mode::Quickfix,
-        source: cancel.source,
-        repo_url: cancel.repo_url.clone(),
-        base_branch: None,
-        issue: cancel.issue.clone(),
-        trigger_user: cancel.requested_by.clone(),
-        trigger: TriggerInfo {
-            event: "cancel".into(),
-            delivery_id: cancel.cancel_id.clone(),
-            received_at: cancel.requested_at,
-            comment_id: cancel.comment_id.clone(),
-        },
-        approval: None,
-        revision: None,
-        instruction: None,
-        review: None,
-        checks: None,
-        retry: None,
-    }
-}
-
 /// Permanent failures are reported on the issue before the ack; transient ones are not
 /// (the retry may well succeed; the last attempt is reported by `report_exhausted`).
 async fn report(session: &mut IssueSession<'_>, error: TaskError) -> TaskError {
@@ -299,31 +273,10 @@ impl TaskHandler for Agent {
     }
 
     async fn cancelled(&self, task: &TaskMessage, cancel: &ControlMessage) {
-        let reported = async {
-            let mut session = IssueSession::open(self, task).await?;
-            let prior = session.prior().await?;
-            session.show_cancel(cancel, &prior, true).await
-        };
-        match reported.await {
-            Ok(()) => tracing::info!("the cancel is on the issue"),
-            Err(error) => tracing::warn!(?error, "cannot report the cancel on the issue"),
-        }
+        cancel::report(self, task, cancel).await;
     }
 
     async fn record_cancel(&self, cancel: &ControlMessage) -> Result<(), TaskError> {
-        let task = cancel_task(cancel);
-        let mut session = IssueSession::open(self, &task).await?;
-        if let Some(comment_id) = &cancel.comment_id {
-            session.publisher.acknowledge(comment_id).await;
-        }
-        let prior = session.prior().await?;
-        let mark = CancelMark::of(cancel);
-        if let Some(kept) = &prior.cancel
-            && (kept.id == mark.id || kept.at > mark.at)
-        {
-            tracing::info!("the status comment has this cancel (or a newer one) already");
-            return Ok(());
-        }
-        session.show_cancel(cancel, &prior, false).await
+        cancel::record(self, cancel).await
     }
 }

@@ -7,14 +7,13 @@
 use super::errors::unknown_identity;
 use super::publisher::{Live, Publisher, StatusUpdate};
 use super::settings::AgentSettings;
-use super::status::{self, CancelMark, Prior, State, Status, Step};
+use super::status::{self, Prior, State, Status, Step};
 use super::{Agent, prompts};
 use crate::adapters::github::{GitHub, GithubAuth};
 use crate::adapters::jira::Jira;
 use crate::adapters::thread::IssueThread;
 use crate::runtime::handler::TaskError;
 use fleet_llm::budget::Spent;
-use shared::control::ControlMessage;
 use shared::{TaskMessage, Tracker};
 use std::sync::Arc;
 
@@ -269,51 +268,6 @@ impl<'a> IssueSession<'a> {
         }
     }
 
-    /// Writes `cancel` onto the status comment: "cancelled by @x", its marker, and what
-    /// it stopped (`running`: this session's task; else nothing ran, and a task of the issue
-    /// still queued will be skipped). The task line of `prior` is kept when it is not this
-    /// session's task (a `/retry` still finds the last mode).
-    pub async fn show_cancel(
-        &mut self,
-        cancel: &ControlMessage,
-        prior: &Prior,
-        running: bool,
-    ) -> Result<(), TaskError> {
-        let mark = CancelMark::of(cancel);
-        // Only the characters of a login or account id reach the comment.
-        let by = match cancel.source {
-            Tracker::Github => readable_user(&cancel.requested_by),
-            Tracker::Jira => format!("the Jira user {}", mark.by),
-        };
-        if let Some(line) = &prior.last
-            && (!running || line.id == self.task.task_id)
-        {
-            self.status.resume(line);
-            self.status.task_id.clone_from(&line.id);
-        } else if !running {
-            // Nothing ran before either: no mode for a retry to take.
-            self.status.mode.clear();
-        }
-        self.status.done = if running
-            && prior
-                .last
-                .as_ref()
-                .is_some_and(|l| l.id == self.task.task_id)
-        {
-            prior.checked
-        } else {
-            0
-        };
-        self.status.state = State::Cancelled(by);
-        self.status.keep_cancel(mark);
-        self.status.notes = vec![if running {
-            "It was stopped while it ran; nothing more is pushed for it.".to_owned()
-        } else {
-            "Nothing was running when the cancel came; a task of this issue still queued is skipped when it starts.".to_owned()
-        }];
-        self.publish_status().await
-    }
-
     /// Posts or edits the status comment.
     pub async fn publish_status(&mut self) -> Result<(), TaskError> {
         self.status.input_tokens = self.spent.usage.input_tokens;
@@ -479,7 +433,7 @@ async fn jira_issue(
 
 /// A trigger user for a prompt heading: a GitHub login as `@login`; anything else
 /// (a Jira account id) as "the requester". Only the characters of a login are kept.
-fn readable_user(user: &str) -> String {
+pub(super) fn readable_user(user: &str) -> String {
     let login = !user.is_empty()
         && user.len() <= 39
         && user
