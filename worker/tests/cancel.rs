@@ -313,3 +313,35 @@ async fn a_cancel_marker_in_someone_elses_comment_stops_nothing() {
     world.run(&worker, &task, "done").await;
     assert_eq!(world.github.pulls().len(), 1, "the task ran");
 }
+
+#[tokio::test]
+async fn an_unreadable_control_message_is_dropped_and_the_worker_goes_on() {
+    let (world, worker) = World::quickfix("cancel-garbage").await;
+    let exchange = format!("{}.control", world.fleet.queue);
+    let confirm = world
+        .fleet
+        .publisher
+        .channel()
+        .basic_publish(
+            exchange.as_str().into(),
+            "".into(),
+            BasicPublishOptions::default(),
+            br#"{"type":"explode","issue_key":7}"#,
+            BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .expect("published");
+    confirm.await.expect("confirmed");
+    wait_until("the broadcast copy ignored", LONG, || {
+        logged(&worker, "unreadable control message ignored")
+    })
+    .await;
+    wait_until("the durable copy dropped", LONG, || {
+        logged(&worker, "unreadable cancel dropped")
+    })
+    .await;
+    let cancels = format!("{}.cancels", world.fleet.queue);
+    assert_eq!(world.fleet.ready(&cancels).await, 0, "acked, not requeued");
+    let task = world.task("github:cancel-garbage", 94, "dev1");
+    world.run(&worker, &task, "done").await;
+}

@@ -96,3 +96,45 @@ async fn a_retry_asked_by_a_read_only_user_does_nothing() {
         "a later retry still finds the mode: {status}"
     );
 }
+
+#[tokio::test]
+async fn a_retry_of_a_failed_implementation_carries_its_approval() {
+    // The implementation's first edit is refused for good (401); the retry's answers.
+    let script = [
+        (
+            "plan",
+            vec![Answer::Text(plan_json("Round refunds to cents"))],
+        ),
+        (
+            "edit",
+            vec![Answer::Status(401, None), Answer::Text(good_answer())],
+        ),
+    ];
+    let (world, worker) = World::with_worker("retry-implement", 5, &script, &[]).await;
+    world
+        .run(
+            &worker,
+            &world.plan_task("github:retry-impl-plan", 97),
+            "done",
+        )
+        .await;
+    let approval = world.github.add_comment(97, "dev1", "/approve");
+    let implement = world.approve_task("github:retry-impl-1", 97, &approval, "dev1");
+    world.run(&worker, &implement, "failed").await;
+    let failed = body_of(&status_comments(&world.github, 97)[0]).to_owned();
+    assert!(
+        failed.contains(&format!(
+            "state=failed mode=implement approval={approval} approver=dev1"
+        )),
+        "{failed}"
+    );
+
+    // Asked by someone else with write access: the approval is still dev1's.
+    let retry = retry_task(&world, "github:retry-impl-2", 97, "admin1");
+    world.run(&worker, &retry, "done").await;
+    assert_eq!(world.llm.phases(), ["plan", "edit", "edit"]);
+    world.assert_fix_on("agent/github-97");
+    let message = world.commit_message("agent/github-97");
+    assert!(message.contains("approved by dev1"), "{message}");
+    assert_eq!(world.github.pulls()[0]["draft"], false, "ready for review");
+}
