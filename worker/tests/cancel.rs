@@ -202,6 +202,17 @@ async fn a_cancel_while_nothing_runs_skips_a_task_asked_for_before_it() {
         logged(&first, "cancel settled")
     })
     .await;
+    // The worker that heard the cancel does not even start a task asked for before it.
+    let mut heard = world.task("github:cancel-heard", 92, "dev1");
+    heard.trigger.received_at = queued.trigger.received_at;
+    world.run(&first, &heard, "cancelled").await;
+    assert!(
+        logged(
+            &first,
+            "the issue was cancelled after this task was asked for; not running it"
+        ),
+        "stopped by the runtime's memory of the cancel"
+    );
     drop(first);
 
     // A worker that never heard the broadcast reads the cancel on the status comment.
