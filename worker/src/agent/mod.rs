@@ -183,13 +183,9 @@ impl Agent {
         {
             self.authorize(&mut session, &approval.approver).await?;
         }
-        match session.already_done().await {
-            Ok(true) => {
-                tracing::info!("this task already finished (redelivery); nothing to do");
-                return Ok(());
-            }
-            Ok(false) => {}
-            Err(error) => return Err(report(&mut session, error).await),
+        if prior.finished {
+            tracing::info!("this task already finished (redelivery); nothing to do");
+            return Ok(());
         }
         let meter = Meter::new(ctx.metrics.clone());
         let mut job = self.job(task, session, &ctx.workdir, ctx.cancel.clone(), meter, None);

@@ -222,24 +222,21 @@ impl<'a> IssueSession<'a> {
         }
     }
 
-    /// Whether the agent's own status comment says this very task already finished (the
-    /// same marker in anyone else's comment means nothing).
-    pub async fn already_done(&self) -> Result<bool, TaskError> {
-        Ok(self.thread.comments().await?.iter().any(|c| {
-            c.by(&self.agent_account) && status::finished_task(&c.text, &self.task.task_id)
-        }))
-    }
-
-    /// What the agent's status comment says of earlier tasks; its newest cancel is kept
-    /// on this session's status from now on (a rewrite of the comment does not lose it).
+    /// What the agent's status comment says of earlier tasks, and whether it says this
+    /// very task already finished (a redelivery; the same marker in anyone else's comment
+    /// means nothing). Its newest cancel is kept on this session's status from now on (a
+    /// rewrite of the comment does not lose it).
     pub async fn prior(&mut self) -> Result<Prior, TaskError> {
         let comments = self.thread.comments().await?;
-        let prior = Prior::of(
-            comments
-                .iter()
-                .filter(|c| c.by(&self.agent_account))
-                .map(|c| c.text.as_str()),
-        );
+        let own: Vec<&str> = comments
+            .iter()
+            .filter(|c| c.by(&self.agent_account))
+            .map(|c| c.text.as_str())
+            .collect();
+        let mut prior = Prior::of(own.iter().copied());
+        prior.finished = own
+            .iter()
+            .any(|text| status::finished_task(text, &self.task.task_id));
         if let Some(mark) = &prior.cancel {
             self.status.keep_cancel(mark.clone());
         }

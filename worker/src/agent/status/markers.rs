@@ -156,6 +156,8 @@ pub struct Prior {
     pub cancel: Option<CancelMark>,
     /// How many checklist lines it has ticked.
     pub checked: usize,
+    /// The task asking already finished (set by the session, which knows the task).
+    pub finished: bool,
 }
 
 impl Prior {
