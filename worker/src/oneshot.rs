@@ -208,6 +208,8 @@ fn describe(error: TaskError) -> anyhow::Error {
         TaskError::Transient(r) | TaskError::Delayed { reason: r, .. } => {
             anyhow::anyhow!("temporary failure (try again): {r}")
         }
-        TaskError::Permanent(r) | TaskError::Unsupported(r) => anyhow::anyhow!("{r}"),
+        TaskError::Permanent(r) | TaskError::Unsupported(r) | TaskError::Cancelled(r) => {
+            anyhow::anyhow!("{r}")
+        }
     }
 }

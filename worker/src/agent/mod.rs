@@ -13,7 +13,9 @@
 //! | [`checks`] | the repository's checks in the sandbox after the edits, repair rounds fed with new failures, the `### Checks` evidence |
 //! | [`approval`] | what binds an `/approve` to the newest plan |
 //! | [`plan`] | the plan's format, markers and hashes |
-//! | [`status`] | the status comment and its checklist |
+//! | [`status`] | the status comment, its checklist and its markers (task line, cancel) |
+//! | [`cancel`] | `/cancel` on the issue: the stopped task's report, the cancel recorded when nothing ran |
+//! | [`retry`] | what a `/retry` runs: the issue's last mode, with what that mode needs |
 //! | [`prompts`], [`untrusted`] | prompt templates and how untrusted text reaches them |
 //! | [`syntax`] | the tree-sitter syntax gate |
 //! | [`meter`] | the agent's metrics |
@@ -24,6 +26,7 @@
 //! mode's `Step` enum. A new effect on the tracker is a [`publisher::Publisher`] method.
 
 pub mod approval;
+pub mod cancel;
 pub mod checks;
 pub mod edit_loop;
 pub mod errors;
@@ -33,6 +36,7 @@ pub mod plan;
 pub mod prompts;
 pub mod publisher;
 pub mod repo_policy;
+pub mod retry;
 pub mod session;
 pub mod settings;
 pub mod status;
@@ -49,7 +53,8 @@ use modes::Job;
 use repo_policy::Admission;
 use session::IssueSession;
 use settings::AgentSettings;
-use shared::TaskMessage;
+use shared::control::ControlMessage;
+use shared::{Mode, TaskMessage};
 use status::State;
 use std::path::Path;
 use tokio_util::sync::CancellationToken;
@@ -139,32 +144,57 @@ impl Agent {
         let mut session = IssueSession::open(self, task)
             .await
             .map_err(errors::deferred)?;
+        let prior = match session.prior().await {
+            Ok(prior) => prior,
+            Err(error) => return Err(report(&mut session, error).await),
+        };
+        // However a retry ends (refused included), its status keeps the mode it retries.
+        if task.retry.is_some()
+            && let Some(line) = prior.last.as_ref().filter(|l| l.mode.is_some())
+        {
+            session.status.resume(line);
+        }
         let user = repo_policy::asking_user(task);
         // A check suite has no author: fixci checks instead that the PR is the agent's own.
-        let asked = if repo_policy::needs_write_access(task) {
-            session.may_act(user).await
-        } else {
-            Ok(true)
-        };
-        match asked {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::info!(user, "refused: no write access");
-                let reason = format!(
-                    "@{user} does not have write access to {}",
-                    task.repo_url.full_name()
-                );
-                return Err(session.finish_failed(State::Refused(reason)).await);
-            }
-            Err(error) => return Err(report(&mut session, error).await),
-        }
-        match session.already_done().await {
-            Ok(true) => {
-                tracing::info!("this task already finished (redelivery); nothing to do");
+        if repo_policy::needs_write_access(task) {
+            // The agent's own words never ask it for work (a loop, when the ingest's
+            // AGENT_GITHUB_LOGIN is unset): nothing is done and nothing is said.
+            if session.is_own_account(user) {
+                tracing::info!(user, "ignored: asked by the agent's own account");
                 return Ok(());
             }
-            Ok(false) => {}
+            self.authorize(&mut session, user).await?;
+        }
+        // A cancel of the issue after this task was asked for: it does not run at all.
+        if let Some(cancel) = &prior.cancel
+            && cancel.stops(task)
+        {
+            tracing::info!(cancel_id = %cancel.id, by = %cancel.by, "skipped: the issue was cancelled after this task was asked for");
+            return Err(TaskError::Cancelled(format!(
+                "the issue was cancelled by {} after this task was asked for",
+                cancel.by
+            )));
+        }
+        let resolved;
+        let (task, mut session) = match retry::resolve(task, prior.last.as_ref()) {
+            Ok(None) => (task, session),
+            Ok(Some(again)) => {
+                resolved = again;
+                let session = session.retarget(&resolved);
+                (&resolved, session)
+            }
             Err(error) => return Err(report(&mut session, error).await),
+        };
+        // A retried implementation is the approver's as much as the requester's.
+        if task.retry.is_some()
+            && task.mode == Mode::Implement
+            && let Some(approval) = &task.approval
+        {
+            self.authorize(&mut session, &approval.approver).await?;
+        }
+        if prior.finished {
+            tracing::info!("this task already finished (redelivery); nothing to do");
+            return Ok(());
         }
         let meter = Meter::new(ctx.metrics.clone());
         let mut job = self.job(task, session, &ctx.workdir, ctx.cancel.clone(), meter, None);
@@ -198,6 +228,24 @@ impl Agent {
     }
 }
 
+impl Agent {
+    /// Refuses (reported on the issue) a task `user` may not ask for.
+    async fn authorize(&self, session: &mut IssueSession<'_>, user: &str) -> Result<(), TaskError> {
+        match session.may_act(user).await {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                tracing::info!(user, "refused: no write access");
+                let reason = format!(
+                    "@{user} does not have write access to {}",
+                    session.task.repo_url.full_name()
+                );
+                Err(session.finish_failed(State::Refused(reason)).await)
+            }
+            Err(error) => Err(report(session, error).await),
+        }
+    }
+}
+
 /// Permanent failures are reported on the issue before the ack; transient ones are not
 /// (the retry may well succeed; the last attempt is reported by `report_exhausted`).
 async fn report(session: &mut IssueSession<'_>, error: TaskError) -> TaskError {
@@ -227,5 +275,13 @@ impl TaskHandler for Agent {
             }
             Err(error) => tracing::warn!(?error, "cannot report the exhausted task on the issue"),
         }
+    }
+
+    async fn cancelled(&self, task: &TaskMessage, cancel: &ControlMessage) {
+        cancel::report(self, task, cancel).await;
+    }
+
+    async fn record_cancel(&self, cancel: &ControlMessage) -> Result<(), TaskError> {
+        cancel::record(self, cancel).await
     }
 }

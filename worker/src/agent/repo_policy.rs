@@ -124,7 +124,8 @@ pub fn asking_user(task: &TaskMessage) -> &str {
 /// sender is often a CI app); fixci works only on the agent's own pull request, which a
 /// person allowed to ask started, and checks that instead.
 pub fn needs_write_access(task: &TaskMessage) -> bool {
-    task.mode != Mode::Fixci
+    // A `/retry` of a fixci was asked by a person: their rights count.
+    task.mode != Mode::Fixci || task.retry.is_some()
 }
 
 /// Named in `allowed_users`, or (a GitHub user) an active member of an `allowed_teams` team.

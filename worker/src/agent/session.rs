@@ -7,7 +7,7 @@
 use super::errors::unknown_identity;
 use super::publisher::{Live, Publisher, StatusUpdate};
 use super::settings::AgentSettings;
-use super::status::{self, State, Status, Step};
+use super::status::{self, Prior, State, Status, Step};
 use super::{Agent, prompts};
 use crate::adapters::github::{GitHub, GithubAuth};
 use crate::adapters::jira::Jira;
@@ -196,19 +196,22 @@ impl<'a> IssueSession<'a> {
 
     /// Whether `user` may ask the agent for work on this issue: `write` or higher on the
     /// GitHub repository, or `EDIT_ISSUES` (or `JIRA_APPROVERS`) on Jira.
-    pub async fn may_act(&self, user: &str) -> Result<bool, TaskError> {
-        // The agent never acts on its own word (a loop, or a forged trigger).
-        let own = [
+    /// Whether `user` is the agent itself (its login on the thread's tracker, its
+    /// configured GitHub login or Jira account id).
+    pub fn is_own_account(&self, user: &str) -> bool {
+        [
             Some(self.agent_account.as_str()),
             self.settings.agent_login.as_deref(),
             self.settings.agent_jira_account_id.as_deref(),
-        ];
-        if user.trim().is_empty()
-            || own
-                .iter()
-                .flatten()
-                .any(|a| crate::adapters::github::same_account(a, user))
-        {
+        ]
+        .iter()
+        .flatten()
+        .any(|a| crate::adapters::github::same_account(a, user))
+    }
+
+    pub async fn may_act(&self, user: &str) -> Result<bool, TaskError> {
+        // The agent never acts on its own word (a loop, or a forged trigger).
+        if user.trim().is_empty() || self.is_own_account(user) {
             return Ok(false);
         }
         match &self.thread {
@@ -222,12 +225,47 @@ impl<'a> IssueSession<'a> {
         }
     }
 
-    /// Whether the agent's own status comment says this very task already finished (the
-    /// same marker in anyone else's comment means nothing).
-    pub async fn already_done(&self) -> Result<bool, TaskError> {
-        Ok(self.thread.comments().await?.iter().any(|c| {
-            c.by(&self.agent_account) && status::finished_task(&c.text, &self.task.task_id)
-        }))
+    /// What the agent's status comment says of earlier tasks, and whether it says this
+    /// very task already finished (a redelivery; the same marker in anyone else's comment
+    /// means nothing). Its newest cancel is kept on this session's status from now on (a
+    /// rewrite of the comment does not lose it).
+    pub async fn prior(&mut self) -> Result<Prior, TaskError> {
+        let comments = self.thread.comments().await?;
+        let own: Vec<&str> = comments
+            .iter()
+            .filter(|c| c.by(&self.agent_account))
+            .map(|c| c.text.as_str())
+            .collect();
+        let mut prior = Prior::of(own.iter().copied());
+        prior.finished = own
+            .iter()
+            .any(|text| status::finished_task(text, &self.task.task_id));
+        if let Some(mark) = &prior.cancel {
+            self.status.keep_cancel(mark.clone());
+        }
+        Ok(prior)
+    }
+
+    /// The same session for `task` (the task a `/retry` resolved to): a fresh status of
+    /// it, the cancel kept.
+    pub fn retarget<'b>(self, task: &'b TaskMessage) -> IssueSession<'b>
+    where
+        'a: 'b,
+    {
+        let mut status = Status::new(task);
+        status.cancel = self.status.cancel;
+        IssueSession {
+            task,
+            settings: self.settings,
+            github: self.github,
+            thread: self.thread,
+            issue: self.issue,
+            agent_account: self.agent_account,
+            status,
+            spent: self.spent,
+            publisher: self.publisher,
+            status_comment: self.status_comment,
+        }
     }
 
     /// Posts or edits the status comment.
@@ -395,7 +433,7 @@ async fn jira_issue(
 
 /// A trigger user for a prompt heading: a GitHub login as `@login`; anything else
 /// (a Jira account id) as "the requester". Only the characters of a login are kept.
-fn readable_user(user: &str) -> String {
+pub(super) fn readable_user(user: &str) -> String {
     let login = !user.is_empty()
         && user.len() <= 39
         && user

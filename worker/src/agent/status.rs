@@ -1,7 +1,16 @@
 //! The status comment: one per issue, edited in place as the task moves through its
 //! checklist, found again by its marker (hidden on GitHub, a visible last line on Jira).
+//! Its task line says which task wrote it, how it ended and in which mode (what `/retry`
+//! runs again, with the approval, review or checks it needs); its cancel line keeps the
+//! newest `/cancel`, so a task of the issue asked for before it is skipped when it starts.
+//! Both are read back by [`Prior::of`] from the agent's own comments only.
 
+mod markers;
+
+use markers::token;
+pub use markers::{CancelMark, Prior, TaskLine};
 use shared::TaskMessage;
+use shared::task::{Approval, ChecksRef, ReviewRef};
 
 pub const GITHUB_MARKER: &str = "<!-- agent-fleet:status -->";
 pub const JIRA_MARKER: &str = "agent-fleet:status";
@@ -53,6 +62,8 @@ pub enum State {
     WaitingForApproval,
     Failed(String),
     Refused(String),
+    /// Stopped by `/cancel` (who asked, as the headline shows them: `@login`).
+    Cancelled(String),
 }
 
 impl State {
@@ -63,6 +74,7 @@ impl State {
             State::WaitingForApproval => "waiting",
             State::Failed(_) => "failed",
             State::Refused(_) => "refused",
+            State::Cancelled(_) => "cancelled",
         }
     }
 }
@@ -84,6 +96,12 @@ pub struct Status {
     /// The checks' line: which are running, then their results.
     pub checks: Option<String>,
     pub notes: Vec<String>,
+    /// What a `/retry` of this task needs again (carried in the task line).
+    pub approval: Option<Approval>,
+    pub review: Option<ReviewRef>,
+    pub fixing: Option<ChecksRef>,
+    /// The issue's newest cancel, kept through every rewrite of the comment.
+    pub cancel: Option<CancelMark>,
 }
 
 impl Status {
@@ -100,6 +118,26 @@ impl Status {
             pr_url: None,
             checks: None,
             notes: Vec::new(),
+            approval: task.approval.clone(),
+            review: task.review.clone(),
+            fixing: task.checks.clone(),
+            cancel: None,
+        }
+    }
+
+    /// Takes over the mode and refs the task line of an earlier comment names: a status
+    /// written for a retry or a cancel keeps what a later `/retry` needs.
+    pub fn resume(&mut self, line: &TaskLine) {
+        self.mode = line.mode.map(|m| m.to_string()).unwrap_or_default();
+        self.approval.clone_from(&line.approval);
+        self.review.clone_from(&line.review);
+        self.fixing.clone_from(&line.checks);
+    }
+
+    /// Keeps `mark` unless a newer cancel is kept already.
+    pub fn keep_cancel(&mut self, mark: CancelMark) {
+        if self.cancel.as_ref().is_none_or(|c| mark.at >= c.at) {
+            self.cancel = Some(mark);
         }
     }
 
@@ -121,10 +159,16 @@ impl Status {
             }
             State::Failed(reason) => format!("agent-fleet could not finish: {reason}"),
             State::Refused(reason) => format!("agent-fleet will not work on this: {reason}"),
+            State::Cancelled(by) => format!("agent-fleet: cancelled by {by}."),
         }
     }
 
+    /// The checklist; none for a status that never started one (a cancel recorded while
+    /// nothing ran).
     fn checklist(&self, checked: &str, unchecked: &str) -> Vec<String> {
+        if self.done == 0 {
+            return Vec::new();
+        }
         Step::ALL
             .iter()
             .enumerate()
@@ -158,22 +202,55 @@ impl Status {
         lines
     }
 
-    /// The hidden task line lets a redelivered task see that it already finished.
+    /// The task line's fields after the state: the mode and what a retry needs.
+    fn line_fields(&self) -> String {
+        let mut fields = String::new();
+        if !self.mode.is_empty() {
+            fields.push_str(&format!(" mode={}", token(&self.mode)));
+        }
+        if let Some(a) = &self.approval {
+            fields.push_str(&format!(
+                " approval={} approver={}",
+                token(&a.comment_id),
+                token(&a.approver)
+            ));
+        }
+        if let Some(r) = &self.review {
+            fields.push_str(&format!(
+                " review={}/{}",
+                r.pull_number,
+                token(&r.review_id)
+            ));
+        }
+        if let Some(c) = &self.fixing {
+            fields.push_str(&format!(
+                " checks={}/{}/{}",
+                c.pull_number,
+                token(&c.head_sha),
+                token(&c.check_suite_id)
+            ));
+        }
+        fields
+    }
+
+    /// The hidden task line lets a redelivered task see that it already finished, and a
+    /// `/retry` what to run again.
     fn task_line(&self) -> String {
         format!(
-            "<!-- agent-fleet:task id={} state={} -->",
+            "<!-- agent-fleet:task id={} state={}{} -->",
             self.task_id,
-            self.state.key()
+            self.state.key(),
+            self.line_fields()
         )
     }
 
     pub fn markdown(&self) -> String {
-        let mut out = vec![
-            GITHUB_MARKER.to_owned(),
-            self.task_line(),
-            format!("**{}**", self.headline()),
-            String::new(),
-        ];
+        let mut out = vec![GITHUB_MARKER.to_owned(), self.task_line()];
+        if let Some(mark) = &self.cancel {
+            out.push(format!("<!-- agent-fleet:{} -->", mark.fields()));
+        }
+        out.push(format!("**{}**", self.headline()));
+        out.push(String::new());
         out.extend(self.checklist("[x]", "[ ]"));
         let details = self.details();
         if !details.is_empty() {
@@ -187,14 +264,25 @@ impl Status {
 
     pub fn plain(&self) -> String {
         let mut out = vec![self.headline(), String::new()];
-        out.push(self.checklist("[x]", "[ ]").join("\n"));
+        let checklist = self.checklist("[x]", "[ ]");
+        if !checklist.is_empty() {
+            out.push(checklist.join("\n"));
+        }
         let details = self.details();
         if !details.is_empty() {
             out.push(String::new());
             out.push(details.join("\n"));
         }
         out.push(String::new());
-        out.push(format!("task {} state={}", self.task_id, self.state.key()));
+        out.push(format!(
+            "task {} state={}{}",
+            self.task_id,
+            self.state.key(),
+            self.line_fields()
+        ));
+        if let Some(mark) = &self.cancel {
+            out.push(mark.fields());
+        }
         out.push(String::new());
         out.push(JIRA_MARKER.to_owned());
         out.join("\n")
@@ -238,6 +326,10 @@ mod tests {
             pr_url: None,
             checks: None,
             notes: vec![],
+            approval: None,
+            review: None,
+            fixing: None,
+            cancel: None,
         };
         s.reach(Step::Context);
         let md = s.markdown();

@@ -9,11 +9,14 @@
 //!
 //! Files in `TEST_HANDLER_DIR`, named after the task id (`:`, `/`, `#` replaced by `_`):
 //! `<id>.started` gets a line per attempt as it starts, `<id>.done` a line per completed
-//! run, `<id>.exhausted` the reason when the last attempt failed. Each line is
+//! run, `<id>.exhausted` the reason when the last attempt failed, `<id>.cancelled` the
+//! cancel that stopped it (`cancel=<cancel id> by=<who>`); `<cancel id>.recorded` a line
+//! per time the durable cancel queue's consumer recorded that cancel. Each line is
 //! `pid=<pid> attempt=<n> workdir=<path>`.
 
 use crate::runtime::handler::{TaskContext, TaskError, TaskHandler};
 use shared::TaskMessage;
+use shared::control::ControlMessage;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -104,5 +107,20 @@ impl TaskHandler for TestRecorder {
         if let Err(error) = append(&base.with_extension("exhausted"), reason) {
             tracing::warn!(%error, "cannot record the exhausted task");
         }
+    }
+
+    async fn cancelled(&self, task: &TaskMessage, cancel: &ControlMessage) {
+        let base = self.record_dir.join(record_name(&task.task_id));
+        let line = format!("cancel={} by={}", cancel.cancel_id, cancel.requested_by);
+        if let Err(error) = append(&base.with_extension("cancelled"), &line) {
+            tracing::warn!(%error, "cannot record the cancel");
+        }
+    }
+
+    async fn record_cancel(&self, cancel: &ControlMessage) -> Result<(), TaskError> {
+        let base = self.record_dir.join(record_name(&cancel.cancel_id));
+        let line = format!("pid={} issue={}", std::process::id(), cancel.issue_key);
+        append(&base.with_extension("recorded"), &line)
+            .map_err(|e| TaskError::Transient(e.to_string()))
     }
 }

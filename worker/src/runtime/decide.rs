@@ -4,6 +4,7 @@
 //! Pure: the table of the README's "Worker runtime" section, tested without a broker.
 
 use super::handler::TaskError;
+use shared::control::ControlMessage;
 use shared::queue::Settle;
 use shared::queue::{WaitLimits, WaitState};
 
@@ -15,6 +16,12 @@ pub(super) enum RunEnd {
     Panicked,
     Interrupted,
     NoWorkdir(String),
+    /// Stopped by a `/cancel` of its issue: while it ran (`ran`), or before it started (a
+    /// cancel this process saw after the task was asked for).
+    Cancelled {
+        cancel: std::sync::Arc<ControlMessage>,
+        ran: bool,
+    },
 }
 
 /// The settle a run ends in, with the labels it is logged and counted under.
@@ -64,6 +71,16 @@ pub(super) fn decide(end: RunEnd, rules: &Rules) -> Decision {
             reason: Some(reason),
             report_exhausted: false,
         },
+        RunEnd::Finished(Err(TaskError::Cancelled(reason))) => cancelled(reason),
+        RunEnd::Cancelled { cancel, ran } => cancelled(format!(
+            "cancelled by {} {}",
+            cancel.requested_by,
+            if ran {
+                "while it ran"
+            } else {
+                "before it started"
+            }
+        )),
         RunEnd::Finished(Err(TaskError::Unsupported(reason))) => Decision {
             settle: Settle::Reject,
             outcome: "rejected",
@@ -104,6 +121,16 @@ pub(super) fn decide(end: RunEnd, rules: &Rules) -> Decision {
             reason: Some("the worker stopped before the task finished".to_owned()),
             report_exhausted: false,
         },
+    }
+}
+
+/// A cancelled task is done with: acked, never retried nor dead-lettered.
+fn cancelled(reason: String) -> Decision {
+    Decision {
+        settle: Settle::Ack,
+        outcome: "cancelled",
+        reason: Some(reason),
+        report_exhausted: false,
     }
 }
 
@@ -158,6 +185,15 @@ mod tests {
         assert_eq!((d.settle, d.outcome), (Settle::Requeue, "panic"));
         let d = decide(RunEnd::Interrupted, &rules(true));
         assert_eq!((d.settle, d.report_exhausted), (Settle::Requeue, false));
+        let d = decide(
+            RunEnd::Finished(Err(TaskError::Cancelled("x".into()))),
+            &rules(true),
+        );
+        assert_eq!(
+            (d.settle, d.outcome, d.report_exhausted),
+            (Settle::Ack, "cancelled", false),
+            "a cancel on the last attempt is not dead-lettered"
+        );
     }
 
     #[test]

@@ -344,6 +344,10 @@ async fn run_task<H: TaskHandler>(
             }
         };
     let handler_ended = Instant::now();
+    let stopped_by = match &end {
+        RunEnd::Cancelled { cancel, ran: true } => Some(cancel.clone()),
+        _ => None,
+    };
     let decision = decide(end, &rules);
     if decision.report_exhausted {
         let reason = decision.reason.clone().unwrap_or_default();
@@ -385,6 +389,17 @@ async fn run_task<H: TaskHandler>(
         .metrics
         .settle_seconds
         .observe(handler_ended.elapsed().as_secs_f64());
+    // A stopped task's report is written with the issue still locked: the worker recording
+    // the same cancel takes the lock after it, and finds the report there.
+    if let Some(cancel) = stopped_by {
+        let report = handler.cancelled(&task, &cancel);
+        if tokio::time::timeout(super::control::REPORT_WITHIN, report)
+            .await
+            .is_err()
+        {
+            tracing::warn!("reporting the cancel took too long; giving up on the report");
+        }
+    }
     // The issue is free for its next task once this one is settled.
     if let Some(IssueLock { broker, local }) = lock {
         if let Some(broker) = broker {
@@ -404,6 +419,13 @@ async fn run_locked<H: TaskHandler>(
     shared: &Arc<Shared>,
     handler: &Arc<H>,
 ) -> (RunEnd, Option<std::path::PathBuf>) {
+    let registration = match shared.cancels.register(task) {
+        Ok(registration) => registration,
+        Err(cancel) => {
+            tracing::info!(cancel_id = %cancel.cancel_id, "the issue was cancelled after this task was asked for; not running it");
+            return (RunEnd::Cancelled { cancel, ran: false }, None);
+        }
+    };
     shared.metrics.in_flight.inc();
     tracing::info!(attempt, last_attempt, "task started");
     let workspace = shared.settings.workspace_dir.clone();
@@ -426,7 +448,8 @@ async fn run_locked<H: TaskHandler>(
                 metrics: shared.metrics.task.clone(),
                 received_at,
             };
-            (run_handler(task, ctx, shared, handler).await, Some(workdir))
+            let end = run_handler(task, ctx, registration, shared, handler).await;
+            (end, Some(workdir))
         }
     };
     shared.metrics.in_flight.dec();
@@ -436,6 +459,7 @@ async fn run_locked<H: TaskHandler>(
 async fn run_handler<H: TaskHandler>(
     task: &TaskMessage,
     ctx: TaskContext,
+    mut registration: super::control::Registration,
     shared: &Shared,
     handler: &Arc<H>,
 ) -> RunEnd {
@@ -456,9 +480,13 @@ async fn run_handler<H: TaskHandler>(
         },
         () = tokio::time::sleep(shared.settings.task_timeout) => RunEnd::TimedOut,
         () = shared.hard_stop.cancelled() => RunEnd::Interrupted,
+        cancel = registration.cancelled() => {
+            tracing::info!(cancel_id = %cancel.cancel_id, by = %cancel.requested_by, "cancelled; stopping the task");
+            RunEnd::Cancelled { cancel, ran: true }
+        }
     };
     // Stop the handler before its directory goes: cancel (child processes are killed on
-    // drop) and wait for the task to unwind.
+    // drop, an LLM request in flight is dropped) and wait for the task to unwind.
     cancel.cancel();
     handle.abort();
     let _ = handle.await;

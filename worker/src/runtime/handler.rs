@@ -6,6 +6,7 @@
 
 pub use super::metrics::TaskMetrics;
 use shared::TaskMessage;
+use shared::control::ControlMessage;
 use std::future::Future;
 use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
@@ -51,6 +52,10 @@ pub enum TaskError {
         reason: String,
         after: std::time::Duration,
     },
+    /// The issue's work was cancelled (`/cancel`) after this task was asked for: it does
+    /// not run. Acked, counted as `cancelled`, never dead-lettered.
+    #[error("cancelled: {0}")]
+    Cancelled(String),
 }
 
 /// What a task does. Implementations must be idempotent: delivery is at-least-once.
@@ -65,4 +70,28 @@ pub trait TaskHandler: Send + Sync + 'static {
     /// the broker dead-letters the message: tell the people waiting on the issue.
     fn report_exhausted(&self, task: &TaskMessage, reason: &str)
     -> impl Future<Output = ()> + Send;
+
+    /// Called once after the runtime stopped `task` for `cancel` (its directory removed,
+    /// its delivery acked, the issue still locked): tell the people waiting on the issue.
+    /// Bounded by the runtime.
+    fn cancelled(
+        &self,
+        task: &TaskMessage,
+        cancel: &ControlMessage,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = (task, cancel);
+        async {}
+    }
+
+    /// Called by the one worker that took `cancel` from the durable `<queue>.cancels`,
+    /// holding the issue's lock (no task of the issue runs): write the cancel where a task
+    /// of the issue still queued will see it when it starts, unless the running task's
+    /// report did already. Idempotent (a cancel may be delivered again).
+    fn record_cancel(
+        &self,
+        cancel: &ControlMessage,
+    ) -> impl Future<Output = Result<(), TaskError>> + Send {
+        let _ = cancel;
+        async { Ok(()) }
+    }
 }

@@ -11,6 +11,7 @@
 //! let in-flight tasks finish and ack) and `hard_stop` (the grace period ran out: cancel the
 //! handlers, clean up, requeue). A [`TaskTracker`] knows when every delivery has settled.
 
+pub mod control;
 mod decide;
 pub mod delay;
 pub mod delivery;
@@ -67,6 +68,8 @@ pub struct Shared {
     pub locks: locks::IssueLocks,
     /// The connections broker-held issue locks are taken on (kept across reconnects).
     pub lock_connections: Arc<locks::LockConnections>,
+    /// The tasks running here and the cancels seen lately (`/cancel`).
+    pub cancels: Arc<control::Cancels>,
 }
 
 /// How long in-flight tasks get to unwind once the grace period ran out.
@@ -153,6 +156,7 @@ impl Launch {
             hard_stop: CancellationToken::new(),
             consuming: AtomicBool::new(false),
             locks: locks::IssueLocks::default(),
+            cancels: Arc::default(),
         });
         let ops = serve_ops(&shared).await?;
         let stop = CancellationToken::new();
@@ -268,6 +272,11 @@ async fn consume<H: TaskHandler>(
             retry,
             topology: topology.clone(),
         });
+        // Cancels reach the tasks of this connection's deliveries (and the ones of a dead
+        // channel still running) through the registry, whichever connection heard them.
+        if let Err(error) = control::listen(&connection, shared, handler, &give_up).await {
+            tracing::warn!(%error, "cannot listen for cancels on this connection");
+        }
         shared.consuming.store(true, Ordering::SeqCst);
         tracing::info!(queue = %topology.queue, concurrency = settings.concurrency, "consuming");
         loop {

@@ -1,5 +1,6 @@
 //! Shallow clones with a timeout and a size guard watched while the clone runs; a clone
-//! that passes either is killed with its whole process group.
+//! that passes either is killed with its whole process group, and so is one whose future
+//! is dropped (its task aborted).
 
 use super::classify::classify;
 use super::{Git, GitError};
@@ -94,7 +95,7 @@ impl Git {
             op: "clone",
             detail: format!("cannot run git: {e}"),
         })?;
-        let group = child.id();
+        let mut group = Group(child.id());
         let output = child.wait_with_output();
         tokio::pin!(output);
         let deadline = tokio::time::sleep(timeout);
@@ -103,6 +104,8 @@ impl Git {
         let stopped = loop {
             tokio::select! {
                 out = &mut output => {
+                    // Ended by itself: its group is gone (and its id may be reused).
+                    group.disarm();
                     let output = out.map_err(|e| GitError::Failed {
                         op: "clone",
                         detail: format!("cannot run git: {e}"),
@@ -129,10 +132,36 @@ impl Git {
                 }
             }
         };
-        if let Some(group) = group {
+        if let Some(group) = group.disarm() {
             kill_group(group).await;
         }
         Err(stopped)
+    }
+}
+
+/// The clone's process group while it runs. Dropped armed (the clone's future was dropped:
+/// its task was aborted on a timeout or a `/cancel`), it kills the group: `kill_on_drop`
+/// reaches git itself, not the helpers it started (upload-pack, remote-https, index-pack),
+/// which would go on writing into a task dir being removed.
+struct Group(Option<u32>);
+
+impl Group {
+    fn disarm(&mut self) -> Option<u32> {
+        self.0.take()
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if let Some(group) = self.0.take() {
+            let _ = std::process::Command::new("sh")
+                .args(["-c", "kill -s KILL -- -\"$1\" 2>/dev/null", "sh"])
+                .arg(group.to_string())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }
 

@@ -1,5 +1,5 @@
-//! The git adapter's unit tests: encoding, stderr classification, literal paths, and
-//! the token kept out of argv and errors.
+//! The git adapter's unit tests: encoding, stderr classification, literal paths, the
+//! token kept out of argv and errors, and no process left by a dropped clone.
 
 use super::classify::{classify, classify_push};
 use super::*;
@@ -217,4 +217,62 @@ fn the_operators_config_listing_is_read_entry_by_entry() {
             ("user.name".to_owned(), "A B\nC".to_owned()),
         ]
     );
+}
+
+/// Whether a process whose command line holds `pattern` runs.
+fn running(pattern: &str) -> bool {
+    std::process::Command::new("pgrep")
+        .args(["-f", pattern])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[tokio::test]
+async fn a_clone_dropped_midway_leaves_none_of_its_processes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let source = dir.path().join("source.git");
+    let made = std::process::Command::new("git")
+        .args(["init", "-q", "--bare"])
+        .arg(&source)
+        .status()
+        .expect("git");
+    assert!(made.success());
+    // The clone's helper (upload-pack, run by a shell) hangs: a slow remote.
+    let marker = format!("sleep 41.{}", std::process::id());
+    let upload = format!("--upload-pack={marker};");
+    let url = format!("file://{}", source.display());
+    let dest = dir.path().join("clone");
+    let dest_text = dest.to_string_lossy().into_owned();
+    let args = [
+        "clone",
+        "--quiet",
+        upload.as_str(),
+        "--",
+        url.as_str(),
+        &dest_text,
+    ];
+    let git = Git::new(None, "https://github.com");
+    let cancel = CancellationToken::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    // Dropped once its helper runs, as the runtime drops an aborted task (timeout, cancel).
+    tokio::select! {
+        result = git.watched_clone(&args, &dest, Duration::from_secs(60), u64::MAX, &cancel) => {
+            panic!("the clone ended: {result:?}")
+        }
+        () = async {
+            while !running(&marker) {
+                assert!(std::time::Instant::now() < deadline, "the helper never ran");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        } => {}
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while running(&marker) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the clone's helper outlived the dropped clone"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

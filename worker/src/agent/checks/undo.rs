@@ -50,6 +50,8 @@ async fn copy_tree(from: &Path, to: &Path) -> Result<(), TaskError> {
         .arg(from)
         .arg(to)
         .stdin(std::process::Stdio::null())
+        // A stopped task (timeout, `/cancel`) leaves no copy running into its removed dir.
+        .kill_on_drop(true)
         .status()
         .await
         .map_err(|e| TaskError::Transient(format!("cannot copy the clone's git state: {e}")))?;
