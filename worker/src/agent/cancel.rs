@@ -73,12 +73,18 @@ pub async fn show(
     } else if !running {
         // Nothing ran before either: no mode for a retry to take.
         session.status.mode.clear();
+    } else if session.task.retry.is_some()
+        && let Some(line) = &prior.last
+    {
+        // A retry stopped before its first status write: the mode (and approval, review or
+        // check suite) it retried stays for the next `/retry`, not the message's fallback.
+        session.status.resume(line);
     }
     session.status.done = if its_own { prior.checked } else { 0 };
     session.status.state = State::Cancelled(by);
     session.status.keep_cancel(mark);
     session.status.notes = vec![if running {
-        "It was stopped while it ran; nothing more is pushed for it.".to_owned()
+        "It was stopped while it ran and pushes nothing more (a push already under way when the cancel came may have reached the branch).".to_owned()
     } else {
         "Nothing was running when the cancel came; a task of this issue still queued is skipped when it starts.".to_owned()
     }];

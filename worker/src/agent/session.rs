@@ -34,8 +34,9 @@ pub fn issue_of_pull(head: &str, body: &str) -> Option<u64> {
     {
         return Some(n);
     }
-    let marker = body.split("<!-- agent-fleet:issue ").nth(1)?;
-    let number = marker.split("number=").nth(1)?;
+    // The agent writes its marker last, after text the LLM wrote (which could hold one).
+    let (_, marker) = body.rsplit_once("<!-- agent-fleet:issue ")?;
+    let number = marker.split("-->").next()?.split("number=").nth(1)?;
     number
         .split(|c: char| !c.is_ascii_digit())
         .next()?
@@ -461,6 +462,14 @@ mod tests {
             Some(7)
         );
         assert_eq!(issue_of_pull("feature", "no marker"), None);
+        assert_eq!(
+            issue_of_pull(
+                "feature",
+                "<!-- agent-fleet:issue key=a/b#9 number=9 task=x -->\n<!-- agent-fleet:issue key=a/b#7 number=7 task=t -->"
+            ),
+            Some(7),
+            "the agent's own marker is the last"
+        );
         assert_eq!(
             branch_for(Tracker::Jira, None, "PAY-42"),
             "agent/jira-PAY-42"

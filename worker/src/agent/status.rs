@@ -151,15 +151,17 @@ impl Status {
         match &self.state {
             State::Working => format!("agent-fleet is working on this ({}).", self.mode),
             State::Done => match &self.pr_url {
-                Some(url) => format!("agent-fleet opened a pull request: {url}"),
+                Some(url) => format!("agent-fleet opened a pull request: {}", flat(url)),
                 None => "agent-fleet finished.".to_owned(),
             },
             State::WaitingForApproval => {
                 "agent-fleet posted a plan and is waiting for approval (`/approve` or `/revise <feedback>`).".to_owned()
             }
-            State::Failed(reason) => format!("agent-fleet could not finish: {reason}"),
-            State::Refused(reason) => format!("agent-fleet will not work on this: {reason}"),
-            State::Cancelled(by) => format!("agent-fleet: cancelled by {by}."),
+            State::Failed(reason) => format!("agent-fleet could not finish: {}", flat(reason)),
+            State::Refused(reason) => {
+                format!("agent-fleet will not work on this: {}", flat(reason))
+            }
+            State::Cancelled(by) => format!("agent-fleet: cancelled by {}.", flat(by)),
         }
     }
 
@@ -195,10 +197,10 @@ impl Status {
             ));
         }
         if !self.context_files.is_empty() {
-            lines.push(format!("Context: {}", self.context_files.join(", ")));
+            lines.push(format!("Context: {}", flat(&self.context_files.join(", "))));
         }
-        lines.extend(self.checks.iter().cloned());
-        lines.extend(self.notes.iter().cloned());
+        lines.extend(self.checks.iter().map(|c| flat(c)));
+        lines.extend(self.notes.iter().map(|n| flat(n)));
         lines
     }
 
@@ -291,10 +293,19 @@ impl Status {
 
 /// Whether a status comment says this task already finished (so a redelivery can stop).
 pub fn finished_task(comment_text: &str, task_id: &str) -> bool {
-    ["done", "waiting"].iter().any(|state| {
-        comment_text.contains(&format!("agent-fleet:task id={task_id} state={state}"))
-            || comment_text.contains(&format!("task {task_id} state={state}"))
-    })
+    markers::marker_lines(comment_text)
+        .into_iter()
+        .filter_map(TaskLine::parse)
+        .any(|line| line.id == task_id && matches!(line.state.as_str(), "done" | "waiting"))
+}
+
+/// Free text as the status comment shows it: on one line (a line break in a file's name
+/// or a check's output would start a line that reads like a marker) and without HTML
+/// comment delimiters (which would hide text, or pose as a hidden marker).
+pub fn flat(text: &str) -> String {
+    text.replace(['\r', '\n'], " ")
+        .replace("<!--", "<!- -")
+        .replace("-->", "- ->")
 }
 
 #[cfg(test)]

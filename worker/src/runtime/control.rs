@@ -8,11 +8,16 @@
 //!   that starts later here and was asked for before it does not run. Both under one lock:
 //!   a cancel arriving while a task registers is never missed by both sides.
 //! - the broadcast listener: each worker's own exclusive, auto-delete, server-named queue
-//!   bound to the exchange, declared again on every connection (no acks: a broadcast lost
-//!   with a connection is covered by the durable copy and the status comment).
+//!   bound to the exchange, declared again on every connection (no acks). A connection
+//!   whose listener cannot be set up, or whose channel closes, is dropped and made again:
+//!   a worker takes no task it could not hear a cancel for. A broadcast lost with a
+//!   connection is covered for *queued* tasks by the durable copy and the status comment;
+//!   a task running on a worker whose connection was cut at that moment is not stopped
+//!   (see the README's known limits).
 //! - the durable consumer of `<queue>.cancels` (prefetch 1, manual acks; the workers share
 //!   it, so one of them takes each cancel): the local part too, then, holding the issue's
-//!   lock (so the task being stopped has reported first), the handler writes the cancel
+//!   lock (so the task being stopped has reported first; a busy lock is waited for again
+//!   and again, never counted as a failure), the handler writes the cancel
 //!   onto the issue's status comment unless the running task's report did. A queued task
 //!   of the issue reads it there when it starts, on any worker, also one started later.
 //!
@@ -187,9 +192,10 @@ pub async fn listen<H: TaskHandler>(
     shared: &Arc<Shared>,
     handler: &Arc<H>,
     give_up: &CancellationToken,
-) -> Result<(), lapin::Error> {
+) -> Result<lapin::Channel, lapin::Error> {
     let topology = shared.settings.common.topology();
     let broadcast = connection.create_channel().await?;
+    let watched = broadcast.clone();
     let own = broadcast
         .queue_declare(
             "".into(),
@@ -266,7 +272,7 @@ pub async fn listen<H: TaskHandler>(
             }
         }
     });
-    Ok(())
+    Ok(watched)
 }
 
 /// One cancel from the durable queue, settled in every case (a bad one never loops).
@@ -299,9 +305,12 @@ async fn take<H: TaskHandler>(delivery: Delivery, shared: &Arc<Shared>, handler:
                 tracing::info!("cancel recorded");
                 false
             }
-            Err(TaskError::Transient(_) | TaskError::Delayed { .. })
-                if count + 1 < CANCEL_ATTEMPTS =>
-            {
+            // Waiting for the issue's lock never uses up the cancel's attempts.
+            Err(TaskError::Delayed { .. }) => {
+                tracing::info!(error = ?recorded, "the issue is busy; the cancel waits again");
+                true
+            }
+            Err(TaskError::Transient(_)) if count + 1 < CANCEL_ATTEMPTS => {
                 tracing::warn!(error = ?recorded, "cannot record the cancel yet; requeueing it");
                 true
             }
@@ -364,10 +373,12 @@ async fn lock_issue(key: &str, shared: &Shared) -> Result<Held, TaskError> {
             }
         }
         if Instant::now() + pause > deadline {
-            return Err(TaskError::Transient(format!(
-                "the issue stayed locked for {} s",
-                LOCK_WAIT.as_secs()
-            )));
+            // Busy is no failure: a task of the issue runs (a newer one, or one elsewhere
+            // that is being stopped); the cancel waits again, however long that takes.
+            return Err(TaskError::Delayed {
+                reason: format!("the issue stayed locked for {} s", LOCK_WAIT.as_secs()),
+                after: LOCK_WAIT,
+            });
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(2));

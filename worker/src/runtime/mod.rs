@@ -274,9 +274,22 @@ async fn consume<H: TaskHandler>(
         });
         // Cancels reach the tasks of this connection's deliveries (and the ones of a dead
         // channel still running) through the registry, whichever connection heard them.
-        if let Err(error) = control::listen(&connection, shared, handler, &give_up).await {
-            tracing::warn!(%error, "cannot listen for cancels on this connection");
-        }
+        // A worker that cannot hear cancels takes no task: this connection is dropped and
+        // made again, as when the broker goes away.
+        let control = match control::listen(&connection, shared, handler, &give_up).await {
+            Ok(channel) => channel,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for cancels on this connection; reconnecting");
+                let _ = connection
+                    .close(200, "cannot listen for cancels".into())
+                    .await;
+                tokio::select! {
+                    () = give_up.cancelled() => return Ok(None),
+                    () = tokio::time::sleep(Duration::from_secs(2)) => {}
+                }
+                continue;
+            }
+        };
         shared.consuming.store(true, Ordering::SeqCst);
         tracing::info!(queue = %topology.queue, concurrency = settings.concurrency, "consuming");
         loop {
@@ -290,6 +303,11 @@ async fn consume<H: TaskHandler>(
                 () = shared::amqp::wait_until_broken(&connection, &channel) => {
                     shared.consuming.store(false, Ordering::SeqCst);
                     tracing::warn!("broker connection lost; reconnecting");
+                    break;
+                }
+                () = shared::amqp::wait_until_broken(&connection, &control) => {
+                    shared.consuming.store(false, Ordering::SeqCst);
+                    tracing::warn!("the cancels' channel closed; reconnecting");
                     break;
                 }
                 permit = shared.permits.clone().acquire_owned() => permit?,
