@@ -158,15 +158,19 @@ pub async fn audit(
         pool,
         "SELECT at, kind, task_id, actor, detail FROM audit WHERE at >= $1 ORDER BY at, id LIMIT $2",
         &[&since, &limit.clamp(1, 100_000)],
-        |row| AuditView {
-            at: row.get("at"),
-            kind: row.get("kind"),
-            task_id: row.get("task_id"),
-            actor: row.get("actor"),
-            detail: row.get("detail"),
-        },
+        audit_of,
     )
     .await
+}
+
+fn audit_of(row: &Row) -> AuditView {
+    AuditView {
+        at: row.get("at"),
+        kind: row.get("kind"),
+        task_id: row.get("task_id"),
+        actor: row.get("actor"),
+        detail: row.get("detail"),
+    }
 }
 
 /// One page of the audit trail for an export: entries at or after `since` with an id above
@@ -182,18 +186,7 @@ pub async fn audit_page(
         "SELECT id, at, kind, task_id, actor, detail FROM audit
          WHERE at >= $1 AND id > $2 ORDER BY id LIMIT $3",
         &[&since, &after_id, &limit.clamp(1, 10_000)],
-        |row| {
-            (
-                row.get("id"),
-                AuditView {
-                    at: row.get("at"),
-                    kind: row.get("kind"),
-                    task_id: row.get("task_id"),
-                    actor: row.get("actor"),
-                    detail: row.get("detail"),
-                },
-            )
-        },
+        |row| (row.get("id"), audit_of(row)),
     )
     .await
 }

@@ -8,60 +8,13 @@ use fleet_ledger::{
 };
 use std::sync::Arc;
 use std::time::Duration;
+use testkit::db::TestDb;
 
-const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-/// A database of the test's own, dropped when the test ends (passing or not).
-struct TestDb {
-    name: String,
-}
-
-impl TestDb {
-    async fn new() -> Self {
-        let name = format!("ledger_test_{}", uuid::Uuid::new_v4().simple());
-        let (client, connection) = tokio_postgres::connect(ADMIN_URL, tokio_postgres::NoTls)
-            .await
-            .expect("PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth)");
-        tokio::spawn(connection);
-        client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create database");
-        Self { name }
-    }
-
-    fn url_via(&self, port: u16) -> String {
-        format!("postgres://postgres@127.0.0.1:{port}/{}", self.name)
-    }
-
-    async fn pool(&self) -> deadpool_postgres::Pool {
-        let pool = fleet_ledger::pool(&self.url_via(5432), 4).expect("pool");
-        fleet_ledger::store::migrate(&pool).await.expect("migrate");
-        pool
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async {
-                if let Ok((client, connection)) =
-                    tokio_postgres::connect(ADMIN_URL, tokio_postgres::NoTls).await
-                {
-                    tokio::spawn(connection);
-                    let _ = client
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
+/// The test's database, migrated.
+async fn migrated(db: &TestDb) -> deadpool_postgres::Pool {
+    let pool = fleet_ledger::pool(&db.url(), 4).expect("pool");
+    fleet_ledger::store::migrate(&pool).await.expect("migrate");
+    pool
 }
 
 fn received(task: &str, user: &str) -> Event {
@@ -98,8 +51,8 @@ fn started_ledger(pool: deadpool_postgres::Pool) -> (Ledger, LedgerMetrics) {
 
 #[tokio::test]
 async fn events_are_projected_once_each_into_the_task_row() {
-    let db = TestDb::new().await;
-    let pool = db.pool().await;
+    let db = TestDb::new("ledger_test").await;
+    let pool = migrated(&db).await;
     // Migrations twice (two services starting) change nothing.
     fleet_ledger::store::migrate(&pool)
         .await
@@ -187,8 +140,8 @@ async fn events_are_projected_once_each_into_the_task_row() {
 
 #[tokio::test]
 async fn the_audit_trail_is_append_only() {
-    let db = TestDb::new().await;
-    let pool = db.pool().await;
+    let db = TestDb::new("ledger_test").await;
+    let pool = migrated(&db).await;
     let (ledger, _) = started_ledger(pool.clone());
     ledger.audit(AuditEntry::now(
         AuditKind::Approval,
@@ -220,8 +173,8 @@ async fn the_audit_trail_is_append_only() {
 
 #[tokio::test]
 async fn an_outage_loses_nothing_and_the_ledger_catches_up() {
-    let db = TestDb::new().await;
-    db.pool().await; // migrated directly
+    let db = TestDb::new("ledger_test").await;
+    migrated(&db).await; // migrated directly
     let proxy = testkit::CutProxy::start("127.0.0.1:5432", true).await;
     let pool = fleet_ledger::pool(&db.url_via(proxy.port), 2).expect("pool");
     let (ledger, metrics) = started_ledger(pool.clone());
@@ -246,7 +199,7 @@ async fn an_outage_loses_nothing_and_the_ledger_catches_up() {
     );
     proxy.set_enabled(true);
     assert!(ledger.flush(Duration::from_secs(30)).await, "caught up");
-    let direct = db.pool().await;
+    let direct = migrated(&db).await;
     let task = query::task(&direct, "t-3")
         .await
         .expect("query")
@@ -262,8 +215,8 @@ async fn an_outage_loses_nothing_and_the_ledger_catches_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_admissions_never_exceed_a_users_quota() {
-    let db = TestDb::new().await;
-    db.pool().await;
+    let db = TestDb::new("ledger_test").await;
+    migrated(&db).await;
     // A connection per admission, opened beforehand, so the twelve transactions really
     // run at once (a race the advisory locks must win).
     let pool = fleet_ledger::pool(&db.url_via(5432), 12).expect("pool");
@@ -354,8 +307,8 @@ async fn concurrent_admissions_never_exceed_a_users_quota() {
 
 #[tokio::test]
 async fn an_admission_waits_for_another_holding_the_users_lock_and_counts_its_slots() {
-    let db = TestDb::new().await;
-    let pool = db.pool().await;
+    let db = TestDb::new("ledger_test").await;
+    let pool = migrated(&db).await;
     let limits = QuotaLimits {
         running_per_user: Some(2),
         ..QuotaLimits::default()

@@ -203,18 +203,8 @@ impl Topology {
     /// Declares everything, idempotently. On a mismatch the broker closes the channel, so the
     /// caller must open a new one before going on.
     pub async fn declare(&self, channel: &Channel) -> Result<(), TopologyError> {
-        channel
-            .exchange_declare(
-                self.dead_letter_exchange.as_str().into(),
-                ExchangeKind::Fanout,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..ExchangeDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|e| self.classify(&self.dead_letter_exchange, e))?;
+        self.declare_fanout(channel, &self.dead_letter_exchange)
+            .await?;
         self.declare_queue(channel, &self.dead_letter_queue, Self::quorum_arguments())
             .await?;
         channel
@@ -238,18 +228,7 @@ impl Topology {
             .await?;
         }
         let control = self.control_exchange();
-        channel
-            .exchange_declare(
-                control.as_str().into(),
-                ExchangeKind::Fanout,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..ExchangeDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|e| self.classify(&control, e))?;
+        self.declare_fanout(channel, &control).await?;
         let cancels = self.cancel_queue();
         self.declare_queue(channel, &cancels, Self::quorum_arguments())
             .await?;
@@ -264,6 +243,23 @@ impl Topology {
             .await
             .map_err(|e| self.classify(&cancels, e))?;
         Ok(())
+    }
+
+    /// Declares one durable fanout exchange.
+    async fn declare_fanout(&self, channel: &Channel, name: &str) -> Result<(), TopologyError> {
+        channel
+            .exchange_declare(
+                name.into(),
+                ExchangeKind::Fanout,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| self.classify(name, e))
+            .map(|_| ())
     }
 
     /// Declares one durable queue with `arguments`, a mismatch named after it.

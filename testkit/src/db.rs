@@ -25,7 +25,12 @@ impl TestDb {
 
     /// The database's URL (`DATABASE_URL`).
     pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
+        self.url_via(5432)
+    }
+
+    /// Its URL through another port (a proxy that can cut the connection).
+    pub fn url_via(&self, port: u16) -> String {
+        format!("postgres://postgres@127.0.0.1:{port}/{}", self.name)
     }
 }
 

@@ -6,8 +6,8 @@
 pub mod pulls;
 
 use crate::normalize::{
-    Command, CommandTask, Normalized, Origin, PayloadError, Request, command_task, id_leaf,
-    invalid, mentions_login, message, opt_text, parse_command, str_leaf, u64_leaf,
+    Command, CommandTask, Normalized, PayloadError, Request, command_task, id_leaf, invalid,
+    mentions_login, message, opt_text, parse_command, str_leaf, u64_leaf,
 };
 use crate::settings::IngestSettings;
 use chrono::{DateTime, Utc};
@@ -178,15 +178,7 @@ fn issue_event(
         }
     }
     Ok(message(
-        Origin {
-            source: Tracker::Github,
-            delivery_id: delivery.delivery_id.to_owned(),
-            event: format!("{}.{action}", delivery.event),
-            received_at: delivery.received_at,
-            repo_url,
-            issue,
-            trigger_user: sender.to_owned(),
-        },
+        pulls::origin(delivery, action, repo_url, issue, sender),
         request,
     ))
 }

@@ -189,7 +189,8 @@ pub fn check_suite(delivery: &Delivery<'_>, payload: &Payload) -> Result<Normali
     ))
 }
 
-fn origin(
+/// What a GitHub delivery's message shares, whichever it becomes.
+pub fn origin(
     delivery: &Delivery<'_>,
     action: &str,
     repo_url: RepoUrl,
