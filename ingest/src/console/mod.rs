@@ -1,5 +1,5 @@
 //! The console at `/console`: the fleet at a glance for the people who run it, as
-//! server-rendered HTML (maud templates in [`pages`]) that refreshes itself
+//! server-rendered HTML (maud templates in `pages.rs`) that refreshes itself
 //! (`<meta http-equiv="refresh">`) with no JavaScript at all.
 //!
 //! The same tokens as the API (`API_TOKENS`): `?token=<token>` on every request (links
