@@ -7,7 +7,9 @@
 //! starts: GitHub signs on its side). In the same run, raw lapin publishes with confirms at the same concurrency to
 //! the same broker, twice: the same N webhook bodies, and the N task messages the ingest
 //! publishes (same bodies and properties, the tougher baseline). Prints req/s, p50/p99 and
-//! the ratios, plus the CPU each process spent per request.
+//! the ratios, plus the CPU each process spent per request. Then the same N webhooks again
+//! through a second ingest that records every task in the ledger (`DATABASE_URL`, a
+//! database of its own on 127.0.0.1:5432): its rate against the ingest without it.
 
 use futures_util::StreamExt;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueuePurgeOptions};
@@ -279,24 +281,8 @@ async fn main() {
     let concurrency = arg("--c", 32);
     let warmup = 500;
     let queue = format!("bench-ingest-{}", uuid::Uuid::new_v4().simple());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let ingest_process = Ingest(
-        Command::new(env!("CARGO_BIN_EXE_ingest"))
-            .env("INGEST_BIND", format!("127.0.0.1:{port}"))
-            .env("TASK_QUEUE", &queue)
-            .env("GITHUB_WEBHOOK_SECRET", SECRET)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn ingest"),
-    );
+    let (ingest_process, port) = spawn_ingest(&queue, &[]).await;
     let ingest_pid = ingest_process.0.id();
-    let base = format!("http://127.0.0.1:{port}");
-    testkit::wait::wait_http_ready(&base, Duration::from_secs(30)).await;
     let prepared = Arc::new(prepare(n + warmup));
     // Warm-up: connections, the broker's queue, allocators.
     drive_ingest(port, &prepared, n..n + warmup, concurrency).await;
@@ -380,6 +366,51 @@ async fn main() {
         per(raw_after.1 - raw_before.1),
     );
 
+    // The same webhooks through an ingest that records each task in the ledger.
+    drop(ingest_process);
+    purge().await;
+    let db = testkit::db::TestDb::new("bench_ingest").await;
+    let (with_ledger_process, ledger_port) =
+        spawn_ingest(&queue, &[("DATABASE_URL", db.url().as_str())]).await;
+    drive_ingest(ledger_port, &prepared, n..n + warmup, concurrency).await;
+    let ledger_pid = with_ledger_process.0.id();
+    let before = process_cpu(ledger_pid);
+    let with_ledger = drive_ingest(ledger_port, &prepared, 0..n, concurrency).await;
+    let after = process_cpu(ledger_pid);
+    println!(
+        "{}",
+        with_ledger.line("ingest with the ledger (DATABASE_URL):", "req/s")
+    );
+    println!(
+        "ratio with/without the ledger: {:.2} (CPU per request in the ingest: {:.0} µs)",
+        with_ledger.rate() / ingest.rate(),
+        per(after - before)
+    );
+    drop(with_ledger_process);
+
     // The queue, `.dead`, the `.dlx` exchange (and any delay queue the ingest declared).
     testkit::QueueGuard::new(&queue).delete().await;
+}
+
+/// The release ingest on a free port, publishing to `queue`, with `extra` settings; ready.
+async fn spawn_ingest(queue: &str, extra: &[(&str, &str)]) -> (Ingest, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ingest"));
+    command
+        .env("INGEST_BIND", format!("127.0.0.1:{port}"))
+        .env("TASK_QUEUE", queue)
+        .env("GITHUB_WEBHOOK_SECRET", SECRET)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null());
+    for (name, value) in extra {
+        command.env(name, value);
+    }
+    let process = Ingest(command.spawn().expect("spawn ingest"));
+    testkit::wait::wait_http_ready(&format!("http://127.0.0.1:{port}"), Duration::from_secs(30))
+        .await;
+    (process, port)
 }
