@@ -95,6 +95,11 @@ pub enum EventKind {
     Cancelled {
         by: String,
     },
+    /// The task opened or updated a pull request (sets the task's `pr_url`).
+    PullRequest {
+        url: String,
+        number: u64,
+    },
     DeadLettered {
         reason: String,
     },
@@ -112,6 +117,7 @@ impl EventKind {
             EventKind::Waiting { .. } => "waiting",
             EventKind::Finished { .. } => "finished",
             EventKind::Cancelled { .. } => "cancelled",
+            EventKind::PullRequest { .. } => "pull_request",
             EventKind::DeadLettered { .. } => "dead_lettered",
         }
     }

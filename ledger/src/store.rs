@@ -212,6 +212,10 @@ async fn project(tx: &Transaction<'_>, event: &Event) -> Result<(), StoreError> 
             )
             .await?
         }
+        EventKind::PullRequest { url, .. } => {
+            tx.execute("UPDATE tasks SET pr_url = $2 WHERE task_id = $1", &[id, url])
+                .await?
+        }
         EventKind::DeadLettered { reason } => {
             tx.execute(
                 "UPDATE tasks SET state = 'dead', finished_at = $2, error = $3 WHERE task_id = $1",

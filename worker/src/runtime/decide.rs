@@ -4,6 +4,7 @@
 //! Pure: the table of the README's "Worker runtime" section, tested without a broker.
 
 use super::handler::TaskError;
+use fleet_ledger::{EventKind, Outcome};
 use shared::control::ControlMessage;
 use shared::queue::Settle;
 use shared::queue::{WaitLimits, WaitState};
@@ -44,6 +45,38 @@ pub(super) struct Rules {
     pub(super) failed: u32,
     pub(super) limits: WaitLimits,
     pub(super) now_ms: i64,
+}
+
+impl Decision {
+    /// The ledger's word on how the run ended: finished (done, failed), waiting (a
+    /// delayed retry), dead-lettered (exhausted, rejected) or cancelled (`by` whom, when
+    /// known). A run retried at once (a transient failure before the last attempt, an
+    /// interrupted one) has none: its next `started` says it.
+    pub(super) fn ledger_event(&self, cancelled_by: Option<String>) -> Option<EventKind> {
+        let reason = self.reason.clone();
+        Some(match self.outcome {
+            "done" => EventKind::Finished {
+                outcome: Outcome::Done,
+                pr_url: None,
+                error: None,
+            },
+            "failed" => EventKind::Finished {
+                outcome: Outcome::Failed,
+                pr_url: None,
+                error: reason,
+            },
+            "delayed" => EventKind::Waiting {
+                reason: reason.unwrap_or_default(),
+            },
+            "exhausted" | "rejected" => EventKind::DeadLettered {
+                reason: reason.unwrap_or_default(),
+            },
+            "cancelled" => EventKind::Cancelled {
+                by: cancelled_by.or(reason).unwrap_or_default(),
+            },
+            _ => return None,
+        })
+    }
 }
 
 pub(super) fn decide(end: RunEnd, rules: &Rules) -> Decision {
@@ -194,6 +227,51 @@ mod tests {
             (Settle::Ack, "cancelled", false),
             "a cancel on the last attempt is not dead-lettered"
         );
+    }
+
+    #[test]
+    fn settles_tell_the_ledger_how_the_run_ended() {
+        let event = |end: RunEnd, last: bool| decide(end, &rules(last)).ledger_event(None);
+        assert!(matches!(
+            event(RunEnd::Finished(Ok(())), false),
+            Some(EventKind::Finished {
+                outcome: Outcome::Done,
+                ..
+            })
+        ));
+        assert!(matches!(
+            event(RunEnd::Finished(Err(TaskError::Permanent("no".into()))), false),
+            Some(EventKind::Finished { outcome: Outcome::Failed, error: Some(e), .. }) if e == "no"
+        ));
+        let delayed = RunEnd::Finished(Err(TaskError::Delayed {
+            reason: "quota".into(),
+            after: Duration::from_secs(5),
+        }));
+        assert!(matches!(
+            event(delayed, false),
+            Some(EventKind::Waiting { reason }) if reason == "quota"
+        ));
+        assert!(matches!(
+            event(RunEnd::TimedOut, true),
+            Some(EventKind::DeadLettered { .. })
+        ));
+        assert!(matches!(
+            event(
+                RunEnd::Finished(Err(TaskError::Unsupported("x".into()))),
+                false
+            ),
+            Some(EventKind::DeadLettered { .. })
+        ));
+        assert_eq!(event(RunEnd::TimedOut, false), None, "retried at once");
+        assert_eq!(event(RunEnd::Interrupted, true), None);
+        let cancelled = decide(
+            RunEnd::Finished(Err(TaskError::Cancelled("x".into()))),
+            &rules(false),
+        );
+        assert!(matches!(
+            cancelled.ledger_event(Some("alice".into())),
+            Some(EventKind::Cancelled { by }) if by == "alice"
+        ));
     }
 
     #[test]

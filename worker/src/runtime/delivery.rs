@@ -6,11 +6,12 @@ use super::Shared;
 use super::decide::{Rules, RunEnd, decide};
 use super::delay;
 use super::embedded::Lease;
-use super::handler::{TaskContext, TaskError, TaskHandler};
+use super::handler::{TaskContext, TaskError, TaskHandler, TaskLedger};
 use super::local::Begin;
 use super::locks::{self, BrokerLock, LocalLock, LockError};
 use super::wait::WaitBudget;
 use super::workspace;
+use fleet_ledger::EventKind;
 use lapin::Channel;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
@@ -348,7 +349,14 @@ async fn run_task<H: TaskHandler>(
         RunEnd::Cancelled { cancel, ran: true } => Some(cancel.clone()),
         _ => None,
     };
+    let cancelled_by = match &end {
+        RunEnd::Cancelled { cancel, .. } => Some(cancel.requested_by.clone()),
+        _ => None,
+    };
     let decision = decide(end, &rules);
+    if let Some(kind) = decision.ledger_event(cancelled_by) {
+        TaskLedger::new(&task.task_id, shared.ledger.clone()).event(kind);
+    }
     if decision.report_exhausted {
         let reason = decision.reason.clone().unwrap_or_default();
         let report = handler.report_exhausted(&task, &reason);
@@ -428,6 +436,11 @@ async fn run_locked<H: TaskHandler>(
     };
     shared.metrics.in_flight.inc();
     tracing::info!(attempt, last_attempt, "task started");
+    let ledger = TaskLedger::new(&task.task_id, shared.ledger.clone());
+    ledger.event(EventKind::Started {
+        attempt,
+        worker: shared.worker_name.clone(),
+    });
     let workspace = shared.settings.workspace_dir.clone();
     let task_id = task.task_id.clone();
     let workdir = tokio::task::spawn_blocking(move || workspace::create(&workspace, &task_id))
@@ -447,6 +460,7 @@ async fn run_locked<H: TaskHandler>(
                 last_attempt,
                 metrics: shared.metrics.task.clone(),
                 received_at,
+                ledger,
             };
             let end = run_handler(task, ctx, registration, shared, handler).await;
             (end, Some(workdir))

@@ -5,6 +5,7 @@
 //! handler records into).
 
 pub use super::metrics::TaskMetrics;
+pub use fleet_ledger::TaskLedger;
 use shared::TaskMessage;
 use shared::control::ControlMessage;
 use std::future::Future;
@@ -26,6 +27,9 @@ pub struct TaskContext {
     pub metrics: TaskMetrics,
     /// When the delivery reached this process (the runtime's pickup overhead starts here).
     pub received_at: std::time::Instant,
+    /// The task's ledger (`DATABASE_URL`; records nothing without one): phases, LLM calls,
+    /// checks and audit entries go here, never waiting for the database.
+    pub ledger: TaskLedger,
 }
 
 /// Why a task did not complete; the variant decides the settle (docs/contracts.md,

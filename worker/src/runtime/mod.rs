@@ -70,6 +70,38 @@ pub struct Shared {
     pub lock_connections: Arc<locks::LockConnections>,
     /// The tasks running here and the cancels seen lately (`/cancel`).
     pub cancels: Arc<control::Cancels>,
+    /// The task ledger (`DATABASE_URL`), or one that records nothing.
+    pub ledger: fleet_ledger::Ledger,
+    /// This process as the ledger names it (`Started.worker`): host and process id.
+    pub worker_name: String,
+}
+
+/// How long the ledger gets at shutdown to write what it still holds.
+const LEDGER_FLUSH: Duration = Duration::from_secs(5);
+
+/// The ledger of `DATABASE_URL`, when set; without it (or with a URL the pool refuses,
+/// logged) one that records nothing: the ledger never stops the worker.
+fn start_ledger(
+    settings: &WorkerSettings,
+    registry: &prometheus::Registry,
+    cancel: CancellationToken,
+) -> fleet_ledger::Ledger {
+    use secrecy::ExposeSecret;
+    let Some(url) = &settings.common.database_url else {
+        return fleet_ledger::Ledger::disabled();
+    };
+    match fleet_ledger::start(
+        url.expose_secret(),
+        settings.common.ledger_buffer,
+        registry,
+        cancel,
+    ) {
+        Ok((ledger, _pool)) => ledger,
+        Err(error) => {
+            tracing::error!(%error, "the task ledger cannot start; recording nothing");
+            fleet_ledger::Ledger::disabled()
+        }
+    }
 }
 
 /// How long in-flight tasks get to unwind once the grace period ran out.
@@ -144,7 +176,19 @@ impl Launch {
                 "swept task dirs left by killed predecessors"
             );
         }
+        let ledger_stop = CancellationToken::new();
+        let ledger = start_ledger(&settings, &metrics.registry, ledger_stop.clone());
+        let worker_name = format!(
+            "{}:{}",
+            std::env::var("HOSTNAME")
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "worker".to_owned()),
+            std::process::id()
+        );
         let shared = Arc::new(Shared {
+            ledger,
+            worker_name,
             permits: Arc::new(Semaphore::new(usize::from(settings.concurrency))),
             lock_connections: locks::LockConnections::new(
                 settings.common.amqp_url.clone(),
@@ -197,6 +241,10 @@ impl Launch {
             let _ = channel.close(200, "worker stopping".into()).await;
             let _ = connection.close(200, "worker stopping".into()).await;
         }
+        if !shared.ledger.flush(LEDGER_FLUSH).await {
+            tracing::warn!("the ledger could not write everything before the worker stopped");
+        }
+        ledger_stop.cancel();
         ops.abort();
         tracing::info!("worker stopped");
         result.map(|_| ())
