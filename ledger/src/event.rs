@@ -66,6 +66,9 @@ pub enum EventKind {
         attempt: u32,
         worker: String,
     },
+    /// The task got its quota slot: its work starts now (`started_at` is this moment, not
+    /// the first delivery's, which may have waited for the slot).
+    Admitted,
     /// The task entered a phase (`clone`, `context`, `llm`, `edit`, `check`, `push`, ...).
     Phase {
         phase: String,
@@ -111,6 +114,7 @@ impl EventKind {
             EventKind::Received { .. } => "received",
             EventKind::Published => "published",
             EventKind::Started { .. } => "started",
+            EventKind::Admitted => "admitted",
             EventKind::Phase { .. } => "phase",
             EventKind::LlmCall { .. } => "llm_call",
             EventKind::Check { .. } => "check",

@@ -34,6 +34,9 @@ pub struct WorkerSettings {
     pub rate_limit_max_wait: Duration,
     /// `TASK_MAX_WAITS`, `TASK_MAX_WAIT_SECS`: how long a task may wait in delayed retries.
     pub wait_limits: shared::queue::WaitLimits,
+    /// `MAX_RUNNING_PER_USER` (2), `MAX_RUNNING_PER_REPO` (4), `MAX_TASKS_PER_USER_PER_DAY`
+    /// (none): the fleet's quotas, enforced through the ledger (`DATABASE_URL`).
+    pub quotas: fleet_ledger::quota::QuotaLimits,
 }
 
 impl WorkerSettings {
@@ -77,6 +80,14 @@ impl WorkerSettings {
                 max_waits: env.parse_or("TASK_MAX_WAITS", 100u32)?,
                 max_total: secs(env, "TASK_MAX_WAIT_SECS", 7200)?,
             },
+            quotas: fleet_ledger::quota::QuotaLimits {
+                running_per_user: Some(env.positive_or("MAX_RUNNING_PER_USER", 2u32)?),
+                running_per_repo: Some(env.positive_or("MAX_RUNNING_PER_REPO", 4u32)?),
+                tasks_per_user_per_day: match env.get("MAX_TASKS_PER_USER_PER_DAY") {
+                    None => None,
+                    Some(_) => Some(env.positive_or("MAX_TASKS_PER_USER_PER_DAY", 1u32)?),
+                },
+            },
         })
     }
 }
@@ -102,6 +113,9 @@ mod tests {
         assert_eq!(s.once_idle, Duration::from_secs(30));
         assert_eq!(s.metrics_bind.port(), 9090);
         assert_eq!(s.handler, HandlerKind::Agent);
+        assert_eq!(s.quotas.running_per_user, Some(2));
+        assert_eq!(s.quotas.running_per_repo, Some(4));
+        assert_eq!(s.quotas.tasks_per_user_per_day, None);
     }
 
     #[test]
@@ -112,6 +126,9 @@ mod tests {
             ("SHUTDOWN_GRACE_SECS", "0"),
             ("METRICS_BIND", "9090"),
             ("WORKER_HANDLER", "magic"),
+            ("MAX_RUNNING_PER_USER", "0"),
+            ("MAX_RUNNING_PER_REPO", "many"),
+            ("MAX_TASKS_PER_USER_PER_DAY", "0"),
         ] {
             let err = WorkerSettings::from_env(&Env::from_map([(var, value)]))
                 .expect_err(&format!("{var}={value}"));

@@ -198,6 +198,22 @@ impl Agent {
             tracing::info!("this task already finished (redelivery); nothing to do");
             return Ok(());
         }
+        // The fleet's quotas, once the asker is known to be allowed: over one, the task
+        // waits (its status says which limit), and nothing is cloned or asked meanwhile.
+        if let Err(wait) = ctx.quota.admit(user, task.repo_url.full_name()).await {
+            let note = format!(
+                "Quota {}; the task starts when a slot is free.",
+                wait.reason
+            );
+            session.status.notes.push(note);
+            if let Err(error) = session.publish_status().await {
+                tracing::warn!(?error, "could not show the wait on the issue");
+            }
+            return Err(TaskError::Delayed {
+                reason: wait.reason,
+                after: wait.after,
+            });
+        }
         let meter = session.meter.clone();
         let mut job = self.job(task, session, &ctx.workdir, ctx.cancel.clone(), meter, None);
         // The repository's own word comes before any work: nothing is cloned but its

@@ -6,7 +6,7 @@ use super::Shared;
 use super::decide::{Rules, RunEnd, decide};
 use super::delay;
 use super::embedded::Lease;
-use super::handler::{TaskContext, TaskError, TaskHandler, TaskLedger};
+use super::handler::{QuotaGate, TaskContext, TaskError, TaskHandler, TaskLedger};
 use super::local::Begin;
 use super::locks::{self, BrokerLock, LocalLock, LockError};
 use super::wait::WaitBudget;
@@ -339,8 +339,13 @@ async fn run_task<H: TaskHandler>(
             }
             Ok(lock) => {
                 let started = Instant::now();
-                let (end, workdir) =
-                    run_locked(&task, attempt, last_attempt, received_at, &shared, &handler).await;
+                let run = Run {
+                    attempt,
+                    last_attempt,
+                    received_at,
+                    waits: wait.waits,
+                };
+                let (end, workdir) = run_locked(&task, run, &shared, &handler).await;
                 (end, workdir, lock, Some(started))
             }
         };
@@ -357,6 +362,8 @@ async fn run_task<H: TaskHandler>(
     if let Some(kind) = decision.ledger_event(cancelled_by) {
         TaskLedger::new(&task.task_id, shared.ledger.clone()).event(kind);
     }
+    // After its end is recorded: the next task of the user starts after this one ended.
+    shared.quotas.release(&task.task_id);
     if decision.report_exhausted {
         let reason = decision.reason.clone().unwrap_or_default();
         let report = handler.report_exhausted(&task, &reason);
@@ -418,15 +425,27 @@ async fn run_task<H: TaskHandler>(
     guard.finish(settled, delivered);
 }
 
-/// Runs the task once its issue is locked: its dir, the handler, the metrics of a run.
-async fn run_locked<H: TaskHandler>(
-    task: &TaskMessage,
+/// What a run of the task is: which attempt, when it arrived, the waits it took.
+struct Run {
     attempt: u32,
     last_attempt: bool,
     received_at: Instant,
+    waits: u32,
+}
+
+/// Runs the task once its issue is locked: its dir, the handler, the metrics of a run.
+async fn run_locked<H: TaskHandler>(
+    task: &TaskMessage,
+    run: Run,
     shared: &Arc<Shared>,
     handler: &Arc<H>,
 ) -> (RunEnd, Option<std::path::PathBuf>) {
+    let Run {
+        attempt,
+        last_attempt,
+        received_at,
+        waits,
+    } = run;
     let registration = match shared.cancels.register(task) {
         Ok(registration) => registration,
         Err(cancel) => {
@@ -460,6 +479,7 @@ async fn run_locked<H: TaskHandler>(
                 last_attempt,
                 metrics: shared.metrics.task.clone(),
                 received_at,
+                quota: QuotaGate::new(shared.quotas.clone(), ledger.clone(), waits),
                 ledger,
             };
             let end = run_handler(task, ctx, registration, shared, handler).await;

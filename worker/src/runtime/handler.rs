@@ -5,6 +5,7 @@
 //! handler records into).
 
 pub use super::metrics::TaskMetrics;
+pub use super::quotas::{QuotaGate, QuotaWait};
 pub use fleet_ledger::TaskLedger;
 use shared::TaskMessage;
 use shared::control::ControlMessage;
@@ -30,6 +31,9 @@ pub struct TaskContext {
     /// The task's ledger (`DATABASE_URL`; records nothing without one): phases, LLM calls,
     /// checks and audit entries go here, never waiting for the database.
     pub ledger: TaskLedger,
+    /// The fleet's quotas: asked once the task is known to be allowed (a wait is a
+    /// [`TaskError::Delayed`]); the slot is given back by the runtime when the task ends.
+    pub quota: QuotaGate,
 }
 
 /// Why a task did not complete; the variant decides the settle (docs/contracts.md,

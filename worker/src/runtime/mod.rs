@@ -20,6 +20,7 @@ pub mod handler;
 pub mod local;
 pub mod locks;
 pub mod metrics;
+pub mod quotas;
 pub mod wait;
 pub mod workspace;
 
@@ -74,21 +75,23 @@ pub struct Shared {
     pub ledger: fleet_ledger::Ledger,
     /// This process as the ledger names it (`Started.worker`): host and process id.
     pub worker_name: String,
+    /// The fleet's quotas (through the ledger's database) and the slots held here.
+    pub quotas: Arc<quotas::Quotas>,
 }
 
 /// How long the ledger gets at shutdown to write what it still holds.
 const LEDGER_FLUSH: Duration = Duration::from_secs(5);
 
-/// The ledger of `DATABASE_URL`, when set; without it (or with a URL the pool refuses,
-/// logged) one that records nothing: the ledger never stops the worker.
+/// The ledger of `DATABASE_URL` and its pool, when set; without it (or with a URL the pool
+/// refuses, logged) one that records nothing: the ledger never stops the worker.
 fn start_ledger(
     settings: &WorkerSettings,
     registry: &prometheus::Registry,
     cancel: CancellationToken,
-) -> fleet_ledger::Ledger {
+) -> (fleet_ledger::Ledger, Option<deadpool_postgres::Pool>) {
     use secrecy::ExposeSecret;
     let Some(url) = &settings.common.database_url else {
-        return fleet_ledger::Ledger::disabled();
+        return (fleet_ledger::Ledger::disabled(), None);
     };
     match fleet_ledger::start(
         url.expose_secret(),
@@ -96,10 +99,10 @@ fn start_ledger(
         registry,
         cancel,
     ) {
-        Ok((ledger, _pool)) => ledger,
+        Ok((ledger, pool)) => (ledger, Some(pool)),
         Err(error) => {
             tracing::error!(%error, "the task ledger cannot start; recording nothing");
-            fleet_ledger::Ledger::disabled()
+            (fleet_ledger::Ledger::disabled(), None)
         }
     }
 }
@@ -177,7 +180,12 @@ impl Launch {
             );
         }
         let ledger_stop = CancellationToken::new();
-        let ledger = start_ledger(&settings, &metrics.registry, ledger_stop.clone());
+        let (ledger, pool) = start_ledger(&settings, &metrics.registry, ledger_stop.clone());
+        let quotas = Arc::new(quotas::Quotas::new(
+            pool,
+            settings.quotas,
+            &metrics.registry,
+        ));
         let worker_name = format!(
             "{}:{}",
             std::env::var("HOSTNAME")
@@ -189,6 +197,7 @@ impl Launch {
         let shared = Arc::new(Shared {
             ledger,
             worker_name,
+            quotas,
             permits: Arc::new(Semaphore::new(usize::from(settings.concurrency))),
             lock_connections: locks::LockConnections::new(
                 settings.common.amqp_url.clone(),
