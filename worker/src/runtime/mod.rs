@@ -10,6 +10,10 @@
 //! Shutdown is two tokens: `stop` (SIGTERM/SIGINT: cancel the consumer, take nothing new,
 //! let in-flight tasks finish and ack) and `hard_stop` (the grace period ran out: cancel the
 //! handlers, clean up, requeue). A [`TaskTracker`] knows when every delivery has settled.
+//!
+//! With `DATABASE_URL`, the task ledger is started here: each run records its start and,
+//! from its settle decision, how it ended; the fleet's quotas are asked through it
+//! ([`quotas`]), and what it still holds is flushed at shutdown.
 
 pub mod control;
 mod decide;
@@ -21,6 +25,7 @@ pub mod local;
 pub mod locks;
 pub mod metrics;
 pub mod quotas;
+mod settle;
 pub mod wait;
 pub mod workspace;
 
