@@ -28,7 +28,7 @@ pub mod store;
 mod writer;
 
 pub use event::{AuditEntry, AuditKind, Event, EventKind, Outcome};
-pub use start::{TaskLedger, start};
+pub use start::{Tally, TaskLedger, start};
 pub use store::StoreError;
 pub use writer::{Ledger, LedgerMetrics};
 

@@ -5,6 +5,7 @@
 use crate::event::{AuditEntry, AuditKind, Event, EventKind};
 use crate::writer::{Ledger, LedgerMetrics};
 use deadpool_postgres::Pool;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -45,11 +46,20 @@ pub fn start(
 }
 
 /// What one task records through: its id and the ledger (disabled: records nothing).
-/// Cheap to clone; never waits for the database.
+/// Cheap to clone (the clones share the [`Tally`]); never waits for the database.
 #[derive(Debug, Clone)]
 pub struct TaskLedger {
     task_id: String,
     ledger: Ledger,
+    tally: Arc<Mutex<Tally>>,
+}
+
+/// What a task's events added up to so far (kept with or without a database): what its
+/// notification tells.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tally {
+    pub cost_usd: f64,
+    pub pr_url: Option<String>,
 }
 
 impl TaskLedger {
@@ -57,7 +67,13 @@ impl TaskLedger {
         Self {
             task_id: task_id.into(),
             ledger,
+            tally: Arc::default(),
         }
+    }
+
+    /// What the task's events added up to so far.
+    pub fn tally(&self) -> Tally {
+        self.tally.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// A handle that records nothing (`worker run`, tests without a database).
@@ -75,6 +91,14 @@ impl TaskLedger {
 
     /// One event of the task's life.
     pub fn event(&self, kind: EventKind) {
+        {
+            let mut tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
+            match &kind {
+                EventKind::LlmCall { cost_usd, .. } => tally.cost_usd += cost_usd,
+                EventKind::PullRequest { url, .. } => tally.pr_url = Some(url.clone()),
+                _ => {}
+            }
+        }
         if self.ledger.is_enabled() {
             self.ledger.record(Event::now(&self.task_id, kind));
         }

@@ -4,7 +4,9 @@
 //! Pure: the table of the README's "Worker runtime" section, tested without a broker.
 
 use super::handler::TaskError;
-use fleet_ledger::{EventKind, Outcome};
+use fleet_ledger::notify::Notification;
+use fleet_ledger::{EventKind, Outcome, Tally};
+use shared::TaskMessage;
 use shared::control::ControlMessage;
 use shared::queue::Settle;
 use shared::queue::{WaitLimits, WaitState};
@@ -75,6 +77,36 @@ impl Decision {
                 by: cancelled_by.or(reason).unwrap_or_default(),
             },
             _ => return None,
+        })
+    }
+}
+
+impl Decision {
+    /// What `NOTIFY_URL` is told of a task that ended: done (`task.finished`), failed or
+    /// given up (`task.failed`), cancelled (`task.cancelled`); nothing while it is retried
+    /// or waits. `tally` is what its events added up to (cost, PR).
+    pub(super) fn notification(&self, task: &TaskMessage, tally: &Tally) -> Option<Notification> {
+        let kind = match self.outcome {
+            "done" => "task.finished",
+            "failed" | "exhausted" | "rejected" => "task.failed",
+            "cancelled" => "task.cancelled",
+            _ => return None,
+        };
+        Some(Notification {
+            kind,
+            task_id: task.task_id.clone(),
+            issue_key: task.issue.key.clone(),
+            issue_url: task.issue.url.clone(),
+            repo_url: task.repo_url.to_string(),
+            mode: task.mode.to_string(),
+            outcome: self.outcome.to_owned(),
+            pr_url: tally.pr_url.clone(),
+            cost_usd: tally.cost_usd,
+            error: if self.outcome == "done" {
+                None
+            } else {
+                self.reason.clone()
+            },
         })
     }
 }

@@ -252,6 +252,8 @@ async fn run_task<H: TaskHandler>(
         now_ms,
     };
 
+    // One handle for the whole run: what the handler's events add up to is told at the end.
+    let ledger = TaskLedger::new(&task.task_id, shared.ledger.clone());
     let (end, workdir, lock, started) =
         match lock_issue(&delivery, &task, &shared, wait.waits).await {
             Err(end) => {
@@ -265,6 +267,7 @@ async fn run_task<H: TaskHandler>(
                     last_attempt,
                     received_at,
                     waits: wait.waits,
+                    ledger: ledger.clone(),
                 };
                 let (end, workdir) = run_locked(&task, run, &shared, &handler).await;
                 (end, workdir, lock, Some(started))
@@ -281,7 +284,10 @@ async fn run_task<H: TaskHandler>(
     };
     let decision = decide(end, &rules);
     if let Some(kind) = decision.ledger_event(cancelled_by) {
-        TaskLedger::new(&task.task_id, shared.ledger.clone()).event(kind);
+        ledger.event(kind);
+    }
+    if let Some(notification) = decision.notification(&task, &ledger.tally()) {
+        shared.notifier.send(notification);
     }
     // After its end is recorded: the next task of the user starts after this one ended.
     shared.quotas.release(&task.task_id);
@@ -352,6 +358,7 @@ struct Run {
     last_attempt: bool,
     received_at: Instant,
     waits: u32,
+    ledger: TaskLedger,
 }
 
 /// Runs the task once its issue is locked: its dir, the handler, the metrics of a run.
@@ -366,6 +373,7 @@ async fn run_locked<H: TaskHandler>(
         last_attempt,
         received_at,
         waits,
+        ledger,
     } = run;
     let registration = match shared.cancels.register(task) {
         Ok(registration) => registration,
@@ -376,7 +384,6 @@ async fn run_locked<H: TaskHandler>(
     };
     shared.metrics.in_flight.inc();
     tracing::info!(attempt, last_attempt, "task started");
-    let ledger = TaskLedger::new(&task.task_id, shared.ledger.clone());
     ledger.event(EventKind::Started {
         attempt,
         worker: shared.worker_name.clone(),

@@ -82,9 +82,11 @@ pub struct Shared {
     pub worker_name: String,
     /// The fleet's quotas (through the ledger's database) and the slots held here.
     pub quotas: Arc<quotas::Quotas>,
+    /// `NOTIFY_URL`'s signed POSTs (or nothing), queued without waiting.
+    pub notifier: fleet_ledger::notify::Notifier,
 }
 
-/// How long the ledger gets at shutdown to write what it still holds.
+/// How long the ledger (and the notifications) get at shutdown to write what they hold.
 const LEDGER_FLUSH: Duration = Duration::from_secs(5);
 
 /// The ledger of `DATABASE_URL` and its pool, when set; without it (or with a URL the pool
@@ -199,10 +201,17 @@ impl Launch {
                 .unwrap_or_else(|| "worker".to_owned()),
             std::process::id()
         );
+        let notifier = match &settings.notify {
+            Some(config) => {
+                fleet_ledger::notify::Notifier::start(config.clone(), &metrics.registry)
+            }
+            None => fleet_ledger::notify::Notifier::disabled(&metrics.registry),
+        };
         let shared = Arc::new(Shared {
             ledger,
             worker_name,
             quotas,
+            notifier,
             permits: Arc::new(Semaphore::new(usize::from(settings.concurrency))),
             lock_connections: locks::LockConnections::new(
                 settings.common.amqp_url.clone(),
@@ -254,6 +263,9 @@ impl Launch {
         if let Ok(Some((connection, channel))) = &result {
             let _ = channel.close(200, "worker stopping".into()).await;
             let _ = connection.close(200, "worker stopping".into()).await;
+        }
+        if !shared.notifier.drain(LEDGER_FLUSH).await {
+            tracing::warn!("notifications still queued when the worker stopped");
         }
         if !shared.ledger.flush(LEDGER_FLUSH).await {
             tracing::warn!("the ledger could not write everything before the worker stopped");
