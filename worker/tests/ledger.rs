@@ -119,3 +119,85 @@ async fn a_quickfix_task_leaves_its_life_and_its_audit_in_the_ledger() {
     assert!(pull.detail["number"].as_u64().is_some(), "{pull:?}");
     entry("comment");
 }
+
+/// The worker's `agent_fleet_ledger_errors_total`.
+async fn ledger_errors(worker: &common::WorkerProc) -> u64 {
+    worker
+        .metrics()
+        .await
+        .lines()
+        .find(|l| l.starts_with("agent_fleet_ledger_errors_total "))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_database_outage_during_a_stream_of_tasks_fails_and_loses_none() {
+    let db = TestDb::new("worker_ledger_outage").await;
+    let proxy = testkit::CutProxy::start("127.0.0.1:5432", true).await;
+    let via_proxy = format!("postgres://postgres@127.0.0.1:{}/{}", proxy.port, db.name);
+    let world = World::new(
+        "ledger-outage",
+        5,
+        &[("edit", vec![Answer::Text(good_answer())])],
+    )
+    .await;
+    let worker = world.worker(&[("DATABASE_URL", via_proxy.as_str())]);
+    worker.wait_ready().await;
+    let direct = fleet_ledger::pool(&db.url(), 2).expect("pool");
+    let first = world.task("github:ledger-outage-0", 100, "dev1");
+    world.run(&worker, &first, "done").await;
+    poll_until(
+        "the first task in the ledger",
+        Duration::from_secs(30),
+        || fleet_ledger::query::task(&direct, &first.task_id),
+        |row| matches!(row, Ok(Some(row)) if row.state == "done"),
+    )
+    .await;
+
+    // PostgreSQL away for 20 s while tasks keep coming.
+    proxy.set_enabled(false);
+    let cut_at = tokio::time::Instant::now();
+    let mut during = Vec::new();
+    for i in 1..=3 {
+        let task = world.task(&format!("github:ledger-outage-{i}"), 100 + i, "dev1");
+        world.run(&worker, &task, "done").await;
+        during.push(task);
+    }
+    assert!(
+        cut_at.elapsed() < Duration::from_secs(20),
+        "the tasks ran during the outage"
+    );
+    assert!(ledger_errors(&worker).await > 0, "the outage is counted");
+    // The outage lasts its 20 s whatever the tasks took.
+    tokio::time::sleep_until(cut_at + Duration::from_secs(20)).await;
+    proxy.set_enabled(true);
+
+    for task in &during {
+        let row = poll_until(
+            "the ledger caught up",
+            Duration::from_secs(60),
+            || fleet_ledger::query::task(&direct, &task.task_id),
+            |row| matches!(row, Ok(Some(row)) if row.state == "done" && row.pr_url.is_some()),
+        )
+        .await
+        .expect("query")
+        .expect("row");
+        assert_eq!(
+            (row.attempts, row.llm_calls),
+            (1, 1),
+            "nothing doubled: {row:?}"
+        );
+        let events = fleet_ledger::query::events(&direct, &task.task_id)
+            .await
+            .expect("events");
+        let started = events.iter().filter(|e| e.kind == "started").count();
+        assert_eq!(started, 1, "each event once: {events:?}");
+    }
+    assert_eq!(world.github.pulls().len(), 4, "every task opened its PR");
+    assert!(
+        world.fleet.take_dead().await.is_empty(),
+        "nothing dead-lettered"
+    );
+}
