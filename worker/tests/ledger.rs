@@ -154,7 +154,8 @@ async fn a_database_outage_during_a_stream_of_tasks_fails_and_loses_none() {
         || fleet_ledger::query::task(&direct, &first.task_id),
         |row| matches!(row, Ok(Some(row)) if row.state == "done"),
     )
-    .await;
+    .await
+    .expect("query");
 
     // PostgreSQL away for 20 s while tasks keep coming.
     proxy.set_enabled(false);

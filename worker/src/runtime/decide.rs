@@ -262,6 +262,49 @@ mod tests {
     }
 
     #[test]
+    fn ended_tasks_are_notified_and_retried_ones_are_not() {
+        let task = testkit::TaskBuilder::github("t-9").build();
+        let tally = Tally {
+            cost_usd: 0.5,
+            pr_url: Some("https://github.com/o/r/pull/3".into()),
+        };
+        let kind = |end: RunEnd, last: bool| {
+            decide(end, &rules(last))
+                .notification(&task, &tally)
+                .map(|n| n.kind)
+        };
+        assert_eq!(kind(RunEnd::Finished(Ok(())), false), Some("task.finished"));
+        let failed = RunEnd::Finished(Err(TaskError::Permanent("no".into())));
+        assert_eq!(kind(failed, false), Some("task.failed"));
+        assert_eq!(
+            kind(RunEnd::TimedOut, true),
+            Some("task.failed"),
+            "given up"
+        );
+        let cancelled = RunEnd::Finished(Err(TaskError::Cancelled("by @a".into())));
+        assert_eq!(kind(cancelled, false), Some("task.cancelled"));
+        assert_eq!(kind(RunEnd::TimedOut, false), None, "retried");
+        assert_eq!(kind(RunEnd::Interrupted, true), None);
+        let delayed = RunEnd::Finished(Err(TaskError::Delayed {
+            reason: "quota".into(),
+            after: Duration::from_secs(5),
+        }));
+        assert_eq!(kind(delayed, false), None, "waiting");
+        let done = decide(RunEnd::Finished(Ok(())), &rules(false))
+            .notification(&task, &tally)
+            .expect("done");
+        assert_eq!(
+            (
+                done.task_id.as_str(),
+                done.pr_url,
+                done.cost_usd,
+                done.error
+            ),
+            ("t-9", tally.pr_url.clone(), 0.5, None)
+        );
+    }
+
+    #[test]
     fn settles_tell_the_ledger_how_the_run_ended() {
         let event = |end: RunEnd, last: bool| decide(end, &rules(last)).ledger_event(None);
         assert!(matches!(
