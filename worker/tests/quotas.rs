@@ -66,7 +66,7 @@ async fn a_users_second_task_waits_for_the_first_and_both_finish() {
     .await;
     let second = world.task("github:quota-user-2", 82, "dev1");
     world.fleet.publish(&second).await;
-    let waiting = "waiting: @dev1 has 1 of 1 tasks running (MAX_RUNNING_PER_USER)";
+    let waiting = "Waiting for a quota: @dev1 has 1 of 1 tasks running (MAX_RUNNING_PER_USER)";
     wait_until(
         "the second task's status says it waits",
         Duration::from_secs(60),

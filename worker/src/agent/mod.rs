@@ -201,10 +201,11 @@ impl Agent {
         // The fleet's quotas, once the asker is known to be allowed: over one, the task
         // waits (its status says which limit), and nothing is cloned or asked meanwhile.
         if let Err(wait) = ctx.quota.admit(user, task.repo_url.full_name()).await {
-            let note = format!(
-                "Quota {}; the task starts when a slot is free.",
-                wait.reason
-            );
+            let why = wait
+                .reason
+                .strip_prefix("waiting: ")
+                .unwrap_or(&wait.reason);
+            let note = format!("Waiting for a quota: {why}; the task starts when a slot is free.");
             session.status.notes.push(note);
             if let Err(error) = session.publish_status().await {
                 tracing::warn!(?error, "could not show the wait on the issue");
