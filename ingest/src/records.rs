@@ -4,17 +4,13 @@
 //! ledger's bounded buffer: a database outage never delays or fails a webhook.
 
 use deadpool_postgres::Pool;
-use fleet_ledger::{AuditEntry, AuditKind, Event, EventKind, Ledger, LedgerMetrics};
+use fleet_ledger::{AuditEntry, AuditKind, Event, EventKind, Ledger};
 use secrecy::ExposeSecret;
 use serde_json::json;
 use shared::TaskMessage;
 use shared::control::ControlMessage;
 use shared::settings::CommonSettings;
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-/// How often the migrations are tried again while the database is away at start-up.
-const MIGRATE_RETRY: Duration = Duration::from_secs(2);
 
 /// The ingest's ledger: the writer, and the pool the operator API reads through.
 #[derive(Debug, Clone)]
@@ -31,8 +27,8 @@ impl Records {
         }
     }
 
-    /// The ledger of `DATABASE_URL`, if set: its migrations are applied in the background
-    /// (retried until the database answers), and records are buffered meanwhile.
+    /// The ledger of `DATABASE_URL`, if set (`fleet_ledger::start`: migrations in the
+    /// background, records buffered meanwhile).
     pub fn start(
         settings: &CommonSettings,
         registry: &prometheus::Registry,
@@ -41,25 +37,15 @@ impl Records {
         let Some(url) = &settings.database_url else {
             return Ok(Self::disabled());
         };
-        let pool = fleet_ledger::pool(url.expose_secret(), 8).map_err(anyhow::Error::msg)?;
-        let migrations = pool.clone();
-        tokio::spawn(async move {
-            loop {
-                match fleet_ledger::store::migrate(&migrations).await {
-                    Ok(()) => break,
-                    Err(error) => {
-                        tracing::warn!(%error, "ledger migrations not applied yet; retrying")
-                    }
-                }
-                tokio::select! {
-                    () = cancel.cancelled() => break,
-                    () = tokio::time::sleep(MIGRATE_RETRY) => {}
-                }
-            }
-        });
-        let metrics = LedgerMetrics::new(registry);
+        let (ledger, pool) = fleet_ledger::start(
+            url.expose_secret(),
+            settings.ledger_buffer,
+            registry,
+            cancel,
+        )
+        .map_err(anyhow::Error::msg)?;
         Ok(Self {
-            ledger: Ledger::start(pool.clone(), settings.ledger_buffer, metrics),
+            ledger,
             pool: Some(pool),
         })
     }

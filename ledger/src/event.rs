@@ -66,6 +66,9 @@ pub enum EventKind {
         attempt: u32,
         worker: String,
     },
+    /// The task got its quota slot: its work starts now (`started_at` is this moment, not
+    /// the first delivery's, which may have waited for the slot).
+    Admitted,
     /// The task entered a phase (`clone`, `context`, `llm`, `edit`, `check`, `push`, ...).
     Phase {
         phase: String,
@@ -95,6 +98,11 @@ pub enum EventKind {
     Cancelled {
         by: String,
     },
+    /// The task opened or updated a pull request (sets the task's `pr_url`).
+    PullRequest {
+        url: String,
+        number: u64,
+    },
     DeadLettered {
         reason: String,
     },
@@ -106,12 +114,14 @@ impl EventKind {
             EventKind::Received { .. } => "received",
             EventKind::Published => "published",
             EventKind::Started { .. } => "started",
+            EventKind::Admitted => "admitted",
             EventKind::Phase { .. } => "phase",
             EventKind::LlmCall { .. } => "llm_call",
             EventKind::Check { .. } => "check",
             EventKind::Waiting { .. } => "waiting",
             EventKind::Finished { .. } => "finished",
             EventKind::Cancelled { .. } => "cancelled",
+            EventKind::PullRequest { .. } => "pull_request",
             EventKind::DeadLettered { .. } => "dead_lettered",
         }
     }

@@ -15,6 +15,7 @@
 //! - `quota.rs`: quota slots taken atomically under advisory locks.
 //! - `query.rs`: what the operator API reads.
 //! - `dead.rs`: dead letters taken off the queue, with their `x-death` history, for replay.
+//! - `start.rs`: starting it in a service ([`start`]); [`TaskLedger`], a task's handle.
 //! - `notify.rs`: signed notifications of finished tasks (`NOTIFY_URL`).
 
 pub mod dead;
@@ -22,10 +23,12 @@ pub mod event;
 pub mod notify;
 pub mod query;
 pub mod quota;
+mod start;
 pub mod store;
 mod writer;
 
 pub use event::{AuditEntry, AuditKind, Event, EventKind, Outcome};
+pub use start::{Tally, TaskLedger, start};
 pub use store::StoreError;
 pub use writer::{Ledger, LedgerMetrics};
 

@@ -11,8 +11,10 @@ use hmac::{Hmac, Mac};
 use prometheus::{IntCounterVec, Opts, Registry};
 use serde::Serialize;
 use sha2::Sha256;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 /// The signature header.
 pub const SIGNATURE_HEADER: &str = "X-Agent-Fleet-Signature-256";
@@ -68,6 +70,14 @@ impl std::fmt::Debug for NotifyConfig {
 pub struct Notifier {
     sender: Option<mpsc::Sender<Notification>>,
     outcomes: IntCounterVec,
+    /// Notifications queued or being delivered, for [`Notifier::drain`].
+    pending: Arc<Pending>,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    count: AtomicUsize,
+    changed: Notify,
 }
 
 impl Notifier {
@@ -75,26 +85,51 @@ impl Notifier {
         Self {
             sender: None,
             outcomes: outcomes(registry),
+            pending: Arc::default(),
         }
     }
 
     pub fn start(config: NotifyConfig, registry: &Registry) -> Self {
         let (sender, receiver) = mpsc::channel(QUEUE);
         let outcomes = outcomes(registry);
-        tokio::spawn(deliver_loop(config, receiver, outcomes.clone()));
+        let pending = Arc::<Pending>::default();
+        tokio::spawn(deliver_loop(
+            config,
+            receiver,
+            outcomes.clone(),
+            Arc::clone(&pending),
+        ));
         Self {
             sender: Some(sender),
             outcomes,
+            pending,
         }
     }
 
     /// Queues `notification`; returns at once.
     pub fn send(&self, notification: Notification) {
         let Some(sender) = &self.sender else { return };
+        self.pending.count.fetch_add(1, Ordering::SeqCst);
         if sender.try_send(notification).is_err() {
+            self.pending.count.fetch_sub(1, Ordering::SeqCst);
             self.outcomes.with_label_values(&["dropped"]).inc();
             tracing::warn!("notification queue full: a notification was dropped");
         }
+    }
+
+    /// Waits until every queued notification was delivered or given up, or `timeout`
+    /// passed (a worker about to exit). `true` when none is left.
+    pub async fn drain(&self, timeout: Duration) -> bool {
+        let wait = async {
+            loop {
+                let changed = self.pending.changed.notified();
+                if self.pending.count.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                changed.await;
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.is_ok()
     }
 }
 
@@ -115,6 +150,7 @@ async fn deliver_loop(
     config: NotifyConfig,
     mut receiver: mpsc::Receiver<Notification>,
     outcomes: IntCounterVec,
+    pending: Arc<Pending>,
 ) {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -123,6 +159,8 @@ async fn deliver_loop(
     while let Some(notification) = receiver.recv().await {
         let outcome = deliver(&client, &config, &notification).await;
         outcomes.with_label_values(&[outcome]).inc();
+        pending.count.fetch_sub(1, Ordering::SeqCst);
+        pending.changed.notify_waiters();
     }
 }
 

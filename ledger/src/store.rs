@@ -158,6 +158,14 @@ async fn project(tx: &Transaction<'_>, event: &Event) -> Result<(), StoreError> 
             )
             .await?
         }
+        EventKind::Admitted => {
+            tx.execute(
+                "UPDATE tasks SET started_at = $2
+                 WHERE task_id = $1 AND state NOT IN ('done', 'failed', 'cancelled')",
+                &[id, at],
+            )
+            .await?
+        }
         EventKind::Phase { phase } => {
             tx.execute("UPDATE tasks SET phase = $2 WHERE task_id = $1", &[id, phase])
                 .await?
@@ -211,6 +219,10 @@ async fn project(tx: &Transaction<'_>, event: &Event) -> Result<(), StoreError> 
                 &[id, at, by],
             )
             .await?
+        }
+        EventKind::PullRequest { url, .. } => {
+            tx.execute("UPDATE tasks SET pr_url = $2 WHERE task_id = $1", &[id, url])
+                .await?
         }
         EventKind::DeadLettered { reason } => {
             tx.execute(

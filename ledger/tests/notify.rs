@@ -110,6 +110,27 @@ async fn a_refused_body_is_not_sent_again() {
     assert_eq!(seen.lock().expect("lock").len(), 1);
 }
 
+#[tokio::test]
+async fn drain_waits_for_the_queued_notifications() {
+    let (url, seen) = receiver(vec![503]).await;
+    let (notifier, _registry) = notifier(url);
+    notifier.send(finished("t-3"));
+    notifier.send(finished("t-4"));
+    assert!(
+        notifier.drain(Duration::from_secs(20)).await,
+        "all delivered"
+    );
+    let bodies: Vec<serde_json::Value> = (seen.lock().expect("lock").iter())
+        .map(|(_, body)| serde_json::from_slice(body).expect("json"))
+        .collect();
+    assert_eq!(
+        bodies.len(),
+        3,
+        "one retried, then both delivered: {bodies:?}"
+    );
+    assert_eq!(bodies[2]["task_id"], "t-4");
+}
+
 #[test]
 fn the_secret_never_shows_in_debug_output() {
     let config = NotifyConfig {

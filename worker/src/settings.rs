@@ -34,6 +34,12 @@ pub struct WorkerSettings {
     pub rate_limit_max_wait: Duration,
     /// `TASK_MAX_WAITS`, `TASK_MAX_WAIT_SECS`: how long a task may wait in delayed retries.
     pub wait_limits: shared::queue::WaitLimits,
+    /// `MAX_RUNNING_PER_USER` (2), `MAX_RUNNING_PER_REPO` (4), `MAX_TASKS_PER_USER_PER_DAY`
+    /// (none): the fleet's quotas, enforced through the ledger (`DATABASE_URL`).
+    pub quotas: fleet_ledger::quota::QuotaLimits,
+    /// `NOTIFY_URL` and `NOTIFY_SECRET`: where each finished, failed or cancelled task is
+    /// told, signed (none: nobody is told).
+    pub notify: Option<fleet_ledger::notify::NotifyConfig>,
 }
 
 impl WorkerSettings {
@@ -59,7 +65,9 @@ impl WorkerSettings {
                 ));
             }
         };
+        let notify = notify(env)?;
         Ok(Self {
+            notify,
             common,
             concurrency,
             workspace_dir,
@@ -77,8 +85,41 @@ impl WorkerSettings {
                 max_waits: env.parse_or("TASK_MAX_WAITS", 100u32)?,
                 max_total: secs(env, "TASK_MAX_WAIT_SECS", 7200)?,
             },
+            quotas: fleet_ledger::quota::QuotaLimits {
+                running_per_user: Some(env.positive_or("MAX_RUNNING_PER_USER", 2u32)?),
+                running_per_repo: Some(env.positive_or("MAX_RUNNING_PER_REPO", 4u32)?),
+                tasks_per_user_per_day: match env.get("MAX_TASKS_PER_USER_PER_DAY") {
+                    None => None,
+                    Some(_) => Some(env.positive_or("MAX_TASKS_PER_USER_PER_DAY", 1u32)?),
+                },
+            },
         })
     }
+}
+
+/// `NOTIFY_URL` (http or https) with its `NOTIFY_SECRET`, which it requires: receivers
+/// verify the signature, so an unsigned notification is never sent.
+fn notify(env: &Env) -> Result<Option<fleet_ledger::notify::NotifyConfig>, SettingsError> {
+    let Some(url) = env.get("NOTIFY_URL") else {
+        return Ok(None);
+    };
+    let url = url.trim().to_owned();
+    match reqwest::Url::parse(&url) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
+        _ => {
+            return Err(SettingsError::new(
+                "NOTIFY_URL",
+                "must be an http:// or https:// URL",
+            ));
+        }
+    }
+    let secret = env
+        .get("NOTIFY_SECRET")
+        .ok_or_else(|| SettingsError::new("NOTIFY_SECRET", "is required with NOTIFY_URL"))?;
+    Ok(Some(fleet_ledger::notify::NotifyConfig {
+        url,
+        secret: secret.into_bytes(),
+    }))
 }
 
 fn secs(env: &Env, name: &'static str, default: u64) -> Result<Duration, SettingsError> {
@@ -102,6 +143,30 @@ mod tests {
         assert_eq!(s.once_idle, Duration::from_secs(30));
         assert_eq!(s.metrics_bind.port(), 9090);
         assert_eq!(s.handler, HandlerKind::Agent);
+        assert_eq!(s.quotas.running_per_user, Some(2));
+        assert_eq!(s.quotas.running_per_repo, Some(4));
+        assert_eq!(s.quotas.tasks_per_user_per_day, None);
+        assert!(s.notify.is_none());
+    }
+
+    #[test]
+    fn a_notify_url_needs_its_secret_and_the_secret_is_not_shown() {
+        let err = WorkerSettings::from_env(&Env::from_map([("NOTIFY_URL", "https://n.example/h")]))
+            .expect_err("no secret");
+        assert_eq!(err.variable, "NOTIFY_SECRET");
+        let err = WorkerSettings::from_env(&Env::from_map([
+            ("NOTIFY_URL", "ftp://n.example/h"),
+            ("NOTIFY_SECRET", "s3cret-value"),
+        ]))
+        .expect_err("not http");
+        assert_eq!(err.variable, "NOTIFY_URL");
+        let s = WorkerSettings::from_env(&Env::from_map([
+            ("NOTIFY_URL", "https://n.example/h"),
+            ("NOTIFY_SECRET", "s3cret-value"),
+        ]))
+        .expect("notify");
+        assert!(!format!("{s:?}").contains("s3cret-value"), "{s:?}");
+        assert_eq!(s.notify.expect("set").secret, b"s3cret-value");
     }
 
     #[test]
@@ -112,6 +177,9 @@ mod tests {
             ("SHUTDOWN_GRACE_SECS", "0"),
             ("METRICS_BIND", "9090"),
             ("WORKER_HANDLER", "magic"),
+            ("MAX_RUNNING_PER_USER", "0"),
+            ("MAX_RUNNING_PER_REPO", "many"),
+            ("MAX_TASKS_PER_USER_PER_DAY", "0"),
         ] {
             let err = WorkerSettings::from_env(&Env::from_map([(var, value)]))
                 .expect_err(&format!("{var}={value}"));

@@ -60,10 +60,11 @@ impl Llm<'_> {
         self.meter.phase("llm", started.elapsed().as_secs_f64());
         match result {
             Ok(response) => {
-                self.meter.llm_answered(provider, phase, response.usage);
                 let cost = self
                     .prices
                     .cost(&self.client.config().model, response.usage);
+                self.meter
+                    .llm_answered(provider, phase, response.usage, cost.unwrap_or(0.0));
                 spent.add(response.usage, cost);
                 tracing::info!(
                     phase = phase.as_str(),

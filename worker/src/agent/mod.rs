@@ -47,6 +47,7 @@ pub mod workspace;
 use crate::runtime::handler::{TaskContext, TaskError, TaskHandler};
 use crate::settings::WorkerSettings;
 use edit_loop::Llm;
+use fleet_ledger::AuditKind;
 use fleet_llm::LlmClient;
 use meter::Meter;
 use modes::Job;
@@ -144,6 +145,7 @@ impl Agent {
         let mut session = IssueSession::open(self, task)
             .await
             .map_err(errors::deferred)?;
+        session.meter = Meter::new(ctx.metrics.clone(), ctx.ledger.clone());
         let prior = match session.prior().await {
             Ok(prior) => prior,
             Err(error) => return Err(report(&mut session, error).await),
@@ -196,7 +198,24 @@ impl Agent {
             tracing::info!("this task already finished (redelivery); nothing to do");
             return Ok(());
         }
-        let meter = Meter::new(ctx.metrics.clone());
+        // The fleet's quotas, once the asker is known to be allowed: over one, the task
+        // waits (its status says which limit), and nothing is cloned or asked meanwhile.
+        if let Err(wait) = ctx.quota.admit(user, task.repo_url.full_name()).await {
+            let why = wait
+                .reason
+                .strip_prefix("waiting: ")
+                .unwrap_or(&wait.reason);
+            let note = format!("Waiting for a quota: {why}; the task starts when a slot is free.");
+            session.status.notes.push(note);
+            if let Err(error) = session.publish_status().await {
+                tracing::warn!(?error, "could not show the wait on the issue");
+            }
+            return Err(TaskError::Delayed {
+                reason: wait.reason,
+                after: wait.after,
+            });
+        }
+        let meter = session.meter.clone();
         let mut job = self.job(task, session, &ctx.workdir, ctx.cancel.clone(), meter, None);
         // The repository's own word comes before any work: nothing is cloned but its
         // config, and no LLM is asked, for a task it refuses.
@@ -231,14 +250,25 @@ impl Agent {
 impl Agent {
     /// Refuses (reported on the issue) a task `user` may not ask for.
     async fn authorize(&self, session: &mut IssueSession<'_>, user: &str) -> Result<(), TaskError> {
+        let permission = |allowed: bool, why: &str| {
+            session.meter.audit(
+                AuditKind::Permission,
+                Some(user),
+                serde_json::json!({ "allowed": allowed, "why": why }),
+            );
+        };
         match session.may_act(user).await {
-            Ok(true) => Ok(()),
+            Ok(true) => {
+                permission(true, "write access");
+                Ok(())
+            }
             Ok(false) => {
                 tracing::info!(user, "refused: no write access");
                 let reason = format!(
                     "@{user} does not have write access to {}",
                     session.task.repo_url.full_name()
                 );
+                permission(false, &reason);
                 Err(session.finish_failed(State::Refused(reason)).await)
             }
             Err(error) => Err(report(session, error).await),

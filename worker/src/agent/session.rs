@@ -5,6 +5,7 @@
 //! through the session's [`Publisher`].
 
 use super::errors::unknown_identity;
+use super::meter::Meter;
 use super::publisher::{Live, Publisher, StatusUpdate};
 use super::settings::AgentSettings;
 use super::status::{self, Prior, State, Status, Step};
@@ -13,6 +14,7 @@ use crate::adapters::github::{GitHub, GithubAuth};
 use crate::adapters::jira::Jira;
 use crate::adapters::thread::IssueThread;
 use crate::runtime::handler::TaskError;
+use fleet_ledger::AuditKind;
 use fleet_llm::budget::Spent;
 use shared::{TaskMessage, Tracker};
 use std::sync::Arc;
@@ -98,6 +100,8 @@ pub struct IssueSession<'a> {
     pub publisher: Arc<dyn Publisher>,
     /// The agent's status comment once found or posted, and the body last published.
     status_comment: Option<(String, String)>,
+    /// Where the task's phases and audit entries go (detached until the task runs).
+    pub meter: Meter,
 }
 
 impl<'a> IssueSession<'a> {
@@ -192,6 +196,7 @@ impl<'a> IssueSession<'a> {
             spent: Spent::default(),
             publisher,
             status_comment: None,
+            meter: Meter::detached(),
         }
     }
 
@@ -266,6 +271,7 @@ impl<'a> IssueSession<'a> {
             spent: self.spent,
             publisher: self.publisher,
             status_comment: self.status_comment,
+            meter: self.meter,
         }
     }
 
@@ -291,6 +297,14 @@ impl<'a> IssueSession<'a> {
             plain: &plain,
         };
         if let Some(id) = self.publisher.status(update).await? {
+            // Audited once per comment: when it is first posted (or found) by this task.
+            if known.as_deref() != Some(id.as_str()) {
+                self.meter.audit(
+                    AuditKind::Comment,
+                    None,
+                    serde_json::json!({ "status_comment_id": id }),
+                );
+            }
             self.status_comment = Some((id, markdown));
         }
         Ok(())
@@ -298,7 +312,9 @@ impl<'a> IssueSession<'a> {
 
     /// Ticks `step` (and everything before it) on the status comment.
     pub async fn reach(&mut self, step: impl Into<Step>) -> Result<(), TaskError> {
-        self.status.reach(step.into());
+        let step = step.into();
+        self.meter.entered(&step.label().to_lowercase());
+        self.status.reach(step);
         self.publish_status().await
     }
 

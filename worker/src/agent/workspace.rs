@@ -265,6 +265,15 @@ impl Workspace {
             .await?;
         self.meter.phase("publish", started.elapsed().as_secs_f64());
         tracing::info!(?pushed, branch = self.branch, "branch published");
+        let (sha, changed) = match &pushed {
+            Pushed::Updated(sha) => (sha, true),
+            Pushed::Unchanged(sha) => (sha, false),
+        };
+        self.meter.audit(
+            fleet_ledger::AuditKind::Push,
+            None,
+            serde_json::json!({ "branch": self.branch, "sha": sha, "pushed": changed }),
+        );
         Ok(pushed)
     }
 

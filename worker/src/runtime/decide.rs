@@ -4,6 +4,9 @@
 //! Pure: the table of the README's "Worker runtime" section, tested without a broker.
 
 use super::handler::TaskError;
+use fleet_ledger::notify::Notification;
+use fleet_ledger::{EventKind, Outcome, Tally};
+use shared::TaskMessage;
 use shared::control::ControlMessage;
 use shared::queue::Settle;
 use shared::queue::{WaitLimits, WaitState};
@@ -44,6 +47,68 @@ pub(super) struct Rules {
     pub(super) failed: u32,
     pub(super) limits: WaitLimits,
     pub(super) now_ms: i64,
+}
+
+impl Decision {
+    /// The ledger's word on how the run ended: finished (done, failed), waiting (a
+    /// delayed retry), dead-lettered (exhausted, rejected) or cancelled (`by` whom, when
+    /// known). A run retried at once (a transient failure before the last attempt, an
+    /// interrupted one) has none: its next `started` says it.
+    pub(super) fn ledger_event(&self, cancelled_by: Option<String>) -> Option<EventKind> {
+        let reason = self.reason.clone();
+        Some(match self.outcome {
+            "done" => EventKind::Finished {
+                outcome: Outcome::Done,
+                pr_url: None,
+                error: None,
+            },
+            "failed" => EventKind::Finished {
+                outcome: Outcome::Failed,
+                pr_url: None,
+                error: reason,
+            },
+            "delayed" => EventKind::Waiting {
+                reason: reason.unwrap_or_default(),
+            },
+            "exhausted" | "rejected" => EventKind::DeadLettered {
+                reason: reason.unwrap_or_default(),
+            },
+            "cancelled" => EventKind::Cancelled {
+                by: cancelled_by.or(reason).unwrap_or_default(),
+            },
+            _ => return None,
+        })
+    }
+}
+
+impl Decision {
+    /// What `NOTIFY_URL` is told of a task that ended: done (`task.finished`), failed or
+    /// given up (`task.failed`), cancelled (`task.cancelled`); nothing while it is retried
+    /// or waits. `tally` is what its events added up to (cost, PR).
+    pub(super) fn notification(&self, task: &TaskMessage, tally: &Tally) -> Option<Notification> {
+        let kind = match self.outcome {
+            "done" => "task.finished",
+            "failed" | "exhausted" | "rejected" => "task.failed",
+            "cancelled" => "task.cancelled",
+            _ => return None,
+        };
+        Some(Notification {
+            kind,
+            task_id: task.task_id.clone(),
+            issue_key: task.issue.key.clone(),
+            issue_url: task.issue.url.clone(),
+            repo_url: task.repo_url.to_string(),
+            mode: task.mode.to_string(),
+            outcome: self.outcome.to_owned(),
+            pr_url: tally.pr_url.clone(),
+            cost_usd: tally.cost_usd,
+            error: if self.outcome == "done" {
+                None
+            } else {
+                self.reason.clone()
+            },
+        })
+    }
 }
 
 pub(super) fn decide(end: RunEnd, rules: &Rules) -> Decision {
@@ -194,6 +259,94 @@ mod tests {
             (Settle::Ack, "cancelled", false),
             "a cancel on the last attempt is not dead-lettered"
         );
+    }
+
+    #[test]
+    fn ended_tasks_are_notified_and_retried_ones_are_not() {
+        let task = testkit::TaskBuilder::github("t-9").build();
+        let tally = Tally {
+            cost_usd: 0.5,
+            pr_url: Some("https://github.com/o/r/pull/3".into()),
+        };
+        let kind = |end: RunEnd, last: bool| {
+            decide(end, &rules(last))
+                .notification(&task, &tally)
+                .map(|n| n.kind)
+        };
+        assert_eq!(kind(RunEnd::Finished(Ok(())), false), Some("task.finished"));
+        let failed = RunEnd::Finished(Err(TaskError::Permanent("no".into())));
+        assert_eq!(kind(failed, false), Some("task.failed"));
+        assert_eq!(
+            kind(RunEnd::TimedOut, true),
+            Some("task.failed"),
+            "given up"
+        );
+        let cancelled = RunEnd::Finished(Err(TaskError::Cancelled("by @a".into())));
+        assert_eq!(kind(cancelled, false), Some("task.cancelled"));
+        assert_eq!(kind(RunEnd::TimedOut, false), None, "retried");
+        assert_eq!(kind(RunEnd::Interrupted, true), None);
+        let delayed = RunEnd::Finished(Err(TaskError::Delayed {
+            reason: "quota".into(),
+            after: Duration::from_secs(5),
+        }));
+        assert_eq!(kind(delayed, false), None, "waiting");
+        let done = decide(RunEnd::Finished(Ok(())), &rules(false))
+            .notification(&task, &tally)
+            .expect("done");
+        assert_eq!(
+            (
+                done.task_id.as_str(),
+                done.pr_url,
+                done.cost_usd,
+                done.error
+            ),
+            ("t-9", tally.pr_url.clone(), 0.5, None)
+        );
+    }
+
+    #[test]
+    fn settles_tell_the_ledger_how_the_run_ended() {
+        let event = |end: RunEnd, last: bool| decide(end, &rules(last)).ledger_event(None);
+        assert!(matches!(
+            event(RunEnd::Finished(Ok(())), false),
+            Some(EventKind::Finished {
+                outcome: Outcome::Done,
+                ..
+            })
+        ));
+        assert!(matches!(
+            event(RunEnd::Finished(Err(TaskError::Permanent("no".into()))), false),
+            Some(EventKind::Finished { outcome: Outcome::Failed, error: Some(e), .. }) if e == "no"
+        ));
+        let delayed = RunEnd::Finished(Err(TaskError::Delayed {
+            reason: "quota".into(),
+            after: Duration::from_secs(5),
+        }));
+        assert!(matches!(
+            event(delayed, false),
+            Some(EventKind::Waiting { reason }) if reason == "quota"
+        ));
+        assert!(matches!(
+            event(RunEnd::TimedOut, true),
+            Some(EventKind::DeadLettered { .. })
+        ));
+        assert!(matches!(
+            event(
+                RunEnd::Finished(Err(TaskError::Unsupported("x".into()))),
+                false
+            ),
+            Some(EventKind::DeadLettered { .. })
+        ));
+        assert_eq!(event(RunEnd::TimedOut, false), None, "retried at once");
+        assert_eq!(event(RunEnd::Interrupted, true), None);
+        let cancelled = decide(
+            RunEnd::Finished(Err(TaskError::Cancelled("x".into()))),
+            &rules(false),
+        );
+        assert!(matches!(
+            cancelled.ledger_event(Some("alice".into())),
+            Some(EventKind::Cancelled { by }) if by == "alice"
+        ));
     }
 
     #[test]

@@ -6,14 +6,15 @@ use super::Shared;
 use super::decide::{Rules, RunEnd, decide};
 use super::delay;
 use super::embedded::Lease;
-use super::handler::{TaskContext, TaskError, TaskHandler};
+use super::handler::{QuotaGate, TaskContext, TaskError, TaskHandler, TaskLedger};
 use super::local::Begin;
 use super::locks::{self, BrokerLock, LocalLock, LockError};
+use super::settle::settle;
 use super::wait::WaitBudget;
 use super::workspace;
+use fleet_ledger::EventKind;
 use lapin::Channel;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
 use lapin::types::AMQPValue;
 use shared::TaskMessage;
 use shared::queue::Settle;
@@ -101,85 +102,6 @@ pub fn delivery_count(delivery: &Delivery) -> u32 {
         _ => 0,
     };
     u32::try_from(count.max(0)).unwrap_or(u32::MAX)
-}
-
-/// Settles on the delivery's own channel. Returns whether the settle reached the queue
-/// (`false` when the channel is gone: the broker then redelivers, and
-/// [`super::local::LocalRuns`] replays the outcome) and the outcome to replay (a confirmed
-/// delayed copy is replayed as the ack it amounts to).
-async fn settle(delivery: &Incoming, settle: Settle, shared: &Shared) -> (bool, Settle) {
-    let (result, settled) = match (delivery, settle) {
-        (Incoming::Embedded(lease), settle) => (
-            lease.settle(settle).await.map_err(|e| e.to_string()),
-            settle,
-        ),
-        (Incoming::Amqp(d, side), Settle::Delay(state)) => {
-            let now = delay::now_ms();
-            match delay::publish_copy(&side.retry, &side.topology, d, &state, now).await {
-                Ok(queue) => {
-                    tracing::info!(
-                        retry_queue = %queue,
-                        waits = state.waits,
-                        due_in_ms = state.not_before_ms.saturating_sub(now),
-                        "delayed retry published"
-                    );
-                    (ack(d).await, Settle::Ack)
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "cannot publish the delayed retry; requeueing instead");
-                    (requeue(d).await, Settle::Requeue)
-                }
-            }
-        }
-        (Incoming::Amqp(d, _), Settle::Ack) => (ack(d).await, settle),
-        (Incoming::Amqp(d, _), Settle::Requeue) => (requeue(d).await, settle),
-        (Incoming::Amqp(d, _), Settle::Reject) => (
-            d.acker
-                .reject(BasicRejectOptions { requeue: false })
-                .await
-                .map_err(|e| e.to_string()),
-            settle,
-        ),
-    };
-    let label = match settle {
-        Settle::Ack => "ack",
-        Settle::Requeue => "nack_requeue",
-        Settle::Reject => "reject",
-        Settle::Delay(_) if settled == Settle::Requeue => "nack_requeue",
-        Settle::Delay(_) => "delay",
-    };
-    match result {
-        Ok(true) => {
-            shared.metrics.settles.with_label_values(&[label]).inc();
-            tracing::info!(settle = label, "delivery settled");
-            (true, settled)
-        }
-        Ok(false) | Err(_) => {
-            shared.metrics.settles.with_label_values(&["failed"]).inc();
-            tracing::warn!(
-                settle = label,
-                "could not settle: the channel is gone; the broker will redeliver"
-            );
-            (false, settled)
-        }
-    }
-}
-
-async fn ack(d: &Delivery) -> Result<bool, String> {
-    d.acker
-        .ack(BasicAckOptions::default())
-        .await
-        .map_err(|e| e.to_string())
-}
-
-async fn requeue(d: &Delivery) -> Result<bool, String> {
-    d.acker
-        .nack(BasicNackOptions {
-            requeue: true,
-            multiple: false,
-        })
-        .await
-        .map_err(|e| e.to_string())
 }
 
 /// Processes one delivery, holding `permit` (a concurrency slot: the runtime takes a
@@ -330,6 +252,8 @@ async fn run_task<H: TaskHandler>(
         now_ms,
     };
 
+    // One handle for the whole run: what the handler's events add up to is told at the end.
+    let ledger = TaskLedger::new(&task.task_id, shared.ledger.clone());
     let (end, workdir, lock, started) =
         match lock_issue(&delivery, &task, &shared, wait.waits).await {
             Err(end) => {
@@ -338,8 +262,14 @@ async fn run_task<H: TaskHandler>(
             }
             Ok(lock) => {
                 let started = Instant::now();
-                let (end, workdir) =
-                    run_locked(&task, attempt, last_attempt, received_at, &shared, &handler).await;
+                let run = Run {
+                    attempt,
+                    last_attempt,
+                    received_at,
+                    waits: wait.waits,
+                    ledger: ledger.clone(),
+                };
+                let (end, workdir) = run_locked(&task, run, &shared, &handler).await;
                 (end, workdir, lock, Some(started))
             }
         };
@@ -348,7 +278,19 @@ async fn run_task<H: TaskHandler>(
         RunEnd::Cancelled { cancel, ran: true } => Some(cancel.clone()),
         _ => None,
     };
+    let cancelled_by = match &end {
+        RunEnd::Cancelled { cancel, .. } => Some(cancel.requested_by.clone()),
+        _ => None,
+    };
     let decision = decide(end, &rules);
+    if let Some(kind) = decision.ledger_event(cancelled_by) {
+        ledger.event(kind);
+    }
+    if let Some(notification) = decision.notification(&task, &ledger.tally()) {
+        shared.notifier.send(notification);
+    }
+    // After its end is recorded: the next task of the user starts after this one ended.
+    shared.quotas.release(&task.task_id);
     if decision.report_exhausted {
         let reason = decision.reason.clone().unwrap_or_default();
         let report = handler.report_exhausted(&task, &reason);
@@ -410,15 +352,29 @@ async fn run_task<H: TaskHandler>(
     guard.finish(settled, delivered);
 }
 
-/// Runs the task once its issue is locked: its dir, the handler, the metrics of a run.
-async fn run_locked<H: TaskHandler>(
-    task: &TaskMessage,
+/// What a run of the task is: which attempt, when it arrived, the waits it took.
+struct Run {
     attempt: u32,
     last_attempt: bool,
     received_at: Instant,
+    waits: u32,
+    ledger: TaskLedger,
+}
+
+/// Runs the task once its issue is locked: its dir, the handler, the metrics of a run.
+async fn run_locked<H: TaskHandler>(
+    task: &TaskMessage,
+    run: Run,
     shared: &Arc<Shared>,
     handler: &Arc<H>,
 ) -> (RunEnd, Option<std::path::PathBuf>) {
+    let Run {
+        attempt,
+        last_attempt,
+        received_at,
+        waits,
+        ledger,
+    } = run;
     let registration = match shared.cancels.register(task) {
         Ok(registration) => registration,
         Err(cancel) => {
@@ -428,6 +384,10 @@ async fn run_locked<H: TaskHandler>(
     };
     shared.metrics.in_flight.inc();
     tracing::info!(attempt, last_attempt, "task started");
+    ledger.event(EventKind::Started {
+        attempt,
+        worker: shared.worker_name.clone(),
+    });
     let workspace = shared.settings.workspace_dir.clone();
     let task_id = task.task_id.clone();
     let workdir = tokio::task::spawn_blocking(move || workspace::create(&workspace, &task_id))
@@ -447,6 +407,8 @@ async fn run_locked<H: TaskHandler>(
                 last_attempt,
                 metrics: shared.metrics.task.clone(),
                 received_at,
+                quota: QuotaGate::new(shared.quotas.clone(), ledger.clone(), waits),
+                ledger,
             };
             let end = run_handler(task, ctx, registration, shared, handler).await;
             (end, Some(workdir))

@@ -5,6 +5,8 @@
 //! handler records into).
 
 pub use super::metrics::TaskMetrics;
+pub use super::quotas::{QuotaGate, QuotaWait};
+pub use fleet_ledger::TaskLedger;
 use shared::TaskMessage;
 use shared::control::ControlMessage;
 use std::future::Future;
@@ -26,6 +28,12 @@ pub struct TaskContext {
     pub metrics: TaskMetrics,
     /// When the delivery reached this process (the runtime's pickup overhead starts here).
     pub received_at: std::time::Instant,
+    /// The task's ledger (`DATABASE_URL`; records nothing without one): phases, LLM calls,
+    /// checks and audit entries go here, never waiting for the database.
+    pub ledger: TaskLedger,
+    /// The fleet's quotas: asked once the task is known to be allowed (a wait is a
+    /// [`TaskError::Delayed`]); the slot is given back by the runtime when the task ends.
+    pub quota: QuotaGate,
 }
 
 /// Why a task did not complete; the variant decides the settle (docs/contracts.md,

@@ -10,6 +10,10 @@
 //! Shutdown is two tokens: `stop` (SIGTERM/SIGINT: cancel the consumer, take nothing new,
 //! let in-flight tasks finish and ack) and `hard_stop` (the grace period ran out: cancel the
 //! handlers, clean up, requeue). A [`TaskTracker`] knows when every delivery has settled.
+//!
+//! With `DATABASE_URL`, the task ledger is started here: each run records its start and,
+//! from its settle decision, how it ended; the fleet's quotas are asked through it
+//! ([`quotas`]), and what it still holds is flushed at shutdown.
 
 pub mod control;
 mod decide;
@@ -20,6 +24,8 @@ pub mod handler;
 pub mod local;
 pub mod locks;
 pub mod metrics;
+pub mod quotas;
+mod settle;
 pub mod wait;
 pub mod workspace;
 
@@ -70,6 +76,42 @@ pub struct Shared {
     pub lock_connections: Arc<locks::LockConnections>,
     /// The tasks running here and the cancels seen lately (`/cancel`).
     pub cancels: Arc<control::Cancels>,
+    /// The task ledger (`DATABASE_URL`), or one that records nothing.
+    pub ledger: fleet_ledger::Ledger,
+    /// This process as the ledger names it (`Started.worker`): host and process id.
+    pub worker_name: String,
+    /// The fleet's quotas (through the ledger's database) and the slots held here.
+    pub quotas: Arc<quotas::Quotas>,
+    /// `NOTIFY_URL`'s signed POSTs (or nothing), queued without waiting.
+    pub notifier: fleet_ledger::notify::Notifier,
+}
+
+/// How long the ledger (and the notifications) get at shutdown to write what they hold.
+const LEDGER_FLUSH: Duration = Duration::from_secs(5);
+
+/// The ledger of `DATABASE_URL` and its pool, when set; without it (or with a URL the pool
+/// refuses, logged) one that records nothing: the ledger never stops the worker.
+fn start_ledger(
+    settings: &WorkerSettings,
+    registry: &prometheus::Registry,
+    cancel: CancellationToken,
+) -> (fleet_ledger::Ledger, Option<deadpool_postgres::Pool>) {
+    use secrecy::ExposeSecret;
+    let Some(url) = &settings.common.database_url else {
+        return (fleet_ledger::Ledger::disabled(), None);
+    };
+    match fleet_ledger::start(
+        url.expose_secret(),
+        settings.common.ledger_buffer,
+        registry,
+        cancel,
+    ) {
+        Ok((ledger, pool)) => (ledger, Some(pool)),
+        Err(error) => {
+            tracing::error!(%error, "the task ledger cannot start; recording nothing");
+            (fleet_ledger::Ledger::disabled(), None)
+        }
+    }
 }
 
 /// How long in-flight tasks get to unwind once the grace period ran out.
@@ -144,7 +186,32 @@ impl Launch {
                 "swept task dirs left by killed predecessors"
             );
         }
+        let ledger_stop = CancellationToken::new();
+        let (ledger, pool) = start_ledger(&settings, &metrics.registry, ledger_stop.clone());
+        let quotas = Arc::new(quotas::Quotas::new(
+            pool,
+            settings.quotas,
+            &metrics.registry,
+        ));
+        let worker_name = format!(
+            "{}:{}",
+            std::env::var("HOSTNAME")
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "worker".to_owned()),
+            std::process::id()
+        );
+        let notifier = match &settings.notify {
+            Some(config) => {
+                fleet_ledger::notify::Notifier::start(config.clone(), &metrics.registry)
+            }
+            None => fleet_ledger::notify::Notifier::disabled(&metrics.registry),
+        };
         let shared = Arc::new(Shared {
+            ledger,
+            worker_name,
+            quotas,
+            notifier,
             permits: Arc::new(Semaphore::new(usize::from(settings.concurrency))),
             lock_connections: locks::LockConnections::new(
                 settings.common.amqp_url.clone(),
@@ -197,6 +264,13 @@ impl Launch {
             let _ = channel.close(200, "worker stopping".into()).await;
             let _ = connection.close(200, "worker stopping".into()).await;
         }
+        if !shared.notifier.drain(LEDGER_FLUSH).await {
+            tracing::warn!("notifications still queued when the worker stopped");
+        }
+        if !shared.ledger.flush(LEDGER_FLUSH).await {
+            tracing::warn!("the ledger could not write everything before the worker stopped");
+        }
+        ledger_stop.cancel();
         ops.abort();
         tracing::info!("worker stopped");
         result.map(|_| ())

@@ -83,6 +83,7 @@ pub async fn verify(
         ));
     }
     let started = Instant::now();
+    job.workspace.meter().entered("check");
     let mut secrets = job.agent.settings.secret_values();
     // A GitHub App's installation token is minted per task: a secret the settings lack.
     secrets.push(job.session.github.token().expose_secret().to_owned());
@@ -138,9 +139,11 @@ pub async fn verify(
             undo_side_effects(job, &before, &edited.applied).await?;
         }
         for run in &runs {
-            job.workspace
-                .meter()
-                .check_ran(run.verdict.as_str(), run.finished.duration.as_secs_f64());
+            job.workspace.meter().check_ran(
+                &run.check.name,
+                run.verdict.as_str(),
+                run.finished.duration.as_secs_f64(),
+            );
         }
         show(job, format!("Checks: {}.", results(&runs))).await?;
         let blocking = runs.iter().any(|r| r.verdict.blocks());

@@ -43,6 +43,11 @@ pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
         ));
     };
     bind_approval(&job.session, &approval, &comments, &newest).await?;
+    job.llm.meter.audit(
+        fleet_ledger::AuditKind::Approval,
+        Some(&approval.approver),
+        serde_json::json!({ "plan_hash": newest.hash, "plan_version": newest.version }),
+    );
     let branch = job.workspace.branch().to_owned();
     super::clone(job, Some(&branch))
         .await
@@ -146,10 +151,13 @@ pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
         Some(existing) => publisher
             .update_pull(existing.number, &title, &pr_body)
             .await?
-            .map(|updated| PullRequest {
-                draft: existing.draft,
-                node_id: existing.node_id,
-                ..updated
+            .map(|updated| {
+                job.llm.meter.pull_request(updated.number, &updated.url);
+                PullRequest {
+                    draft: existing.draft,
+                    node_id: existing.node_id,
+                    ..updated
+                }
             }),
         None => {
             let base = job

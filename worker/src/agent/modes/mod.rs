@@ -256,6 +256,9 @@ pub async fn open_pull(
         None => None,
     };
     job.session.status.pr_url = pr.as_ref().map(|pr| pr.url.clone());
+    if let Some(pr) = &pr {
+        job.llm.meter.pull_request(pr.number, &pr.url);
+    }
     Ok(pr)
 }
 
