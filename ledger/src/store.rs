@@ -3,8 +3,9 @@
 //! `audit`), in one transaction per batch.
 
 use crate::event::{AuditEntry, Event, EventKind, Record};
+use deadpool_postgres::Transaction;
 use deadpool_postgres::{GenericClient, Pool};
-use tokio_postgres::Transaction;
+use tokio_postgres::types::ToSql;
 
 /// The migrations, in order; `schema_migrations` records which ran.
 const MIGRATIONS: &[(i32, &str)] = &[
@@ -72,8 +73,20 @@ pub async fn write(pool: &Pool, batch: &[Record]) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// One statement of a batch, prepared once per connection (the writer sends the same few
+/// statements thousands of times: a prepare each time would double the round trips).
+async fn exec(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64, StoreError> {
+    let statement = tx.prepare_cached(sql).await?;
+    Ok(tx.execute(&statement, params).await?)
+}
+
 async fn write_audit(tx: &Transaction<'_>, entry: &AuditEntry) -> Result<(), StoreError> {
-    tx.execute(
+    exec(
+        tx,
         "INSERT INTO audit (event_id, at, kind, task_id, actor, detail)
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING",
         &[
@@ -113,7 +126,8 @@ async fn write_event(tx: &Transaction<'_>, event: &Event) -> Result<(), StoreErr
 /// the task's `received`, as after an ingest outage).
 async fn project(tx: &Transaction<'_>, event: &Event) -> Result<(), StoreError> {
     let (id, at) = (&event.task_id, &event.at);
-    tx.execute(
+    exec(
+        tx,
         "INSERT INTO tasks (task_id, created_at, updated_at) VALUES ($1, $2, $2)
          ON CONFLICT (task_id) DO UPDATE SET updated_at = GREATEST(tasks.updated_at, $2)",
         &[id, at],
@@ -129,7 +143,8 @@ async fn project(tx: &Transaction<'_>, event: &Event) -> Result<(), StoreError> 
             trigger_user,
             message,
         } => {
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE tasks SET tracker = $2, issue_key = $3, issue_url = $4, repo_url = $5,
                      mode = $6, trigger_user = $7, created_at = LEAST(created_at, $8),
                      message = COALESCE($9, message)
@@ -150,7 +165,8 @@ async fn project(tx: &Transaction<'_>, event: &Event) -> Result<(), StoreError> 
         }
         EventKind::Published => 0,
         EventKind::Started { .. } => {
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE tasks SET state = 'running', phase = NULL, attempts = attempts + 1,
                      started_at = COALESCE(started_at, $2)
                  WHERE task_id = $1 AND state NOT IN ('done', 'failed', 'cancelled')",
@@ -159,7 +175,8 @@ async fn project(tx: &Transaction<'_>, event: &Event) -> Result<(), StoreError> 
             .await?
         }
         EventKind::Admitted => {
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE tasks SET started_at = $2
                  WHERE task_id = $1 AND state NOT IN ('done', 'failed', 'cancelled')",
                 &[id, at],
@@ -167,7 +184,7 @@ async fn project(tx: &Transaction<'_>, event: &Event) -> Result<(), StoreError> 
             .await?
         }
         EventKind::Phase { phase } => {
-            tx.execute("UPDATE tasks SET phase = $2 WHERE task_id = $1", &[id, phase])
+            exec(tx, "UPDATE tasks SET phase = $2 WHERE task_id = $1", &[id, phase])
                 .await?
         }
         EventKind::LlmCall {
@@ -176,7 +193,8 @@ async fn project(tx: &Transaction<'_>, event: &Event) -> Result<(), StoreError> 
             cost_usd,
             ..
         } => {
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE tasks SET llm_calls = llm_calls + 1, input_tokens = input_tokens + $2,
                      output_tokens = output_tokens + $3, cost_usd = cost_usd + $4
                  WHERE task_id = $1",
@@ -185,14 +203,16 @@ async fn project(tx: &Transaction<'_>, event: &Event) -> Result<(), StoreError> 
             .await?
         }
         EventKind::Check { .. } => {
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE tasks SET checks = checks || jsonb_build_array($2::jsonb) WHERE task_id = $1",
                 &[id, &event.kind.detail()],
             )
             .await?
         }
         EventKind::Waiting { .. } => {
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE tasks SET state = 'waiting' WHERE task_id = $1 AND state IN ('queued', 'running', 'waiting')",
                 &[id],
             )
@@ -203,7 +223,8 @@ async fn project(tx: &Transaction<'_>, event: &Event) -> Result<(), StoreError> 
             pr_url,
             error,
         } => {
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE tasks SET state = $2, finished_at = $3, phase = NULL,
                      pr_url = COALESCE($4, pr_url), error = $5
                  WHERE task_id = $1",
@@ -212,7 +233,8 @@ async fn project(tx: &Transaction<'_>, event: &Event) -> Result<(), StoreError> 
             .await?
         }
         EventKind::Cancelled { by } => {
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE tasks SET state = 'cancelled', finished_at = $2, phase = NULL,
                      error = 'cancelled by ' || $3
                  WHERE task_id = $1",
@@ -221,11 +243,12 @@ async fn project(tx: &Transaction<'_>, event: &Event) -> Result<(), StoreError> 
             .await?
         }
         EventKind::PullRequest { url, .. } => {
-            tx.execute("UPDATE tasks SET pr_url = $2 WHERE task_id = $1", &[id, url])
+            exec(tx, "UPDATE tasks SET pr_url = $2 WHERE task_id = $1", &[id, url])
                 .await?
         }
         EventKind::DeadLettered { reason } => {
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE tasks SET state = 'dead', finished_at = $2, error = $3 WHERE task_id = $1",
                 &[id, at, reason],
             )

@@ -140,6 +140,7 @@ pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
             .notes
             .push("The comment on the pull request could not be posted; the fix is pushed.".into());
     }
+    job.llm.meter.pull_request(pull.number, &pull.url);
     let status = &mut job.session.status;
     status.pr_url = Some(pull.url.clone());
     status.state = State::Done;

@@ -116,6 +116,7 @@ pub async fn run(job: &mut Job<'_>) -> Result<Outcome, TaskError> {
     )
     .await;
 
+    job.llm.meter.pull_request(pull.number, &pull.url);
     let status = &mut job.session.status;
     status.pr_url = Some(pull.url.clone());
     status.state = State::Done;
