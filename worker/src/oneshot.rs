@@ -205,7 +205,9 @@ impl Drop for RunDir {
 
 fn describe(error: TaskError) -> anyhow::Error {
     match error {
-        TaskError::Transient(r) | TaskError::Delayed { reason: r, .. } => {
+        TaskError::Transient(r)
+        | TaskError::Delayed { reason: r, .. }
+        | TaskError::QuotaWait { reason: r, .. } => {
             anyhow::anyhow!("temporary failure (try again): {r}")
         }
         TaskError::Permanent(r) | TaskError::Unsupported(r) | TaskError::Cancelled(r) => {

@@ -210,7 +210,7 @@ impl Agent {
             if let Err(error) = session.publish_status().await {
                 tracing::warn!(?error, "could not show the wait on the issue");
             }
-            return Err(TaskError::Delayed {
+            return Err(TaskError::QuotaWait {
                 reason: wait.reason,
                 after: wait.after,
             });

@@ -152,6 +152,25 @@ pub(super) fn decide(end: RunEnd, rules: &Rules) -> Decision {
             reason: Some(reason),
             report_exhausted: false,
         },
+        RunEnd::Finished(Err(TaskError::QuotaWait { reason, after })) => {
+            // Waiting for a quota is no failure: no bound on how often or how long.
+            let unbounded = WaitLimits {
+                max_waits: u32::MAX,
+                max_total: std::time::Duration::MAX,
+            };
+            match rules
+                .wait
+                .next(after, rules.failed, &unbounded, rules.now_ms)
+            {
+                Some(state) => Decision {
+                    settle: Settle::Delay(state),
+                    outcome: "delayed",
+                    reason: Some(reason),
+                    report_exhausted: false,
+                },
+                None => retry("retry", reason),
+            }
+        }
         RunEnd::Finished(Err(TaskError::Delayed { reason, after })) => {
             match rules
                 .wait
@@ -217,6 +236,38 @@ mod tests {
             },
             now_ms: 1_000,
         }
+    }
+
+    #[test]
+    fn a_quota_wait_is_never_bounded_like_other_waits() {
+        let mut tired = rules(false);
+        // Past both TASK_MAX_WAITS and TASK_MAX_WAIT_SECS already.
+        tired.wait = WaitState {
+            waits: 5,
+            waited_ms: 3_600_000,
+            ..WaitState::default()
+        };
+        let after = Duration::from_secs(60);
+        let quota = decide(
+            RunEnd::Finished(Err(TaskError::QuotaWait {
+                reason: "MAX_RUNNING_PER_USER".into(),
+                after,
+            })),
+            &tired,
+        );
+        assert!(matches!(quota.settle, Settle::Delay(_)), "still waits");
+        assert_eq!(quota.outcome, "delayed");
+        let lock = decide(
+            RunEnd::Finished(Err(TaskError::Delayed {
+                reason: "locked".into(),
+                after,
+            })),
+            &tired,
+        );
+        assert!(
+            !matches!(lock.settle, Settle::Delay(_)),
+            "other waits stay bounded"
+        );
     }
 
     #[test]

@@ -60,6 +60,14 @@ pub enum TaskError {
         reason: String,
         after: std::time::Duration,
     },
+    /// Over a fleet quota (`MAX_RUNNING_PER_USER`, ...): a delayed retry like
+    /// [`TaskError::Delayed`], but never bounded by `TASK_MAX_WAITS` / `TASK_MAX_WAIT_SECS`:
+    /// a task waiting its turn is not failing, and is never dead-lettered for waiting.
+    #[error("waiting for a quota, again in {} s: {reason}", after.as_secs())]
+    QuotaWait {
+        reason: String,
+        after: std::time::Duration,
+    },
     /// The work was cancelled (`/cancel`) after this task was asked for: it does
     /// not run. Acked, counted as `cancelled`, never dead-lettered.
     #[error("cancelled: {0}")]
