@@ -7,7 +7,9 @@
 //! handler (parse, task dir, handler, dir removal, ack). Prints throughput of both and their
 //! ratio, the pickup overhead (delivery -> handler start, exact samples) and the settle
 //! overhead (handler end -> settled, from the runtime's histogram: an upper bound per
-//! bucket). Then starts the real `worker` binary and reads its idle RSS.
+//! bucket). Then the prefetch-10 run again with the task ledger on (`DATABASE_URL`, a
+//! database of its own on 127.0.0.1:5432: each task's `started` and `finished` rows), against
+//! the run without it. Then starts the real `worker` binary and reads its idle RSS.
 
 use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueDeleteOptions};
@@ -146,13 +148,18 @@ async fn runtime_drain(
     n: usize,
     prefetch: u16,
     workspace: &std::path::Path,
+    database_url: Option<&str>,
 ) -> (f64, Vec<Duration>, f64, f64) {
-    let env = Env::from_map([
+    let mut vars = vec![
         ("TASK_QUEUE", queue.to_owned()),
         ("WORKER_CONCURRENCY", prefetch.to_string()),
         ("METRICS_BIND", "127.0.0.1:0".to_owned()),
         ("WORKSPACE_DIR", workspace.display().to_string()),
-    ]);
+    ];
+    if let Some(url) = database_url {
+        vars.push(("DATABASE_URL", url.to_owned()));
+    }
+    let env = Env::from_map(vars);
     let settings = WorkerSettings::from_env(&env).expect("settings");
     let handler = Noop::default();
     let samples = handler.0.clone();
@@ -235,16 +242,28 @@ async fn main() {
         .expect("broker");
     let workspace = tempfile::tempdir().expect("tmp");
     println!("worker runtime benchmark: n={n} tasks per run, no-op handler");
-    for prefetch in [1u16, 10] {
+    let db = testkit::db::TestDb::new("bench_worker").await;
+    let mut without_ledger = 0.0;
+    for (prefetch, ledger) in [(1u16, None), (10, None), (10, Some(db.url()))] {
         let queue = format!("bench-worker-{}", uuid::Uuid::new_v4().simple());
         let topology = Topology::new(&queue, 5);
         fill(&connection, &topology, n).await;
         let raw = raw_drain(&connection, &queue, n, prefetch).await;
         fill(&connection, &topology, n).await;
         let (rate, mut pickups, settle50, settle99) =
-            runtime_drain(&queue, n, prefetch, workspace.path()).await;
+            runtime_drain(&queue, n, prefetch, workspace.path(), ledger.as_deref()).await;
+        if ledger.is_some() {
+            println!(
+                "prefetch 10 with the ledger (started + finished rows per task): {rate:>7.0} tasks/s | ratio {:.2} against without | pickup p50 {:.3} ms | settle p50 <= {settle50} ms p99 <= {settle99} ms",
+                rate / without_ledger,
+                percentile(&mut pickups, 0.5),
+            );
+        } else {
+            without_ledger = rate;
+        }
         println!(
-            "prefetch {prefetch:>2}: raw lapin {raw:>7.0} msg/s | worker runtime {rate:>7.0} tasks/s | ratio {:.2} | pickup p50 {:.3} ms p99 {:.3} ms | settle p50 <= {settle50} ms p99 <= {settle99} ms",
+            "prefetch {prefetch:>2}{}: raw lapin {raw:>7.0} msg/s | worker runtime {rate:>7.0} tasks/s | ratio {:.2} | pickup p50 {:.3} ms p99 {:.3} ms | settle p50 <= {settle50} ms p99 <= {settle99} ms",
+            if ledger.is_some() { " (ledger on)" } else { "" },
             rate / raw,
             percentile(&mut pickups, 0.5),
             percentile(&mut pickups, 0.99),
