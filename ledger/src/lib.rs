@@ -61,3 +61,19 @@ pub fn pool(url: &str, max_size: usize) -> Result<deadpool_postgres::Pool, Strin
         .build()
         .map_err(|e| format!("cannot build the PostgreSQL pool: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_bad_database_url_is_refused_without_showing_its_password() {
+        for url in [
+            "postgres://u:pa55word@host:notaport/db",
+            "postgres://u:pa55word@host/db?sslmode=sometimes",
+            "postgres://u:pa55word@host/db?connect_timeout=x",
+        ] {
+            let error = super::pool(url, 1).expect_err(url);
+            assert!(error.starts_with("DATABASE_URL"), "{error}");
+            assert!(!error.contains("pa55word"), "{error}");
+        }
+    }
+}

@@ -55,11 +55,12 @@ pub struct NotifyConfig {
     pub secret: Vec<u8>,
 }
 
-/// The secret never shows in `Debug` output (logs of the settings, panics).
+/// The secret never shows in `Debug` output (logs of the settings, panics), nor does the
+/// URL past its host: a receiver's URL often is a secret itself (a chat webhook's path).
 impl std::fmt::Debug for NotifyConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NotifyConfig")
-            .field("url", &self.url)
+            .field("url", &origin_of(&self.url))
             .field("secret", &"***")
             .finish()
     }
@@ -164,6 +165,21 @@ async fn deliver_loop(
     }
 }
 
+/// `scheme://host[:port]` of `url`, the rest shown as `/***`.
+fn origin_of(url: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[start..];
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    // Credentials before the host are no part of what may be shown.
+    let host = host.rsplit('@').next().unwrap_or(host);
+    format!("{}{host}/***", &url[..start])
+}
+
+/// Why a POST did not get through, without the URL (which may carry a secret).
+fn reason_of(error: reqwest::Error) -> String {
+    error.without_url().to_string()
+}
+
 async fn deliver(
     client: &reqwest::Client,
     config: &NotifyConfig,
@@ -190,7 +206,7 @@ async fn deliver(
                 }
                 format!("HTTP {status}")
             }
-            Err(error) => error.to_string(),
+            Err(error) => reason_of(error),
         };
         if attempt < MAX_ATTEMPTS {
             tracing::debug!(
@@ -209,4 +225,29 @@ async fn deliver(
         }
     }
     "failed"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_receivers_url_never_shows_in_debug_output_or_errors() {
+        let config = NotifyConfig {
+            url: "https://user:pw@hooks.example.com/T0/B0/tok3n-part?k=v".into(),
+            secret: b"s".to_vec(),
+        };
+        let shown = format!("{config:?}");
+        assert!(shown.contains("https://hooks.example.com/***"), "{shown}");
+        for secret in ["tok3n", "pw", "k=v"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        let refused = reqwest::Client::new()
+            .post("http://127.0.0.1:1/hook/tok3n-part")
+            .send()
+            .await
+            .expect_err("nothing listens on port 1");
+        let reason = reason_of(refused);
+        assert!(!reason.contains("tok3n"), "{reason}");
+    }
 }

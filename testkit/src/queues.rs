@@ -81,34 +81,36 @@ impl QueueView {
             )
             .await
             .expect("publish");
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let taken = loop {
-            let got = channel
-                .basic_get(
-                    self.queue.as_str().into(),
-                    BasicGetOptions { no_ack: false },
-                )
-                .await
-                .expect("basic.get");
-            if let Some(message) = got {
-                break message.delivery;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the message never arrived"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        };
+        let taken = crate::wait::poll_until(
+            "the message arrives",
+            Duration::from_secs(10),
+            || async {
+                channel
+                    .basic_get(
+                        self.queue.as_str().into(),
+                        BasicGetOptions { no_ack: false },
+                    )
+                    .await
+                    .expect("basic.get")
+                    .map(|m| m.delivery)
+            },
+            Option::is_some,
+        )
+        .await
+        .expect("a delivery");
         taken
             .acker
             .reject(lapin::options::BasicRejectOptions { requeue: false })
             .await
             .expect("reject");
         let dead = format!("{}.dead", self.queue);
-        while self.count(&dead).await == 0 {
-            assert!(std::time::Instant::now() < deadline, "never dead-lettered");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        crate::wait::poll_until(
+            "dead-lettered",
+            Duration::from_secs(10),
+            || self.count(&dead),
+            |n| *n > 0,
+        )
+        .await;
     }
 
     /// Takes every ready message of the task queue (acked).

@@ -114,13 +114,13 @@ async fn sigterm_past_the_grace_requeues_the_task() {
     assert!(!workdir.exists(), "cleaned up before the requeue");
     // The broker returns the unacked delivery once it has seen the connection close: that
     // may be a moment after the worker's exit.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let mut ready = fleet.ready(&fleet.queue).await;
-    while ready != 1 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        ready = fleet.ready(&fleet.queue).await;
-    }
-    assert_eq!(ready, 1, "requeued for another worker");
+    testkit::wait::poll_until(
+        "requeued for another worker",
+        std::time::Duration::from_secs(10),
+        || fleet.ready(&fleet.queue),
+        |ready| *ready == 1,
+    )
+    .await;
 }
 
 #[tokio::test]
