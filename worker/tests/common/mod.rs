@@ -130,6 +130,11 @@ impl Fleet {
         self.view.count(queue).await
     }
 
+    /// Consumers of a queue (a worker's consumers go with its connection).
+    pub async fn consumers(&self, queue: &str) -> u32 {
+        self.view.consumers(queue).await
+    }
+
     pub fn dead_queue(&self) -> String {
         format!("{}.dead", self.queue)
     }
@@ -314,20 +319,4 @@ pub fn death_reason(message: &lapin::message::Delivery) -> String {
 
 pub fn exists(path: &Path) -> bool {
     path.exists()
-}
-
-/// Messages of `queue` handed to a consumer and not yet acked, as the broker counts them
-/// (`rabbitmqctl`): a delivery a worker settled is not among them, one it still holds is.
-pub fn unacked(queue: &str) -> u32 {
-    let output = Command::new("rabbitmqctl")
-        .args(["list_queues", "name", "messages_unacknowledged", "-q"])
-        .output()
-        .expect("rabbitmqctl");
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .find_map(|line| {
-            let (name, count) = line.split_once('\t')?;
-            (name == queue).then(|| count.trim().parse().ok()).flatten()
-        })
-        .unwrap_or_else(|| panic!("rabbitmqctl does not list {queue}"))
 }
