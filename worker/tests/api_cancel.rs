@@ -193,7 +193,12 @@ async fn an_operator_cancels_a_running_task_through_the_api_and_retries_it() {
     let status = status_comments(&world.github, ISSUE);
     assert_eq!(status.len(), 1, "one status comment: {status:?}");
     let body = body_of(&status[0]);
-    assert!(body.contains("agent-fleet: cancelled by @alice."), "{body}");
+    // The token's name, mentioning nobody: a GitHub user `alice` has nothing to do with it.
+    assert!(
+        body.contains("agent-fleet: cancelled by the operator `alice` (operator API)."),
+        "{body}"
+    );
+    assert!(!body.contains("@alice"), "{body}");
     assert!(body.contains("stopped while it ran"), "{body}");
     assert!(
         body.contains(&format!("<!-- agent-fleet:cancel id={cancel_id} at=")),
