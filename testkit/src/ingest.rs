@@ -1,5 +1,6 @@
 //! The ingest, started in-process on port 0 (`ingest::Application`) with its own queue, and
-//! signed deliveries to it. The ingest's own tests and the fleet test share it.
+//! signed deliveries and operator API calls to it. The ingest's own tests and the fleet
+//! tests share it.
 
 use crate::queues::QueueGuard;
 use crate::webhook::{post_github, post_jira};
@@ -176,6 +177,32 @@ impl TestIngest {
     pub async fn jira(&self, identifier: &str, body: &[u8]) -> reqwest::Response {
         let url = self.url("/webhooks/jira");
         post_jira(&self.http, &url, JIRA_SECRET, identifier, body).await
+    }
+
+    /// A call of the operator API (`GET` or `POST` `path`, `token` as the bearer, none for
+    /// an anonymous call): the status and the JSON answer (`Null` when it is not JSON).
+    pub async fn api(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        let url = self.url(path);
+        let request = match method {
+            "POST" => self.http.post(url),
+            "GET" => self.http.get(url),
+            other => panic!("the API has no {other} routes"),
+        };
+        let request = match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        let response = request.send().await.expect("the API answers");
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
     }
 
     /// Stops the server, asserting that it stops cleanly; the queues go with the guard.

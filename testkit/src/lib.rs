@@ -7,12 +7,12 @@
 //! | [`task`] | [`TaskBuilder`]: v1 task messages with test defaults |
 //! | [`webhook`] | HMAC signatures, signed GitHub/Jira POSTs, the webhook fixtures |
 //! | [`http`] | [`http::headers`]: a header map from (name, value) pairs |
-//! | [`queues`] | [`QueueView`] (count, drain) and [`QueueGuard`] (deletes a test's queues on drop) |
+//! | [`queues`] | [`QueueView`] (count, consumers, drain) and [`QueueGuard`] (deletes a test's queues on drop) |
 //! | [`outcome`] | the outcome a worker logged for a task, and the assertion on it |
 //! | [`knobs`] | a bench's `--name N` arguments, the property tests' case count |
 //! | [`fuzz`] | the property tests' configuration and input pieces |
 //! | [`proxy`] | [`CutProxy`]: a TCP proxy that can be cut (a broker or database outage) |
-//! | [`ingest`] | the ingest started in-process on port 0 ([`TestIngest`]) |
+//! | [`ingest`] | the ingest started in-process on port 0 ([`TestIngest`]), signed deliveries and operator API calls to it |
 //! | [`db`] | [`db::TestDb`]: a PostgreSQL database of the test's own |
 //! | [`browser`] | [`browser::Browser`]: headless Chromium driven through chromedriver (WebDriver) |
 //!

@@ -53,6 +53,24 @@ impl QueueView {
             .unwrap_or(0)
     }
 
+    /// Consumers of `queue` (0 when it does not exist), as the broker counts them now:
+    /// when a consumer's connection is gone, its unacked deliveries are ready again.
+    pub async fn consumers(&self, queue: &str) -> u32 {
+        let channel = self.connection.create_channel().await.expect("channel");
+        channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map(|q| q.consumer_count())
+            .unwrap_or(0)
+    }
+
     /// Takes every ready message of `queue` (acked).
     pub async fn take(&self, queue: &str) -> Vec<lapin::message::Delivery> {
         let mut out = Vec::new();

@@ -58,11 +58,7 @@ pub async fn show(
     running: bool,
 ) -> Result<(), TaskError> {
     let mark = CancelMark::of(cancel);
-    // Only the characters of a login or account id reach the comment.
-    let by = match cancel.source {
-        Tracker::Github => readable_user(&cancel.requested_by),
-        Tracker::Jira => format!("the Jira user {}", mark.by),
-    };
+    let by = cancelled_by(cancel, &mark);
     // The running task's own status (it may be a retry: its resolved mode is there).
     let its_own = running && (prior.last.as_ref()).is_some_and(|l| l.id == session.task.task_id);
     if let Some(line) = &prior.last
@@ -91,6 +87,20 @@ pub async fn show(
     session.publish_status().await
 }
 
+/// Who cancelled, as the status comment says it. Only the characters of a login or
+/// account id reach the comment. An operator's cancel through the API (its id `api:...`)
+/// names the API token, which is no account of the tracker's: in a code span, never an
+/// @-mention of whoever happens to have that login.
+fn cancelled_by(cancel: &ControlMessage, mark: &CancelMark) -> String {
+    if cancel.cancel_id.starts_with("api:") {
+        return format!("the operator `{}` (operator API)", mark.by);
+    }
+    match cancel.source {
+        Tracker::Github => readable_user(&cancel.requested_by),
+        Tracker::Jira => format!("the Jira user {}", mark.by),
+    }
+}
+
 /// The issue a cancel names, as a task of its own (no mode of its own runs): what a
 /// session needs to open the issue and write its status comment.
 fn cancel_task(cancel: &ControlMessage) -> TaskMessage {
@@ -115,5 +125,46 @@ fn cancel_task(cancel: &ControlMessage) -> TaskMessage {
         review: None,
         checks: None,
         retry: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cancel(id: &str, by: &str, source: &str) -> ControlMessage {
+        let json = serde_json::json!({
+            "type": "cancel", "issue_key": "acme/payments#1", "requested_by": by,
+            "cancel_id": id, "requested_at": "2026-12-03T10:00:00Z", "source": source,
+            "repo_url": "https://github.com/acme/payments",
+            "issue": {"tracker": source, "key": "acme/payments#1", "number": 1, "title": "t",
+                      "url": "https://github.com/acme/payments/issues/1"}
+        });
+        ControlMessage::from_slice(json.to_string().as_bytes()).expect("cancel")
+    }
+
+    fn by(id: &str, who: &str, source: &str) -> String {
+        let cancel = cancel(id, who, source);
+        cancelled_by(&cancel, &CancelMark::of(&cancel))
+    }
+
+    #[test]
+    fn a_comment_s_cancel_mentions_its_author_and_an_api_cancel_names_its_token() {
+        assert_eq!(by("github:d1", "dev2", "github"), "@dev2");
+        assert_eq!(by("jira:7", "5b10ac8d", "jira"), "the Jira user 5b10ac8d");
+        // A token named like somebody's login mentions nobody, on either tracker.
+        assert_eq!(
+            by("api:0f3c", "alice", "github"),
+            "the operator `alice` (operator API)"
+        );
+        assert_eq!(
+            by("api:0f3c", "@oncall", "jira"),
+            "the operator `@oncall` (operator API)"
+        );
+        assert_eq!(
+            by("api:0f3c", "ops`<b>", "github"),
+            "the operator `ops__b_` (operator API)",
+            "nothing leaves the code span"
+        );
     }
 }

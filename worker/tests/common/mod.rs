@@ -130,6 +130,11 @@ impl Fleet {
         self.view.count(queue).await
     }
 
+    /// Consumers of a queue (a worker's consumers go with its connection).
+    pub async fn consumers(&self, queue: &str) -> u32 {
+        self.view.consumers(queue).await
+    }
+
     pub fn dead_queue(&self) -> String {
         format!("{}.dead", self.queue)
     }
