@@ -1,5 +1,5 @@
 //! The SQLite ledger against real SQLite files (a temp dir each): the projection, the
-//! append-only audit, the quotas under two connections at once, dead letters, and a file
+//! append-only audit, the quotas under several connections at once, dead letters, and a file
 //! opened again.
 
 use super::SqliteLedger;
@@ -245,28 +245,36 @@ async fn task_lists_filter_like_postgres_and_the_audit_is_append_only() {
 
 const LEASE: Duration = Duration::from_secs(60);
 
-#[tokio::test]
-async fn quotas_are_taken_atomically_from_two_connections_at_once() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn quotas_are_taken_atomically_from_several_connections_at_once() {
     let dir = tempfile::tempdir().expect("tmp");
     let first = open(&dir).await;
-    let second = open(&dir).await;
+    let mut handles = vec![first.clone()];
+    for _ in 0..5 {
+        handles.push(open(&dir).await);
+    }
     let limits = QuotaLimits {
         running_per_user: Some(1),
         ..QuotaLimits::default()
     };
-    for round in 0..20 {
-        let (a, b) = (format!("a{round}"), format!("b{round}"));
-        let (x, y) = tokio::join!(
-            first.admit(&a, "dev1", "acme/payments", limits, LEASE),
-            second.admit(&b, "dev1", "acme/payments", limits, LEASE),
-        );
-        let admitted = [x.expect("a"), y.expect("b")]
+    for round in 0..30 {
+        let ids: Vec<String> = (0..handles.len())
+            .map(|i| format!("r{round}-{i}"))
+            .collect();
+        let asked = handles
             .iter()
-            .filter(|r| **r == Admission::Admitted)
+            .zip(&ids)
+            .map(|(db, id)| db.admit(id, "dev1", "acme/payments", limits, LEASE));
+        let answers = futures_util::future::join_all(asked).await;
+        let admitted = answers
+            .into_iter()
+            .map(|a| a.expect("answered"))
+            .filter(|a| *a == Admission::Admitted)
             .count();
-        assert_eq!(admitted, 1, "round {round}: exactly one of two is let in");
-        first.release(&a).await.expect("release");
-        first.release(&b).await.expect("release");
+        assert_eq!(admitted, 1, "round {round}: exactly one of them is let in");
+        for id in &ids {
+            first.release(id).await.expect("release");
+        }
     }
 
     // Held, renewed, then given back.
