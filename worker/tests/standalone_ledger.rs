@@ -4,7 +4,8 @@
 //! phases, tokens, cost and PR, and the audit trail its trigger, push and pull request; a
 //! valid task that was dead-lettered and a poison message show in the dead letters, and
 //! the replay of the valid one runs it to its PR; tokens are checked as in the fleet (401,
-//! 403); a restarted process still has it all (it is a file).
+//! 403); a restarted process still has it all (it is a file). With DATABASE_URL, the same
+//! command keeps its ledger in PostgreSQL and none in the file.
 
 mod common;
 
@@ -44,7 +45,7 @@ impl Standalone {
     /// `worker standalone` with the agent on the world's stand-ins, its queue and ledger in
     /// `db`. The LLM is not retried and a task gets two deliveries: an LLM that is down
     /// twice dead-letters it.
-    async fn start(world: &World, db: &Path) -> Self {
+    async fn start(world: &World, db: &Path, extra: &[(&str, &str)]) -> Self {
         let root = world.fleet.root.path();
         let port = free_port();
         let log = root.join(format!("standalone-{}.log", uuid::Uuid::new_v4().simple()));
@@ -79,6 +80,7 @@ impl Standalone {
             .env("AGENT_GIT_NAME", "Fleet Agent")
             .env("AGENT_GIT_EMAIL", "fleet@example.com")
             .envs(world.repos.git_env())
+            .envs(extra.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log"));
@@ -223,7 +225,7 @@ async fn standalone_keeps_its_ledger_in_its_sqlite_file_and_serves_the_operator_
     )
     .await;
     let db = world.fleet.root.path().join("standalone.db");
-    let process = Standalone::start(&world, &db).await;
+    let process = Standalone::start(&world, &db, &[]).await;
 
     // Tokens as in the fleet.
     assert_eq!(process.call("GET", "/api/v1/tasks", None).await.0, 401);
@@ -344,7 +346,7 @@ async fn standalone_keeps_its_ledger_in_its_sqlite_file_and_serves_the_operator_
 
     // A restart keeps it all: the ledger is in the file.
     drop(process);
-    let process = Standalone::start(&world, &db).await;
+    let process = Standalone::start(&world, &db, &[]).await;
     let row = process
         .task_when(&done, "kept", |t| t["state"] == "done")
         .await;
@@ -420,4 +422,48 @@ async fn standalone_keeps_its_ledger_in_its_sqlite_file_and_serves_the_operator_
             .0,
         403
     );
+}
+
+/// The tables of the SQLite file whose names start with `ledger_`.
+fn ledger_tables(db: &Path) -> Vec<String> {
+    let db = rusqlite::Connection::open(db).expect("db");
+    let mut statement = db
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'ledger_%'")
+        .expect("sql");
+    statement
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .map(|r| r.expect("row"))
+        .collect()
+}
+
+#[tokio::test]
+async fn with_database_url_standalone_keeps_its_ledger_in_postgresql() {
+    let pg = testkit::db::TestDb::new("standalone_ledger").await;
+    let url = pg.url();
+    let world = World::new(
+        "sa-ledger-pg",
+        5,
+        &[("edit", vec![Answer::Text(good_answer())])],
+    )
+    .await;
+    let db = world.fleet.root.path().join("standalone.db");
+    let process = Standalone::start(&world, &db, &[("DATABASE_URL", url.as_str())]).await;
+    let task_id = process.webhook(&world, "sa-ledger-pg", 91).await;
+    let pool = fleet_ledger::pool(&url, 2).expect("pool");
+    let row = poll_until(
+        "PostgreSQL shows the task done",
+        LONG,
+        || fleet_ledger::query::task(&pool, &task_id),
+        |row| matches!(row, Ok(Some(row)) if row.state == "done" && row.pr_url.is_some()),
+    )
+    .await
+    .expect("query")
+    .expect("row");
+    let served = process
+        .task_when(&task_id, "the API shows it", |t| t["state"] == "done")
+        .await;
+    assert_eq!(served["pr_url"].as_str(), row.pr_url.as_deref(), "{served}");
+    assert!(db.exists(), "the embedded queue is in the file");
+    assert!(ledger_tables(&db).is_empty(), "{:?}", ledger_tables(&db));
 }
