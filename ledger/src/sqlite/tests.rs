@@ -231,6 +231,17 @@ async fn task_lists_filter_like_postgres_and_the_audit_is_append_only() {
             .expect("later")
             .is_empty()
     );
+    let page = db
+        .audit_page(DateTime::<Utc>::UNIX_EPOCH, 0, 10)
+        .await
+        .expect("page");
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].1, audit[0]);
+    let after = db
+        .audit_page(DateTime::<Utc>::UNIX_EPOCH, page[0].0, 10)
+        .await
+        .expect("next page");
+    assert!(after.is_empty(), "the cursor moves past what was read");
     for sql in [
         "UPDATE ledger_audit SET actor = 'x'",
         "DELETE FROM ledger_audit",

@@ -441,6 +441,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn dead_letters_are_handed_to_the_ledger_removed_and_republished() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let q = EmbeddedQueue::open(&dir.path().join("q.db"), "tasks", 1).expect("open");
+        q.publish(br#"{"task_id":"github:x"}"#.to_vec(), "github:x".into())
+            .await
+            .expect("publish");
+        let x = q.lease().await.expect("lease").expect("x");
+        assert!(x.settle(Settle::Reject).await.expect("reject"));
+        let dead = DeadLetterQueue::dead(&q, 10).await.expect("dead");
+        assert_eq!(dead.len(), 1);
+        let (handle, letter) = &dead[0];
+        assert_eq!(letter.message_id, "github:x");
+        assert_eq!(letter.task_id.as_deref(), Some("github:x"));
+        assert_eq!(letter.reason, "rejected");
+        assert_eq!(letter.history[0]["queue"], "tasks");
+        assert!(letter.first_death_at.is_some());
+        q.remove(*handle).await.expect("remove");
+        assert!(
+            DeadLetterQueue::dead(&q, 10)
+                .await
+                .expect("dead")
+                .is_empty()
+        );
+        assert_eq!(q.depth().await.expect("depth").dead, 0);
+        q.republish(&letter.body, &letter.message_id)
+            .await
+            .expect("republish");
+        let again = q.lease().await.expect("lease").expect("replayed");
+        assert_eq!(
+            (again.message_id.as_str(), again.delivery_count),
+            ("github:x", 0)
+        );
+    }
+
+    #[tokio::test]
     async fn a_delayed_message_waits_uncounted_for_its_time() {
         let dir = tempfile::tempdir().expect("tmp");
         let q = EmbeddedQueue::open(&dir.path().join("q.db"), "tasks", 1).expect("open");
