@@ -3,6 +3,7 @@
 
 use crate::admission::{self, Admission};
 use crate::api::ApiState;
+use crate::api::dead_letters::DeadLetterQueue;
 use crate::dedupe::{Claim, Deliveries};
 use crate::metrics::IngestMetrics;
 use crate::normalize::{Normalized, PayloadError};
@@ -18,6 +19,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use fleet_ledger::AuditKind;
+use fleet_ledger::sqlite::SqliteLedger;
 use serde_json::{Value, json};
 use shared::TaskMessage;
 use shared::amqp::{BrokerLink, PublishError};
@@ -47,6 +49,16 @@ struct AppState {
     records: Records,
 }
 
+/// What `worker standalone` on its embedded queue hands the ingest: the queue tasks are
+/// published to, its dead letters, and (used when `DATABASE_URL` is unset) the ledger in
+/// the same SQLite file.
+#[derive(Debug, Clone)]
+pub struct Embedded {
+    pub sink: Arc<dyn TaskSink>,
+    pub dead_letters: Arc<dyn DeadLetterQueue>,
+    pub ledger: Option<SqliteLedger>,
+}
+
 /// A bound, ready-to-run ingest.
 #[derive(Debug)]
 pub struct Application {
@@ -61,15 +73,19 @@ impl Application {
     /// Binds `settings.bind` and starts connecting to the broker in the background: the
     /// service is up (and `/readyz` says 503) even while the broker is not.
     pub async fn build(settings: IngestSettings) -> anyhow::Result<Self> {
-        Self::build_with_sink(settings, None).await
+        Self::build_with(settings, None).await
     }
 
-    /// The same, publishing to `sink` (the embedded queue of `worker standalone`) instead
-    /// of RabbitMQ when given.
-    pub async fn build_with_sink(
+    /// The same, on the embedded queue of `worker standalone` when given: publishing to
+    /// it, taking its dead letters, and, without `DATABASE_URL`, recording in its ledger.
+    pub async fn build_with(
         settings: IngestSettings,
-        sink: Option<Arc<dyn TaskSink>>,
+        embedded: Option<Embedded>,
     ) -> anyhow::Result<Self> {
+        let (sink, dead_queue, ledger) = match embedded {
+            Some(e) => (Some(e.sink), Some(e.dead_letters), e.ledger),
+            None => (None, None, None),
+        };
         let listener = TcpListener::bind(settings.bind)
             .await
             .map_err(|e| anyhow::anyhow!("INGEST_BIND {}: cannot listen: {e}", settings.bind))?;
@@ -90,12 +106,16 @@ impl Application {
             }
         };
         let metrics = IngestMetrics::new();
-        let records = Records::start(&settings.common, &metrics.registry, cancel.child_token())?;
+        let records = match ledger.filter(|_| settings.common.database_url.is_none()) {
+            Some(db) => Records::sqlite(db, settings.common.ledger_buffer, &metrics.registry),
+            None => Records::start(&settings.common, &metrics.registry, cancel.child_token())?,
+        };
         let api_state = ApiState {
             tokens: Arc::new(settings.api_tokens.clone()),
             records: records.clone(),
             sink: sink.clone(),
             broker: broker_link,
+            dead_queue,
             topology: settings.common.topology(),
         };
         let api = crate::api::router(api_state.clone()).merge(crate::console::router(api_state));

@@ -1,10 +1,11 @@
-//! What the ingest writes to the ledger (`DATABASE_URL`): each accepted trigger (the task's
+//! What the ingest writes to the ledger (`DATABASE_URL`, or the SQLite file of `worker
+//! standalone`): each accepted trigger (the task's
 //! `received` event with the message it was published with, and an audit `trigger` entry
 //! naming who sent it from which event), each confirmed publish, each cancel. Through the
 //! ledger's bounded buffer: a database outage never delays or fails a webhook.
 
-use deadpool_postgres::Pool;
-use fleet_ledger::{AuditEntry, AuditKind, Event, EventKind, Ledger};
+use fleet_ledger::sqlite::SqliteLedger;
+use fleet_ledger::{AuditEntry, AuditKind, Event, EventKind, Ledger, Store};
 use secrecy::ExposeSecret;
 use serde_json::json;
 use shared::TaskMessage;
@@ -12,18 +13,27 @@ use shared::control::ControlMessage;
 use shared::settings::CommonSettings;
 use tokio_util::sync::CancellationToken;
 
-/// The ingest's ledger: the writer, and the pool the operator API reads through.
+/// The ingest's ledger: the writer, and the store the operator API reads through.
 #[derive(Debug, Clone)]
 pub struct Records {
     ledger: Ledger,
-    pool: Option<Pool>,
+    store: Option<Store>,
 }
 
 impl Records {
     pub fn disabled() -> Self {
         Self {
             ledger: Ledger::disabled(),
-            pool: None,
+            store: None,
+        }
+    }
+
+    /// The ledger in the SQLite file of `worker standalone` (opened and migrated already),
+    /// with room for `buffer` records.
+    pub fn sqlite(db: SqliteLedger, buffer: usize, registry: &prometheus::Registry) -> Self {
+        Self {
+            ledger: fleet_ledger::start_sqlite(db.clone(), buffer, registry),
+            store: Some(Store::Sqlite(db)),
         }
     }
 
@@ -46,13 +56,13 @@ impl Records {
         .map_err(anyhow::Error::msg)?;
         Ok(Self {
             ledger,
-            pool: Some(pool),
+            store: Some(Store::Postgres(pool)),
         })
     }
 
-    /// The pool, when the ledger is configured.
-    pub fn pool(&self) -> Option<&Pool> {
-        self.pool.as_ref()
+    /// The store, when the ledger is configured.
+    pub fn store(&self) -> Option<&Store> {
+        self.store.as_ref()
     }
 
     pub fn ledger(&self) -> &Ledger {

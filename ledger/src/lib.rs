@@ -1,6 +1,7 @@
 //! The task ledger: every task's life (received, queued, started, each phase, each LLM
 //! call with tokens and cost, checks, the outcome and the PR, cancels, dead letters) and
-//! the append-only audit trail, in PostgreSQL (`DATABASE_URL`).
+//! the append-only audit trail, in PostgreSQL (`DATABASE_URL`), or, for `worker standalone`
+//! without it, in the SQLite file of its embedded queue (`STANDALONE_DB`, [`sqlite`]).
 //!
 //! The rule that shapes it: a ledger outage never fails, delays or loses a task. Writes go
 //! through a bounded buffer ([`Ledger`]) that keeps records while the database is away and
@@ -17,18 +18,25 @@
 //! - `dead.rs`: dead letters taken off the queue, with their `x-death` history, for replay.
 //! - `start.rs`: starting it in a service ([`start`]); [`TaskLedger`], a task's handle.
 //! - `notify.rs`: signed notifications of finished tasks (`NOTIFY_URL`).
+//! - `backend.rs`: [`Store`], the one type the writer, the operator API and the quotas ask,
+//!   whichever of the two databases answers.
+//! - `sqlite/`: the same ledger in SQLite (`migrations/sqlite/*.sql`): its writes, reads,
+//!   quotas (one `BEGIN IMMEDIATE` transaction per admission) and dead letters.
 
+pub mod backend;
 pub mod dead;
 pub mod event;
 pub mod notify;
 pub mod query;
 pub mod quota;
+pub mod sqlite;
 mod start;
 pub mod store;
 mod writer;
 
+pub use backend::Store;
 pub use event::{AuditEntry, AuditKind, Event, EventKind, Outcome};
-pub use start::{Tally, TaskLedger, start};
+pub use start::{Tally, TaskLedger, start, start_sqlite};
 pub use store::StoreError;
 pub use writer::{Ledger, LedgerMetrics};
 

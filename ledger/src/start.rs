@@ -45,6 +45,18 @@ pub fn start(
     Ok((Ledger::start(pool.clone(), buffer, metrics), pool))
 }
 
+/// The ledger in the SQLite file `ledger` (migrated when it was opened), with room for
+/// `buffer` records: `worker standalone` without `DATABASE_URL`. The same writer as for
+/// PostgreSQL (a failed write is kept and retried, never waited for).
+pub fn start_sqlite(
+    ledger: crate::sqlite::SqliteLedger,
+    buffer: usize,
+    registry: &prometheus::Registry,
+) -> Ledger {
+    let metrics = LedgerMetrics::new(registry);
+    Ledger::start_on(crate::Store::Sqlite(ledger), buffer, metrics)
+}
+
 /// What one task records through: its id and the ledger (disabled: records nothing).
 /// Cheap to clone (the clones share the [`Tally`]); never waits for the database.
 #[derive(Debug, Clone)]

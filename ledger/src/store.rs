@@ -22,6 +22,15 @@ pub enum StoreError {
     Db(#[from] tokio_postgres::Error),
     #[error("no PostgreSQL connection: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
+    /// The SQLite ledger of `worker standalone` (`STANDALONE_DB`).
+    #[error("SQLite: {0}")]
+    Sqlite(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        StoreError::Sqlite(error.to_string())
+    }
 }
 
 /// Applies the migrations not yet applied.

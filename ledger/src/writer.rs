@@ -8,8 +8,8 @@
 //! `agent_fleet_ledger_errors_total`; the first failure and the recovery are logged once
 //! each, not once per retry.
 
+use crate::backend::Store;
 use crate::event::{AuditEntry, Event, Record};
-use crate::store;
 use deadpool_postgres::Pool;
 use prometheus::{IntCounter, IntGauge, Registry};
 use std::sync::Arc;
@@ -76,18 +76,24 @@ struct Inner {
 }
 
 impl Ledger {
-    /// A ledger that records nothing (no `DATABASE_URL`).
+    /// A ledger that records nothing (no `DATABASE_URL`, no SQLite ledger).
     pub fn disabled() -> Self {
         Self { inner: None }
     }
 
     /// Starts the writer on `pool` with room for `capacity` records.
     pub fn start(pool: Pool, capacity: usize, metrics: LedgerMetrics) -> Self {
+        Self::start_on(Store::Postgres(pool), capacity, metrics)
+    }
+
+    /// Starts the writer on `store` (PostgreSQL or the SQLite file) with room for
+    /// `capacity` records.
+    pub fn start_on(store: Store, capacity: usize, metrics: LedgerMetrics) -> Self {
         let (sender, receiver) = mpsc::channel(capacity.max(1));
         let written = Arc::new(AtomicU64::new(0));
         let progress = Arc::new(Notify::new());
         tokio::spawn(write_loop(
-            pool,
+            store,
             receiver,
             metrics.clone(),
             Arc::clone(&written),
@@ -151,7 +157,7 @@ impl Ledger {
 }
 
 async fn write_loop(
-    pool: Pool,
+    store: Store,
     mut receiver: mpsc::Receiver<Record>,
     metrics: LedgerMetrics,
     written: Arc<AtomicU64>,
@@ -173,7 +179,7 @@ async fn write_loop(
                 Err(_) => break,
             }
         }
-        match store::write(&pool, &batch).await {
+        match store.write(&batch).await {
             Ok(()) => {
                 if failing {
                     tracing::info!("ledger writes succeed again; catching up");

@@ -58,8 +58,9 @@ pub async fn consume(
 }
 
 /// `worker standalone`: the ingest's routes and the worker in one process. With
-/// `embedded_db`, tasks go through the embedded durable queue in that file; without, through
-/// RabbitMQ as in the fleet.
+/// `embedded_db`, tasks go through the embedded durable queue in that file, and, without
+/// `DATABASE_URL`, the task ledger (read by the operator API and the console served here)
+/// lives in the same file; without `embedded_db`, through RabbitMQ as in the fleet.
 pub async fn standalone(
     settings: WorkerSettings,
     handlers: Handlers,
@@ -80,9 +81,17 @@ pub async fn standalone(
                 settings.common.delivery_limit,
             )?;
             tracing::info!(db = %path, "standalone: embedded queue");
-            let sink: Arc<dyn shared::queue::TaskSink> = Arc::new(queue.clone());
+            let queue = match &settings.common.database_url {
+                Some(_) => queue,
+                None => with_sqlite_ledger(queue, std::path::Path::new(&path)).await,
+            };
+            let embedded = ingest::app::Embedded {
+                sink: Arc::new(queue.clone()),
+                dead_letters: Arc::new(queue.clone()),
+                ledger: queue.ledger().cloned(),
+            };
             (
-                ingest::Application::build_with_sink(ingest_settings, Some(sink)).await?,
+                ingest::Application::build_with(ingest_settings, Some(embedded)).await?,
                 Source::Embedded(queue),
             )
         }
@@ -101,4 +110,19 @@ pub async fn standalone(
     stop.cancel();
     let served = ingest.await?;
     worked.and(served)
+}
+
+/// The queue carrying the ledger in its own file (`STANDALONE_DB`). A file that cannot hold
+/// the ledger is logged and the process runs without one: the ledger never stops a task.
+async fn with_sqlite_ledger(queue: EmbeddedQueue, path: &std::path::Path) -> EmbeddedQueue {
+    match fleet_ledger::sqlite::SqliteLedger::open(path).await {
+        Ok(ledger) => {
+            tracing::info!("standalone: the task ledger is in the embedded queue's file");
+            queue.with_ledger(ledger)
+        }
+        Err(error) => {
+            tracing::error!(%error, "the task ledger cannot open its SQLite tables; recording nothing");
+            queue
+        }
+    }
 }

@@ -5,6 +5,11 @@
 //! queue, so nothing is lost between the two. A replay publishes the kept body back onto the
 //! task queue with publisher confirms, under its own `message_id`, and the ledger keeps the
 //! history (a replayed message that dies again shows both deaths).
+//!
+//! `worker standalone` on its embedded queue has no `<queue>.dead`: its dead letters are
+//! rows of its SQLite queue, which it hands over as a [`DeadLetterQueue`]; they are taken
+//! into the ledger (kept, then removed from the queue) and replayed onto the embedded
+//! queue the same way.
 
 use super::tokens::Caller;
 use super::{ApiError, ApiState, Operator, Params, Viewer, limit_param};
@@ -12,13 +17,30 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use fleet_ledger::dead::{self, Claim, DeadLetter, DeadLetterView};
-use fleet_ledger::{AuditEntry, AuditKind, Event, EventKind};
+use fleet_ledger::dead::{Claim, DeadLetter, DeadLetterView};
+use fleet_ledger::{AuditEntry, AuditKind, Event, EventKind, Store};
 use lapin::BasicProperties;
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use std::future::Future;
+use std::pin::Pin;
+
+/// What a [`DeadLetterQueue`] answers: an error is its own words (shown as a 503).
+pub type QueueFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send + 'a>>;
+
+/// A queue of dead letters other than RabbitMQ's: the embedded queue of `worker standalone`
+/// (it lives in the worker; the operator API knows only this face of it).
+pub trait DeadLetterQueue: Send + Sync + std::fmt::Debug {
+    /// Up to `max` dead letters still on the queue, oldest first, each with the handle
+    /// [`DeadLetterQueue::remove`] takes.
+    fn dead(&self, max: usize) -> QueueFuture<'_, Vec<(i64, DeadLetter)>>;
+    /// Removes a dead letter the ledger has kept.
+    fn remove(&self, handle: i64) -> QueueFuture<'_, ()>;
+    /// Puts a replayed body back onto the task queue (durably, before it answers).
+    fn republish<'a>(&'a self, body: &'a [u8], message_id: &'a str) -> QueueFuture<'a, ()>;
+}
 
 /// The most dead letters one request takes off the queue (the rest wait for the next).
 const TAKE_PER_REQUEST: usize = 500;
@@ -29,14 +51,17 @@ type Answer = Result<(StatusCode, Json<Value>), ApiError>;
 pub async fn list(State(state): State<ApiState>, _: Viewer, params: Params) -> Answer {
     take_from_queue(&state).await?;
     let all = params.get("all").is_some_and(|v| v == "true" || v == "1");
-    let letters = dead::list(state.pool()?, all, limit_param(&params, 100)?).await?;
+    let letters = state
+        .store()?
+        .list_dead(all, limit_param(&params, 100)?)
+        .await?;
     Ok((StatusCode::OK, Json(json!({ "dead_letters": letters }))))
 }
 
 /// The dead letters not replayed yet, newest first (the console's list).
 pub async fn open_letters(state: &ApiState) -> Result<Vec<DeadLetterView>, ApiError> {
     take_from_queue(state).await?;
-    Ok(dead::list(state.pool()?, false, 100).await?)
+    Ok(state.store()?.list_dead(false, 100).await?)
 }
 
 /// `POST /api/v1/dead-letters/{message_id}/replay`.
@@ -61,13 +86,18 @@ pub async fn replay_letter(
     caller: &Caller,
 ) -> Result<Option<String>, ApiError> {
     take_from_queue(state).await?;
-    let pool = state.pool()?;
-    let publisher = state
-        .broker
-        .as_ref()
-        .and_then(|b| b.publisher())
-        .ok_or_else(broker_away)?;
-    let (letter, body) = match dead::claim(pool, message_id, &caller.name).await? {
+    let store = state.store()?;
+    let publisher = match &state.dead_queue {
+        Some(_) => None,
+        None => Some(
+            state
+                .broker
+                .as_ref()
+                .and_then(|b| b.publisher())
+                .ok_or_else(broker_away)?,
+        ),
+    };
+    let (letter, body) = match store.claim_dead(message_id, &caller.name).await? {
         Claim::Claimed(letter, body) => (letter, body),
         Claim::Missing => return Err(ApiError::not_found("dead letter", message_id)),
         Claim::Taken(letter) => {
@@ -89,11 +119,20 @@ pub async fn replay_letter(
         .with_delivery_mode(2)
         .with_message_id(message_id.into())
         .with_app_id("agent-fleet".into());
-    if let Err(error) = publisher.publish_bytes(&body, properties).await {
-        dead::unclaim(pool, message_id, &caller.name).await?;
+    let published = match (&state.dead_queue, publisher) {
+        (Some(queue), _) => queue.republish(&body, message_id).await,
+        (None, Some(publisher)) => publisher
+            .publish_bytes(&body, properties)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string()),
+        (None, None) => Err("the broker is not connected".to_owned()),
+    };
+    if let Err(error) = published {
+        store.unclaim_dead(message_id, &caller.name).await?;
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("the broker did not take the replay ({error}); retry later"),
+            format!("the task queue did not take the replay ({error}); retry later"),
         ));
     }
     let ledger = state.records.ledger();
@@ -121,7 +160,10 @@ fn broker_away() -> ApiError {
 /// channel of its own that is closed at the end (a message it could not keep is nacked
 /// back onto the queue, never left unacked on a channel that lives on).
 async fn take_from_queue(state: &ApiState) -> Result<(), ApiError> {
-    let pool = state.pool()?;
+    let store = state.store()?;
+    if let Some(queue) = &state.dead_queue {
+        return take_embedded(queue.as_ref(), store).await;
+    }
     let Some(broker) = &state.broker else {
         return Ok(());
     };
@@ -132,16 +174,33 @@ async fn take_from_queue(state: &ApiState) -> Result<(), ApiError> {
             format!("cannot open a channel: {e}"),
         )
     })?;
-    let result = take_on(&channel, pool, state.topology.dead_letter_queue.as_str()).await;
+    let result = take_on(&channel, store, state.topology.dead_letter_queue.as_str()).await;
     let _ = channel.close(200, "dead letters taken".into()).await;
     result
 }
 
-async fn take_on(
-    channel: &lapin::Channel,
-    pool: &deadpool_postgres::Pool,
-    queue: &str,
-) -> Result<(), ApiError> {
+/// The embedded queue's dead letters into the ledger: each kept, then removed from the
+/// queue (one kept twice, its removal lost, is the same death: the ledger changes nothing).
+async fn take_embedded(queue: &dyn DeadLetterQueue, store: &Store) -> Result<(), ApiError> {
+    let unavailable = |e: String| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("cannot read the embedded queue's dead letters: {e}"),
+        )
+    };
+    for (handle, letter) in queue.dead(TAKE_PER_REQUEST).await.map_err(unavailable)? {
+        store.keep_dead(&letter).await?;
+        queue.remove(handle).await.map_err(unavailable)?;
+        tracing::info!(
+            message_id = letter.message_id,
+            reason = letter.reason,
+            "dead letter kept in the ledger"
+        );
+    }
+    Ok(())
+}
+
+async fn take_on(channel: &lapin::Channel, store: &Store, queue: &str) -> Result<(), ApiError> {
     let broker_error = |e: lapin::Error| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -167,7 +226,7 @@ async fn take_on(
             delivery.properties.headers().as_ref(),
         );
         // Kept first: what cannot be kept goes back onto the queue.
-        if let Err(error) = dead::keep(pool, &letter).await {
+        if let Err(error) = store.keep_dead(&letter).await {
             let _ = delivery
                 .acker
                 .nack(BasicNackOptions {

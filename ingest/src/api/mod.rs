@@ -1,7 +1,8 @@
 //! The operator API under `/api/v1` (docs/contracts.md, "Operator API"): what runs, what it
 //! cost, why it failed, and the hands to stop, retry and replay. Reads come from the ledger
-//! (`DATABASE_URL`); a cancel goes to the workers through the control exchange; a retry or
-//! a replay is a confirmed publish onto the task queue.
+//! (`DATABASE_URL`, or the SQLite file of `worker standalone` without it); a cancel goes to
+//! the workers through the control exchange; a retry or a replay is a confirmed publish
+//! onto the task queue (RabbitMQ, or the embedded queue).
 //!
 //! Every request names its caller with a bearer token of `API_TOKENS` (the console also
 //! takes `?token=`; the API does not: URLs end up in access logs): none or an unknown one
@@ -25,7 +26,8 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use deadpool_postgres::Pool;
+use dead_letters::DeadLetterQueue;
+use fleet_ledger::Store;
 use serde_json::json;
 use shared::amqp::BrokerLink;
 use shared::queue::TaskSink;
@@ -42,13 +44,15 @@ pub struct ApiState {
     pub sink: Arc<dyn TaskSink>,
     /// The broker, for the dead letters (`None` on the embedded queue).
     pub broker: Option<BrokerLink>,
+    /// The embedded queue's dead letters (`worker standalone` without RabbitMQ).
+    pub dead_queue: Option<Arc<dyn DeadLetterQueue>>,
     pub topology: Topology,
 }
 
 impl ApiState {
-    /// The ledger's pool, or the 503 that says how to get one.
-    pub fn pool(&self) -> Result<&Pool, ApiError> {
-        self.records.pool().ok_or_else(|| {
+    /// The ledger's store, or the 503 that says how to get one.
+    pub fn store(&self) -> Result<&Store, ApiError> {
+        self.records.store().ok_or_else(|| {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the task ledger is not configured: set DATABASE_URL",

@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use fleet_ledger::AuditKind;
-use fleet_ledger::query::{self, TaskFilter, TaskView};
+use fleet_ledger::query::{TaskFilter, TaskView};
 use serde_json::{Value, json};
 use shared::control::{ControlKind, ControlMessage};
 use shared::task::{IssueRef, TriggerInfo};
@@ -32,7 +32,7 @@ fn ok(body: Value) -> Answer {
 
 /// `GET /api/v1/tasks?state=&repo=&user=&limit=`: most recently updated first.
 pub async fn list(State(state): State<ApiState>, _: Viewer, params: Params) -> Answer {
-    let pool = state.pool()?;
+    let store = state.store()?;
     let status = params.get("state").filter(|s| !s.is_empty()).cloned();
     if let Some(status) = &status
         && !STATES.contains(&status.as_str())
@@ -48,12 +48,14 @@ pub async fn list(State(state): State<ApiState>, _: Viewer, params: Params) -> A
         user: params.get("user").filter(|s| !s.is_empty()).cloned(),
         limit: limit_param(&params, 100)?,
     };
-    let tasks = query::tasks(pool, &filter).await?;
+    let tasks = store.tasks(&filter).await?;
     ok(json!({ "tasks": tasks }))
 }
 
 async fn known_task(state: &ApiState, task_id: &str) -> Result<TaskView, ApiError> {
-    query::task(state.pool()?, task_id)
+    state
+        .store()?
+        .task(task_id)
         .await?
         .ok_or_else(|| ApiError::not_found("task", task_id))
 }
@@ -65,7 +67,7 @@ pub async fn detail(
     Path(task_id): Path<String>,
 ) -> Answer {
     let task = known_task(&state, &task_id).await?;
-    let events = query::events(state.pool()?, &task_id).await?;
+    let events = state.store()?.events(&task_id).await?;
     let mut body = serde_json::to_value(task).unwrap_or_default();
     body["events"] = json!(events);
     ok(body)
@@ -79,7 +81,7 @@ pub async fn cancel(
     Path(task_id): Path<String>,
 ) -> Answer {
     let task = known_task(&state, &task_id).await?;
-    let message = query::message(state.pool()?, &task_id).await?;
+    let message = state.store()?.message(&task_id).await?;
     let issue = issue_of(&task, message.as_ref())?;
     let repo_url = RepoUrl::parse(&task.repo_url).map_err(|e| {
         ApiError::new(
@@ -127,14 +129,12 @@ pub async fn retry(
     Path(task_id): Path<String>,
 ) -> Answer {
     known_task(&state, &task_id).await?;
-    let message = query::message(state.pool()?, &task_id)
-        .await?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                format!("the ledger has no task message for `{task_id}` to publish again"),
-            )
-        })?;
+    let message = state.store()?.message(&task_id).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            format!("the ledger has no task message for `{task_id}` to publish again"),
+        )
+    })?;
     let mut task = TaskMessage::from_slice(message.to_string().as_bytes()).map_err(|e| {
         ApiError::new(
             StatusCode::CONFLICT,
@@ -168,7 +168,7 @@ pub async fn retry(
 
 /// `GET /api/v1/audit?since=<RFC 3339>&limit=`: oldest first.
 pub async fn audit(State(state): State<ApiState>, _: Viewer, params: Params) -> Answer {
-    let pool = state.pool()?;
+    let store = state.store()?;
     let since = match params.get("since").filter(|s| !s.is_empty()) {
         None => DateTime::<Utc>::UNIX_EPOCH,
         Some(text) => DateTime::parse_from_rfc3339(text)
@@ -182,7 +182,7 @@ pub async fn audit(State(state): State<ApiState>, _: Viewer, params: Params) -> 
                 )
             })?,
     };
-    let entries = query::audit(pool, since, limit_param(&params, 1000)?).await?;
+    let entries = store.audit(since, limit_param(&params, 1000)?).await?;
     ok(json!({ "events": entries }))
 }
 

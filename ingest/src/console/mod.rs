@@ -18,7 +18,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use fleet_ledger::query::{self, TaskFilter};
+use fleet_ledger::query::TaskFilter;
 
 /// The login form's one field.
 struct Login {
@@ -177,8 +177,8 @@ async fn overview(State(state): State<ApiState>, visit: Visit) -> Response {
         Visit::Known(visitor) => visitor,
         Visit::Login(note) => return page(StatusCode::OK, pages::login(note.as_deref())),
     };
-    let pool = match state.pool() {
-        Ok(pool) => pool,
+    let store = match state.store() {
+        Ok(store) => store,
         Err(error) => return failed(&error),
     };
     let of = |states: &'static [&'static str]| async move {
@@ -189,7 +189,7 @@ async fn overview(State(state): State<ApiState>, visit: Visit) -> Response {
                 limit: 50,
                 ..TaskFilter::default()
             };
-            all.extend(query::tasks(pool, &filter).await?);
+            all.extend(store.tasks(&filter).await?);
         }
         all.sort_by_key(|t| std::cmp::Reverse(t.updated_at));
         Ok::<_, fleet_ledger::StoreError>(all)
@@ -219,13 +219,13 @@ async fn timeline(
     let Visit::Known(visitor) = visit else {
         return page(StatusCode::OK, pages::login(None));
     };
-    let pool = match state.pool() {
-        Ok(pool) => pool,
+    let store = match state.store() {
+        Ok(store) => store,
         Err(error) => return failed(&error),
     };
     let found = async {
-        let task = query::task(pool, &task_id).await?;
-        let events = query::events(pool, &task_id).await?;
+        let task = store.task(&task_id).await?;
+        let events = store.events(&task_id).await?;
         Ok::<_, fleet_ledger::StoreError>((task, events))
     };
     match found.await {

@@ -11,8 +11,18 @@
 //! Delayed retries (rate limits, a locked issue) go back to ready with a not-before time
 //! and are not leased before it; they do not count as deliveries. The issue locks of the
 //! fleet are in-process here (one process is the whole fleet).
+//!
+//! The task ledger of `worker standalone` without `DATABASE_URL` lives in the same file, in
+//! tables of its own (`fleet_ledger::sqlite`), on a connection of its own: the queue only
+//! carries it to whoever records and reads ([`EmbeddedQueue::ledger`]). The operator API
+//! takes the dead letters from here into that ledger and replays them back onto this queue
+//! ([`DeadLetterQueue`]).
 
+use fleet_ledger::dead::DeadLetter as KeptLetter;
+use fleet_ledger::sqlite::SqliteLedger;
+use ingest::api::dead_letters::{DeadLetterQueue, QueueFuture};
 use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::json;
 use shared::TaskMessage;
 use shared::amqp::PublishError;
 use shared::queue::{PublishFuture, Settle, TaskSink, WaitState};
@@ -27,6 +37,8 @@ pub struct EmbeddedQueue {
     queue: String,
     delivery_limit: u32,
     notify: Arc<Notify>,
+    /// The ledger in the same file, when the process keeps it here.
+    ledger: Option<SqliteLedger>,
 }
 
 impl std::fmt::Debug for EmbeddedQueue {
@@ -137,7 +149,19 @@ impl EmbeddedQueue {
             queue: queue.to_owned(),
             delivery_limit,
             notify: Arc::new(Notify::new()),
+            ledger: None,
         })
+    }
+
+    /// The queue carrying `ledger` (the ledger in the same file) to the worker and the API.
+    pub fn with_ledger(mut self, ledger: SqliteLedger) -> Self {
+        self.ledger = Some(ledger);
+        self
+    }
+
+    /// The ledger in the same file, if this process keeps one there.
+    pub fn ledger(&self) -> Option<&SqliteLedger> {
+        self.ledger.as_ref()
     }
 
     async fn with_db<T: Send + 'static>(
@@ -275,6 +299,78 @@ impl Lease {
     }
 }
 
+/// A dead letter of this queue as the ledger keeps it: the same id, task id and digest
+/// rules as one off RabbitMQ's `<queue>.dead` (`ingest::api::dead_letters::dead_letter`), and
+/// an `x-death`-like history entry for this death.
+fn kept_letter(
+    queue: &str,
+    body: &[u8],
+    message_id: &str,
+    reason: String,
+    delivery_count: u32,
+    died_at_ms: i64,
+) -> KeptLetter {
+    let mut letter = ingest::api::dead_letters::dead_letter(body, Some(message_id), None);
+    let died_at = chrono::DateTime::from_timestamp_millis(died_at_ms);
+    letter.history = json!([{
+        "reason": reason,
+        "queue": queue,
+        "count": 1,
+        "delivery_count": delivery_count,
+        "time": died_at.map(|t| t.timestamp()),
+    }]);
+    letter.reason = reason;
+    letter.count = 1;
+    letter.first_death_at = died_at;
+    letter
+}
+
+impl DeadLetterQueue for EmbeddedQueue {
+    fn dead(&self, max: usize) -> QueueFuture<'_, Vec<(i64, KeptLetter)>> {
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        Box::pin(async move {
+            self.with_db(move |db, queue, _| {
+                let mut statement = db.prepare(
+                    "SELECT id, body, message_id, COALESCE(death_reason, 'unknown'), delivery_count, updated_at
+                     FROM messages WHERE queue = ?1 AND state = 'dead' ORDER BY id LIMIT ?2",
+                )?;
+                let rows = statement.query_map(params![queue, max], |r| {
+                    let body: Vec<u8> = r.get(1)?;
+                    let message_id: String = r.get(2)?;
+                    let letter =
+                        kept_letter(queue, &body, &message_id, r.get(3)?, r.get(4)?, r.get(5)?);
+                    Ok((r.get::<_, i64>(0)?, letter))
+                })?;
+                rows.collect()
+            })
+            .await
+            .map_err(|e| e.to_string())
+        })
+    }
+
+    fn remove(&self, handle: i64) -> QueueFuture<'_, ()> {
+        Box::pin(async move {
+            self.with_db(move |db, _, _| {
+                db.execute(
+                    "DELETE FROM messages WHERE id = ?1 AND state = 'dead'",
+                    params![handle],
+                )
+            })
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+        })
+    }
+
+    fn republish<'a>(&'a self, body: &'a [u8], message_id: &'a str) -> QueueFuture<'a, ()> {
+        Box::pin(async move {
+            self.publish(body.to_vec(), message_id.to_owned())
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
 impl TaskSink for EmbeddedQueue {
     fn publish<'a>(&'a self, task: &'a TaskMessage) -> PublishFuture<'a> {
         Box::pin(async move {
@@ -342,6 +438,41 @@ mod tests {
             .expect("lease")
             .expect("d after restart");
         assert_eq!((d.body.as_slice(), d.delivery_count), (b"d".as_slice(), 1));
+    }
+
+    #[tokio::test]
+    async fn dead_letters_are_handed_to_the_ledger_removed_and_republished() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let q = EmbeddedQueue::open(&dir.path().join("q.db"), "tasks", 1).expect("open");
+        q.publish(br#"{"task_id":"github:x"}"#.to_vec(), "github:x".into())
+            .await
+            .expect("publish");
+        let x = q.lease().await.expect("lease").expect("x");
+        assert!(x.settle(Settle::Reject).await.expect("reject"));
+        let dead = DeadLetterQueue::dead(&q, 10).await.expect("dead");
+        assert_eq!(dead.len(), 1);
+        let (handle, letter) = &dead[0];
+        assert_eq!(letter.message_id, "github:x");
+        assert_eq!(letter.task_id.as_deref(), Some("github:x"));
+        assert_eq!(letter.reason, "rejected");
+        assert_eq!(letter.history[0]["queue"], "tasks");
+        assert!(letter.first_death_at.is_some());
+        q.remove(*handle).await.expect("remove");
+        assert!(
+            DeadLetterQueue::dead(&q, 10)
+                .await
+                .expect("dead")
+                .is_empty()
+        );
+        assert_eq!(q.depth().await.expect("depth").dead, 0);
+        q.republish(&letter.body, &letter.message_id)
+            .await
+            .expect("republish");
+        let again = q.lease().await.expect("lease").expect("replayed");
+        assert_eq!(
+            (again.message_id.as_str(), again.delivery_count),
+            ("github:x", 0)
+        );
     }
 
     #[tokio::test]

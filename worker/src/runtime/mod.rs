@@ -11,8 +11,9 @@
 //! let in-flight tasks finish and ack) and `hard_stop` (the grace period ran out: cancel the
 //! handlers, clean up, requeue). A [`TaskTracker`] knows when every delivery has settled.
 //!
-//! With `DATABASE_URL`, the task ledger is started here: each run records its start and,
-//! from its settle decision, how it ended; the fleet's quotas are asked through it
+//! With `DATABASE_URL` (or, for `worker standalone` on its embedded queue without it, in
+//! the queue's SQLite file), the task ledger is started here: each run records its start
+//! and, from its settle decision, how it ended; the fleet's quotas are asked through it
 //! ([`quotas`]), and what it still holds is flushed at shutdown.
 
 pub mod control;
@@ -89,15 +90,25 @@ pub struct Shared {
 /// How long the ledger (and the notifications) get at shutdown to write what they hold.
 const LEDGER_FLUSH: Duration = Duration::from_secs(5);
 
-/// The ledger of `DATABASE_URL` and its pool, when set; without it (or with a URL the pool
-/// refuses, logged) one that records nothing: the ledger never stops the worker.
+/// The ledger of `DATABASE_URL` and its store, when set; else the SQLite ledger of the
+/// embedded queue's file (`worker standalone`), when the source has one; else (or with a
+/// URL the pool refuses, logged) one that records nothing: the ledger never stops the
+/// worker.
 fn start_ledger(
     settings: &WorkerSettings,
+    source: &Source,
     registry: &prometheus::Registry,
     cancel: CancellationToken,
-) -> (fleet_ledger::Ledger, Option<deadpool_postgres::Pool>) {
+) -> (fleet_ledger::Ledger, Option<fleet_ledger::Store>) {
     use secrecy::ExposeSecret;
     let Some(url) = &settings.common.database_url else {
+        if let Source::Embedded(queue) = source
+            && let Some(db) = queue.ledger()
+        {
+            let ledger =
+                fleet_ledger::start_sqlite(db.clone(), settings.common.ledger_buffer, registry);
+            return (ledger, Some(fleet_ledger::Store::Sqlite(db.clone())));
+        }
         return (fleet_ledger::Ledger::disabled(), None);
     };
     match fleet_ledger::start(
@@ -106,7 +117,7 @@ fn start_ledger(
         registry,
         cancel,
     ) {
-        Ok((ledger, pool)) => (ledger, Some(pool)),
+        Ok((ledger, pool)) => (ledger, Some(fleet_ledger::Store::Postgres(pool))),
         Err(error) => {
             tracing::error!(%error, "the task ledger cannot start; recording nothing");
             (fleet_ledger::Ledger::disabled(), None)
@@ -187,9 +198,10 @@ impl Launch {
             );
         }
         let ledger_stop = CancellationToken::new();
-        let (ledger, pool) = start_ledger(&settings, &metrics.registry, ledger_stop.clone());
+        let (ledger, store) =
+            start_ledger(&settings, &source, &metrics.registry, ledger_stop.clone());
         let quotas = Arc::new(quotas::Quotas::new(
-            pool,
+            store,
             settings.quotas,
             &metrics.registry,
         ));

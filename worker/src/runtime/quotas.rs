@@ -7,9 +7,8 @@
 //! The ledger not answering never holds a task back: it runs without a slot, and
 //! `agent_fleet_quota_errors_total` counts it.
 
-use deadpool_postgres::Pool;
-use fleet_ledger::quota::{self, Admission, QuotaLimits};
-use fleet_ledger::{EventKind, TaskLedger};
+use fleet_ledger::quota::{Admission, QuotaLimits};
+use fleet_ledger::{EventKind, Store, TaskLedger};
 use prometheus::{IntCounter, IntCounterVec, Registry};
 use shared::telemetry::{counter, counter_vec};
 use std::collections::HashMap;
@@ -24,11 +23,12 @@ const RENEW_EVERY: Duration = Duration::from_secs(20);
 /// How long an admission may take before the task runs anyway.
 const ASK_WITHIN: Duration = Duration::from_secs(10);
 
-/// The quotas of this process: the ledger's pool (none: no quotas), the limits, the slots
-/// held by the tasks running here.
+/// The quotas of this process: the ledger's store (PostgreSQL, or the SQLite file of
+/// `worker standalone`; none: no quotas), the limits, the slots held by the tasks running
+/// here.
 #[derive(Debug)]
 pub struct Quotas {
-    pool: Option<Pool>,
+    store: Option<Store>,
     limits: QuotaLimits,
     /// The renewal of each slot held here, by task id.
     slots: Mutex<HashMap<String, JoinHandle<()>>>,
@@ -44,8 +44,8 @@ pub struct QuotaWait {
 }
 
 impl Quotas {
-    /// The quotas on `pool` (`None`: every task is admitted), counted in `registry`.
-    pub fn new(pool: Option<Pool>, limits: QuotaLimits, registry: &Registry) -> Self {
+    /// The quotas on `store` (`None`: every task is admitted), counted in `registry`.
+    pub fn new(store: Option<Store>, limits: QuotaLimits, registry: &Registry) -> Self {
         let waits = counter_vec(
             "agent_fleet_quota_waits_total",
             "Tasks that waited (a delayed retry) because a quota was reached, by quota",
@@ -58,7 +58,7 @@ impl Quotas {
         let _ = registry.register(Box::new(waits.clone()));
         let _ = registry.register(Box::new(errors.clone()));
         Self {
-            pool,
+            store,
             limits,
             slots: Mutex::default(),
             waits,
@@ -75,13 +75,13 @@ impl Quotas {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(task_id);
-        let (Some(renewal), Some(pool)) = (renewal, self.pool.clone()) else {
+        let (Some(renewal), Some(store)) = (renewal, self.store.clone()) else {
             return;
         };
         renewal.abort();
         let (quotas, task_id) = (Arc::clone(self), task_id.to_owned());
         tokio::spawn(async move {
-            match tokio::time::timeout(ASK_WITHIN, quota::release(&pool, &task_id)).await {
+            match tokio::time::timeout(ASK_WITHIN, store.release(&task_id)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => {
                     quotas.errors.inc();
@@ -126,11 +126,11 @@ impl QuotaGate {
     /// ledger not answering admits the task (counted).
     pub async fn admit(&self, user: &str, repo: &str) -> Result<(), QuotaWait> {
         let quotas = &self.quotas;
-        let Some(pool) = &quotas.pool else {
+        let Some(store) = &quotas.store else {
             return Ok(());
         };
         let task_id = self.ledger.task_id();
-        let asked = quota::admit(pool, task_id, user, repo, quotas.limits, LEASE);
+        let asked = store.admit(task_id, user, repo, quotas.limits, LEASE);
         let admission = match tokio::time::timeout(ASK_WITHIN, asked).await {
             Ok(Ok(admission)) => admission,
             Ok(Err(error)) => {
@@ -155,11 +155,11 @@ impl QuotaGate {
             });
         }
         self.ledger.event(EventKind::Admitted);
-        let (pool, id) = (pool.clone(), task_id.to_owned());
+        let (store, id) = (store.clone(), task_id.to_owned());
         let renewal = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(RENEW_EVERY).await;
-                if let Err(error) = quota::renew(&pool, &id, LEASE).await {
+                if let Err(error) = store.renew(&id, LEASE).await {
                     tracing::warn!(%error, "cannot renew the quota slot; trying again");
                 }
             }
