@@ -108,7 +108,9 @@ impl Application {
         let metrics = IngestMetrics::new();
         let records = match ledger.filter(|_| settings.common.database_url.is_none()) {
             Some(db) => Records::sqlite(db, settings.common.ledger_buffer, &metrics.registry),
-            None => Records::start(&settings.common, &metrics.registry, cancel.child_token())?,
+            None => {
+                Records::start(&settings.common, &metrics.registry, cancel.child_token()).await?
+            }
         };
         let api_state = ApiState {
             tokens: Arc::new(settings.api_tokens.clone()),

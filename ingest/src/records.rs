@@ -39,7 +39,7 @@ impl Records {
 
     /// The ledger of `DATABASE_URL`, if set (`fleet_ledger::start`: migrations in the
     /// background, records buffered meanwhile).
-    pub fn start(
+    pub async fn start(
         settings: &CommonSettings,
         registry: &prometheus::Registry,
         cancel: CancellationToken,
@@ -53,6 +53,7 @@ impl Records {
             registry,
             cancel,
         )
+        .await
         .map_err(anyhow::Error::msg)?;
         Ok(Self {
             ledger,

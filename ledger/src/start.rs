@@ -15,11 +15,19 @@ const MIGRATE_RETRY: Duration = Duration::from_secs(2);
 /// Connections a service keeps to the ledger's database at most.
 const POOL_SIZE: usize = 8;
 
-/// The ledger of `url`, with room for `buffer` records: its migrations are applied in the
-/// background (retried until the database answers, or until `cancel`), and records are
-/// buffered meanwhile, so a database that is down at start-up delays nothing. The pool is
+/// How long [`start`] waits for the migrations before it returns: long enough for a
+/// database that answers (milliseconds), short enough that one that does not delays the
+/// service's start by little.
+const READY_WITHIN: Duration = Duration::from_secs(5);
+
+/// The ledger of `url`, with room for `buffer` records. Its migrations are applied in the
+/// background (retried until the database answers, or until `cancel`); `start` waits for
+/// them up to [`READY_WITHIN`], so a service that starts with its database up never writes
+/// or asks a quota before the tables exist (a quota check on a missing table lets the task
+/// run: the limit would not hold for the first tasks). A database that is down at start-up
+/// delays the start by that much at most, and records are buffered meanwhile. The pool is
 /// for whoever reads (the operator API) or asks (the quotas).
-pub fn start(
+pub async fn start(
     url: &str,
     buffer: usize,
     registry: &prometheus::Registry,
@@ -27,10 +35,14 @@ pub fn start(
 ) -> Result<(Ledger, Pool), String> {
     let pool = crate::pool(url, POOL_SIZE)?;
     let migrations = pool.clone();
+    let (migrated, ready) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         loop {
             match crate::store::migrate(&migrations).await {
-                Ok(()) => break,
+                Ok(()) => {
+                    let _ = migrated.send(());
+                    break;
+                }
                 Err(error) => {
                     tracing::warn!(%error, "ledger migrations not applied yet; retrying")
                 }
@@ -41,6 +53,12 @@ pub fn start(
             }
         }
     });
+    if !matches!(tokio::time::timeout(READY_WITHIN, ready).await, Ok(Ok(()))) {
+        tracing::warn!(
+            "the ledger's database is not answering at start-up: records are buffered and \
+             quotas let tasks run until it does"
+        );
+    }
     let metrics = LedgerMetrics::new(registry);
     Ok((Ledger::start(pool.clone(), buffer, metrics), pool))
 }

@@ -94,7 +94,7 @@ const LEDGER_FLUSH: Duration = Duration::from_secs(5);
 /// embedded queue's file (`worker standalone`), when the source has one; else (or with a
 /// URL the pool refuses, logged) one that records nothing: the ledger never stops the
 /// worker.
-fn start_ledger(
+async fn start_ledger(
     settings: &WorkerSettings,
     source: &Source,
     registry: &prometheus::Registry,
@@ -116,7 +116,9 @@ fn start_ledger(
         settings.common.ledger_buffer,
         registry,
         cancel,
-    ) {
+    )
+    .await
+    {
         Ok((ledger, pool)) => (ledger, Some(fleet_ledger::Store::Postgres(pool))),
         Err(error) => {
             tracing::error!(%error, "the task ledger cannot start; recording nothing");
@@ -199,7 +201,7 @@ impl Launch {
         }
         let ledger_stop = CancellationToken::new();
         let (ledger, store) =
-            start_ledger(&settings, &source, &metrics.registry, ledger_stop.clone());
+            start_ledger(&settings, &source, &metrics.registry, ledger_stop.clone()).await;
         let quotas = Arc::new(quotas::Quotas::new(
             store,
             settings.quotas,
