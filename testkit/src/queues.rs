@@ -37,25 +37,19 @@ impl QueueView {
 
     /// Messages ready in `queue` (0 when it does not exist).
     pub async fn count(&self, queue: &str) -> u32 {
-        // A channel of its own: a passive declare of a missing queue closes its channel.
-        let channel = self.connection.create_channel().await.expect("channel");
-        channel
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map(|q| q.message_count())
-            .unwrap_or(0)
+        self.declared(queue).await.map_or(0, |q| q.message_count())
     }
 
     /// Consumers of `queue` (0 when it does not exist), as the broker counts them now:
     /// when a consumer's connection is gone, its unacked deliveries are ready again.
     pub async fn consumers(&self, queue: &str) -> u32 {
+        self.declared(queue).await.map_or(0, |q| q.consumer_count())
+    }
+
+    /// A passive declare of `queue`: what the broker says of it, `None` when it does not
+    /// exist. On a channel of its own: a passive declare of a missing queue closes its
+    /// channel.
+    async fn declared(&self, queue: &str) -> Option<lapin::Queue> {
         let channel = self.connection.create_channel().await.expect("channel");
         channel
             .queue_declare(
@@ -67,8 +61,7 @@ impl QueueView {
                 FieldTable::default(),
             )
             .await
-            .map(|q| q.consumer_count())
-            .unwrap_or(0)
+            .ok()
     }
 
     /// Takes every ready message of `queue` (acked).
