@@ -5,7 +5,8 @@
 //! `cancelled`, with who), nothing is pushed, its dir is gone, its delivery and the cancel
 //! are acked (the file's queues are empty, nothing dead), the status comment has the cancel,
 //! the audit the `cancel` with its actor (and, from the API, its task). A task of the issue
-//! asked for before the comment's cancel and queued after it is not run.
+//! asked for before the comment's cancel and queued after it is not run, also after a
+//! restart (from the status comment).
 
 mod common;
 mod standalone_common;
@@ -183,16 +184,7 @@ async fn a_cancel_comment_stops_the_running_task_and_the_older_queued_one() {
     let id = running(&world, &process, "sa-cancel-comment-1", number).await;
 
     let comment = world.github.add_comment(number, "dev2", "/cancel");
-    let mut payload = fixture("github/issue_comment/created.payload.json");
-    payload["repository"]["html_url"] = json!(format!("https://github.com/{REPO}"));
-    payload["repository"]["full_name"] = json!(REPO);
-    payload["issue"]["number"] = json!(number);
-    payload["issue"]["html_url"] = json!(format!("https://github.com/{REPO}/issues/{number}"));
-    payload["issue"]["labels"] = json!([{ "name": "ai-help" }]);
-    payload["comment"]["id"] = json!(comment.parse::<u64>().expect("id"));
-    payload["comment"]["body"] = json!("/cancel");
-    payload["comment"]["user"]["login"] = json!("dev2");
-    payload["sender"]["login"] = json!("dev2");
+    let payload = cancel_comment(number, &comment);
     let sent = Instant::now();
     let (status, answer) = process
         .github("issue_comment", "sa-cancel-comment-dl", &payload)
@@ -219,24 +211,105 @@ async fn a_cancel_comment_stops_the_running_task_and_the_older_queued_one() {
     // A task of the issue asked for before the cancel and queued only now is not run.
     let asked = chrono::Utc::now()
         - chrono::Duration::from_std(sent.elapsed() + Duration::from_secs(1)).expect("span");
+    let older = |late: &str| older_task(late, number, asked);
     let late = format!("{id}-late");
-    let older = json!({
-        "version": 1, "task_id": late, "mode": "quickfix", "source": "github",
-        "repo_url": format!("https://github.com/{REPO}"),
-        "issue": {"tracker": "github", "key": format!("{REPO}#{number}"), "number": number,
-                  "title": "Refunds are not rounded",
-                  "url": format!("https://github.com/{REPO}/issues/{number}")},
-        "trigger_user": "dev1",
-        "trigger": {"event": "issues.labeled", "delivery_id": "sa-cancel-late",
-                    "received_at": asked}
-    });
-    publish(&db, &older);
+    publish(&db, &older(&late));
     process.assert_outcome(&late, "cancelled").await;
     assert!(
         process.logged("the issue was cancelled after this task was asked for; not running it"),
         "skipped"
     );
+    // After a restart (no memory of the cancel), the status comment still says it.
+    drop(process);
+    let process = Standalone::start(&world, &db, QUEUE, &[]).await;
+    let later = format!("{id}-after-restart");
+    publish(&db, &older(&later));
+    process.assert_outcome(&later, "cancelled").await;
+    assert!(
+        process.logged("skipped: the issue was cancelled after this task was asked for"),
+        "skipped from the status comment"
+    );
     assert!(world.github.pulls().is_empty(), "no pull request");
+}
+
+#[tokio::test]
+async fn a_cancel_comment_while_nothing_runs_is_recorded_and_skips_an_older_task_after_a_restart() {
+    let (world, process, db) = started("sa-cancel-idle").await;
+    let number = 73;
+    world
+        .github
+        .issue_if_unknown(number, "Refunds are not rounded", "Round them.");
+    let asked = chrono::Utc::now() - chrono::Duration::seconds(30);
+    let comment = world.github.add_comment(number, "dev2", "/cancel");
+    let (status, answer) = process
+        .github(
+            "issue_comment",
+            "sa-cancel-idle-dl",
+            &cancel_comment(number, &comment),
+        )
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let cancel_id = answer["cancel_id"].as_str().expect("cancel id").to_owned();
+    wait_until("the cancel is on the status comment", LONG, || {
+        status_comments(&world.github, number)
+            .iter()
+            .any(|c| body_of(c).contains("Nothing was running"))
+    })
+    .await;
+    let body = body_of(&status_comments(&world.github, number)[0]).to_owned();
+    assert!(body.contains("cancelled by @dev2"), "{body}");
+    assert!(
+        body.contains(&format!("<!-- agent-fleet:cancel id={cancel_id} at=")),
+        "{body}"
+    );
+    wait_until("the cancel was settled", LONG, || {
+        process.logged("cancel settled")
+    })
+    .await;
+    assert!(queued(&db).is_empty(), "acked: {:?}", queued(&db));
+
+    drop(process);
+    let process = Standalone::start(&world, &db, QUEUE, &[]).await;
+    publish(
+        &db,
+        &older_task("github:sa-cancel-idle-older", number, asked),
+    );
+    process
+        .assert_outcome("github:sa-cancel-idle-older", "cancelled")
+        .await;
+    assert!(
+        process.logged("skipped: the issue was cancelled after this task was asked for"),
+        "skipped from the status comment"
+    );
+    assert!(world.github.pulls().is_empty(), "no pull request");
+}
+
+/// A signed-to-be `/cancel` comment (`comment`, by `dev2`, a collaborator) on issue `number`.
+fn cancel_comment(number: u64, comment: &str) -> Value {
+    let mut payload = fixture("github/issue_comment/created.payload.json");
+    payload["repository"]["html_url"] = json!(format!("https://github.com/{REPO}"));
+    payload["repository"]["full_name"] = json!(REPO);
+    payload["issue"]["number"] = json!(number);
+    payload["issue"]["html_url"] = json!(format!("https://github.com/{REPO}/issues/{number}"));
+    payload["issue"]["labels"] = json!([{ "name": "ai-help" }]);
+    payload["comment"]["id"] = json!(comment.parse::<u64>().expect("id"));
+    payload["comment"]["body"] = json!("/cancel");
+    payload["comment"]["user"]["login"] = json!("dev2");
+    payload["sender"]["login"] = json!("dev2");
+    payload
+}
+
+/// A task message `task_id` for issue `number`, asked for at `asked`.
+fn older_task(task_id: &str, number: u64, asked: chrono::DateTime<chrono::Utc>) -> Value {
+    json!({
+        "version": 1, "task_id": task_id, "mode": "quickfix", "source": "github",
+        "repo_url": format!("https://github.com/{REPO}"),
+        "issue": {"tracker": "github", "key": format!("{REPO}#{number}"), "number": number,
+                  "title": "Refunds are not rounded",
+                  "url": format!("https://github.com/{REPO}/issues/{number}")},
+        "trigger_user": "dev1",
+        "trigger": {"event": "issues.labeled", "delivery_id": task_id, "received_at": asked}
+    })
 }
 
 /// Puts `task` onto the file's task queue, as the ingest would.
