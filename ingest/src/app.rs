@@ -383,7 +383,7 @@ async fn publish_control_once(state: &AppState, message: &ControlMessage) -> Ans
             guard.published();
             state
                 .records
-                .cancel_requested(message, &message.requested_by);
+                .cancel_requested(message, &message.requested_by, None);
             state
                 .metrics
                 .publish("confirmed", Some(started.elapsed().as_secs_f64()));
@@ -392,15 +392,6 @@ async fn publish_control_once(state: &AppState, message: &ControlMessage) -> Ans
                 StatusCode::ACCEPTED,
                 "accepted",
                 json!({ "status": "accepted", "control": "cancel", "cancel_id": id }),
-            )
-        }
-        Err(PublishError::Queue(reason)) => {
-            // The embedded queue has no fanout: a cancel cannot reach a worker there.
-            state.metrics.ignored("control", "no control exchange");
-            Answer::new(
-                StatusCode::ACCEPTED,
-                "ignored",
-                json!({ "status": "ignored", "reason": reason }),
             )
         }
         Err(error) => {

@@ -1,9 +1,10 @@
 //! `ingest audit-export [--since <RFC 3339>]`: the audit trail as JSON lines on stdout, one
 //! entry per line in the order it was written, read page by page (a long trail never sits in
-//! memory whole). For archiving into a SIEM or object storage.
+//! memory whole). For archiving into a SIEM or object storage. From PostgreSQL
+//! (`DATABASE_URL`), or from the SQLite ledger of `worker standalone` (`STANDALONE_DB`).
 
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Pool;
+use fleet_ledger::Store;
 use std::io::Write;
 
 /// Entries read per page.
@@ -33,14 +34,19 @@ pub fn since_of(args: &[String]) -> Result<DateTime<Utc>, String> {
 
 /// Writes every audit entry at or after `since` to `out`; returns how many.
 pub async fn audit_jsonl(
-    pool: &Pool,
+    store: &Store,
     since: DateTime<Utc>,
     out: &mut impl Write,
 ) -> anyhow::Result<u64> {
     let mut after = 0;
     let mut written = 0;
     loop {
-        let page = fleet_ledger::query::audit_page(pool, since, after, PAGE).await?;
+        let page = match store {
+            Store::Postgres(pool) => {
+                fleet_ledger::query::audit_page(pool, since, after, PAGE).await?
+            }
+            Store::Sqlite(db) => db.audit_page(since, after, PAGE).await?,
+        };
         let Some((last, _)) = page.last() else {
             return Ok(written);
         };

@@ -1,5 +1,6 @@
 //! The `ingest` binary: settings from the environment, telemetry, serve until SIGTERM.
-//! `ingest audit-export [--since <RFC 3339>]` writes the ledger's audit trail as JSON lines.
+//! `ingest audit-export [--since <RFC 3339>]` writes the ledger's audit trail as JSON lines
+//! (PostgreSQL's at `DATABASE_URL`, else the SQLite file `STANDALONE_DB` of `worker standalone`).
 
 use ingest::{Application, IngestSettings};
 use shared::settings::Env;
@@ -39,7 +40,9 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-/// `ingest audit-export`: needs `DATABASE_URL`; exit 2 on bad arguments, 1 on a database error.
+/// `ingest audit-export`: reads `DATABASE_URL`, else the existing SQLite file
+/// `STANDALONE_DB` (`worker standalone`'s ledger); exit 2 on bad arguments or without
+/// either, 1 on a database error.
 async fn audit_export(settings: &IngestSettings, args: &[String]) -> std::process::ExitCode {
     use secrecy::ExposeSecret;
     let since = match ingest::export::since_of(args) {
@@ -49,20 +52,39 @@ async fn audit_export(settings: &IngestSettings, args: &[String]) -> std::proces
             return std::process::ExitCode::from(2);
         }
     };
-    let Some(url) = &settings.common.database_url else {
-        eprintln!("ingest audit-export: DATABASE_URL is not set");
-        return std::process::ExitCode::from(2);
-    };
-    let pool = match fleet_ledger::pool(url.expose_secret(), 1) {
-        Ok(pool) => pool,
-        Err(error) => {
-            eprintln!("ingest audit-export: {error}");
+    let store = match (
+        &settings.common.database_url,
+        Env::process().get("STANDALONE_DB"),
+    ) {
+        (Some(url), _) => match fleet_ledger::pool(url.expose_secret(), 1) {
+            Ok(pool) => fleet_ledger::Store::Postgres(pool),
+            Err(error) => {
+                eprintln!("ingest audit-export: {error}");
+                return std::process::ExitCode::from(2);
+            }
+        },
+        // Only a file that is there: opening a wrong path would make an empty ledger.
+        (None, Some(path)) if std::path::Path::new(&path).is_file() => {
+            match fleet_ledger::sqlite::SqliteLedger::open(std::path::Path::new(&path)).await {
+                Ok(db) => fleet_ledger::Store::Sqlite(db),
+                Err(error) => {
+                    eprintln!("ingest audit-export: STANDALONE_DB {path}: {error}");
+                    return std::process::ExitCode::FAILURE;
+                }
+            }
+        }
+        (None, Some(path)) => {
+            eprintln!("ingest audit-export: STANDALONE_DB {path} is not a file");
+            return std::process::ExitCode::from(2);
+        }
+        (None, None) => {
+            eprintln!("ingest audit-export: neither DATABASE_URL nor STANDALONE_DB is set");
             return std::process::ExitCode::from(2);
         }
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    match ingest::export::audit_jsonl(&pool, since, &mut out).await {
+    match ingest::export::audit_jsonl(&store, since, &mut out).await {
         Ok(count) => {
             eprintln!("ingest audit-export: {count} entries");
             std::process::ExitCode::SUCCESS

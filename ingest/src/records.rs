@@ -105,11 +105,12 @@ impl Records {
             .record(Event::now(task_id, EventKind::Published));
     }
 
-    /// A cancel sent to the workers (by a comment, or through the API).
-    pub fn cancel_requested(&self, message: &ControlMessage, actor: &str) {
+    /// A cancel sent to the workers: by a comment (of an issue, no task named), or through
+    /// the API (for `task_id`).
+    pub fn cancel_requested(&self, message: &ControlMessage, actor: &str, task_id: Option<&str>) {
         self.ledger.audit(AuditEntry::now(
             AuditKind::Cancel,
-            None,
+            task_id,
             Some(actor),
             json!({
                 "cancel_id": message.cancel_id,

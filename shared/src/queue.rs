@@ -122,16 +122,9 @@ pub trait TaskSink: Send + Sync + std::fmt::Debug {
     /// `Ok` only once the task is durably queued; `Err(Unavailable)` without trying when
     /// the queue cannot be reached right now.
     fn publish<'a>(&'a self, task: &'a TaskMessage) -> PublishFuture<'a>;
-    /// `Ok` once every worker's control queue can get `message` (`/cancel`). A queue
-    /// without a fanout (the embedded one) refuses.
-    fn publish_control<'a>(&'a self, message: &'a ControlMessage) -> PublishFuture<'a> {
-        let _ = message;
-        Box::pin(async {
-            Err(PublishError::Queue(
-                "control messages (/cancel) need RabbitMQ (AMQP_URL)".into(),
-            ))
-        })
-    }
+    /// `Ok` once every worker's control queue can get `message` (`/cancel`): RabbitMQ's
+    /// fanout, or the embedded queue's own durable cancels' queue.
+    fn publish_control<'a>(&'a self, message: &'a ControlMessage) -> PublishFuture<'a>;
     /// Whether publishing can work right now (`/readyz`).
     fn is_ready(&self) -> bool;
 }

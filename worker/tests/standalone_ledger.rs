@@ -8,183 +8,17 @@
 //! command keeps its ledger in PostgreSQL and none in the file.
 
 mod common;
+mod standalone_common;
 
-use common::free_port;
 use common::standins::Answer;
-use common::world::{GITHUB_TOKEN, LLM_KEY, REPO, World, good_answer};
+use common::world::{REPO, World, good_answer};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use standalone_common::{LONG, OPERATOR, Standalone, VIEWER, letter_in};
+use std::path::Path;
 use std::time::Duration;
 use testkit::wait::poll_until;
-use testkit::webhook::{github_labeled, post_github};
 
-const SECRET: &str = "standalone-ledger-secret";
-const VIEWER: &str = "viewer-token-0123456789";
-const OPERATOR: &str = "operator-token-0123456789";
 const QUEUE: &str = "sa-ledger-tasks";
-/// 1200 input and 80 output tokens per stand-in answer at 3/15 USD per million: 0.0048 USD.
-const PRICES: &str = "test-model=3/15";
-const LONG: Duration = Duration::from_secs(90);
-
-struct Standalone {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    http: reqwest::Client,
-}
-
-impl Drop for Standalone {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Standalone {
-    /// `worker standalone` with the agent on the world's stand-ins, its queue and ledger in
-    /// `db`. The LLM is not retried and a task gets two deliveries: an LLM that is down
-    /// twice dead-letters it.
-    async fn start(world: &World, db: &Path, extra: &[(&str, &str)]) -> Self {
-        let root = world.fleet.root.path();
-        let port = free_port();
-        let log = root.join(format!("standalone-{}.log", uuid::Uuid::new_v4().simple()));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_worker"));
-        command
-            .arg("standalone")
-            .env_remove("AMQP_URL")
-            .env_remove("DATABASE_URL")
-            .env("STANDALONE_DB", db)
-            .env("TASK_QUEUE", QUEUE)
-            .env("TASK_DELIVERY_LIMIT", "1")
-            .env("LLM_MAX_RETRIES", "0")
-            .env("LLM_PRICES", PRICES)
-            .env("WORKSPACE_DIR", root.join("workspace"))
-            .env("INGEST_BIND", format!("127.0.0.1:{port}"))
-            .env("METRICS_BIND", format!("127.0.0.1:{}", free_port()))
-            .env("GITHUB_WEBHOOK_SECRET", SECRET)
-            .env(
-                "API_TOKENS",
-                format!("grafana:viewer:{VIEWER},alice:operator:{OPERATOR}"),
-            )
-            .env("LOG_FORMAT", "json")
-            .env("RUST_LOG", "info")
-            .env("WORKER_HANDLER", "agent")
-            .env("GITHUB_API_URL", &world.github.url)
-            .env("GITHUB_TOKEN", GITHUB_TOKEN)
-            .env("LLM_PROVIDER", "anthropic")
-            .env("LLM_MODEL", "test-model")
-            .env("LLM_BASE_URL", &world.llm.url)
-            .env("ANTHROPIC_API_KEY", LLM_KEY)
-            .env("AGENT_GITHUB_LOGIN", "fleet-agent[bot]")
-            .env("AGENT_GIT_NAME", "Fleet Agent")
-            .env("AGENT_GIT_EMAIL", "fleet@example.com")
-            .envs(world.repos.git_env())
-            .envs(extra.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log"));
-        let process = Self {
-            child: command.spawn().expect("spawn"),
-            port,
-            log,
-            http: reqwest::Client::new(),
-        };
-        let ready = format!("http://127.0.0.1:{port}/readyz");
-        let http = process.http.clone();
-        poll_until(
-            "standalone is ready",
-            LONG,
-            || http.get(&ready).send(),
-            |r| r.as_ref().is_ok_and(|r| r.status().as_u16() == 200),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("{}", process.log_text()));
-        process
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// A signed `issues.labeled` (`ai-help`) for issue `number` of the world's repository,
-    /// by `dev1`: 202 and the task id.
-    async fn webhook(&self, world: &World, delivery: &str, number: u64) -> String {
-        let title = "Refunds are not rounded";
-        let body = "Refund amounts like 10.005 must be rounded in pay/refunds.py";
-        world.github.issue_if_unknown(number, title, body);
-        let mut payload = github_labeled("ai-help");
-        payload["repository"]["html_url"] = json!(format!("https://github.com/{REPO}"));
-        payload["repository"]["full_name"] = json!(REPO);
-        payload["issue"]["number"] = json!(number);
-        payload["issue"]["title"] = json!(title);
-        payload["issue"]["body"] = json!(body);
-        payload["issue"]["html_url"] = json!(format!("https://github.com/{REPO}/issues/{number}"));
-        payload["issue"]["labels"] = json!([{ "name": "ai-help" }]);
-        payload["sender"]["login"] = json!("dev1");
-        let response = post_github(
-            &self.http,
-            &format!("http://127.0.0.1:{}/webhooks/github", self.port),
-            SECRET,
-            "issues",
-            delivery,
-            payload.to_string().as_bytes(),
-        )
-        .await;
-        let status = response.status().as_u16();
-        let answer: Value = response.json().await.unwrap_or(Value::Null);
-        assert_eq!(status, 202, "{answer}");
-        answer["task_id"].as_str().expect("task_id").to_owned()
-    }
-
-    async fn call(&self, method: &str, path: &str, token: Option<&str>) -> (u16, Value) {
-        let url = format!("http://127.0.0.1:{}{path}", self.port);
-        let request = match method {
-            "POST" => self.http.post(url),
-            _ => self.http.get(url),
-        };
-        let request = match token {
-            Some(token) => request.bearer_auth(token),
-            None => request,
-        };
-        let response = request.send().await.expect("the API answers");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    /// Waits until `GET /api/v1/tasks/{task_id}` satisfies `done`, and returns it.
-    async fn task_when(&self, task_id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let path = format!("/api/v1/tasks/{task_id}");
-        poll_until(
-            what,
-            LONG,
-            || self.call("GET", &path, Some(VIEWER)),
-            |(status, body)| *status == 200 && done(body),
-        )
-        .await
-        .1
-    }
-
-    /// Waits until the open dead letters hold one with `message_id`, and returns it.
-    async fn dead_letter(&self, message_id: &str) -> Value {
-        let (_, body) = poll_until(
-            "the dead letter is listed",
-            LONG,
-            || self.call("GET", "/api/v1/dead-letters", Some(VIEWER)),
-            |(status, body)| *status == 200 && letter_in(body, message_id).is_some(),
-        )
-        .await;
-        letter_in(&body, message_id).expect("listed")
-    }
-}
-
-fn letter_in(body: &Value, message_id: &str) -> Option<Value> {
-    body["dead_letters"]
-        .as_array()?
-        .iter()
-        .find(|l| l["message_id"] == message_id)
-        .cloned()
-}
 
 /// Puts a body no worker can read onto the embedded queue, as a broken publisher would.
 fn publish_poison(db: &Path, message_id: &str) {
@@ -225,7 +59,7 @@ async fn standalone_keeps_its_ledger_in_its_sqlite_file_and_serves_the_operator_
     )
     .await;
     let db = world.fleet.root.path().join("standalone.db");
-    let process = Standalone::start(&world, &db, &[]).await;
+    let process = Standalone::start(&world, &db, QUEUE, &[]).await;
 
     // Tokens as in the fleet.
     assert_eq!(process.call("GET", "/api/v1/tasks", None).await.0, 401);
@@ -346,7 +180,7 @@ async fn standalone_keeps_its_ledger_in_its_sqlite_file_and_serves_the_operator_
 
     // A restart keeps it all: the ledger is in the file.
     drop(process);
-    let process = Standalone::start(&world, &db, &[]).await;
+    let process = Standalone::start(&world, &db, QUEUE, &[]).await;
     let row = process
         .task_when(&done, "kept", |t| t["state"] == "done")
         .await;
@@ -448,7 +282,7 @@ async fn with_database_url_standalone_keeps_its_ledger_in_postgresql() {
     )
     .await;
     let db = world.fleet.root.path().join("standalone.db");
-    let process = Standalone::start(&world, &db, &[("DATABASE_URL", url.as_str())]).await;
+    let process = Standalone::start(&world, &db, QUEUE, &[("DATABASE_URL", url.as_str())]).await;
     let task_id = process.webhook(&world, "sa-ledger-pg", 91).await;
     let pool = fleet_ledger::pool(&url, 2).expect("pool");
     let row = poll_until(

@@ -105,7 +105,9 @@ pub async fn cancel(
         .publish_control(&cancel)
         .await
         .map_err(unavailable)?;
-    state.records.cancel_requested(&cancel, &caller.name);
+    state
+        .records
+        .cancel_requested(&cancel, &caller.name, Some(&task_id));
     tracing::info!(
         task_id,
         by = caller.name,

@@ -21,8 +21,9 @@
 //!   onto the issue's status comment unless the running task's report did. A queued task
 //!   of the issue reads it there when it starts, on any worker, also one started later.
 //!
-//! The embedded queue (`worker standalone` without a broker) has no control exchange:
-//! cancels are not supported there.
+//! The embedded queue (`worker standalone` without a broker) has no control exchange: its
+//! own durable `<queue>.cancels` in the same file takes both parts (`embedded_cancels`),
+//! with the issue's lock of this process (the only one).
 
 use super::Shared;
 use super::delivery::delivery_count;
@@ -288,37 +289,7 @@ async fn take<H: TaskHandler>(delivery: Delivery, shared: &Arc<Shared>, handler:
     };
     let span = tracing::info_span!("cancel", issue = %cancel.issue_key, cancel_id = %cancel.cancel_id, delivery_count = count);
     async {
-        let stopped = shared.cancels.apply(&cancel);
-        tracing::info!(stopped, "cancel taken");
-        let recorded = match lock_issue(&cancel.issue_key, shared).await {
-            Err(error) => Err(error),
-            Ok(lock) => {
-                let recorded = tokio::time::timeout(REPORT_WITHIN, handler.record_cancel(&cancel))
-                    .await
-                    .unwrap_or_else(|_| Err(TaskError::Transient("took too long".into())));
-                lock.release().await;
-                recorded
-            }
-        };
-        let again = match &recorded {
-            Ok(()) => {
-                tracing::info!("cancel recorded");
-                false
-            }
-            // Waiting for the issue's lock never uses up the cancel's attempts.
-            Err(TaskError::Delayed { .. }) => {
-                tracing::info!(error = ?recorded, "the issue is busy; the cancel waits again");
-                true
-            }
-            Err(TaskError::Transient(_)) if count + 1 < CANCEL_ATTEMPTS => {
-                tracing::warn!(error = ?recorded, "cannot record the cancel yet; requeueing it");
-                true
-            }
-            Err(error) => {
-                tracing::warn!(?error, "cannot record the cancel; giving up on it");
-                false
-            }
-        };
+        let again = handle(&cancel, count, shared, handler, true).await != Recorded::Done;
         let settled = if again {
             delivery
                 .acker
@@ -341,6 +312,60 @@ async fn take<H: TaskHandler>(delivery: Delivery, shared: &Arc<Shared>, handler:
     .await;
 }
 
+/// What became of a cancel taken from a durable queue.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Recorded {
+    /// Recorded, or given up on: settled for good.
+    Done,
+    /// The issue stayed locked: it waits again, uncounted.
+    Busy,
+    /// The tracker failed it: another attempt.
+    Again,
+}
+
+/// The part every durable cancel goes through (the fleet's `<queue>.cancels` and the
+/// embedded queue's): the tasks it applies to here stop, then, holding the issue's locks
+/// (the broker's too when `broker`), the handler records it on the status comment.
+pub(super) async fn handle<H: TaskHandler>(
+    cancel: &Arc<ControlMessage>,
+    count: u32,
+    shared: &Arc<Shared>,
+    handler: &Arc<H>,
+    broker: bool,
+) -> Recorded {
+    let stopped = shared.cancels.apply(cancel);
+    tracing::info!(stopped, "cancel taken");
+    let recorded = match lock_issue(&cancel.issue_key, shared, broker).await {
+        Err(error) => Err(error),
+        Ok(lock) => {
+            let recorded = tokio::time::timeout(REPORT_WITHIN, handler.record_cancel(cancel))
+                .await
+                .unwrap_or_else(|_| Err(TaskError::Transient("took too long".into())));
+            lock.release().await;
+            recorded
+        }
+    };
+    match &recorded {
+        Ok(()) => {
+            tracing::info!("cancel recorded");
+            Recorded::Done
+        }
+        // Waiting for the issue's lock never uses up the cancel's attempts.
+        Err(TaskError::Delayed { .. }) => {
+            tracing::info!(error = ?recorded, "the issue is busy; the cancel waits again");
+            Recorded::Busy
+        }
+        Err(TaskError::Transient(_)) if count + 1 < CANCEL_ATTEMPTS => {
+            tracing::warn!(error = ?recorded, "cannot record the cancel yet; requeueing it");
+            Recorded::Again
+        }
+        Err(error) => {
+            tracing::warn!(?error, "cannot record the cancel; giving up on it");
+            Recorded::Done
+        }
+    }
+}
+
 /// The issue's locks, held while the cancel is recorded.
 struct Held(Option<locks::LocalLock>, Option<locks::BrokerLock>);
 
@@ -357,7 +382,7 @@ impl Held {
 /// Takes the issue's locks (this process', then the broker's) as a task does, waiting
 /// (bounded) while a task of the issue holds them: it is being stopped, or it came after
 /// the cancel.
-async fn lock_issue(key: &str, shared: &Shared) -> Result<Held, TaskError> {
+async fn lock_issue(key: &str, shared: &Shared, broker: bool) -> Result<Held, TaskError> {
     if key.is_empty() {
         return Ok(Held(None, None));
     }
@@ -366,6 +391,9 @@ async fn lock_issue(key: &str, shared: &Shared) -> Result<Held, TaskError> {
     let mut pause = Duration::from_millis(100);
     loop {
         if let Some(local) = shared.locks.try_lock(key) {
+            if !broker {
+                return Ok(Held(Some(local), None));
+            }
             match locks::acquire(&shared.lock_connections, &queue).await {
                 Ok(broker) => return Ok(Held(Some(local), Some(broker))),
                 Err(LockError::Busy) => {}

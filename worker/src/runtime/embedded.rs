@@ -17,6 +17,11 @@
 //! carries it to whoever records and reads ([`EmbeddedQueue::ledger`]). The operator API
 //! takes the dead letters from here into that ledger and replays them back onto this queue
 //! ([`DeadLetterQueue`]).
+//!
+//! `/cancel` (a comment, or the operator API) has no fanout exchange here: the ingest's
+//! control message goes into this file's `<queue>.cancels` ([`EmbeddedQueue::cancels`],
+//! durable like the fleet's), where this process' runtime takes it as the fleet's durable
+//! consumer does (`runtime::control::consume_embedded`).
 
 use fleet_ledger::dead::DeadLetter as KeptLetter;
 use fleet_ledger::sqlite::SqliteLedger;
@@ -25,6 +30,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::json;
 use shared::TaskMessage;
 use shared::amqp::PublishError;
+use shared::control::ControlMessage;
 use shared::queue::{PublishFuture, Settle, TaskSink, WaitState};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -37,6 +43,8 @@ pub struct EmbeddedQueue {
     queue: String,
     delivery_limit: u32,
     notify: Arc<Notify>,
+    /// Wakes whoever waits on the cancels' queue ([`EmbeddedQueue::cancels`]).
+    cancels_notify: Arc<Notify>,
     /// The ledger in the same file, when the process keeps it here.
     ledger: Option<SqliteLedger>,
 }
@@ -135,7 +143,7 @@ impl EmbeddedQueue {
             }
         }
         let recovered = db.execute(
-            &format!("{RETURN_LEASE} WHERE queue = ?1 AND state = 'leased'"),
+            &format!("{RETURN_LEASE} WHERE queue IN (?1, ?1 || '.cancels') AND state = 'leased'"),
             params![queue, delivery_limit, now()],
         )?;
         if recovered > 0 {
@@ -149,8 +157,21 @@ impl EmbeddedQueue {
             queue: queue.to_owned(),
             delivery_limit,
             notify: Arc::new(Notify::new()),
+            cancels_notify: Arc::new(Notify::new()),
             ledger: None,
         })
+    }
+
+    /// `<queue>.cancels` in the same file: the control messages (`/cancel`) published here.
+    pub fn cancels(&self) -> Self {
+        Self {
+            db: self.db.clone(),
+            queue: format!("{}.cancels", self.queue),
+            delivery_limit: self.delivery_limit,
+            notify: self.cancels_notify.clone(),
+            cancels_notify: self.cancels_notify.clone(),
+            ledger: None,
+        }
     }
 
     /// The queue carrying `ledger` (the ledger in the same file) to the worker and the API.
@@ -380,121 +401,22 @@ impl TaskSink for EmbeddedQueue {
         })
     }
 
+    /// Into `<queue>.cancels`, durably: this process' runtime stops the task and records
+    /// the cancel from there (there is no other worker to tell).
+    fn publish_control<'a>(&'a self, message: &'a ControlMessage) -> PublishFuture<'a> {
+        Box::pin(async move {
+            let cancels = self.cancels();
+            EmbeddedQueue::publish(&cancels, message.to_json(), message.cancel_id.clone())
+                .await
+                .map_err(|e| PublishError::Queue(e.to_string()))
+        })
+    }
+
     fn is_ready(&self) -> bool {
         true
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn lease_settle_limit_and_recovery() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let path = dir.path().join("q.db");
-        let q = EmbeddedQueue::open(&path, "tasks", 1).expect("open");
-        q.publish(b"a".to_vec(), "a".into()).await.expect("publish");
-        q.publish(b"b".to_vec(), "b".into()).await.expect("publish");
-
-        let a = q.lease().await.expect("lease").expect("a");
-        assert_eq!((a.body.as_slice(), a.delivery_count), (b"a".as_slice(), 0));
-        assert!(a.settle(Settle::Requeue).await.expect("requeue"));
-        assert!(
-            !a.settle(Settle::Ack).await.expect("second settle"),
-            "never settled twice"
-        );
-        let b = q.lease().await.expect("lease").expect("b");
-        assert!(b.settle(Settle::Ack).await.expect("ack"));
-        let a = q.lease().await.expect("lease").expect("a again");
-        assert_eq!(a.delivery_count, 1);
-        assert!(a.settle(Settle::Requeue).await.expect("requeue"));
-        assert_eq!(
-            q.depth().await.expect("depth"),
-            Depth {
-                ready: 0,
-                leased: 0,
-                dead: 1
-            }
-        );
-        assert_eq!(
-            q.dead_letters().await.expect("dead")[0].reason,
-            "delivery_limit"
-        );
-
-        q.publish(b"c".to_vec(), "c".into()).await.expect("publish");
-        let c = q.lease().await.expect("lease").expect("c");
-        assert!(c.settle(Settle::Reject).await.expect("reject"));
-        assert_eq!(q.dead_letters().await.expect("dead")[1].reason, "rejected");
-
-        // A lease held when the process dies comes back, counted, after a restart.
-        q.publish(b"d".to_vec(), "d".into()).await.expect("publish");
-        let _held = q.lease().await.expect("lease").expect("d");
-        drop(q);
-        let reopened = EmbeddedQueue::open(&path, "tasks", 5).expect("reopen");
-        let d = reopened
-            .lease()
-            .await
-            .expect("lease")
-            .expect("d after restart");
-        assert_eq!((d.body.as_slice(), d.delivery_count), (b"d".as_slice(), 1));
-    }
-
-    #[tokio::test]
-    async fn dead_letters_are_handed_to_the_ledger_removed_and_republished() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let q = EmbeddedQueue::open(&dir.path().join("q.db"), "tasks", 1).expect("open");
-        q.publish(br#"{"task_id":"github:x"}"#.to_vec(), "github:x".into())
-            .await
-            .expect("publish");
-        let x = q.lease().await.expect("lease").expect("x");
-        assert!(x.settle(Settle::Reject).await.expect("reject"));
-        let dead = DeadLetterQueue::dead(&q, 10).await.expect("dead");
-        assert_eq!(dead.len(), 1);
-        let (handle, letter) = &dead[0];
-        assert_eq!(letter.message_id, "github:x");
-        assert_eq!(letter.task_id.as_deref(), Some("github:x"));
-        assert_eq!(letter.reason, "rejected");
-        assert_eq!(letter.history[0]["queue"], "tasks");
-        assert!(letter.first_death_at.is_some());
-        q.remove(*handle).await.expect("remove");
-        assert!(
-            DeadLetterQueue::dead(&q, 10)
-                .await
-                .expect("dead")
-                .is_empty()
-        );
-        assert_eq!(q.depth().await.expect("depth").dead, 0);
-        q.republish(&letter.body, &letter.message_id)
-            .await
-            .expect("republish");
-        let again = q.lease().await.expect("lease").expect("replayed");
-        assert_eq!(
-            (again.message_id.as_str(), again.delivery_count),
-            ("github:x", 0)
-        );
-    }
-
-    #[tokio::test]
-    async fn a_delayed_message_waits_uncounted_for_its_time() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let q = EmbeddedQueue::open(&dir.path().join("q.db"), "tasks", 1).expect("open");
-        q.publish(b"a".to_vec(), "a".into()).await.expect("publish");
-        let a = q.lease().await.expect("lease").expect("a");
-        let wait = WaitState {
-            waits: 1,
-            waited_ms: 300,
-            not_before_ms: now() + 300,
-            attempts: 0,
-        };
-        assert!(a.settle(Settle::Delay(wait)).await.expect("delay"));
-        assert!(
-            q.lease().await.expect("lease").is_none(),
-            "not before its time"
-        );
-        tokio::time::sleep(Duration::from_millis(350)).await;
-        let a = q.lease().await.expect("lease").expect("due");
-        assert_eq!(a.delivery_count, 0, "a wait is not a delivery");
-        assert_eq!((a.wait.waits, a.wait.waited_ms), (1, 300));
-    }
-}
+#[path = "embedded_tests.rs"]
+mod tests;

@@ -21,6 +21,7 @@ mod decide;
 pub mod delay;
 pub mod delivery;
 pub mod embedded;
+mod embedded_cancels;
 pub mod handler;
 pub mod local;
 pub mod locks;
@@ -470,6 +471,8 @@ async fn consume_embedded<H: TaskHandler>(
     stop: &CancellationToken,
     tracker: &TaskTracker,
 ) -> anyhow::Result<()> {
+    // The cancels (`/cancel`, the operator API) come through the same file.
+    embedded_cancels::consume(queue.cancels(), shared, handler, stop);
     shared.consuming.store(true, Ordering::SeqCst);
     tracing::info!("consuming the embedded queue");
     'consume: loop {
