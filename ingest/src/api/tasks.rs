@@ -226,6 +226,6 @@ fn issue_of(task: &TaskView, message: Option<&Value>) -> Result<IssueRef, ApiErr
 fn unavailable(error: shared::amqp::PublishError) -> ApiError {
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
-        format!("the broker did not take it ({error}); retry later"),
+        format!("the queue did not take it ({error}); retry later"),
     )
 }
