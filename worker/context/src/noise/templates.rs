@@ -1,0 +1,193 @@
+//! The repository's own issue templates, and the instructions reporters leave in: "**Describe
+//! the bug**", "Check if updating to the latest Preact version resolves the issue", bat's
+//! request to run `diagnostics/info.sh`, the HTML comments GitHub never shows. Every issue
+//! filed through a template repeats its words, so they match the same files in every issue
+//! (the template names the project's tools, flags and scripts) and say nothing about this
+//! one. Lines of the issue that are lines of a template ([`TemplateLines`]) and HTML comments
+//! are blanked before anything is read from the text.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+/// Where GitHub and GitLab look for issue templates (files, or folders of them).
+const TEMPLATE_PLACES: &[&str] = &[
+    ".github/ISSUE_TEMPLATE",
+    ".github/ISSUE_TEMPLATE.md",
+    ".github/issue_template.md",
+    "ISSUE_TEMPLATE.md",
+    "docs/ISSUE_TEMPLATE.md",
+    ".gitlab/issue_templates",
+];
+
+/// Template files read at most, and bytes of each: a template is a page of text.
+const MAX_TEMPLATES: usize = 20;
+const MAX_TEMPLATE_BYTES: u64 = 64 * 1024;
+
+/// Shorter lines (after normalizing) are kept: "Yes", "N/A" and a version say little
+/// either way, and a short line of the reporter's might equal one of the template's.
+const MIN_LINE_CHARS: usize = 8;
+
+/// The normalized lines of a repository's issue templates.
+#[derive(Debug, Default)]
+pub struct TemplateLines(HashSet<String>);
+
+impl TemplateLines {
+    /// Reads the templates of the checkout at `repo`. Links are not followed and unreadable
+    /// files are skipped: a repository without templates simply has none.
+    pub fn read(repo: &Path) -> TemplateLines {
+        let mut files = Vec::new();
+        for place in TEMPLATE_PLACES {
+            let path = repo.join(place);
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if meta.is_file() {
+                files.push(path);
+            } else if meta.is_dir()
+                && let Ok(entries) = std::fs::read_dir(&path)
+            {
+                let mut inside: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+                inside.sort();
+                files.extend(inside);
+            }
+        }
+        let mut lines = HashSet::new();
+        for file in files.into_iter().take(MAX_TEMPLATES) {
+            let Ok(meta) = std::fs::symlink_metadata(&file) else {
+                continue;
+            };
+            if !meta.is_file() || meta.len() > MAX_TEMPLATE_BYTES {
+                continue;
+            }
+            let Ok(bytes) = std::fs::read(&file) else {
+                continue;
+            };
+            lines.extend(
+                String::from_utf8_lossy(&bytes)
+                    .lines()
+                    .filter_map(normalize),
+            );
+        }
+        TemplateLines(lines)
+    }
+
+    #[cfg(test)]
+    pub fn from_text(text: &str) -> TemplateLines {
+        TemplateLines(text.lines().filter_map(normalize).collect())
+    }
+
+    /// Whether `line` of an issue repeats a line of the templates.
+    pub fn contains(&self, line: &str) -> bool {
+        !self.0.is_empty() && normalize(line).is_some_and(|l| self.0.contains(&l))
+    }
+}
+
+/// A line without what tells a template's Markdown or issue-form YAML from the issue it
+/// became (`- type: input` / `label: Vue version` → `### Vue version`): list and heading
+/// marks, emphasis, check boxes, quotes, YAML keys; lowercase, inner whitespace collapsed.
+fn normalize(line: &str) -> Option<String> {
+    let mut l = line.trim();
+    loop {
+        let before = l;
+        l = l.trim_start_matches(['#', '*', '-', '>', ' ', '\t', '_']);
+        for mark in ["[ ]", "[x]", "[X]", "[✅]"] {
+            l = l.strip_prefix(mark).unwrap_or(l);
+        }
+        for key in [
+            "label:",
+            "description:",
+            "value:",
+            "placeholder:",
+            "title:",
+            "about:",
+            "name:",
+        ] {
+            l = l.strip_prefix(key).unwrap_or(l);
+        }
+        if l == before {
+            break;
+        }
+    }
+    let l = l.trim_matches(|c: char| c.is_whitespace() || "*_\"'|:".contains(c));
+    let words: Vec<&str> = l.split_whitespace().collect();
+    let joined = words.join(" ").to_lowercase();
+    (joined.chars().count() >= MIN_LINE_CHARS && joined.chars().any(char::is_alphabetic))
+        .then_some(joined)
+}
+
+/// Blanks (ASCII bytes to spaces, line breaks kept) each line of `text` found in
+/// `templates`, and every HTML comment.
+pub fn blank_templates(text: &str, out: &mut [u8], templates: &TemplateLines) {
+    let mut pos = 0;
+    for line in text.split_inclusive('\n') {
+        // The title is the reporter's, even when it starts with a template's prefix.
+        if pos > 0 && templates.contains(line) {
+            super::blank(&mut out[pos..pos + line.len()]);
+        }
+        pos += line.len();
+    }
+    let mut from = 0;
+    while let Some(at) = text[from..].find("<!--") {
+        let start = from + at;
+        let end = text[start..]
+            .find("-->")
+            .map_or(start + 4, |close| start + close + 3);
+        super::blank(&mut out[start..end]);
+        from = end;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blanked(text: &str, templates: &TemplateLines) -> String {
+        let mut out = text.as_bytes().to_vec();
+        blank_templates(text, &mut out, templates);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn markdown_template_lines_and_comments_are_blanked() {
+        let templates = TemplateLines::from_text(
+            "---\nname: Bug report\nabout: Report a bug\n---\n\n**Describe the bug you encountered:**\n\n\
+             <!-- run `bat --diagnostic` or diagnostics/info.sh and paste it here -->\n\
+             **What did you expect to happen instead?**\n",
+        );
+        let issue = "Long file paths break header\n<!--\nHey there, run diagnostics/info.sh\n-->\n\
+                     **Describe the bug you encountered:**\nThe header wraps in printer output.\n\
+                     **What did you expect to happen instead?**\n";
+        let out = blanked(issue, &templates);
+        assert!(out.starts_with("Long file paths break header\n"), "{out}");
+        assert!(!out.contains("diagnostics"), "{out}");
+        assert!(!out.contains("Describe"), "{out}");
+        assert!(!out.contains("expect"), "{out}");
+        assert!(out.contains("The header wraps in printer output."), "{out}");
+        assert_eq!(out.len(), issue.len());
+        assert_eq!(out.matches('\n').count(), issue.matches('\n').count());
+    }
+
+    #[test]
+    fn issue_form_labels_match_the_headings_they_become() {
+        let templates = TemplateLines::from_text(
+            "body:\n  - type: input\n    attributes:\n      label: Link to minimal reproduction\n\
+             \x20     description: |\n        The easiest way to provide a reproduction is a playground.\n",
+        );
+        let issue = "v-pre not ignoring {{ inside textarea\n### Link to minimal reproduction\n\nhttps://jsfiddle.net/x\n";
+        let out = blanked(issue, &templates);
+        assert!(!out.contains("minimal"), "{out}");
+        assert!(out.contains("jsfiddle"), "{out}");
+    }
+
+    #[test]
+    fn without_templates_only_comments_go() {
+        let issue = "Title\n**Describe the bug**\n<!-- unclosed\nrest\n";
+        let out = blanked(issue, &TemplateLines::default());
+        assert!(out.contains("Describe the bug"));
+        assert!(!out.contains("<!--"));
+        assert!(
+            out.contains("unclosed"),
+            "an unclosed comment blanks only its opening"
+        );
+    }
+}
