@@ -56,6 +56,40 @@ fn rank_of(ranked: &[String], path: &str) -> usize {
 /// Filler shared by the files of a fixture, so that lexical signals alone do not decide.
 const GO_FILLER: &str = "// Pages is a list of pages, sorted by weight and date.\n";
 
+/// The definitions the lexical pass (every file, no parsing) finds in `text` at `path`.
+fn scanned(path: &str, text: &str) -> Vec<String> {
+    fleet_context::lexical::scan(path, text, &Default::default())
+        .defs
+        .into_iter()
+        .map(|d| d.name)
+        .collect()
+}
+
+#[test]
+fn the_lexical_pass_sees_methods_in_go_java_and_javascript() {
+    let go = "package page\n\nfunc (p Pages) GroupByParam(key string) (PagesGroup, error) {\n\treturn nil, nil\n}\n\
+              func newPages() Pages {\n\treturn nil\n}\n";
+    assert_eq!(
+        scanned("resources/page/pagegroup.go", go),
+        ["GroupByParam", "newPages"]
+    );
+    let java = "public class HandleBuilder extends JavacAnnotationHandler<Builder> {\n\
+                \tpublic void handle(AnnotationValues<Builder> annotation, JCAnnotation ast) {\n\
+                \t\tgenerateBuilderMethod(annotation);\n\t}\n\
+                \tprivate static JCMethodDecl generateToBuilderMethod(JavacNode type) {\n\t\treturn null;\n\t}\n}\n";
+    assert_eq!(
+        scanned("HandleBuilder.java", java),
+        ["HandleBuilder", "handle", "generateToBuilderMethod"]
+    );
+    let js = "export default (o, c, d) => {\n  const proto = c.prototype\n\
+              \x20 proto.toISOString = function () {\n    return this.$d.toISOString()\n  }\n\
+              \x20 class Duration {\n    humanize(withSuffix) {\n      return d().add(this.$ms, 'ms')\n    }\n  }\n}\n";
+    assert_eq!(
+        scanned("src/plugin/duration/index.js", js),
+        ["toISOString", "Duration", "humanize"]
+    );
+}
+
 #[test]
 fn go_a_method_with_a_receiver_is_found_where_it_is_defined() {
     let dir = repo(&[
@@ -131,8 +165,9 @@ fn javascript_the_implementation_before_its_type_declarations_and_build_config()
         ),
         (
             "karma.sauce.conf.js",
-            "module.exports = function (config) {\n  // duration of the test run, minutes; format the report\n\
-             \x20 config.set({ captureTimeout: 120000, browserDisconnectTimeout: 120000, format: 'dots' })\n}\n",
+            "module.exports = function (config) {\n  // duration of the test run in minutes; format the duration report\n\
+             \x20 // toISOString of the duration: minutes, the duration format, the result is wrong when wrong\n\
+             \x20 config.set({ duration: 'minutes', toISOString: true, format: 'duration', returns: 'wrong result' })\n}\n",
         ),
     ]);
     let ranked = ranking(
@@ -142,9 +177,12 @@ fn javascript_the_implementation_before_its_type_declarations_and_build_config()
     );
     assert_eq!(ranked[0], "src/plugin/duration/index.js", "{ranked:?}");
     assert!(
-        rank_of(&ranked, "karma.sauce.conf.js") > rank_of(&ranked, "types/plugin/duration.d.ts"),
+        rank_of(&ranked, "karma.sauce.conf.js") > rank_of(&ranked, "src/plugin/duration/index.js"),
         "{ranked:?}"
     );
+    let by_path = signals(dir.path(), "Duration.toISOString() returns wrong result");
+    // The build configuration matches the words best, and still ranks after the code.
+    assert!(by_path["karma.sauce.conf.js"].bm25 >= by_path["src/plugin/duration/index.js"].bm25);
 }
 
 #[test]
