@@ -284,3 +284,30 @@ fn a_playgrounds_file_is_no_mention_a_repository_link_is() {
         ["src/diff/props.js", "src/render.js"]
     );
 }
+
+#[test]
+fn roles_of_declarations_build_configuration_templates_and_stubs() {
+    use fleet_context::walk::{FileRole, role_of};
+    for (path, role) in [
+        ("types/plugin/duration.d.ts", FileRole::Declaration),
+        ("src/index.d.ts", FileRole::Declaration),
+        ("src/index.ts", FileRole::Source),
+        ("karma.sauce.conf.js", FileRole::Other),
+        ("rollup.config.mjs", FileRole::Other),
+        ("Gruntfile.js", FileRole::Other),
+        ("src/config.js", FileRole::Source),
+        ("packages/vite/src/node/config.ts", FileRole::Source),
+        (
+            "tpl/tplimpl/embedded/templates/_default/_markup/render-image.html",
+            FileRole::Source,
+        ),
+        ("docs/templates/page.html", FileRole::Doc),
+        ("site/index.html", FileRole::Doc),
+        (
+            "src/stubs/com/sun/tools/javac/main/JavaCompiler.java",
+            FileRole::Vendored,
+        ),
+    ] {
+        assert_eq!(role_of(path), role, "{path}");
+    }
+}
