@@ -340,17 +340,6 @@ pub fn role_of(path: &str) -> FileRole {
         return FileRole::Example;
     }
     let ext = name.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
-    // Templates are code that renders (Hugo's embedded `render-image.html`, Django's and
-    // Jinja's pages): in a templates folder, markup is the program, not its documentation.
-    if dir_is(&["templates", "layouts", "partials", "_markup"])
-        && matches!(
-            ext,
-            "html" | "htm" | "tmpl" | "gohtml" | "jinja" | "jinja2" | "j2" | "hbs" | "njk"
-        )
-        && !dir_is(&["doc", "docs", "documentation"])
-    {
-        return FileRole::Source;
-    }
     if dir_is(&["doc", "docs", "documentation", "man"])
         || matches!(ext, "md" | "rst" | "txt" | "adoc" | "html" | "tex")
     {

@@ -286,7 +286,7 @@ fn a_playgrounds_file_is_no_mention_a_repository_link_is() {
 }
 
 #[test]
-fn roles_of_declarations_build_configuration_templates_and_stubs() {
+fn roles_of_declarations_build_configuration_and_stubs() {
     use fleet_context::walk::{FileRole, role_of};
     for (path, role) in [
         ("types/plugin/duration.d.ts", FileRole::Declaration),
@@ -297,12 +297,6 @@ fn roles_of_declarations_build_configuration_templates_and_stubs() {
         ("Gruntfile.js", FileRole::Other),
         ("src/config.js", FileRole::Source),
         ("packages/vite/src/node/config.ts", FileRole::Source),
-        (
-            "tpl/tplimpl/embedded/templates/_default/_markup/render-image.html",
-            FileRole::Source,
-        ),
-        ("docs/templates/page.html", FileRole::Doc),
-        ("site/index.html", FileRole::Doc),
         (
             "src/stubs/com/sun/tools/javac/main/JavaCompiler.java",
             FileRole::Vendored,
