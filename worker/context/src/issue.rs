@@ -73,8 +73,10 @@ pub fn path_mentions(text: &str) -> Vec<String> {
 /// file), `None` when the match is not in a URL.
 fn url_path(text: &str, start: usize, end: usize) -> Option<Option<String>> {
     let token_start = text[..start]
-        .rfind(|c: char| c.is_whitespace() || "([<\"'`".contains(c))
-        .map_or(0, |i| i + 1);
+        .char_indices()
+        .rev()
+        .find(|&(_, c)| c.is_whitespace() || "([<\"'`".contains(c))
+        .map_or(0, |(i, c)| i + c.len_utf8());
     let token = &text[token_start..end];
     let scheme = token.find("://")?;
     let after_host = &token[scheme + 3..];

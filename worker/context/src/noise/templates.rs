@@ -71,7 +71,7 @@ impl TemplateLines {
         TemplateLines(lines)
     }
 
-    #[cfg(test)]
+    /// The lines of one template's text (tests, and callers that hold templates already).
     pub fn from_text(text: &str) -> TemplateLines {
         TemplateLines(text.lines().filter_map(normalize).collect())
     }
