@@ -22,6 +22,8 @@ const TEMPLATE_PLACES: &[&str] = &[
 /// Template files read at most, and bytes of each: a template is a page of text.
 const MAX_TEMPLATES: usize = 20;
 const MAX_TEMPLATE_BYTES: u64 = 64 * 1024;
+/// Entries of a template folder looked at, at most (then sorted, the first read).
+const MAX_LISTED: usize = 200;
 
 /// Shorter lines (after normalizing) are kept: "Yes", "N/A" and a version say little
 /// either way, and a short line of the reporter's might equal one of the template's.
@@ -46,7 +48,12 @@ impl TemplateLines {
             } else if meta.is_dir()
                 && let Ok(entries) = std::fs::read_dir(&path)
             {
-                let mut inside: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+                // A hostile repository can put a million files here: look at a few.
+                let mut inside: Vec<_> = entries
+                    .flatten()
+                    .take(MAX_LISTED)
+                    .map(|e| e.path())
+                    .collect();
                 inside.sort();
                 files.extend(inside);
             }
