@@ -348,7 +348,7 @@ pub fn role_of(path: &str) -> FileRole {
     if name.ends_with(".d.ts") || name.ends_with(".d.mts") || name.ends_with(".d.cts") {
         return FileRole::Declaration;
     }
-    if is_source_extension(ext) && !is_build_config(name) {
+    if is_source_extension(ext) && !is_build_config(name, dirs.is_empty()) {
         FileRole::Source
     } else {
         FileRole::Other
@@ -358,21 +358,33 @@ pub fn role_of(path: &str) -> FileRole {
 /// A Java file whose type is an annotation (`public @interface Builder`): it declares what
 /// users write (`@Builder`), and the processor that implements it lives elsewhere.
 fn is_annotation_type(text: &str) -> bool {
-    text.lines().any(|l| {
-        let l = l.trim_start();
-        !l.starts_with("//") && !l.starts_with('*') && l.contains("@interface ")
-    }) && !text.lines().any(|l| {
-        let l = l.trim_start();
-        l.starts_with("public class ")
-            || l.starts_with("class ")
-            || l.starts_with("public final class ")
-    })
+    let code = text
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| !l.starts_with("//") && !l.starts_with('*') && !l.starts_with("/*"));
+    let mut annotation = false;
+    for line in code {
+        let mut words = line.split_whitespace().peekable();
+        while let Some(word) = words.next() {
+            if word == "@interface" {
+                annotation = true;
+            } else if matches!(word, "class" | "enum" | "record" | "interface")
+                && words
+                    .peek()
+                    .is_some_and(|n| n.starts_with(|c: char| c.is_alphabetic()))
+            {
+                // A class (or any other type) is declared here: the file is code.
+                return false;
+            }
+        }
+    }
+    annotation
 }
 
 /// Build and tool configuration written in the project's language (`karma.conf.js`,
 /// `rollup.config.mjs`, `Gruntfile.js`, `.eslintrc.js`): code by extension, never where
 /// a bug of the project is fixed, and full of the words every issue uses.
-fn is_build_config(name: &str) -> bool {
+fn is_build_config(name: &str, at_root: bool) -> bool {
     let stem = name.split('.').next().unwrap_or(name);
     // `karma.sauce.conf.js`, `rollup.config.mjs`, `jest.setup.js`: a tool's name, then more.
     let dotted = name.matches('.').count() >= 2;
@@ -391,7 +403,9 @@ fn is_build_config(name: &str) -> bool {
             | "vitest"
     );
     matches!(stem, "gruntfile" | "gulpfile")
-        || (dotted && (tool || name.contains(".config.") || name.contains(".conf.")))
+        // `app.config.ts` deep in the tree is the project's own code; at the root (or with a
+    // tool's name) a `*.config.*` configures the build.
+    || (dotted && (tool || (at_root && (name.contains(".config.") || name.contains(".conf.")))))
 }
 
 /// The names the project's own code is imported by: the first folder or module of each

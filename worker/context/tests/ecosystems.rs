@@ -296,6 +296,8 @@ fn roles_of_declarations_build_configuration_and_stubs() {
         ("rollup.config.mjs", FileRole::Other),
         ("Gruntfile.js", FileRole::Other),
         ("src/config.js", FileRole::Source),
+        ("src/app/app.config.ts", FileRole::Source),
+        ("test/karma.conf.js", FileRole::Test),
         ("packages/vite/src/node/config.ts", FileRole::Source),
         (
             "src/stubs/com/sun/tools/javac/main/JavaCompiler.java",

@@ -143,6 +143,13 @@ fn typed_method(line: &str, bare_allowed: bool) -> Option<&str> {
     let head = line[..paren].trim_end();
     let (start, name) = word_before(head, head.len())?;
     let prefix = head[..start].trim_end();
+    // `@JsonProperty("x")` uses an annotation; `export default defineComponent({` calls.
+    if prefix.ends_with('@') || prefix == "export default" || prefix == "export" {
+        return None;
+    }
+    if !parameters_then_body(&line[paren..]) {
+        return None;
+    }
     if prefix.is_empty() {
         // A call statement has no type before it: only a method shape (`name(a) {`) counts.
         return (bare_allowed && method_tail(&line[paren..])).then_some(name);
@@ -171,6 +178,35 @@ fn typed_method(line: &str, bare_allowed: bool) -> Option<&str> {
     (declares && !tail.contains("=>") && !tail.contains(" function")).then_some(name)
 }
 
+/// What follows a declaration's name: its parameters, then a body, a return type, a
+/// `throws` clause or the end of an abstract declaration (`(a, b) {`, `(a: T): R {`,
+/// `(String s) throws IOException;`), or parameters that go on on the next line (`(Reader
+/// in,`). A call's arguments are followed by anything else (`(x).toEqual({`, `(Comp, {`).
+fn parameters_then_body(tail: &str) -> bool {
+    let mut depth = 0usize;
+    for (i, c) in tail.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    let after = tail[i + 1..].trim();
+                    return after.is_empty()
+                        || after == "{"
+                        || after == ";"
+                        || after.starts_with(':')
+                        || after.starts_with("throws ")
+                        || after.starts_with("->");
+                }
+            }
+            _ => {}
+        }
+    }
+    // Still inside the parameters at the end of the line.
+    let open = tail.trim_end();
+    open.ends_with(',') || open.ends_with('(')
+}
+
 /// `(a, b) {` or `(a: T): R {` after a method's name: a body opens, no statement ends.
 fn method_tail(tail: &str) -> bool {
     let tail = tail.trim_end();
@@ -186,16 +222,57 @@ fn assigned_function(line: &str) -> Option<&str> {
         let i = line.find(": ")?;
         (i, &line[i + 2..])
     };
-    let head = &line[..name_end];
+    let mut head = &line[..name_end];
     if head.contains('(') || head.contains('"') || head.contains('\'') {
         return None;
     }
+    // `const App: FC<Props> = () =>`: the name is before the type annotation.
+    if ["const ", "let ", "var ", "export "]
+        .iter()
+        .any(|k| head.starts_with(k))
+        && let Some(colon) = head.find(':')
+    {
+        head = &head[..colon];
+    }
     let (_, name) = word_before(head, head.trim_end().len())?;
+    if name == "exports" {
+        // `module.exports = function`: the module, not a name of it.
+        return None;
+    }
     let value = value.trim_start();
-    let is_function = value.starts_with("function")
-        || value.starts_with("async ")
-        || (value.contains("=>") && (value.starts_with('(') || arrow_of_one(value)));
+    let word_after = |prefix: &str| {
+        value
+            .strip_prefix(prefix)
+            .is_some_and(|rest| !rest.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_'))
+    };
+    let is_function = word_after("function")
+        || word_after("async")
+        || arrow_of_one(value)
+        || (value.starts_with('(') && arrow_after_parameters(value));
     is_function.then_some(name)
+}
+
+/// `(a, b) => ...` or `(a): T => ...`: the parenthesis that opens `value` closes right
+/// before the arrow (not `(items || []).map(i => i)`).
+fn arrow_after_parameters(value: &str) -> bool {
+    let mut depth = 0usize;
+    for (i, c) in value.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    let after = value[i + 1..].trim_start();
+                    return after.starts_with("=>")
+                        || (after.starts_with(':')
+                            && after.contains("=>")
+                            && !after.contains('('));
+                }
+            }
+            _ => {}
+        }
+    }
+    false
 }
 
 /// `x => ...`: an arrow function of one bare parameter.
@@ -215,7 +292,8 @@ fn shorthand_method(line: &str) -> Option<&str> {
     let paren = line.find('(')?;
     let head = line[..paren].trim_end();
     let (start, name) = word_before(head, head.len())?;
-    (start == 0 && method_tail(&line[paren..])).then_some(name)
+    let tail = &line[paren..];
+    (start == 0 && method_tail(tail) && parameters_then_body(tail)).then_some(name)
 }
 
 #[cfg(test)]
@@ -293,5 +371,21 @@ mod tests {
         // `parse` is the keyword scan's (`function`); the arrow type keeps `map` out, a
         // miss that costs less than counting every callback-taking call as a definition.
         assert_eq!(names(Family::EcmaScript, text), ["setValue"]);
+    }
+
+    #[test]
+    fn calls_and_annotations_that_look_like_declarations_are_not() {
+        let js = "export default defineComponent({\n\
+                  \x20 expect(wrapper.vm).toEqual({\n\
+                  \x20 mount(Comp, {\n\
+                  const handlers = functions.map(f => f)\n\
+                  const total = (items || []).map(i => i.price)\n\
+                  module.exports = function (app) {\n\
+                  const App: FC<Props> = ({ children }) => {\n\
+                  export const Button: React.FC<Props> = (props) =>\n";
+        assert_eq!(names(Family::EcmaScript, js), ["App", "Button"]);
+        let java = "    @JsonProperty(\"name\")\n    @Test(expected = IllegalStateException.class)\n\
+                    \x20   public String name() {\n";
+        assert_eq!(names(Family::Java, java), ["name"]);
     }
 }

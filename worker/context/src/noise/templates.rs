@@ -23,7 +23,7 @@ const TEMPLATE_PLACES: &[&str] = &[
 const MAX_TEMPLATES: usize = 20;
 const MAX_TEMPLATE_BYTES: u64 = 64 * 1024;
 /// Entries of a template folder looked at, at most (then sorted, the first read).
-const MAX_LISTED: usize = 200;
+const MAX_LISTED: usize = 10_000;
 
 /// Shorter lines (after normalizing) are kept: "Yes", "N/A" and a version say little
 /// either way, and a short line of the reporter's might equal one of the template's.
@@ -48,7 +48,8 @@ impl TemplateLines {
             } else if meta.is_dir()
                 && let Ok(entries) = std::fs::read_dir(&path)
             {
-                // A hostile repository can put a million files here: look at a few.
+                // A hostile repository can put a million files here: a bounded listing,
+                // sorted, so the same files are read wherever the checkout lives.
                 let mut inside: Vec<_> = entries
                     .flatten()
                     .take(MAX_LISTED)
@@ -58,6 +59,12 @@ impl TemplateLines {
                 files.extend(inside);
             }
         }
+        // A linked `.github` or `docs` would lead out of the checkout: only what resolves
+        // inside it is read.
+        let Ok(root) = repo.canonicalize() else {
+            return TemplateLines::default();
+        };
+        files.retain(|f| f.canonicalize().is_ok_and(|real| real.starts_with(&root)));
         let mut lines = HashSet::new();
         for file in files.into_iter().take(MAX_TEMPLATES) {
             let Ok(meta) = std::fs::symlink_metadata(&file) else {
@@ -69,11 +76,8 @@ impl TemplateLines {
             let Ok(bytes) = std::fs::read(&file) else {
                 continue;
             };
-            lines.extend(
-                String::from_utf8_lossy(&bytes)
-                    .lines()
-                    .filter_map(normalize),
-            );
+            let text = String::from_utf8_lossy(&bytes);
+            lines.extend(without_options(&text).filter_map(normalize));
         }
         TemplateLines(lines)
     }
@@ -87,6 +91,28 @@ impl TemplateLines {
     pub fn contains(&self, line: &str) -> bool {
         !self.0.is_empty() && normalize(line).is_some_and(|l| self.0.contains(&l))
     }
+}
+
+/// The lines of a template without the items of issue-form `options:` lists: a dropdown's
+/// options are what the reporter picks from, and the pick is the reporter's answer (the
+/// package or component at fault), on a line of its own in the issue.
+fn without_options(text: &str) -> impl Iterator<Item = &str> {
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let mut options_at: Option<usize> = None;
+    text.lines().filter(move |line| {
+        let trimmed = line.trim_start();
+        if let Some(at) = options_at {
+            if trimmed.is_empty() || (indent(line) >= at && trimmed.starts_with('-')) {
+                return false;
+            }
+            options_at = None;
+        }
+        if trimmed.starts_with("options:") {
+            options_at = Some(indent(line));
+            return false;
+        }
+        true
+    })
 }
 
 /// A line without what tells a template's Markdown or issue-form YAML from the issue it
@@ -133,12 +159,22 @@ pub fn blank_templates(text: &str, out: &mut [u8], templates: &TemplateLines) {
         }
         pos += line.len();
     }
+    // An HTML comment as GitHub hides it: opened at the start of a line (an HTML block),
+    // not `<!--` quoted in a sentence or a code span. One that is never closed hides only
+    // its opening here: no later opening can be closed either, so the scan stops.
     let mut from = 0;
     while let Some(at) = text[from..].find("<!--") {
         let start = from + at;
-        let end = text[start..]
-            .find("-->")
-            .map_or(start + 4, |close| start + close + 3);
+        let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+        if !text[line_start..start].trim().is_empty() {
+            from = start + 4;
+            continue;
+        }
+        let Some(close) = text[start..].find("-->") else {
+            super::blank(&mut out[start..start + 4]);
+            break;
+        };
+        let end = start + close + 3;
         super::blank(&mut out[start..end]);
         from = end;
     }
@@ -196,5 +232,36 @@ mod tests {
             out.contains("unclosed"),
             "an unclosed comment blanks only its opening"
         );
+    }
+
+    #[test]
+    fn a_comment_quoted_in_a_sentence_hides_nothing() {
+        let issue =
+            "Title\nThe parser mishandles `<!--` at the end; createRouterMatcher checks `-->`.\n";
+        assert_eq!(blanked(issue, &TemplateLines::default()), issue);
+    }
+
+    #[test]
+    fn after_an_unclosed_comment_the_scan_stops() {
+        // Scanning on would look for a close that cannot come after every later opening:
+        // quadratic on a text of openings.
+        let issue = "Title\n<!-- one\n<!-- two\n";
+        let out = blanked(issue, &TemplateLines::default());
+        assert_eq!(out, "Title\n     one\n<!-- two\n");
+    }
+
+    #[test]
+    fn a_dropdowns_options_are_the_reporters_answer() {
+        let form = "body:\n  - type: dropdown\n    attributes:\n      label: Which package is affected?\n\
+                    \x20     options:\n        - router-matcher\n        - apiDefineComponent\n\
+                    \x20 - type: textarea\n    attributes:\n      label: Describe the bug\n";
+        let kept: Vec<&str> = without_options(form).collect();
+        let templates = TemplateLines::from_text(&kept.join("\n"));
+        let issue =
+            "Title\n### Which package is affected?\n\napiDefineComponent\n### Describe the bug\n";
+        let out = blanked(issue, &templates);
+        assert!(out.contains("apiDefineComponent"), "{out}");
+        assert!(!out.contains("Which package"), "{out}");
+        assert!(!out.contains("Describe the bug"), "{out}");
     }
 }
