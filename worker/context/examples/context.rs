@@ -2,7 +2,7 @@
 //! the whole worker, with two extra knobs to measure the parsing trade-off:
 //!
 //! `cargo run --release -p fleet-context --example context -- context --repo DIR
-//! --issue-file FILE --format json [--parse-candidates N] [--parse-mb M]`
+//! --issue-file FILE --format json [--parse-candidates N] [--parse-mb M] [--max-files N]`
 
 use clap::Parser;
 
@@ -24,6 +24,9 @@ enum Command {
         /// Upper bound on the megabytes parsed.
         #[arg(long)]
         parse_mb: Option<usize>,
+        /// How many ranked files to print (the weight fit re-ranks them).
+        #[arg(long)]
+        max_files: Option<usize>,
     },
 }
 
@@ -32,13 +35,14 @@ fn main() -> anyhow::Result<()> {
         args,
         parse_candidates,
         parse_mb,
+        max_files,
     } = Cli::parse().command;
     let defaults = fleet_context::SelectOptions::default();
     let options = fleet_context::SelectOptions {
         budget: args.budget,
         parse_candidates: parse_candidates.unwrap_or(defaults.parse_candidates),
         parse_bytes: parse_mb.map_or(defaults.parse_bytes, |mb| mb * 1024 * 1024),
-        ..defaults
+        max_files: max_files.unwrap_or(defaults.max_files),
     };
     let issue = String::from_utf8_lossy(&std::fs::read(&args.issue_file)?).into_owned();
     let selection = fleet_context::select(&args.repo, &issue, &options)?;

@@ -53,13 +53,42 @@ pub fn path_mentions(text: &str) -> Vec<String> {
         if after.is_some_and(|c| c.is_alphanumeric() || c == '_') {
             continue;
         }
-        let p = m.as_str().replace('\\', "/");
+        let found = match url_path(text, m.start(), m.end()) {
+            Some(Some(in_repository)) => in_repository,
+            Some(None) => continue,
+            None => m.as_str().to_string(),
+        };
+        let p = found.replace('\\', "/");
         let p = p.trim_start_matches("./").to_string();
         if !out.contains(&p) {
             out.push(p);
         }
     }
     out
+}
+
+/// A path found in a URL: `Some(path in the repository)` for a view of a repository's file
+/// (`github.com/o/r/blob/main/src/x.rs` → `src/x.rs`), `Some(None)` for any other URL (a
+/// playground's `?file=/src/index.js`, a blog's `/posts/a.js`: the reporter's or a website's
+/// file), `None` when the match is not in a URL.
+fn url_path(text: &str, start: usize, end: usize) -> Option<Option<String>> {
+    let token_start = text[..start]
+        .char_indices()
+        .rev()
+        .find(|&(_, c)| c.is_whitespace() || "([<\"'`".contains(c))
+        .map_or(0, |(i, c)| i + c.len_utf8());
+    let token = &text[token_start..end];
+    let scheme = token.find("://")?;
+    let after_host = &token[scheme + 3..];
+    for view in ["/blob/", "/tree/", "/raw/"] {
+        if let Some(at) = after_host.find(view) {
+            // Skip the ref (one segment: branches with slashes lose their head, which the
+            // suffix match of the path index forgives).
+            let rest = &after_host[at + view.len()..];
+            return Some(rest.split_once('/').map(|(_, path)| path.to_string()));
+        }
+    }
+    Some(None)
 }
 
 /// Dotted names that may be module paths (`sympy.core.basic`, `flask.json.provider`),

@@ -3,10 +3,13 @@
 //!
 //! This pass runs at hundreds of MB/s (no parsing, no per-file hash maps): each file is
 //! tokenized once, only the terms are counted, and names after definition keywords
-//! (`def`, `class`, `fn`, `func`, `function`, ...) are recorded with their line. Tree-sitter
+//! (`def`, `class`, `fn`, `func`, `function`, ...) are recorded with their line, and in the
+//! C-family languages the method shapes no keyword announces (`methods.rs`). Tree-sitter
 //! later confirms and completes the definitions of the top candidates only.
 
 use std::collections::HashMap;
+
+mod methods;
 
 /// Calls `f(word, byte_offset)` for every identifier-like word (`[A-Za-z_][A-Za-z0-9_]*`).
 pub fn for_each_word<'a>(text: &'a str, mut f: impl FnMut(&'a str, usize)) {
@@ -311,6 +314,11 @@ pub fn scan(path: &str, text: &str, query_terms: &TermMap) -> FileScan {
         prev_end = off + w.len();
     });
     flush(&counts, length, &mut window_start, &mut windows);
+    if let Some(family) = methods::Family::of_path(path) {
+        methods::scan(family, text, &mut defs);
+        defs.sort_by_key(|d| d.line);
+        defs.dedup();
+    }
     let term_counts = sparse_difference(&counts, &vec![0; counts.len()]);
     FileScan {
         term_counts,

@@ -90,6 +90,8 @@ impl Default for SelectOptions {
 pub struct RankedFile {
     pub path: String,
     pub score: f64,
+    /// Where the file sits (source, test, doc, ...): its score includes the role's factor.
+    pub role: crate::walk::FileRole,
     pub signals: Signals,
     /// The identifiers this file defines, with how they matched: the "why".
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -8,6 +8,7 @@
 //! Left in, they are words like any other: a pasted `pip list` names hundreds of packages
 //! (`attrs`, `six`, `packaging`) that match definitions and BM25 terms all over a code base,
 //! and `os.path.join` in a reporter's snippet makes every file defining `join` a candidate.
+//! The issue template's own words and HTML comments go too (`noise/templates.rs`).
 //! [`blank_noise`] replaces them with spaces (line breaks kept, so byte offsets stay valid)
 //! before identifiers, query terms, path mentions and phrases are read. Stack traces are
 //! read from the original text (frames outside the repository do not resolve anyway).
@@ -18,6 +19,9 @@ use std::sync::OnceLock;
 use regex::Regex;
 
 use crate::issue::{re, unglued_matches};
+
+mod templates;
+pub use templates::TemplateLines;
 
 /// Module names that, written as `name.attr`, are another library's API in any issue, unless
 /// the repository itself is that library: standard libraries' and the most common scientific
@@ -131,8 +135,13 @@ pub fn is_environment_line(line: &str) -> bool {
 /// The issue text with environment lines ([`is_environment_line`]) and calls into foreign
 /// modules blanked. `repo_modules` says whether a name is a top-level module or package of
 /// the repository (its own API is never foreign, whatever its conventional name).
-pub fn blank_noise(text: &str, repo_modules: &dyn Fn(&str) -> bool) -> String {
+pub fn blank_noise(
+    text: &str,
+    repo_modules: &dyn Fn(&str) -> bool,
+    templates: &TemplateLines,
+) -> String {
     let mut out = text.as_bytes().to_vec();
+    templates::blank_templates(text, &mut out, templates);
     let mut pos = 0;
     for line in text.split_inclusive('\n') {
         if is_environment_line(line) {
@@ -299,7 +308,7 @@ mod tests {
     #[test]
     fn a_pip_list_is_blanked_but_the_prose_stays() {
         let text = "Fails on add_marker\n```\nPackage Version\n------- -------\nattrs   19.1.0\nsix     1.16.0\n```\nsee add_marker\n";
-        let clean = blank_noise(text, &no_repo_modules);
+        let clean = blank_noise(text, &no_repo_modules, &TemplateLines::default());
         assert_eq!(clean.len(), text.len());
         assert!(!clean.contains("attrs"));
         assert!(!clean.contains("six"));
@@ -310,7 +319,7 @@ mod tests {
     #[test]
     fn interpreter_messages_are_blanked() {
         let text = "RecursionError: maximum recursion depth exceeded while calling a Python object\nwhen checking is_zero\n";
-        let clean = blank_noise(text, &no_repo_modules);
+        let clean = blank_noise(text, &no_repo_modules, &TemplateLines::default());
         assert!(clean.starts_with("RecursionError: "));
         assert!(!clean.contains("maximum") && !clean.contains("object"));
         assert!(clean.contains("is_zero"));
@@ -319,7 +328,7 @@ mod tests {
     #[test]
     fn calls_into_foreign_modules_are_blanked() {
         let text = "import numpy as np\nimport shelve as sh\npath = os.path.dirname(os.getcwd())\na = np.array([1])\nsh.open(x)\nf = lambdify(A, A + Identity(n))\nself.os.thing\n";
-        let clean = blank_noise(text, &no_repo_modules);
+        let clean = blank_noise(text, &no_repo_modules, &TemplateLines::default());
         for gone in ["dirname", "getcwd", "array", "sh.open"] {
             assert!(!clean.contains(gone), "{gone} left in {clean}");
         }
@@ -337,12 +346,16 @@ mod tests {
     fn the_repositorys_own_modules_are_never_foreign() {
         // In the numpy repository, `np.array` is the code under discussion.
         let text = "import numpy as np\nnp.array([1]).sum()\nre.compile(x)\n";
-        let clean = blank_noise(text, &|m| m == "numpy" || m == "re");
+        let clean = blank_noise(
+            text,
+            &|m| m == "numpy" || m == "re",
+            &TemplateLines::default(),
+        );
         assert!(clean.contains("np.array"));
         assert!(clean.contains("re.compile"));
         // `json` imported from the repository's package is the repository's module.
         let text = "from flask import json, views as v\njson.dumps(x)\nv.View\nos.getcwd()\n";
-        let clean = blank_noise(text, &|m| m == "flask");
+        let clean = blank_noise(text, &|m| m == "flask", &TemplateLines::default());
         assert!(clean.contains("json.dumps") && clean.contains("v.View"));
         assert!(!clean.contains("getcwd"));
     }
@@ -350,7 +363,7 @@ mod tests {
     #[test]
     fn javascript_and_go_imports_name_foreign_modules() {
         let text = "const lodash = require('lodash');\nlodash.merge(a, b)\nconst local = require('./local');\nlocal.run()\nimport (\n\t\"net/http\"\n)\nhttp.Get(url)\n";
-        let clean = blank_noise(text, &no_repo_modules);
+        let clean = blank_noise(text, &no_repo_modules, &TemplateLines::default());
         assert!(!clean.contains("lodash.merge"));
         assert!(!clean.contains("http.Get"));
         assert!(clean.contains("local.run"));
@@ -359,7 +372,7 @@ mod tests {
     #[test]
     fn non_ascii_text_survives() {
         let text = "Ошибка: os.getcwd() → ✓ latex(x)\n";
-        let clean = blank_noise(text, &no_repo_modules);
+        let clean = blank_noise(text, &no_repo_modules, &TemplateLines::default());
         assert!(clean.contains("Ошибка"));
         assert!(clean.contains("latex"));
         assert!(!clean.contains("getcwd"));

@@ -9,32 +9,40 @@ use std::collections::HashMap;
 use crate::issue::IssueIdent;
 use crate::walk::{FileRole, SourceFile};
 
+mod keys;
+mod locales;
 mod names;
 mod paths;
+pub use keys::key_signal;
 pub use names::{
     DEF_DECAY, DEF_FLOOR, IdentMatcher, MIN_NAME_LEN, NameMatch, definition_signal, file_matches,
 };
 pub use paths::{PathIndex, TRACE_OUTERMOST, mention_signal, trace_signal};
 
 /// An explicit path mention is the strongest evidence there is.
-pub const W_PATH: f64 = 3.0;
+pub const W_PATH: f64 = 3.1;
 /// A stack-trace frame in the file (innermost frame = 1, decaying outwards).
-pub const W_TRACE: f64 = 2.0;
+pub const W_TRACE: f64 = 2.25;
 /// Definitions whose names the issue uses.
-pub const W_DEF: f64 = 3.0;
+pub const W_DEF: f64 = 3.65;
 /// BM25 over identifiers and words (normalized to the best file).
-pub const W_BM25: f64 = 1.5;
+pub const W_BM25: f64 = 3.8;
 /// BM25 of the file's best window of lines (normalized to the best window).
-pub const W_WINDOW: f64 = 1.0;
+pub const W_WINDOW: f64 = 2.9;
 /// The file's tests match the issue lexically (tests are demoted, but what they exercise is
 /// not).
-pub const W_TESTS: f64 = 1.0;
+pub const W_TESTS: f64 = 1.2;
 /// The file's name is a word of the issue (`latex.py` for "latex printing").
-pub const W_STEM: f64 = 1.0;
+pub const W_STEM: f64 = 0.85;
 /// A literal phrase of the issue (flag, error message) found verbatim in the file.
-pub const W_LITERAL: f64 = 2.0;
+pub const W_LITERAL: f64 = 1.5;
 /// Relevance spread by the reference graph.
-pub const W_GRAPH: f64 = 0.25;
+pub const W_GRAPH: f64 = 1.85;
+/// A code-like name of the issue quoted in the file (`case "sign_with_root":`).
+pub const W_KEYS: f64 = 0.3;
+/// The file's size (log scale), among files with any lexical match: the code a project's
+/// bugs are fixed in is mostly its large core files (`src/diff/index.js`, `tree.go`).
+pub const W_SIZE: f64 = 1.3;
 
 /// Score weight of a dotted module mention that resolves to a module file
 /// (`sympy.printing.latex` → `sympy/printing/latex.py`), relative to a path mention.
@@ -50,6 +58,11 @@ pub const MATCH_SPLIT: f64 = 0.7;
 /// `_eval_is_zero`).
 pub const MATCH_PARTIAL: f64 = 0.3;
 
+// The weights above were fitted by `bench/fit/fit.py` (softmax regression over the signals
+// of the 287 issues of both dev splits, every repository's issues weighted 1/√(their
+// number)); its leave-one-repository-out figures are in the README. The role factors below
+// are not fitted: they encode what a role means.
+
 /// Multiplier by role: the code of the project is what issues are fixed in.
 pub fn role_factor(role: FileRole) -> f64 {
     match role {
@@ -59,6 +72,7 @@ pub fn role_factor(role: FileRole) -> f64 {
         FileRole::Vendored => 0.4,
         FileRole::Doc => 0.25,
         FileRole::Other => 0.3,
+        FileRole::Declaration => 0.5,
     }
 }
 
@@ -67,7 +81,8 @@ pub fn role_factor(role: FileRole) -> f64 {
 pub const STEM_CODE_ONLY: f64 = 0.25;
 
 /// File-name signal: the file's stem (or its package's name for `__init__`/`mod`/`index`
-/// files) is one of the issue's identifiers; shared among files with the same stem.
+/// files) is one of the issue's identifiers; shared among files with the same stem. A
+/// locale file (`locale/hu.js`) also answers to its language's English name.
 pub fn stem_signal(files: &[SourceFile], idents: &HashMap<String, IssueIdent>) -> Vec<f64> {
     let lower: HashMap<String, f64> = idents
         .iter()
@@ -86,11 +101,32 @@ pub fn stem_signal(files: &[SourceFile], idents: &HashMap<String, IssueIdent>) -
     for s in &stems {
         *count.entry(s.as_str()).or_insert(0) += 1;
     }
+    // Locale files: the issue names the language, the file its code.
+    let languages: HashMap<&str, f64> = lower
+        .iter()
+        .filter_map(|(word, w)| locales::code_of_language(word).map(|code| (code, *w)))
+        .collect();
+    let codes: Vec<Option<String>> = files
+        .iter()
+        .map(|f| locales::locale_code_of(&f.path).filter(|c| languages.contains_key(c.as_str())))
+        .collect();
+    let mut per_code: HashMap<&str, usize> = HashMap::new();
+    for c in codes.iter().flatten() {
+        *per_code.entry(c.as_str()).or_insert(0) += 1;
+    }
     stems
         .iter()
-        .map(|s| match lower.get(s.as_str()) {
-            Some(w) if s.len() >= 3 => w.min(2.0) / 2.0 / (count[s.as_str()] as f64).sqrt(),
-            _ => 0.0,
+        .zip(&codes)
+        .map(|(s, code)| {
+            let by_name = match lower.get(s.as_str()) {
+                Some(w) if s.len() >= 3 => w.min(2.0) / 2.0 / (count[s.as_str()] as f64).sqrt(),
+                _ => 0.0,
+            };
+            // A language's name is a rare, specific word: once in the title is enough.
+            let by_locale = code.as_deref().map_or(0.0, |c| {
+                (2.0 * languages[c]).min(1.0) / (per_code[c] as f64).sqrt()
+            });
+            by_name.max(by_locale)
         })
         .collect()
 }
@@ -130,6 +166,8 @@ pub struct Signals {
     pub tests: f64,
     pub literal: f64,
     pub graph: f64,
+    pub keys: f64,
+    pub size: f64,
 }
 
 /// The weighted sum of the signals, times the role's factor.
@@ -142,8 +180,28 @@ pub fn combine(s: &Signals, role: FileRole) -> f64 {
         + W_STEM * s.stem
         + W_TESTS * s.tests
         + W_LITERAL * s.literal
-        + W_GRAPH * s.graph)
+        + W_GRAPH * s.graph
+        + W_KEYS * s.keys
+        + W_SIZE * s.size)
         * role_factor(role)
+}
+
+/// Size signal: ln(1 + bytes) / ln(1 + the largest file's bytes), for files BM25 finds
+/// anything in (a prior among relevant files, not a reason to rank an unrelated one).
+pub fn size_signal(files: &[SourceFile], bm25: &[f64]) -> Vec<f64> {
+    let largest = files.iter().map(|f| f.text.len()).max().unwrap_or(0);
+    let scale = ((1 + largest) as f64).ln().max(1.0);
+    files
+        .iter()
+        .zip(bm25)
+        .map(|(f, &b)| {
+            if b > 0.0 {
+                ((1 + f.text.len()) as f64).ln() / scale
+            } else {
+                0.0
+            }
+        })
+        .collect()
 }
 
 /// Personalized PageRank over a weighted directed graph (`edges[i]` = (target, weight)),
@@ -195,6 +253,11 @@ pub const MAX_LITERAL_FILES: usize = 5;
 /// project's code (tests and docs not counted), the files holding it score
 /// 1/√(that number); a file keeps its best phrase.
 pub fn literal_signal(files: &[SourceFile], phrases: &[String]) -> Vec<f64> {
+    rare_phrase_signal(files, phrases, &vec![1.0; phrases.len()])
+}
+
+/// [`literal_signal`] with a weight per phrase (a file keeps its best weight/√(files)).
+pub fn rare_phrase_signal(files: &[SourceFile], phrases: &[String], weights: &[f64]) -> Vec<f64> {
     use rayon::prelude::*;
     let mut s = vec![0.0; files.len()];
     if phrases.is_empty() {
@@ -231,7 +294,7 @@ pub fn literal_signal(files: &[SourceFile], phrases: &[String]) -> Vec<f64> {
     for (i, hits) in found.iter().enumerate() {
         for &p in hits {
             if count[p] <= MAX_LITERAL_FILES {
-                s[i] = f64::max(s[i], 1.0 / (count[p].max(1) as f64).sqrt());
+                s[i] = f64::max(s[i], weights[p] / (count[p].max(1) as f64).sqrt());
             }
         }
     }

@@ -44,7 +44,8 @@ pub(crate) fn select(
     let files = &walked.files;
 
     let t = Instant::now();
-    let query = IssueQuery::read(issue_text, files);
+    let templates = noise::TemplateLines::read(repo);
+    let query = IssueQuery::read(issue_text, files, &templates);
     let lexical = LexicalPass::run(files, &query);
     let (mut signals, mut matches) = first_signals(files, &query, &lexical);
     timings.lexical_ms = ms(t);
@@ -118,11 +119,11 @@ struct IssueQuery {
 }
 
 impl IssueQuery {
-    fn read(issue_text: &str, files: &[SourceFile]) -> Self {
+    fn read(issue_text: &str, files: &[SourceFile], templates: &noise::TemplateLines) -> Self {
         // What the reporter's machine and other libraries contribute is blanked before any
         // word is read; stack traces keep the original text.
         let repo_modules = walk::top_level_modules(files);
-        let text = noise::blank_noise(issue_text, &|m| repo_modules.contains(m));
+        let text = noise::blank_noise(issue_text, &|m| repo_modules.contains(m), templates);
         let frames = issue::trace_frames(issue_text);
         let mut idents = issue::identifiers(&text);
         // Functions named by stack-trace frames are code identifiers, whatever the text says.
@@ -242,9 +243,11 @@ fn first_signals(
     let trace = rank::trace_signal(&index, &query.frames, n);
     let stem = rank::stem_signal(files, &query.idents);
     let literal = rank::literal_signal(files, &issue::literal_phrases(text));
+    let keys = rank::key_signal(files, &query.idents);
     let (bm25, best_window) = (&lexical.bm25, &lexical.best_window);
     let lexical_relevance: Vec<f64> = (0..n).map(|i| (bm25[i] + best_window[i]) / 2.0).collect();
     let tests = rank::tests_signal(files, &lexical_relevance);
+    let size = rank::size_signal(files, bm25);
     let mut signals: Vec<Signals> = (0..n)
         .map(|i| Signals {
             path: mentions[i],
@@ -256,6 +259,8 @@ fn first_signals(
             tests: tests[i],
             literal: literal[i],
             graph: 0.0,
+            keys: keys[i],
+            size: size[i],
         })
         .collect();
     set_definitions(&lexical.matcher, &matches, &mut signals);
@@ -442,6 +447,7 @@ fn ranked_files(
         .map(|&i| RankedFile {
             path: files[i].path.clone(),
             score: (scores[i] * 1e4).round() / 1e4,
+            role: files[i].role,
             signals: signals[i].clone(),
             matched: matches[i]
                 .iter()

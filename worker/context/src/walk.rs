@@ -39,6 +39,9 @@ pub enum FileRole {
     Doc,
     /// Third-party code kept in the tree (`vendor/`, `third_party/`, ...).
     Vendored,
+    /// Type declarations beside the code they describe (`*.d.ts`): they name every API of
+    /// the code, so they match issues as well as it does, but the behaviour is not in them.
+    Declaration,
     /// Any other text file (configuration, data).
     Other,
 }
@@ -207,7 +210,12 @@ pub fn walk_capped(root: &Path, max_bytes: u64) -> anyhow::Result<Walked> {
                 return Read::Generated;
             }
             let lang = Lang::from_path(Path::new(&rel));
-            let role = role_of(&rel);
+            let role = match role_of(&rel) {
+                FileRole::Source if lang == Some(Lang::Java) && is_annotation_type(&text) => {
+                    FileRole::Declaration
+                }
+                role => role,
+            };
             Read::Kept(SourceFile {
                 path: rel,
                 text,
@@ -249,6 +257,7 @@ fn budget_rank(role: FileRole) -> u8 {
         FileRole::Example => 3,
         FileRole::Other => 4,
         FileRole::Vendored => 5,
+        FileRole::Declaration => 2,
     }
 }
 
@@ -293,6 +302,7 @@ pub fn role_of(path: &str) -> FileRole {
         "thirdparty",
         "external",
         "extern",
+        "stubs",
     ]) || dirs.iter().skip(1).any(|d| *d == "packages")
     {
         // `packages/` at the root is a monorepo's layout; inside a package
@@ -335,11 +345,67 @@ pub fn role_of(path: &str) -> FileRole {
     {
         return FileRole::Doc;
     }
-    if is_source_extension(ext) {
+    if name.ends_with(".d.ts") || name.ends_with(".d.mts") || name.ends_with(".d.cts") {
+        return FileRole::Declaration;
+    }
+    if is_source_extension(ext) && !is_build_config(name, dirs.is_empty()) {
         FileRole::Source
     } else {
         FileRole::Other
     }
+}
+
+/// A Java file whose type is an annotation (`public @interface Builder`): it declares what
+/// users write (`@Builder`), and the processor that implements it lives elsewhere.
+fn is_annotation_type(text: &str) -> bool {
+    let code = text
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| !l.starts_with("//") && !l.starts_with('*') && !l.starts_with("/*"));
+    let mut annotation = false;
+    for line in code {
+        let mut words = line.split_whitespace().peekable();
+        while let Some(word) = words.next() {
+            if word == "@interface" {
+                annotation = true;
+            } else if matches!(word, "class" | "enum" | "record" | "interface")
+                && words
+                    .peek()
+                    .is_some_and(|n| n.starts_with(|c: char| c.is_alphabetic()))
+            {
+                // A class (or any other type) is declared here: the file is code.
+                return false;
+            }
+        }
+    }
+    annotation
+}
+
+/// Build and tool configuration written in the project's language (`karma.conf.js`,
+/// `rollup.config.mjs`, `Gruntfile.js`, `.eslintrc.js`): code by extension, never where
+/// a bug of the project is fixed, and full of the words every issue uses.
+fn is_build_config(name: &str, at_root: bool) -> bool {
+    let stem = name.split('.').next().unwrap_or(name);
+    // `karma.sauce.conf.js`, `rollup.config.mjs`, `jest.setup.js`: a tool's name, then more.
+    let dotted = name.matches('.').count() >= 2;
+    let tool = matches!(
+        stem,
+        "karma"
+            | "webpack"
+            | "rollup"
+            | "vite"
+            | "jest"
+            | "babel"
+            | "eslint"
+            | "prettier"
+            | "tsup"
+            | "esbuild"
+            | "vitest"
+    );
+    matches!(stem, "gruntfile" | "gulpfile")
+        // `app.config.ts` deep in the tree is the project's own code; at the root (or with a
+    // tool's name) a `*.config.*` configures the build.
+    || (dotted && (tool || (at_root && (name.contains(".config.") || name.contains(".conf.")))))
 }
 
 /// The names the project's own code is imported by: the first folder or module of each

@@ -1,0 +1,309 @@
+//! The signals that carry the selector across ecosystems (issue 16), each on a small
+//! repository of the language it serves: Go methods with receivers, Java and JavaScript
+//! methods the keyword scan cannot see, type declarations and annotation types that name an
+//! API without implementing it, build configuration, locale files named by language code,
+//! configuration keys the code spells as strings, and the issue template's own words.
+//!
+//! Every test goes through [`select`] and looks only at the ranking, so each holds for the
+//! selector as a whole, whatever signal or weight makes it true.
+
+use std::fs;
+use std::path::Path;
+
+use fleet_context::{SelectOptions, select};
+
+/// A temporary repository with `files` (path, content).
+fn repo(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, text) in files {
+        let target = dir.path().join(path);
+        fs::create_dir_all(target.parent().unwrap()).unwrap();
+        fs::write(target, text).unwrap();
+    }
+    dir
+}
+
+/// Each ranked file's signals by path, for the signals too weak to decide a ranking alone.
+fn signals(
+    dir: &Path,
+    issue: &str,
+) -> std::collections::HashMap<String, fleet_context::rank::Signals> {
+    select(dir, issue, &SelectOptions::default())
+        .unwrap()
+        .files
+        .into_iter()
+        .map(|f| (f.path, f.signals))
+        .collect()
+}
+
+/// The ranked paths for `issue`.
+fn ranking(dir: &Path, issue: &str) -> Vec<String> {
+    select(dir, issue, &SelectOptions::default())
+        .unwrap()
+        .files
+        .into_iter()
+        .map(|f| f.path)
+        .collect()
+}
+
+fn rank_of(ranked: &[String], path: &str) -> usize {
+    ranked
+        .iter()
+        .position(|p| p == path)
+        .map_or(usize::MAX, |i| i + 1)
+}
+
+/// Filler shared by the files of a fixture, so that lexical signals alone do not decide.
+const GO_FILLER: &str = "// Pages is a list of pages, sorted by weight and date.\n";
+
+/// The definitions the lexical pass (every file, no parsing) finds in `text` at `path`.
+fn scanned(path: &str, text: &str) -> Vec<String> {
+    fleet_context::lexical::scan(path, text, &Default::default())
+        .defs
+        .into_iter()
+        .map(|d| d.name)
+        .collect()
+}
+
+#[test]
+fn the_lexical_pass_sees_methods_in_go_java_and_javascript() {
+    let go = "package page\n\nfunc (p Pages) GroupByParam(key string) (PagesGroup, error) {\n\treturn nil, nil\n}\n\
+              func newPages() Pages {\n\treturn nil\n}\n";
+    assert_eq!(
+        scanned("resources/page/pagegroup.go", go),
+        ["GroupByParam", "newPages"]
+    );
+    let java = "public class HandleBuilder extends JavacAnnotationHandler<Builder> {\n\
+                \tpublic void handle(AnnotationValues<Builder> annotation, JCAnnotation ast) {\n\
+                \t\tgenerateBuilderMethod(annotation);\n\t}\n\
+                \tprivate static JCMethodDecl generateToBuilderMethod(JavacNode type) {\n\t\treturn null;\n\t}\n}\n";
+    assert_eq!(
+        scanned("HandleBuilder.java", java),
+        ["HandleBuilder", "handle", "generateToBuilderMethod"]
+    );
+    let js = "export default (o, c, d) => {\n  const proto = c.prototype\n\
+              \x20 proto.toISOString = function () {\n    return this.$d.toISOString()\n  }\n\
+              \x20 class Duration {\n    humanize(withSuffix) {\n      return d().add(this.$ms, 'ms')\n    }\n  }\n}\n";
+    assert_eq!(
+        scanned("src/plugin/duration/index.js", js),
+        ["toISOString", "Duration", "humanize"]
+    );
+}
+
+#[test]
+fn go_a_method_with_a_receiver_is_found_where_it_is_defined() {
+    let dir = repo(&[
+        (
+            "resources/page/pagegroup.go",
+            &format!(
+                "package page\n{GO_FILLER}\nfunc (p Pages) GroupByParam(key string, order ...string) (PagesGroup, error) {{\n\
+                 \treturn nil, errors.New(\"there is no such param\")\n}}\n"
+            ),
+        ),
+        (
+            "tpl/collections/collections.go",
+            &format!(
+                "package collections\n{GO_FILLER}\nfunc (ns *Namespace) Group(key any, items any) (any, error) {{\n\
+                 \t// calls p.GroupByParam(key) for pages; GroupByParam on pages, GroupByParam on sites\n\
+                 \treturn p.GroupByParam(k)\n}}\n"
+            ),
+        ),
+        ("hugolib/site.go", &format!("package hugolib\n{GO_FILLER}")),
+    ]);
+    let ranked = ranking(
+        dir.path(),
+        "Let PAGES.GroupByParam return nil instead of error\n\
+         `{{ range site.Pages.GroupByParam \"foo\" }}` fails when no page has the param.",
+    );
+    assert_eq!(ranked[0], "resources/page/pagegroup.go", "{ranked:?}");
+}
+
+#[test]
+fn java_the_handler_not_the_annotation_type_and_methods_count() {
+    let annotation = "package lombok;\n/**\n * The builder annotation: put it on a class to get a builder, with\n\
+                      * toBuilder, builderMethodName and buildMethodName to name the builder's methods.\n */\n\
+                      @Target(TYPE)\npublic @interface Builder {\n\tString builderMethodName() default \"builder\";\n\
+                      \tString buildMethodName() default \"build\";\n\tboolean toBuilder() default false;\n}\n";
+    let handler = "package lombok.javac.handlers;\n\npublic class HandleBuilder extends JavacAnnotationHandler<Builder> {\n\
+                   \tpublic void handle(AnnotationValues<Builder> annotation, JCAnnotation ast, JavacNode annotationNode) {\n\
+                   \t\tgenerateBuilderMethod(builderMethodName, buildMethodName);\n\t}\n\n\
+                   \tprivate static JCMethodDecl generateToBuilderMethod(JavacNode type, String builderMethodName) {\n\
+                   \t\treturn null;\n\t}\n}\n";
+    let dir = repo(&[
+        ("src/core/lombok/Builder.java", annotation),
+        ("src/core/lombok/javac/handlers/HandleBuilder.java", handler),
+        (
+            "src/core/lombok/core/AnnotationValues.java",
+            "package lombok.core;\npublic class AnnotationValues<A> {\n}\n",
+        ),
+    ]);
+    let ranked = ranking(
+        dir.path(),
+        "[BUG] @Builder(toBuilder = true) generates a broken toBuilder method\n\
+         With `@Builder(toBuilder = true)` the generated `generateToBuilderMethod` output does not compile.",
+    );
+    assert_eq!(
+        ranked[0], "src/core/lombok/javac/handlers/HandleBuilder.java",
+        "{ranked:?}"
+    );
+}
+
+#[test]
+fn javascript_the_implementation_before_its_type_declarations_and_build_config() {
+    let dir = repo(&[
+        (
+            "src/plugin/duration/index.js",
+            "export default (option, Dayjs, dayjs) => {\n  class Duration {\n    toISOString() {\n\
+             \x20     return `P${this.$d.years}Y`\n    }\n    format(formatStr) {\n      return formatStr\n    }\n  }\n\
+             \x20 dayjs.duration = function (input, unit) {\n    return new Duration(input, unit)\n  }\n}\n",
+        ),
+        (
+            "types/plugin/duration.d.ts",
+            "import { PluginFunc } from 'dayjs'\ndeclare const plugin: PluginFunc\nexport = plugin\n\
+             declare module 'dayjs' {\n  export class Duration {\n    toISOString(): string\n    format(formatStr?: string): string\n  }\n\
+             \x20 export function duration(input?: number, unit?: string): Duration\n}\n",
+        ),
+        (
+            "karma.sauce.conf.js",
+            "module.exports = function (config) {\n  // duration of the test run in minutes; format the duration report\n\
+             \x20 // toISOString of the duration: minutes, the duration format, the result is wrong when wrong\n\
+             \x20 config.set({ duration: 'minutes', toISOString: true, format: 'duration', returns: 'wrong result' })\n}\n",
+        ),
+    ]);
+    let ranked = ranking(
+        dir.path(),
+        "Duration.toISOString() returns wrong result\n\
+         dayjs.duration(1, 'minutes').toISOString() returns 'P1M', the duration format is wrong",
+    );
+    assert_eq!(ranked[0], "src/plugin/duration/index.js", "{ranked:?}");
+    assert!(
+        rank_of(&ranked, "karma.sauce.conf.js") > rank_of(&ranked, "src/plugin/duration/index.js"),
+        "{ranked:?}"
+    );
+    let by_path = signals(dir.path(), "Duration.toISOString() returns wrong result");
+    // The build configuration matches the words best, and still ranks after the code.
+    assert!(by_path["karma.sauce.conf.js"].bm25 >= by_path["src/plugin/duration/index.js"].bm25);
+}
+
+#[test]
+fn javascript_a_locale_file_answers_to_its_language_name() {
+    let locale = |name: &str| {
+        format!(
+            "const locale = {{\n  name: '{name}',\n  relativeTime: {{ future: '%s', past: '%s', s: 'x' }},\n\
+             \x20 ordinal: n => n\n}}\nexport default locale\n"
+        )
+    };
+    let dir = repo(&[
+        ("src/locale/hu.js", &locale("hu")),
+        ("src/locale/bg.js", &locale("bg")),
+        ("src/locale/sv.js", &locale("sv")),
+        (
+            "src/plugin/relativeTime/index.js",
+            "export default (o, c, d) => {\n  // relative time, past and future, for every locale\n\
+             \x20 const fromTo = (input, withoutSuffix, instance, isFrom) => {\n    const loc = instance.$locale().relativeTime\n  }\n}\n",
+        ),
+    ]);
+    let issue = "Improve hungarian localization\nThe package does not handle the past relative times at all.";
+    let by_path = signals(dir.path(), issue);
+    assert!(by_path["src/locale/hu.js"].stem > 0.9, "{by_path:?}");
+    for other in ["src/locale/bg.js", "src/locale/sv.js"] {
+        assert_eq!(by_path[other].stem, 0.0, "{other}");
+    }
+    let ranked = ranking(dir.path(), issue);
+    assert!(
+        rank_of(&ranked, "src/locale/hu.js") < rank_of(&ranked, "src/locale/bg.js"),
+        "{ranked:?}"
+    );
+}
+
+#[test]
+fn go_a_configuration_key_points_at_the_parser_that_reads_it() {
+    let dir = repo(&[
+        (
+            "modules/caddypki/acmeserver/setup.go",
+            "package acmeserver\n\nfunc parseACMEServer(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {\n\
+             \tfor h.NextBlock(0) {\n\t\tswitch h.Val() {\n\t\tcase \"ca\":\n\t\tcase \"lifetime\":\n\
+             \t\tcase \"sign_with_root\":\n\t\t\tacmeServer.SignWithRoot = true\n\t\t}\n\t}\n\treturn nil, nil\n}\n",
+        ),
+        (
+            "modules/caddytls/internalissuer.go",
+            "package caddytls\n\n// InternalIssuer issues certificates from an internal CA.\ntype InternalIssuer struct {\n\
+             \t// SignWithRoot: sign with the root certificate, not the intermediate. With root\n\
+             \t// signing, the option from the JSON config, the chain is shorter.\n\
+             \tSignWithRoot bool `json:\"sign_with_root,omitempty\"`\n}\n",
+        ),
+        (
+            "caddyconfig/httpcaddyfile/options.go",
+            "package httpcaddyfile\n\n// The Caddyfile's global options; the JSON config has more.\nfunc parseOptions() {}\n",
+        ),
+    ]);
+    let by_path = signals(
+        dir.path(),
+        "Set `sign_with_root` via Caddyfile\nPlease make the `sign_with_root` option from the JSON config available in the Caddyfile.",
+    );
+    // Only the parser quotes the key itself; the JSON tag quotes `sign_with_root,omitempty`.
+    assert!(
+        by_path["modules/caddypki/acmeserver/setup.go"].keys > 0.9,
+        "{by_path:?}"
+    );
+    assert_eq!(by_path["modules/caddytls/internalissuer.go"].keys, 0.0);
+}
+
+#[test]
+fn the_issue_templates_words_point_nowhere() {
+    let template = "---\nname: Bug report\n---\n**Describe the bug you encountered:**\n\n\
+                    **What version of `bat` are you using?**\n\n\
+                    **Please run `diagnostics/info.sh` and paste its output (the pager, the terminal, the config file):**\n";
+    let dir = repo(&[
+        (".github/ISSUE_TEMPLATE/bug_report.md", template),
+        (
+            "diagnostics/info.sh",
+            "#!/bin/sh\n# Prints the pager, the terminal, the config file and the version of bat.\n\
+             echo \"pager: $PAGER terminal: $TERM config file: $(bat --config-file)\"\n",
+        ),
+        (
+            "src/printer.rs",
+            "//! Prints a file with its header: the file path, wrapped at the terminal width.\n\
+             pub fn print_header(path: &str, term_width: usize) {\n    let header = wrap(path, term_width);\n}\n",
+        ),
+    ]);
+    let issue = format!(
+        "Long file paths break header\n{template}\nThe header with a long file path wraps wrongly at the terminal width.\n"
+    );
+    let ranked = ranking(dir.path(), &issue);
+    assert_eq!(ranked[0], "src/printer.rs", "{ranked:?}");
+}
+
+#[test]
+fn a_playgrounds_file_is_no_mention_a_repository_link_is() {
+    let text = "Repro: https://codesandbox.io/s/night-gc995?file=/src/index.js and \
+                https://example.com/blog/posts/hooks.js; the code is at \
+                https://github.com/preactjs/preact/blob/main/src/diff/props.js#L40, see also src/render.js.";
+    assert_eq!(
+        fleet_context::issue::path_mentions(text),
+        ["src/diff/props.js", "src/render.js"]
+    );
+}
+
+#[test]
+fn roles_of_declarations_build_configuration_and_stubs() {
+    use fleet_context::walk::{FileRole, role_of};
+    for (path, role) in [
+        ("types/plugin/duration.d.ts", FileRole::Declaration),
+        ("src/index.d.ts", FileRole::Declaration),
+        ("src/index.ts", FileRole::Source),
+        ("karma.sauce.conf.js", FileRole::Other),
+        ("rollup.config.mjs", FileRole::Other),
+        ("Gruntfile.js", FileRole::Other),
+        ("src/config.js", FileRole::Source),
+        ("src/app/app.config.ts", FileRole::Source),
+        ("test/karma.conf.js", FileRole::Test),
+        ("packages/vite/src/node/config.ts", FileRole::Source),
+        (
+            "src/stubs/com/sun/tools/javac/main/JavaCompiler.java",
+            FileRole::Vendored,
+        ),
+    ] {
+        assert_eq!(role_of(path), role, "{path}");
+    }
+}
