@@ -22,7 +22,7 @@ const READY_WITHIN: Duration = Duration::from_secs(5);
 
 /// The ledger of `url`, with room for `buffer` records. Its migrations are applied in the
 /// background (retried until the database answers, or until `cancel`); `start` waits for
-/// them up to [`READY_WITHIN`], so a service that starts with its database up never writes
+/// them up to 5 s, so a service that starts with its database up never writes
 /// or asks a quota before the tables exist (a quota check on a missing table lets the task
 /// run: the limit would not hold for the first tasks). A database that is down at start-up
 /// delays the start by that much at most, and records are buffered meanwhile. The pool is

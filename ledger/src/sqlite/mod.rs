@@ -10,7 +10,7 @@
 //!
 //! | module | role |
 //! |---|---|
-//! | [`write`] | a batch of records: events, projection, audit |
+//! | [`mod@write`] | a batch of records: events, projection, audit |
 //! | [`read`] | what the operator API reads |
 //! | [`quota`] | quota slots, one immediate transaction per admission |
 //! | [`dead`] | dead letters kept, listed, claimed for a replay |
