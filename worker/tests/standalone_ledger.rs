@@ -245,8 +245,12 @@ async fn standalone_keeps_its_ledger_in_its_sqlite_file_and_serves_the_operator_
         .await;
     assert_eq!(status, 202, "{body}");
     let retry = body["task_id"].as_str().expect("new id").to_owned();
+    // The worker may record the retry's start before the ingest's `received` lands (two
+    // writers): the ledger converges, so wait for the row with its issue.
     let row = process
-        .task_when(&retry, "the retry is recorded", |_| true)
+        .task_when(&retry, "the retry is recorded with its issue", |row| {
+            row["issue"]["key"] != ""
+        })
         .await;
     assert_eq!(row["issue"]["key"], format!("{REPO}#82"), "{row}");
     assert_eq!(
