@@ -14,7 +14,7 @@ mod standalone_common;
 use common::standins::Answer;
 use common::world::{REPO, World, body_of, good_answer, status_comments};
 use serde_json::{Value, json};
-use standalone_common::{LONG, OPERATOR, Standalone, VIEWER};
+use standalone_common::{LONG, OPERATOR, Standalone, VIEWER, put_on_queue};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use testkit::wait::{poll_until, wait_until};
@@ -314,13 +314,6 @@ fn older_task(task_id: &str, number: u64, asked: chrono::DateTime<chrono::Utc>) 
 
 /// Puts `task` onto the file's task queue, as the ingest would.
 fn publish(db: &Path, task: &Value) {
-    let db = rusqlite::Connection::open(db).expect("db");
-    db.busy_timeout(Duration::from_secs(5)).expect("timeout");
-    let now = chrono::Utc::now().timestamp_millis();
-    db.execute(
-        "INSERT INTO messages (queue, body, message_id, state, enqueued_at, updated_at, position)
-         VALUES (?1, ?2, ?3, 'ready', ?4, ?4, (SELECT COALESCE(MAX(position), 0) + 1 FROM messages))",
-        rusqlite::params![QUEUE, task.to_string().into_bytes(), task["task_id"].as_str(), now],
-    )
-    .expect("published");
+    let id = task["task_id"].as_str().expect("task_id");
+    put_on_queue(db, QUEUE, task.to_string().as_bytes(), id);
 }

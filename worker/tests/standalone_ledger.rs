@@ -13,24 +13,15 @@ mod standalone_common;
 use common::standins::Answer;
 use common::world::{REPO, World, good_answer};
 use serde_json::{Value, json};
-use standalone_common::{LONG, OPERATOR, Standalone, VIEWER, letter_in};
+use standalone_common::{LONG, OPERATOR, Standalone, VIEWER, letter_in, put_on_queue};
 use std::path::Path;
-use std::time::Duration;
 use testkit::wait::poll_until;
 
 const QUEUE: &str = "sa-ledger-tasks";
 
 /// Puts a body no worker can read onto the embedded queue, as a broken publisher would.
 fn publish_poison(db: &Path, message_id: &str) {
-    let db = rusqlite::Connection::open(db).expect("db");
-    db.busy_timeout(Duration::from_secs(5)).expect("timeout");
-    let now = chrono::Utc::now().timestamp_millis();
-    db.execute(
-        "INSERT INTO messages (queue, body, message_id, state, enqueued_at, updated_at, position)
-         VALUES (?1, ?2, ?3, 'ready', ?4, ?4, (SELECT COALESCE(MAX(position), 0) + 1 FROM messages))",
-        rusqlite::params![QUEUE, b"\xff not a task".to_vec(), message_id, now],
-    )
-    .expect("poison published");
+    put_on_queue(db, QUEUE, b"\xff not a task", message_id);
 }
 
 fn kinds_of(entries: &Value, task_id: &str) -> Vec<String> {

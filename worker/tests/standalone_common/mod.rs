@@ -175,6 +175,21 @@ impl Standalone {
     }
 }
 
+/// Puts `body` onto `queue` of the embedded queue's file `db` as the ingest's publish would
+/// (ready, at the back), straight through SQLite: for what no webhook sends (a poison body,
+/// a task asked for earlier).
+pub fn put_on_queue(db: &Path, queue: &str, body: &[u8], message_id: &str) {
+    let db = rusqlite::Connection::open(db).expect("db");
+    db.busy_timeout(Duration::from_secs(5)).expect("timeout");
+    let now = chrono::Utc::now().timestamp_millis();
+    db.execute(
+        "INSERT INTO messages (queue, body, message_id, state, enqueued_at, updated_at, position)
+         VALUES (?1, ?2, ?3, 'ready', ?4, ?4, (SELECT COALESCE(MAX(position), 0) + 1 FROM messages))",
+        rusqlite::params![queue, body, message_id, now],
+    )
+    .expect("put on the queue");
+}
+
 pub fn letter_in(body: &Value, message_id: &str) -> Option<Value> {
     body["dead_letters"]
         .as_array()?
