@@ -98,6 +98,7 @@ async fn the_console_shows_a_finished_task_and_replays_a_dead_letter() {
 
     let issue = browser.find(&format!("{row} a")).await.expect("issue link");
     browser.click(&issue).await;
+    browser.wait_for_url("/console/tasks/").await;
     let body = browser.find("table").await.expect("the timeline");
     let timeline = browser.text(&body).await;
     for kind in ["received", "started", "llm_call", "check", "finished"] {
@@ -154,10 +155,8 @@ async fn a_viewer_signs_in_with_the_form_and_sees_no_replay_button() {
     browser.type_text(&field, VIEWER).await;
     let submit = browser.find("button[type=submit]").await.expect("submit");
     browser.click(&submit).await;
-    browser
-        .find("#recent")
-        .await
-        .expect("signed in: the task lists");
+    // Signed in: the task lists.
+    browser.wait_for("#recent").await;
 
     let message_id = format!("github:{}", uuid::Uuid::new_v4());
     view.dead_letter(b"not a task", &message_id).await;

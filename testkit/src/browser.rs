@@ -142,6 +142,30 @@ impl Browser {
         answer[ELEMENT].as_str().map(str::to_owned)
     }
 
+    /// The element `selector` finds once the page shows it: after a click that navigates
+    /// (a form's submit, a link), WebDriver's click returns before the next page is there.
+    pub async fn wait_for(&self, selector: &str) -> String {
+        crate::wait::poll_until(
+            &format!("the page shows {selector}"),
+            Duration::from_secs(10),
+            || self.find(selector),
+            Option::is_some,
+        )
+        .await
+        .expect("found")
+    }
+
+    /// Waits until the page's URL contains `part` (a navigation has landed).
+    pub async fn wait_for_url(&self, part: &str) {
+        crate::wait::poll_until(
+            &format!("the browser is at a URL with {part}"),
+            Duration::from_secs(10),
+            || self.url(),
+            |url| url.contains(part),
+        )
+        .await;
+    }
+
     /// The element's visible text.
     pub async fn text(&self, element: &str) -> String {
         let answer = self
