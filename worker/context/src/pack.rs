@@ -120,8 +120,8 @@ pub struct Packed {
     pub signatures: Vec<String>,
 }
 
-/// Share of the budget kept for signatures of the files after those included in full.
-pub const SIGNATURE_SHARE: f64 = 0.12;
+/// Share of the budget kept for signatures of the files after those given code.
+pub const SIGNATURE_SHARE: f64 = 0.05;
 /// Lines of context kept around a matching definition.
 pub const CONTEXT_LINES: usize = 3;
 /// Longest stretch of one definition taken (a class can span thousands of lines; its
@@ -130,9 +130,18 @@ pub const MAX_DEFINITION_LINES: usize = 80;
 /// Shares of the remaining code budget for the best files: the first file gets most, yet
 /// many files always fit.
 pub const LEAD_SHARES: [f64; 3] = [0.3, 0.2, 0.15];
-/// Files considered for code: the fix is rarely outside the top 20.
-pub const MAX_CODE_FILES: usize = 20;
-/// Smallest excerpt worth including (a definition's head and some context).
+/// Files given a real share of the code budget: the fix is rarely outside the top 20.
+pub const MAIN_CODE_FILES: usize = 20;
+/// Files after those given a short excerpt each ([`TAIL_FILE_TOKENS`]): when the ranking
+/// misses, the fix is most often just below the top 20 (ranks 21–40 on both dev splits),
+/// and a file's matching definition's head there shows the LLM where to look.
+pub const TAIL_CODE_FILES: usize = 20;
+/// Files considered for code.
+pub const MAX_CODE_FILES: usize = MAIN_CODE_FILES + TAIL_CODE_FILES;
+/// The most a tail file's excerpt costs.
+pub const TAIL_FILE_TOKENS: usize = 100;
+/// Smallest excerpt worth including among the main files (a definition's head and some
+/// context).
 pub const MIN_FILE_TOKENS: usize = 150;
 /// Files considered for signatures.
 pub const MAX_SIGNATURE_FILES: usize = 30;
@@ -141,27 +150,41 @@ pub const MAX_SIGNATURE_FILES: usize = 30;
 pub fn pack(candidates: &[Candidate<'_>], matcher: &IdentMatcher, budget: usize) -> Packed {
     let mut out = Packed::default();
     let code_budget = ((budget as f64) * (1.0 - SIGNATURE_SHARE)) as usize;
+    let n_main = candidates.len().min(MAIN_CODE_FILES);
+    let n_tail = candidates.len().min(MAX_CODE_FILES) - n_main;
+    // The tail's excerpts are paid for first, so the main files cannot crowd them out.
+    let main_budget = code_budget.saturating_sub(n_tail * TAIL_FILE_TOKENS);
     let mut used = 0usize;
     let mut next = 0;
-    for (i, c) in candidates.iter().enumerate().take(MAX_CODE_FILES) {
+    for (i, c) in candidates.iter().enumerate().take(n_main) {
         next = i + 1;
-        let remaining = code_budget.saturating_sub(used);
+        let remaining = main_budget.saturating_sub(used);
         if remaining < MIN_FILE_TOKENS {
             next = i;
             break;
         }
-        let n_code = candidates.len().min(MAX_CODE_FILES);
         // The best files get large shares; the rest share what is left evenly (and what
         // a file leaves unused flows to the next ones).
         let cap = match LEAD_SHARES.get(i) {
-            Some(share) if i + 1 < n_code => ((remaining as f64) * share) as usize,
-            _ => remaining / (n_code - i),
+            Some(share) if i + 1 < n_main => ((remaining as f64) * share) as usize,
+            _ => remaining / (n_main - i),
         }
         .max(MIN_FILE_TOKENS.min(remaining));
         if let Some(section) = file_section(c, matcher, cap) {
             used += estimate_tokens(&section);
             out.text.push_str(&section);
             out.included.push(c.path.to_string());
+        }
+    }
+    if next == n_main {
+        for c in candidates.iter().skip(n_main).take(n_tail) {
+            next += 1;
+            let cap = TAIL_FILE_TOKENS.min(code_budget.saturating_sub(used));
+            if let Some(section) = file_section(c, matcher, cap) {
+                used += estimate_tokens(&section);
+                out.text.push_str(&section);
+                out.included.push(c.path.to_string());
+            }
         }
     }
     // Signatures of the next files, one block per file while they fit.

@@ -12,11 +12,13 @@ use crate::walk::{FileRole, SourceFile};
 mod keys;
 mod locales;
 mod names;
+mod packages;
 mod paths;
 pub use keys::key_signal;
 pub use names::{
     DEF_DECAY, DEF_FLOOR, IdentMatcher, MIN_NAME_LEN, NameMatch, definition_signal, file_matches,
 };
+pub use packages::{MANIFESTS, package_signal};
 pub use paths::{PathIndex, TRACE_OUTERMOST, mention_signal, trace_signal};
 
 /// An explicit path mention is the strongest evidence there is.
@@ -43,6 +45,9 @@ pub const W_KEYS: f64 = 0.3;
 /// The file's size (log scale), among files with any lexical match: the code a project's
 /// bugs are fixed in is mostly its large core files (`src/diff/index.js`, `tree.go`).
 pub const W_SIZE: f64 = 1.3;
+/// The file is in the root package or in a nested package the issue names
+/// (`rank/packages.rs`).
+pub const W_PACKAGE: f64 = 1.4;
 
 /// Score weight of a dotted module mention that resolves to a module file
 /// (`sympy.printing.latex` → `sympy/printing/latex.py`), relative to a path mention.
@@ -60,7 +65,8 @@ pub const MATCH_PARTIAL: f64 = 0.3;
 
 // The weights above were fitted by `bench/fit/fit.py` (softmax regression over the signals
 // of the 287 issues of both dev splits, every repository's issues weighted 1/√(their
-// number)); its leave-one-repository-out figures are in the README. The role factors below
+// number); W_PACKAGE, newer, fitted into the others with them held: `fit.py fit --free
+// package`); its leave-one-repository-out figures are in the README. The role factors below
 // are not fitted: they encode what a role means.
 
 /// Multiplier by role: the code of the project is what issues are fixed in.
@@ -168,6 +174,7 @@ pub struct Signals {
     pub graph: f64,
     pub keys: f64,
     pub size: f64,
+    pub package: f64,
 }
 
 /// The weighted sum of the signals, times the role's factor.
@@ -182,7 +189,8 @@ pub fn combine(s: &Signals, role: FileRole) -> f64 {
         + W_LITERAL * s.literal
         + W_GRAPH * s.graph
         + W_KEYS * s.keys
-        + W_SIZE * s.size)
+        + W_SIZE * s.size
+        + W_PACKAGE * s.package)
         * role_factor(role)
 }
 

@@ -248,6 +248,7 @@ fn first_signals(
     let lexical_relevance: Vec<f64> = (0..n).map(|i| (bm25[i] + best_window[i]) / 2.0).collect();
     let tests = rank::tests_signal(files, &lexical_relevance);
     let size = rank::size_signal(files, bm25);
+    let package = rank::package_signal(files, text);
     let mut signals: Vec<Signals> = (0..n)
         .map(|i| Signals {
             path: mentions[i],
@@ -261,6 +262,7 @@ fn first_signals(
             graph: 0.0,
             keys: keys[i],
             size: size[i],
+            package: package[i],
         })
         .collect();
     set_definitions(&lexical.matcher, &matches, &mut signals);
@@ -398,11 +400,12 @@ fn pack_top(
         .copied()
         .take(pack::MAX_CODE_FILES + pack::MAX_SIGNATURE_FILES)
         .collect();
-    // Only files that may get excerpts; the others' signatures come from the keyword scan.
+    // Only the files that may get long excerpts; the others' definitions (for the tail's
+    // short excerpts and the signatures) come from the keyword scan.
     let missing: Vec<usize> = top
         .iter()
         .copied()
-        .take(pack::MAX_CODE_FILES)
+        .take(pack::MAIN_CODE_FILES)
         .filter(|i| !parsed.contains_key(i))
         .collect();
     let extra = parse_files(files, &missing);

@@ -307,3 +307,128 @@ fn roles_of_declarations_build_configuration_and_stubs() {
         assert_eq!(role_of(path), role, "{path}");
     }
 }
+
+/// The package signal of each code file of `files` (manifests left out) for `issue`.
+fn package_signals(files: &[(&str, &str)], issue: &str) -> Vec<(String, f64)> {
+    let dir = repo(files);
+    let by_path = signals(dir.path(), issue);
+    let is_manifest = |p: &str| {
+        fleet_context::rank::MANIFESTS
+            .iter()
+            .any(|m| p.ends_with(m))
+    };
+    let mut out: Vec<(String, f64)> = files
+        .iter()
+        .filter(|(p, _)| by_path.contains_key(*p) && !is_manifest(p))
+        .map(|(p, _)| (p.to_string(), by_path[*p].package))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+#[test]
+fn javascript_a_nested_package_the_issue_does_not_name_ranks_after_the_core() {
+    // preact: the core in src/, add-on packages beside it, each with its own package.json;
+    // debug/ warns of every misuse, so it matches every issue's words (here: better than
+    // the core's file does).
+    let files = [
+        ("package.json", "{ \"name\": \"preact\" }\n"),
+        (
+            "src/diff/children.js",
+            "export function diffChildren(parentDom, newChildren, oldChildren) {\n\
+             \x20 // keyed children are moved, unkeyed ones are diffed in place\n\
+             \x20 for (let i = 0; i < newChildren.length; i++) { placeChild(parentDom, newChildren[i]) }\n}\n",
+        ),
+        ("debug/package.json", "{ \"name\": \"preact-debug\" }\n"),
+        (
+            "debug/src/debug.js",
+            "export function initDebug(parentDom, newChildren, oldChildren) {\n\
+             \x20 // warn when keyed children are moved, unkeyed ones are diffed in place\n\
+             \x20 for (let i = 0; i < newChildren.length; i++) { checkChild(parentDom, newChildren[i]) }\n}\n",
+        ),
+    ];
+    let issue = "Keyed children are moved wrongly\n\
+                 When a keyed child is removed, the other keyed children are moved in the wrong order.";
+    let dir = repo(&files);
+    let ranked = ranking(dir.path(), issue);
+    assert_eq!(ranked[0], "src/diff/children.js", "{ranked:?}");
+    let by_path = signals(dir.path(), issue);
+    assert!(by_path["debug/src/debug.js"].bm25 > by_path["src/diff/children.js"].bm25);
+    assert_eq!(
+        package_signals(&files, issue),
+        [
+            ("debug/src/debug.js".to_string(), 0.0),
+            ("src/diff/children.js".to_string(), 1.0),
+        ]
+    );
+    // Named, the add-on is as much the issue's as the core.
+    let named = package_signals(&files, &format!("preact/debug: {issue}"));
+    assert!(named.iter().all(|(_, s)| *s == 1.0), "{named:?}");
+}
+
+#[test]
+fn rust_java_go_python_packages_by_their_manifests() {
+    // A Rust workspace: the crate is named by its folder in snake case, as code spells it.
+    let rust = [
+        (
+            "Cargo.toml",
+            "[workspace]\nmembers = [\"tracing-core\", \"tracing-subscriber\"]\n",
+        ),
+        (
+            "tracing-core/Cargo.toml",
+            "[package]\nname = \"tracing-core\"\n",
+        ),
+        ("tracing-core/src/lib.rs", "pub struct Metadata;\n"),
+        (
+            "tracing-subscriber/Cargo.toml",
+            "[package]\nname = \"tracing-subscriber\"\n",
+        ),
+        (
+            "tracing-subscriber/src/filter.rs",
+            "pub struct EnvFilter;\n",
+        ),
+    ];
+    let signals = package_signals(&rust, "`tracing_subscriber::EnvFilter` drops the Metadata");
+    assert_eq!(signals[0], ("tracing-core/src/lib.rs".into(), 0.0));
+    assert_eq!(signals[1], ("tracing-subscriber/src/filter.rs".into(), 1.0));
+    // All its code is in its crates: an issue that names none says nothing about which.
+    let signals = package_signals(&rust, "`EnvFilter` drops the Metadata");
+    assert!(signals.iter().all(|(_, s)| *s == 1.0), "{signals:?}");
+    // Gradle modules, named by the last part of the folder's name.
+    let java = [
+        ("jib-core/build.gradle", "dependencies { }\n"),
+        (
+            "jib-core/src/main/java/Jib.java",
+            "class Jib { void containerize() {} }\n",
+        ),
+        ("jib-gradle-plugin/build.gradle", "dependencies { }\n"),
+        (
+            "jib-gradle-plugin/src/main/java/JibTask.java",
+            "class JibTask { void containerize() {} }\n",
+        ),
+    ];
+    let signals = package_signals(&java, "The Gradle plugin fails to containerize");
+    assert_eq!(signals[0].1, 0.0, "{signals:?}");
+    assert_eq!(signals[1].1, 1.0, "{signals:?}");
+    // A Go module with a nested module for its tools: the root module is the project's.
+    let go = [
+        ("go.mod", "module example.com/caddy\n"),
+        (
+            "modules/caddyhttp/server.go",
+            "package caddyhttp\nfunc Serve() {}\n",
+        ),
+        ("internal/tools/go.mod", "module example.com/caddy/tools\n"),
+        ("internal/tools/gen.go", "package tools\nfunc Serve() {}\n"),
+    ];
+    let signals = package_signals(&go, "Serve hangs");
+    assert_eq!(signals[0], ("internal/tools/gen.go".into(), 0.0));
+    assert_eq!(signals[1], ("modules/caddyhttp/server.go".into(), 1.0));
+    // A Python repository without nested packages: every file is the project's.
+    let python = [
+        ("setup.py", "from setuptools import setup\n"),
+        ("sympy/core/expr.py", "class Expr:\n    pass\n"),
+        ("sympy/printing/latex.py", "def latex(expr):\n    pass\n"),
+    ];
+    let signals = package_signals(&python, "latex of Expr");
+    assert!(signals.iter().all(|(_, s)| *s == 1.0), "{signals:?}");
+}

@@ -32,6 +32,9 @@ coordinate ascent over a multiplicative grid maximizing (Acc@1 + Acc@5)/2 + MRR/
 tried first (it fits the issues it is judged on: see the crate's README). Deterministic;
 numpy only (`pip install numpy`).
 
+`--free NAME` fits only that signal's weight (a new signal fitted into the shipped weights);
+`--per-ecosystem` also fits a table per ecosystem (tried and dropped: see the README).
+
 Only files in the dump can be re-ranked (a gold file beyond --max-files stays missed), so dump
 generously.
 """
@@ -128,6 +131,13 @@ class Problem:
         self.issue = np.repeat(np.arange(len(starts)), np.diff(np.append(self.starts, len(feats))))
         counts = collections.Counter(r["repo"] for r in self.rows)
         self.weight = np.array([1.0 / counts[r["repo"]] ** BALANCE for r in self.rows])
+        self.eco = np.array([ECOSYSTEMS.index(ECOSYSTEM_OF_LANGUAGE[r["language"]]) for r in self.rows])
+
+    def scores(self, w):
+        """Each file's weighted sum: `w` one vector, or one row per ecosystem."""
+        if w.ndim == 1:
+            return self.x @ w
+        return np.einsum("ij,ij->i", self.x, w[self.eco[self.issue]])
 
     @staticmethod
     def _files(dumps, row):
@@ -136,7 +146,7 @@ class Problem:
 
     def ranks(self, w, factors):
         """Rank of the first gold file per issue (0 = not in the dump)."""
-        score = (self.x @ w) * factors[self.role]
+        score = self.scores(w) * factors[self.role]
         n = len(self.starts)
         best_gold = np.full(n, -np.inf)
         np.maximum.at(best_gold, self.issue[self.gold], score[self.gold])
@@ -188,7 +198,7 @@ def ascent(problem, mask, w0, f0, rounds=6):
     return w, f
 
 
-def fit_softmax(problem, mask, w0, f, l2=0.1, steps=400, lr=0.05):
+def fit_softmax(problem, mask, w0, f, l2=0.1, steps=400, lr=0.05, free=None):
     """Softmax regression over each issue's files (the probability the ranking puts on its
     gold files), issues weighted as in the objective, an L2 pull towards `w0`, weights kept
     non-negative; role factors fixed. Smooth (convex for an issue with one gold file), so
@@ -204,14 +214,16 @@ def fit_softmax(problem, mask, w0, f, l2=0.1, steps=400, lr=0.05):
     v = np.zeros_like(w)
     for t in range(1, steps + 1):
         s = z @ w
-        top = np.full(n, -np.inf)
-        np.maximum.at(top, problem.issue, s)
+        # Each issue's files are contiguous, starting at problem.starts.
+        top = np.maximum.reduceat(s, problem.starts)
         e = np.exp(s - top[problem.issue])
         total = np.bincount(problem.issue, weights=e, minlength=n)
         gold_total = np.bincount(problem.issue, weights=e * problem.gold, minlength=n)
         p = e / total[problem.issue]
         q = np.where(problem.gold, e / np.maximum(gold_total[problem.issue], 1e-300), 0.0)
         grad = z.T @ ((p - q) * iw[problem.issue]) + 2 * l2 * (w - w0)
+        if free is not None:
+            grad = grad * free
         m = 0.9 * m + 0.1 * grad
         v = 0.999 * v + 0.001 * grad * grad
         step = lr * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
@@ -239,7 +251,12 @@ def report(label, problem, ranks, rows_mask=None):
 RANK_RS = os.path.join(HERE, "..", "..", "src", "rank.rs")
 SIGNAL_OF_CONSTANT = {"PATH": "path", "TRACE": "trace", "DEF": "definitions", "BM25": "bm25",
                       "WINDOW": "window", "STEM": "stem", "TESTS": "tests", "LITERAL": "literal",
-                      "GRAPH": "graph", "KEYS": "keys", "SIZE": "size"}
+                      "GRAPH": "graph", "KEYS": "keys", "SIZE": "size",
+                      "PACKAGE": "package"}
+# `--per-ecosystem` (tried, dropped: see the README) groups the languages into these.
+ECOSYSTEMS = ["python", "rust", "go", "java", "ecmascript"]
+ECOSYSTEM_OF_LANGUAGE = {"python": "python", "rust": "rust", "go": "go", "java": "java",
+                         "javascript": "ecmascript", "typescript": "ecmascript"}
 
 
 def current_weights(names):
@@ -272,24 +289,40 @@ def do_fit(args):
     print("signals:", ", ".join(problem.names))
     report("current", problem, problem.ranks(w0, f0))
     everything = np.ones(len(problem.rows))
+    # --free: only these signals' weights move (a new signal fitted into the others).
+    free = np.array([float(k in args.free) for k in problem.names]) if args.free else None
 
-    def fit(problem, mask, w0, f0):
+    def fit(mask):
+        """The shared weights on the issues of `mask`, then (--per-ecosystem) each
+        ecosystem's on its own issues of `mask`, pulled towards the shared ones."""
         if args.method == "ascent":
             return ascent(problem, mask, w0, f0)
-        return fit_softmax(problem, mask, w0, f0, l2=args.l2)
+        w, f = fit_softmax(problem, mask, w0, f0, l2=args.l2, free=free)
+        if not args.per_ecosystem:
+            return w, f
+        tables = np.tile(w, (len(ECOSYSTEMS), 1))
+        for e in range(len(ECOSYSTEMS)):
+            own = mask * (problem.eco == e)
+            if own.sum() > 0:
+                tables[e], _ = fit_softmax(problem, own, w, f, l2=args.l2_ecosystem)
+        return tables, f
 
-    w, f = fit(problem, everything, w0, f0)
+    w, f = fit(everything)
     report("fitted", problem, problem.ranks(w, f))
-    print("fitted weights:", json.dumps({"weights": dict(zip(problem.names, np.round(w, 3).tolist())),
-                                         "roles": dict(zip(ROLES, np.round(f, 3).tolist()))}))
+    if w.ndim == 1:
+        print("fitted weights:", json.dumps({"weights": dict(zip(problem.names, np.round(w, 3).tolist())),
+                                             "roles": dict(zip(ROLES, np.round(f, 3).tolist()))}))
+    else:
+        for e, name in enumerate(ECOSYSTEMS):
+            print(f"fitted weights ({name}):", json.dumps(dict(zip(problem.names, np.round(w[e], 3).tolist()))))
     repos = sorted({r["repo"] for r in problem.rows})
     cv = np.zeros(len(problem.rows))
     for repo in repos:
         held = np.array([r["repo"] == repo for r in problem.rows])
-        wr, fr = fit(problem, (~held).astype(float), w0, f0)
+        wr, fr = fit((~held).astype(float))
         cv[held] = problem.ranks(wr, fr)[held]
     report("cross-validated", problem, cv)
-    if args.json:
+    if args.json and w.ndim == 1:
         json.dump({"weights": dict(zip(problem.names, w.tolist())),
                    "roles": dict(zip(ROLES, f.tolist()))}, open(args.json, "w"), indent=1)
 
@@ -311,6 +344,12 @@ def main():
     f.add_argument("--json", help="write the weights fitted on everything here")
     f.add_argument("--method", choices=["softmax", "ascent"], default="softmax")
     f.add_argument("--l2", type=float, default=0.01, help="pull of the softmax fit towards the start")
+    f.add_argument("--free", action="append", default=[],
+                   help="fit only this signal's weight (repeatable); the others stay as started")
+    f.add_argument("--per-ecosystem", action="store_true",
+                   help="also fit a table per ecosystem, pulled towards the shared one (tried, dropped)")
+    f.add_argument("--l2-ecosystem", type=float, default=0.05,
+                   help="pull of an ecosystem's table towards the shared one")
     f.add_argument("--role", action="append", default=[], help="role=factor to start from (ascent fits them)")
     args = ap.parse_args()
     dump(args) if args.step == "dump" else do_fit(args)

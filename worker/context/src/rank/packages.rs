@@ -1,0 +1,150 @@
+//! Package signal: is the file in a package the issue is about?
+//!
+//! Many repositories hold several packages, each in a folder with its own manifest: preact's
+//! `compat/`, `debug/` and `hooks/` beside its core in `src/`, tracing's `tracing-subscriber/`,
+//! jib's `jib-maven-plugin/`. An issue about one of them names it ("`preact/compat`",
+//! "tracing-subscriber's `EnvFilter`"); an issue that names none is about the core. So a file
+//! scores 1 when it is in the root package or in a nested package the issue names, 0 when it
+//! is in a nested package the issue does not name: without it, `debug/src/debug.js` (every
+//! warning preact prints, so every word of every issue) outranks `src/diff/children.js`.
+//!
+//! A repository whose code is all in nested packages (a Cargo workspace like tracing's, a
+//! Maven reactor like dubbo's, vue's `packages/`) has no core outside them: there, an issue
+//! that names no package says nothing about which, and every file scores 1.
+
+use std::collections::HashMap;
+
+use crate::walk::{FileRole, SourceFile};
+
+/// The files whose folder is a package of its own, in every ecosystem the selector serves.
+pub const MANIFESTS: [&str; 8] = [
+    "package.json",
+    "Cargo.toml",
+    "go.mod",
+    "pom.xml",
+    "build.gradle",
+    "build.gradle.kts",
+    "pyproject.toml",
+    "setup.py",
+];
+
+/// Shortest package-name variant worth looking for (`ui`, `js` would be found anywhere).
+const MIN_NAME_LEN: usize = 3;
+
+/// Share of the code's bytes the root package must hold to be the repository's core.
+pub const ROOT_CORE_SHARE: f64 = 0.2;
+
+/// 1 for files of the root package or of a nested package `issue_text` names, else 0 (all
+/// 1 when the root is no core and the issue names no package).
+pub fn package_signal(files: &[SourceFile], issue_text: &str) -> Vec<f64> {
+    let packages: std::collections::HashSet<&str> = files
+        .iter()
+        .filter_map(|f| {
+            let (dir, name) = f.path.rsplit_once('/')?;
+            MANIFESTS.contains(&name).then_some(dir)
+        })
+        .collect();
+    if packages.is_empty() {
+        return vec![1.0; files.len()];
+    }
+    let text = issue_text.to_ascii_lowercase();
+    let enclosing: Vec<Option<&str>> = files
+        .iter()
+        .map(|f| enclosing_package(&f.path, &packages))
+        .collect();
+    // Per file: None in the root package, else whether the issue names its package.
+    let mut named: HashMap<&str, bool> = HashMap::new();
+    let flags: Vec<Option<bool>> = enclosing
+        .iter()
+        .map(|package| {
+            package.map(|p| {
+                *named
+                    .entry(p)
+                    .or_insert_with(|| names_of(p).iter().any(|n| mentions(&text, n)))
+            })
+        })
+        .collect();
+    let (mut root_bytes, mut code_bytes) = (0usize, 0usize);
+    for (f, package) in files.iter().zip(&enclosing) {
+        if f.role == FileRole::Source && f.lang.is_some() {
+            code_bytes += f.text.len();
+            if package.is_none() {
+                root_bytes += f.text.len();
+            }
+        }
+    }
+    let root_is_core = root_bytes as f64 >= ROOT_CORE_SHARE * code_bytes as f64;
+    if !root_is_core && !flags.contains(&Some(true)) {
+        return vec![1.0; files.len()];
+    }
+    flags
+        .into_iter()
+        .map(|flag| if flag == Some(false) { 0.0 } else { 1.0 })
+        .collect()
+}
+
+/// The deepest folder above `path` (the root not counted) that is a package.
+fn enclosing_package<'a>(
+    path: &str,
+    packages: &std::collections::HashSet<&'a str>,
+) -> Option<&'a str> {
+    let mut dir = path;
+    while let Some((parent, _)) = dir.rsplit_once('/') {
+        if let Some(found) = packages.get(parent) {
+            return Some(found);
+        }
+        dir = parent;
+    }
+    None
+}
+
+/// How an issue may name the package in folder `dir`: the folder's name
+/// (`tracing-subscriber`), in snake case (`tracing_subscriber`, a Rust crate's name in
+/// code), and its last part (`subscriber`, `compat` of `preact-compat`).
+fn names_of(dir: &str) -> Vec<String> {
+    let name = dir.rsplit('/').next().unwrap_or(dir).to_ascii_lowercase();
+    let mut names = vec![name.replace('-', "_")];
+    if let Some((_, last)) = name.rsplit_once('-') {
+        names.push(last.to_string());
+    }
+    names.push(name);
+    names.retain(|n| n.len() >= MIN_NAME_LEN);
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// `word` occurs in `text` (both lowercase) with no letter or digit joined to either end.
+fn mentions(text: &str, word: &str) -> bool {
+    let bytes = text.as_bytes();
+    text.match_indices(word).any(|(at, _)| {
+        let before = at.checked_sub(1).map(|i| bytes[i]);
+        let after = bytes.get(at + word.len()).copied();
+        !before.is_some_and(|b| b.is_ascii_alphanumeric())
+            && !after.is_some_and(|b| b.is_ascii_alphanumeric())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_word_is_found_only_whole() {
+        assert!(mentions("see preact/compat here", "compat"));
+        assert!(mentions("compat", "compat"));
+        assert!(!mentions("compatibility", "compat"));
+        assert!(!mentions("the core package", "cor"));
+        assert!(mentions("`tracing_subscriber::fmt`", "tracing_subscriber"));
+    }
+
+    #[test]
+    fn a_package_is_named_by_its_folder_its_snake_case_or_its_last_part() {
+        assert_eq!(
+            names_of("tracing-subscriber"),
+            ["subscriber", "tracing-subscriber", "tracing_subscriber"]
+        );
+        assert_eq!(names_of("packages/compat"), ["compat"]);
+        assert_eq!(names_of("x/ui"), Vec::<String>::new());
+    }
+}

@@ -1,0 +1,89 @@
+//! Packing below the top 20: when the ranking misses, the fix is most often at ranks 21–40,
+//! and a short excerpt of each of those files puts it in front of the LLM without starving
+//! the best files.
+
+use fleet_context::languages::Lang;
+use fleet_context::pack::{self, Candidate, estimate_tokens};
+use fleet_context::rank::IdentMatcher;
+use fleet_context::{issue, tags};
+
+/// A Python module too large to fit whole, defining `name` (a long function) among its
+/// filler.
+fn module(k: usize, name: &str) -> String {
+    let mut text = format!("\"\"\"Module {k}.\"\"\"\nimport os\n\n");
+    for i in 0..200 {
+        text.push_str(&format!(
+            "def helper_{k}_{i}(value, scale):\n    \"\"\"Scale the value.\"\"\"\n    return value * scale + {i}\n\n"
+        ));
+        if i == 100 {
+            text.push_str(&format!(
+                "def {name}(expr):\n    \"\"\"Print the expression.\"\"\"\n"
+            ));
+            for line in 0..60 {
+                text.push_str(&format!("    expr = expr.replace('a{line}', 'b{line}')\n"));
+            }
+            text.push_str("    return str(expr)\n\n");
+        }
+    }
+    text
+}
+
+#[test]
+fn files_ranked_21_to_40_get_short_excerpts_and_the_best_keep_the_most() {
+    let names: Vec<String> = (0..45).map(|k| format!("print_expression_{k}")).collect();
+    let texts: Vec<(String, String)> = names
+        .iter()
+        .enumerate()
+        .map(|(k, name)| (format!("pkg/mod_{k:02}.py"), module(k, name)))
+        .collect();
+    let parsed: Vec<_> = texts
+        .iter()
+        .map(|(_, t)| tags::extract(Lang::Python, t).unwrap())
+        .collect();
+    let candidates: Vec<Candidate<'_>> = texts
+        .iter()
+        .zip(&parsed)
+        .map(|((p, t), tags)| Candidate {
+            path: p,
+            text: t,
+            definitions: Some(tags.definitions.as_slice()),
+        })
+        .collect();
+    // The issue names the definition of every file: each file has something to show.
+    let issue_text: String = names.iter().map(|n| format!("`{n}` ")).collect();
+    let matcher = IdentMatcher::new(&issue::identifiers(&issue_text));
+    let packed = pack::pack(&candidates, &matcher, 16_000);
+
+    assert!(packed.tokens <= 16_000);
+    let included = |k: usize| packed.included.contains(&texts[k].0);
+    for k in 0..pack::MAX_CODE_FILES {
+        assert!(
+            included(k),
+            "rank {} is in the context: {:?}",
+            k + 1,
+            packed.included
+        );
+    }
+    assert!(!included(pack::MAX_CODE_FILES), "rank 41 is not");
+    // The 35th file's excerpt is its matching definition, not only its head.
+    assert!(packed.text.contains("def print_expression_34(expr):"));
+
+    let section = |k: usize| {
+        let header = format!("### {} (excerpts)\n", texts[k].0);
+        let start = packed
+            .text
+            .find(&header)
+            .expect("an excerpt, not the whole file");
+        let end = packed.text[start + header.len()..]
+            .find("\n### ")
+            .map_or(packed.text.len(), |e| start + header.len() + e + 1);
+        estimate_tokens(&packed.text[start..end])
+    };
+    assert!(section(34) <= pack::TAIL_FILE_TOKENS);
+    assert!(
+        section(0) > 5 * pack::TAIL_FILE_TOKENS && section(10) > 2 * pack::TAIL_FILE_TOKENS,
+        "the best file {} and the 11th {} tokens",
+        section(0),
+        section(10)
+    );
+}
