@@ -9,6 +9,8 @@
 
 use std::collections::HashMap;
 
+use crate::tags::Definition;
+
 mod methods;
 
 /// Calls `f(word, byte_offset)` for every identifier-like word (`[A-Za-z_][A-Za-z0-9_]*`).
@@ -165,6 +167,33 @@ pub struct FileScan {
     /// The same counts per window of [`WINDOW_LINES`] lines: the fix is usually in one
     /// function, and a large file's BM25 over the whole file dilutes it.
     pub windows: Vec<FileScan>,
+}
+
+impl FileScan {
+    /// Definitions from the keyword scan, for files not parsed: each runs to the line before
+    /// the next definition of the same or a smaller indentation.
+    pub fn definitions(&self, text: &str) -> Vec<Definition> {
+        let lines: Vec<&str> = text.lines().collect();
+        let indent = |l: usize| lines.get(l).map_or(0, |s| s.len() - s.trim_start().len());
+        self.defs
+            .iter()
+            .enumerate()
+            .map(|(k, d)| {
+                let end = self.defs[k + 1..]
+                    .iter()
+                    .find(|n| indent(n.line) <= indent(d.line))
+                    .map_or(lines.len(), |n| n.line)
+                    .saturating_sub(1)
+                    .max(d.line);
+                Definition {
+                    name: d.name.clone(),
+                    kind: "lexical".to_string(),
+                    start_line: d.line,
+                    end_line: end,
+                }
+            })
+            .collect()
+    }
 }
 
 /// Lines per window of the windowed BM25.

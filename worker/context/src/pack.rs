@@ -1,6 +1,7 @@
 //! Packing the context for the LLM within a token budget: the most relevant code in full
-//! (whole files when small, else the matching definitions with surrounding lines), then
-//! the signatures of the next files. Also the token estimate used to stay within budget.
+//! (whole files when small, else the matching definitions with surrounding lines), short
+//! excerpts of the files ranked 21–40, then the signatures of the files without code. Also
+//! the token estimate used to stay within budget.
 
 use crate::rank::IdentMatcher;
 use crate::tags::Definition;
@@ -140,6 +141,8 @@ pub const TAIL_CODE_FILES: usize = 20;
 pub const MAX_CODE_FILES: usize = MAIN_CODE_FILES + TAIL_CODE_FILES;
 /// The most a tail file's excerpt costs.
 pub const TAIL_FILE_TOKENS: usize = 100;
+/// Below this, a tail excerpt is not even a header and a definition's first line.
+const MIN_TAIL_TOKENS: usize = 40;
 /// Smallest excerpt worth including among the main files (a definition's head and some
 /// context).
 pub const MIN_FILE_TOKENS: usize = 150;
@@ -151,44 +154,47 @@ pub fn pack(candidates: &[Candidate<'_>], matcher: &IdentMatcher, budget: usize)
     let mut out = Packed::default();
     let code_budget = ((budget as f64) * (1.0 - SIGNATURE_SHARE)) as usize;
     let n_main = candidates.len().min(MAIN_CODE_FILES);
-    let n_tail = candidates.len().min(MAX_CODE_FILES) - n_main;
-    // The tail's excerpts are paid for first, so the main files cannot crowd them out.
-    let main_budget = code_budget.saturating_sub(n_tail * TAIL_FILE_TOKENS);
+    let n_code = candidates.len().min(MAX_CODE_FILES);
+    // The tail's excerpts are paid for first, so the main files cannot crowd them out; but
+    // not out of the main files' smallest excerpts (a small budget goes to the best files).
+    let reserve = ((n_code - n_main) * TAIL_FILE_TOKENS)
+        .min(code_budget.saturating_sub(n_main * MIN_FILE_TOKENS));
+    let main_budget = code_budget - reserve;
     let mut used = 0usize;
+    // Files that got no code, for the signatures.
+    let mut uncoded: Vec<&Candidate<'_>> = Vec::new();
     let mut next = 0;
-    for (i, c) in candidates.iter().enumerate().take(n_main) {
-        next = i + 1;
+    while next < n_main {
         let remaining = main_budget.saturating_sub(used);
         if remaining < MIN_FILE_TOKENS {
-            next = i;
             break;
         }
         // The best files get large shares; the rest share what is left evenly (and what
         // a file leaves unused flows to the next ones).
-        let cap = match LEAD_SHARES.get(i) {
-            Some(share) if i + 1 < n_main => ((remaining as f64) * share) as usize,
-            _ => remaining / (n_main - i),
+        let cap = match LEAD_SHARES.get(next) {
+            Some(share) if next + 1 < n_main => ((remaining as f64) * share) as usize,
+            _ => remaining / (n_main - next),
         }
         .max(MIN_FILE_TOKENS.min(remaining));
-        if let Some(section) = file_section(c, matcher, cap) {
-            used += estimate_tokens(&section);
-            out.text.push_str(&section);
-            out.included.push(c.path.to_string());
+        if !push_section(&mut out, &mut used, &candidates[next], matcher, cap) {
+            uncoded.push(&candidates[next]);
         }
+        next += 1;
     }
-    if next == n_main {
-        for c in candidates.iter().skip(n_main).take(n_tail) {
-            next += 1;
-            let cap = TAIL_FILE_TOKENS.min(code_budget.saturating_sub(used));
-            if let Some(section) = file_section(c, matcher, cap) {
-                used += estimate_tokens(&section);
-                out.text.push_str(&section);
-                out.included.push(c.path.to_string());
-            }
+    // Short excerpts for the next files (from the first the main budget did not reach).
+    while next < n_code {
+        let cap = TAIL_FILE_TOKENS.min(code_budget.saturating_sub(used));
+        if cap < MIN_TAIL_TOKENS {
+            break;
         }
+        if !push_section(&mut out, &mut used, &candidates[next], matcher, cap) {
+            uncoded.push(&candidates[next]);
+        }
+        next += 1;
     }
-    // Signatures of the next files, one block per file while they fit.
-    for c in candidates.iter().skip(next).take(MAX_SIGNATURE_FILES) {
+    let for_signatures = uncoded.into_iter().chain(&candidates[next..]);
+    // Signatures of the files without code, one block per file while they fit.
+    for c in for_signatures.take(MAX_SIGNATURE_FILES) {
         let sigs = signatures(c);
         if sigs.is_empty() {
             continue;
@@ -217,6 +223,24 @@ pub fn pack(candidates: &[Candidate<'_>], matcher: &IdentMatcher, budget: usize)
     }
     out.tokens = estimate_tokens(&out.text);
     out
+}
+
+/// Appends `c`'s section within `cap` tokens to the context; false if not even its header
+/// and a line fit.
+fn push_section(
+    out: &mut Packed,
+    used: &mut usize,
+    c: &Candidate<'_>,
+    matcher: &IdentMatcher,
+    cap: usize,
+) -> bool {
+    let Some(section) = file_section(c, matcher, cap) else {
+        return false;
+    };
+    *used += estimate_tokens(&section);
+    out.text.push_str(&section);
+    out.included.push(c.path.to_string());
+    true
 }
 
 /// A file's section within `cap` tokens: the whole file if it fits, else the definitions

@@ -2,7 +2,8 @@
 //! number per file; [`combine`] weighs them (weights documented on the constants), and the
 //! reference graph ([`personalized_pagerank`]) spreads relevance from the best matches
 //! to the files they use. The path signals (mentions, trace frames) are in `rank/paths.rs`,
-//! the definition-name matching in `rank/names.rs`; both are re-exported here.
+//! the definition-name matching in `rank/names.rs`, quoted keys in `rank/keys.rs`, locale
+//! files in `rank/locales.rs`, packages in `rank/packages.rs`; re-exported here.
 
 use std::collections::HashMap;
 
@@ -47,7 +48,7 @@ pub const W_KEYS: f64 = 0.3;
 pub const W_SIZE: f64 = 1.3;
 /// The file is in the root package or in a nested package the issue names
 /// (`rank/packages.rs`).
-pub const W_PACKAGE: f64 = 1.4;
+pub const W_PACKAGE: f64 = 1.5;
 
 /// Score weight of a dotted module mention that resolves to a module file
 /// (`sympy.printing.latex` → `sympy/printing/latex.py`), relative to a path mention.

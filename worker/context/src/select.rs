@@ -248,7 +248,7 @@ fn first_signals(
     let lexical_relevance: Vec<f64> = (0..n).map(|i| (bm25[i] + best_window[i]) / 2.0).collect();
     let tests = rank::tests_signal(files, &lexical_relevance);
     let size = rank::size_signal(files, bm25);
-    let package = rank::package_signal(files, text);
+    let package = rank::package_signal(files, text, bm25);
     let mut signals: Vec<Signals> = (0..n)
         .map(|i| Signals {
             path: mentions[i],
@@ -414,7 +414,7 @@ fn pack_top(
     let lexical_defs: HashMap<usize, Vec<Definition>> = top
         .iter()
         .filter(|i| !parsed.contains_key(i))
-        .map(|&i| (i, lexical_definitions(&lexical.scans[i], &files[i].text)))
+        .map(|&i| (i, lexical.scans[i].definitions(&files[i].text)))
         .collect();
     let candidates: Vec<pack::Candidate<'_>> = top
         .iter()
@@ -456,31 +456,6 @@ fn ranked_files(
                 .iter()
                 .map(|&(k, m)| format!("{} ({m:?})", matcher.names[k]).to_lowercase())
                 .collect(),
-        })
-        .collect()
-}
-
-/// Definitions from the keyword scan, for files not parsed: each runs to the line before
-/// the next definition of the same or a smaller indentation.
-fn lexical_definitions(scan: &FileScan, text: &str) -> Vec<Definition> {
-    let lines: Vec<&str> = text.lines().collect();
-    let indent = |l: usize| lines.get(l).map_or(0, |s| s.len() - s.trim_start().len());
-    scan.defs
-        .iter()
-        .enumerate()
-        .map(|(k, d)| {
-            let end = scan.defs[k + 1..]
-                .iter()
-                .find(|n| indent(n.line) <= indent(d.line))
-                .map_or(lines.len(), |n| n.line)
-                .saturating_sub(1)
-                .max(d.line);
-            Definition {
-                name: d.name.clone(),
-                kind: "lexical".to_string(),
-                start_line: d.line,
-                end_line: end,
-            }
         })
         .collect()
 }

@@ -4,8 +4,9 @@
 //! API without implementing it, build configuration, locale files named by language code,
 //! configuration keys the code spells as strings, and the issue template's own words.
 //!
-//! Every test goes through [`select`] and looks only at the ranking, so each holds for the
-//! selector as a whole, whatever signal or weight makes it true.
+//! Every test goes through [`select`] and looks at the ranking, so each holds for the
+//! selector as a whole, whatever signal or weight makes it true; where a signal is too weak
+//! to decide a ranking alone, at that signal of the ranked files.
 
 use std::fs;
 use std::path::Path;
@@ -308,22 +309,32 @@ fn roles_of_declarations_build_configuration_and_stubs() {
     }
 }
 
-/// The package signal of each code file of `files` (manifests left out) for `issue`.
+/// The package signal of each code file of `files` (manifests left out) for `issue`, by
+/// path; every code file must be ranked.
 fn package_signals(files: &[(&str, &str)], issue: &str) -> Vec<(String, f64)> {
     let dir = repo(files);
     let by_path = signals(dir.path(), issue);
     let is_manifest = |p: &str| {
-        fleet_context::rank::MANIFESTS
-            .iter()
-            .any(|m| p.ends_with(m))
+        let name = p.rsplit('/').next().unwrap_or(p);
+        fleet_context::rank::MANIFESTS.contains(&name)
     };
     let mut out: Vec<(String, f64)> = files
         .iter()
-        .filter(|(p, _)| by_path.contains_key(*p) && !is_manifest(p))
-        .map(|(p, _)| (p.to_string(), by_path[*p].package))
+        .filter(|(p, _)| !is_manifest(p))
+        .map(|(p, _)| {
+            let s = by_path
+                .get(*p)
+                .unwrap_or_else(|| panic!("{p} is not ranked"));
+            (p.to_string(), s.package)
+        })
         .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
+}
+
+/// `(path, signal)` pairs, for comparing with [`package_signals`].
+fn expect(pairs: &[(&str, f64)]) -> Vec<(String, f64)> {
+    pairs.iter().map(|(p, s)| (p.to_string(), *s)).collect()
 }
 
 #[test]
@@ -368,17 +379,26 @@ fn javascript_a_nested_package_the_issue_does_not_name_ranks_after_the_core() {
 
 #[test]
 fn rust_java_go_python_packages_by_their_manifests() {
-    // A Rust workspace: the crate is named by its folder in snake case, as code spells it.
+    // A Rust workspace: the crate is named by its folder in snake case, as code spells it
+    // (`tracing_subscriber` does not name `tracing`; "core" alone names no crate).
     let rust = [
         (
             "Cargo.toml",
-            "[workspace]\nmembers = [\"tracing-core\", \"tracing-subscriber\"]\n",
+            "[workspace]\nmembers = [\"tracing\", \"tracing-core\", \"tracing-subscriber\"]\n",
+        ),
+        ("tracing/Cargo.toml", "[package]\nname = \"tracing\"\n"),
+        (
+            "tracing/src/span.rs",
+            "/// The Metadata of a span; see EnvFilter.\npub struct Span;\n",
         ),
         (
             "tracing-core/Cargo.toml",
             "[package]\nname = \"tracing-core\"\n",
         ),
-        ("tracing-core/src/lib.rs", "pub struct Metadata;\n"),
+        (
+            "tracing-core/src/lib.rs",
+            "/// Metadata, for the core.\npub struct Metadata;\n",
+        ),
         (
             "tracing-subscriber/Cargo.toml",
             "[package]\nname = \"tracing-subscriber\"\n",
@@ -388,13 +408,27 @@ fn rust_java_go_python_packages_by_their_manifests() {
             "pub struct EnvFilter;\n",
         ),
     ];
-    let signals = package_signals(&rust, "`tracing_subscriber::EnvFilter` drops the Metadata");
-    assert_eq!(signals[0], ("tracing-core/src/lib.rs".into(), 0.0));
-    assert_eq!(signals[1], ("tracing-subscriber/src/filter.rs".into(), 1.0));
+    assert_eq!(
+        package_signals(
+            &rust,
+            "`tracing_subscriber::EnvFilter` drops the Metadata in core"
+        ),
+        expect(&[
+            ("tracing-core/src/lib.rs", 0.0),
+            ("tracing-subscriber/src/filter.rs", 1.0),
+            ("tracing/src/span.rs", 0.0),
+        ])
+    );
     // All its code is in its crates: an issue that names none says nothing about which.
-    let signals = package_signals(&rust, "`EnvFilter` drops the Metadata");
-    assert!(signals.iter().all(|(_, s)| *s == 1.0), "{signals:?}");
-    // Gradle modules, named by the last part of the folder's name.
+    assert_eq!(
+        package_signals(&rust, "`EnvFilter` drops the Metadata"),
+        expect(&[
+            ("tracing-core/src/lib.rs", 1.0),
+            ("tracing-subscriber/src/filter.rs", 1.0),
+            ("tracing/src/span.rs", 1.0),
+        ])
+    );
+    // Gradle modules, named by the words after the first ("plugin" alone names neither).
     let java = [
         ("jib-core/build.gradle", "dependencies { }\n"),
         (
@@ -406,10 +440,20 @@ fn rust_java_go_python_packages_by_their_manifests() {
             "jib-gradle-plugin/src/main/java/JibTask.java",
             "class JibTask { void containerize() {} }\n",
         ),
+        ("jib-maven-plugin/pom.xml", "<project></project>\n"),
+        (
+            "jib-maven-plugin/src/main/java/JibMojo.java",
+            "class JibMojo { void containerize() {} }\n",
+        ),
     ];
-    let signals = package_signals(&java, "The Gradle plugin fails to containerize");
-    assert_eq!(signals[0].1, 0.0, "{signals:?}");
-    assert_eq!(signals[1].1, 1.0, "{signals:?}");
+    assert_eq!(
+        package_signals(&java, "The Gradle plugin fails to containerize"),
+        expect(&[
+            ("jib-core/src/main/java/Jib.java", 0.0),
+            ("jib-gradle-plugin/src/main/java/JibTask.java", 1.0),
+            ("jib-maven-plugin/src/main/java/JibMojo.java", 0.0),
+        ])
+    );
     // A Go module with a nested module for its tools: the root module is the project's.
     let go = [
         ("go.mod", "module example.com/caddy\n"),
@@ -420,15 +464,31 @@ fn rust_java_go_python_packages_by_their_manifests() {
         ("internal/tools/go.mod", "module example.com/caddy/tools\n"),
         ("internal/tools/gen.go", "package tools\nfunc Serve() {}\n"),
     ];
-    let signals = package_signals(&go, "Serve hangs");
-    assert_eq!(signals[0], ("internal/tools/gen.go".into(), 0.0));
-    assert_eq!(signals[1], ("modules/caddyhttp/server.go".into(), 1.0));
-    // A Python repository without nested packages: every file is the project's.
+    assert_eq!(
+        package_signals(&go, "Serve hangs"),
+        expect(&[
+            ("internal/tools/gen.go", 0.0),
+            ("modules/caddyhttp/server.go", 1.0)
+        ])
+    );
+    // A Python repository without nested packages: every file the issue matches is the
+    // project's; a file it does not match gets nothing from its package alone (not ranked).
     let python = [
         ("setup.py", "from setuptools import setup\n"),
         ("sympy/core/expr.py", "class Expr:\n    pass\n"),
         ("sympy/printing/latex.py", "def latex(expr):\n    pass\n"),
     ];
-    let signals = package_signals(&python, "latex of Expr");
-    assert!(signals.iter().all(|(_, s)| *s == 1.0), "{signals:?}");
+    assert_eq!(
+        package_signals(&python, "latex of Expr"),
+        expect(&[
+            ("sympy/core/expr.py", 1.0),
+            ("sympy/printing/latex.py", 1.0)
+        ])
+    );
+    let unmatched = repo(&[
+        python[1],
+        ("sympy/utilities/misc.py", "def filldedent(s):\n    pass\n"),
+    ]);
+    let ranked = ranking(unmatched.path(), "latex of Expr");
+    assert!(!ranked.iter().any(|p| p.ends_with("misc.py")), "{ranked:?}");
 }

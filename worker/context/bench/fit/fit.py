@@ -131,7 +131,9 @@ class Problem:
         self.issue = np.repeat(np.arange(len(starts)), np.diff(np.append(self.starts, len(feats))))
         counts = collections.Counter(r["repo"] for r in self.rows)
         self.weight = np.array([1.0 / counts[r["repo"]] ** BALANCE for r in self.rows])
-        self.eco = np.array([ECOSYSTEMS.index(ECOSYSTEM_OF_LANGUAGE[r["language"]]) for r in self.rows])
+        # For --per-ecosystem; a language outside the table is an ecosystem of no table (-1).
+        ecosystem = [ECOSYSTEM_OF_LANGUAGE.get(r["language"]) for r in self.rows]
+        self.eco = np.array([ECOSYSTEMS.index(e) if e in ECOSYSTEMS else -1 for e in ecosystem])
 
     def scores(self, w):
         """Each file's weighted sum: `w` one vector, or one row per ecosystem."""
@@ -290,6 +292,11 @@ def do_fit(args):
     report("current", problem, problem.ranks(w0, f0))
     everything = np.ones(len(problem.rows))
     # --free: only these signals' weights move (a new signal fitted into the others).
+    unknown = [k for k in args.free if k not in problem.names]
+    if unknown:
+        sys.exit(f"--free {', '.join(unknown)}: no such signal in the dumps ({', '.join(problem.names)})")
+    if args.free and args.method == "ascent":
+        sys.exit("--free works with the softmax fit only")
     free = np.array([float(k in args.free) for k in problem.names]) if args.free else None
 
     def fit(mask):
@@ -300,11 +307,12 @@ def do_fit(args):
         w, f = fit_softmax(problem, mask, w0, f0, l2=args.l2, free=free)
         if not args.per_ecosystem:
             return w, f
-        tables = np.tile(w, (len(ECOSYSTEMS), 1))
+        # One row per ecosystem, and the shared weights last (row -1: no ecosystem).
+        tables = np.tile(w, (len(ECOSYSTEMS) + 1, 1))
         for e in range(len(ECOSYSTEMS)):
             own = mask * (problem.eco == e)
             if own.sum() > 0:
-                tables[e], _ = fit_softmax(problem, own, w, f, l2=args.l2_ecosystem)
+                tables[e], _ = fit_softmax(problem, own, w, f, l2=args.l2_ecosystem, free=free)
         return tables, f
 
     w, f = fit(everything)

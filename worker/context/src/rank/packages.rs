@@ -12,7 +12,7 @@
 //! Maven reactor like dubbo's, vue's `packages/`) has no core outside them: there, an issue
 //! that names no package says nothing about which, and every file scores 1.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::walk::{FileRole, SourceFile};
 
@@ -34,18 +34,64 @@ const MIN_NAME_LEN: usize = 3;
 /// Share of the code's bytes the root package must hold to be the repository's core.
 pub const ROOT_CORE_SHARE: f64 = 0.2;
 
+/// Words that name no package in particular: as a name's last part (`jib-core`, `dubbo-api`
+/// are not named by "core" or "api"), or as a whole folder's name (`examples/`, `benches/`
+/// hold packages an issue's "see the examples" does not point at).
+const GENERIC: [&str; 26] = [
+    "all",
+    "api",
+    "bench",
+    "benches",
+    "benchmarks",
+    "bom",
+    "common",
+    "core",
+    "demo",
+    "doc",
+    "docs",
+    "example",
+    "examples",
+    "impl",
+    "internal",
+    "lib",
+    "main",
+    "parent",
+    "plugin",
+    "plugins",
+    "scripts",
+    "spi",
+    "test",
+    "tests",
+    "tools",
+    "utils",
+];
+
 /// 1 for files of the root package or of a nested package `issue_text` names, else 0 (all
-/// 1 when the root is no core and the issue names no package).
-pub fn package_signal(files: &[SourceFile], issue_text: &str) -> Vec<f64> {
-    let packages: std::collections::HashSet<&str> = files
+/// 1 when the root is no core and the issue names no package); 0 for files BM25 finds
+/// nothing in (`bm25`), so that the signal ranks no file alone.
+pub fn package_signal(files: &[SourceFile], issue_text: &str, bm25: &[f64]) -> Vec<f64> {
+    let packages: HashSet<&str> = files
         .iter()
         .filter_map(|f| {
             let (dir, name) = f.path.rsplit_once('/')?;
             MANIFESTS.contains(&name).then_some(dir)
         })
         .collect();
+    let gated = |scores: Vec<f64>| -> Vec<f64> {
+        scores
+            .into_iter()
+            .zip(bm25)
+            .map(|(s, &b)| if b > 0.0 { s } else { 0.0 })
+            .collect()
+    };
     if packages.is_empty() {
-        return vec![1.0; files.len()];
+        return gated(vec![1.0; files.len()]);
+    }
+    let mut last_parts: HashMap<&str, usize> = HashMap::new();
+    for p in &packages {
+        if let Some((_, last)) = folder_name(p).rsplit_once('-') {
+            *last_parts.entry(last).or_insert(0) += 1;
+        }
     }
     let text = issue_text.to_ascii_lowercase();
     let enclosing: Vec<Option<&str>> = files
@@ -60,7 +106,7 @@ pub fn package_signal(files: &[SourceFile], issue_text: &str) -> Vec<f64> {
             package.map(|p| {
                 *named
                     .entry(p)
-                    .or_insert_with(|| names_of(p).iter().any(|n| mentions(&text, n)))
+                    .or_insert_with(|| names_of(p, &last_parts).iter().any(|n| mentions(&text, n)))
             })
         })
         .collect();
@@ -75,19 +121,18 @@ pub fn package_signal(files: &[SourceFile], issue_text: &str) -> Vec<f64> {
     }
     let root_is_core = root_bytes as f64 >= ROOT_CORE_SHARE * code_bytes as f64;
     if !root_is_core && !flags.contains(&Some(true)) {
-        return vec![1.0; files.len()];
+        return gated(vec![1.0; files.len()]);
     }
-    flags
-        .into_iter()
-        .map(|flag| if flag == Some(false) { 0.0 } else { 1.0 })
-        .collect()
+    gated(
+        flags
+            .into_iter()
+            .map(|flag| if flag == Some(false) { 0.0 } else { 1.0 })
+            .collect(),
+    )
 }
 
 /// The deepest folder above `path` (the root not counted) that is a package.
-fn enclosing_package<'a>(
-    path: &str,
-    packages: &std::collections::HashSet<&'a str>,
-) -> Option<&'a str> {
+fn enclosing_package<'a>(path: &str, packages: &HashSet<&'a str>) -> Option<&'a str> {
     let mut dir = path;
     while let Some((parent, _)) = dir.rsplit_once('/') {
         if let Some(found) = packages.get(parent) {
@@ -98,14 +143,31 @@ fn enclosing_package<'a>(
     None
 }
 
+fn folder_name(dir: &str) -> &str {
+    dir.rsplit('/').next().unwrap_or(dir)
+}
+
 /// How an issue may name the package in folder `dir`: the folder's name
 /// (`tracing-subscriber`), in snake case (`tracing_subscriber`, a Rust crate's name in
-/// code), and its last part (`subscriber`, `compat` of `preact-compat`).
-fn names_of(dir: &str) -> Vec<String> {
-    let name = dir.rsplit('/').next().unwrap_or(dir).to_ascii_lowercase();
+/// code), its last part when no other package ends so and it is no generic word
+/// (`subscriber`, `compat` of `preact-compat`), and the words after the first for longer
+/// names (`gradle plugin` of `jib-gradle-plugin`). None for a generic folder (`examples`).
+fn names_of(dir: &str, last_parts: &HashMap<&str, usize>) -> Vec<String> {
+    let name = folder_name(dir).to_ascii_lowercase();
+    if GENERIC.contains(&name.as_str()) {
+        return Vec::new();
+    }
     let mut names = vec![name.replace('-', "_")];
-    if let Some((_, last)) = name.rsplit_once('-') {
+    let parts: Vec<&str> = name.split('-').collect();
+    if let [.., last] = parts[..]
+        && parts.len() > 1
+        && last_parts.get(last) == Some(&1)
+        && !GENERIC.contains(&last)
+    {
         names.push(last.to_string());
+    }
+    if parts.len() >= 3 {
+        names.push(parts[1..].join(" "));
     }
     names.push(name);
     names.retain(|n| n.len() >= MIN_NAME_LEN);
@@ -114,14 +176,15 @@ fn names_of(dir: &str) -> Vec<String> {
     names
 }
 
-/// `word` occurs in `text` (both lowercase) with no letter or digit joined to either end.
+/// `word` occurs in `text` (both lowercase) as a whole: no letter, digit, `-` or `_` joined
+/// to either end (`tracing-subscriber` does not name `tracing`).
 fn mentions(text: &str, word: &str) -> bool {
+    let joins = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
     let bytes = text.as_bytes();
     text.match_indices(word).any(|(at, _)| {
         let before = at.checked_sub(1).map(|i| bytes[i]);
         let after = bytes.get(at + word.len()).copied();
-        !before.is_some_and(|b| b.is_ascii_alphanumeric())
-            && !after.is_some_and(|b| b.is_ascii_alphanumeric())
+        !before.is_some_and(joins) && !after.is_some_and(joins)
     })
 }
 
@@ -136,15 +199,27 @@ mod tests {
         assert!(!mentions("compatibility", "compat"));
         assert!(!mentions("the core package", "cor"));
         assert!(mentions("`tracing_subscriber::fmt`", "tracing_subscriber"));
+        assert!(!mentions("`tracing_subscriber::fmt`", "tracing"));
+        assert!(!mentions("tracing-subscriber's filter", "tracing"));
     }
 
     #[test]
-    fn a_package_is_named_by_its_folder_its_snake_case_or_its_last_part() {
+    fn a_package_is_named_by_its_folder_its_snake_case_or_a_specific_last_part() {
+        let last: HashMap<&str, usize> = [("subscriber", 1), ("plugin", 2), ("core", 1)].into();
         assert_eq!(
-            names_of("tracing-subscriber"),
+            names_of("tracing-subscriber", &last),
             ["subscriber", "tracing-subscriber", "tracing_subscriber"]
         );
-        assert_eq!(names_of("packages/compat"), ["compat"]);
-        assert_eq!(names_of("x/ui"), Vec::<String>::new());
+        assert_eq!(
+            names_of("jib-gradle-plugin", &last),
+            ["gradle plugin", "jib-gradle-plugin", "jib_gradle_plugin"]
+        );
+        assert_eq!(
+            names_of("tracing-core", &last),
+            ["tracing-core", "tracing_core"]
+        );
+        assert_eq!(names_of("packages/compat", &last), ["compat"]);
+        assert_eq!(names_of("x/ui", &last), Vec::<String>::new());
+        assert_eq!(names_of("examples", &last), Vec::<String>::new());
     }
 }
