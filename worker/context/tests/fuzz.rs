@@ -1,12 +1,13 @@
 //! No panic on any input: the issue text (anyone who can file an issue writes it) and the
 //! repository's files (a hostile repository writes them) go through every parser of the
 //! selector: path and dotted mentions (URLs included), identifiers, stack-trace frames,
-//! literal phrases, the noise and template blanking, and the lexical pass with its method
-//! shapes for every language. Strings mix ASCII code punctuation with multi-byte and
+//! literal phrases, the noise and template blanking, the lexical pass with its method
+//! shapes for every language, and the package signal (paths and package names). Strings mix ASCII code punctuation with multi-byte and
 //! non-ASCII whitespace characters, where byte-offset slicing breaks.
 
 use fleet_context::noise::{TemplateLines, blank_noise};
-use fleet_context::{issue, lexical};
+use fleet_context::walk::{FileRole, SourceFile};
+use fleet_context::{issue, lexical, rank};
 use proptest::prelude::*;
 
 /// Text made of the pieces parsers split on: code punctuation, URL and path parts, keywords
@@ -95,5 +96,31 @@ proptest! {
             let scan = lexical::scan(path, &text, &Default::default());
             prop_assert!(scan.defs.windows(2).all(|w| w[0].line <= w[1].line));
         }
+    }
+
+    #[test]
+    fn the_package_signal_never_panics(
+        dirs in prop::collection::vec(any_text(), 1..6),
+        text in any_text(),
+    ) {
+        // Paths built from hostile folder names, with manifests among them.
+        let mut files = Vec::new();
+        for (k, dir) in dirs.iter().enumerate() {
+            let dir = dir.replace('\0', "");
+            for name in ["package.json", "Cargo.toml", "src/lib.rs", "a-b_c/x.go"] {
+                files.push(SourceFile {
+                    path: format!("{dir}/{k}/{name}"),
+                    text: text.clone(),
+                    lang: None,
+                    role: FileRole::Source,
+                });
+            }
+        }
+        let bm25 = vec![1.0; files.len()];
+        // The issue names some of the folders, so the name matching runs on hostile names.
+        let issue = format!("{text} {}", dirs.join(" ").to_uppercase());
+        let signal = rank::package_signal(&files, &issue, &bm25);
+        prop_assert_eq!(signal.len(), files.len());
+        prop_assert!(signal.iter().all(|s| *s == 0.0 || *s == 1.0));
     }
 }
