@@ -33,12 +33,14 @@ def main():
         with tempfile.NamedTemporaryFile("w", suffix=".md", delete=False) as fh:
             fh.write(row["problem_statement"])
         order = (args.base, args.new) if n % 2 == 0 else (args.new, args.base)
-        for binary in order:
-            start = time.perf_counter()
-            subprocess.run([binary, "context", "--repo", tree, "--issue-file", fh.name,
-                            "--format", "json"], check=True, stdout=subprocess.DEVNULL)
-            times[binary].append(time.perf_counter() - start)
-        os.unlink(fh.name)
+        try:
+            for binary in order:
+                start = time.perf_counter()
+                subprocess.run([binary, "context", "--repo", tree, "--issue-file", fh.name,
+                                "--format", "json"], check=True, stdout=subprocess.DEVNULL)
+                times[binary].append(time.perf_counter() - start)
+        finally:
+            os.unlink(fh.name)
     for label, binary in (("base", args.base), ("new", args.new)):
         t = times[binary]
         print(f"{label}: n={len(t)} median={statistics.median(t):.3f}s "

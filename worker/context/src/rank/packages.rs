@@ -29,7 +29,7 @@ pub const MANIFESTS: [&str; 8] = [
 ];
 
 /// Shortest package-name variant worth looking for (`ui`, `js` would be found anywhere).
-const MIN_NAME_LEN: usize = 3;
+const MIN_PACKAGE_NAME_LEN: usize = 3;
 
 /// Share of the code's bytes the root package must hold to be the repository's core.
 pub const ROOT_CORE_SHARE: f64 = 0.2;
@@ -170,7 +170,7 @@ fn names_of(dir: &str, last_parts: &HashMap<&str, usize>) -> Vec<String> {
         names.push(parts[1..].join(" "));
     }
     names.push(name);
-    names.retain(|n| n.len() >= MIN_NAME_LEN);
+    names.retain(|n| n.len() >= MIN_PACKAGE_NAME_LEN);
     names.sort();
     names.dedup();
     names
