@@ -1,7 +1,7 @@
 //! Ranking signals and their combination. Each signal is a small function returning one
-//! number per file; [`combine`] weighs them (weights documented on the constants), and the
-//! reference graph ([`personalized_pagerank`]) spreads relevance from the best matches
-//! to the files they use. The path signals (mentions, trace frames) are in `rank/paths.rs`,
+//! number per file; [`combine`] weighs them (weights documented on the constants). The
+//! reference graph and its two walks (what the best matches use, what uses them) are in
+//! `rank/graph.rs`, the path signals (mentions, trace frames) are in `rank/paths.rs`,
 //! the definition-name matching in `rank/names.rs`, quoted keys in `rank/keys.rs`, locale
 //! files in `rank/locales.rs`, packages in `rank/packages.rs`; re-exported here.
 
@@ -10,11 +10,13 @@ use std::collections::HashMap;
 use crate::issue::IssueIdent;
 use crate::walk::{FileRole, SourceFile};
 
+mod graph;
 mod keys;
 mod locales;
 mod names;
 mod packages;
 mod paths;
+pub use graph::{ReferenceGraph, personalized_pagerank};
 pub use keys::key_signal;
 pub use names::{
     DEF_DECAY, DEF_FLOOR, IdentMatcher, MIN_NAME_LEN, NameMatch, definition_signal, file_matches,
@@ -39,8 +41,10 @@ pub const W_TESTS: f64 = 1.2;
 pub const W_STEM: f64 = 0.85;
 /// A literal phrase of the issue (flag, error message) found verbatim in the file.
 pub const W_LITERAL: f64 = 1.5;
-/// Relevance spread by the reference graph.
+/// Relevance spread by the reference graph to what the best candidates use.
 pub const W_GRAPH: f64 = 1.85;
+/// Relevance spread back to the parsed files that use the best candidates.
+pub const W_CALLERS: f64 = 0.85;
 /// A code-like name of the issue quoted in the file (`case "sign_with_root":`).
 pub const W_KEYS: f64 = 0.3;
 /// The file's size (log scale), among files with any lexical match: the code a project's
@@ -173,6 +177,7 @@ pub struct Signals {
     pub tests: f64,
     pub literal: f64,
     pub graph: f64,
+    pub callers: f64,
     pub keys: f64,
     pub size: f64,
     pub package: f64,
@@ -189,6 +194,7 @@ pub fn combine(s: &Signals, role: FileRole) -> f64 {
         + W_TESTS * s.tests
         + W_LITERAL * s.literal
         + W_GRAPH * s.graph
+        + W_CALLERS * s.callers
         + W_KEYS * s.keys
         + W_SIZE * s.size
         + W_PACKAGE * s.package)
@@ -211,48 +217,6 @@ pub fn size_signal(files: &[SourceFile], bm25: &[f64]) -> Vec<f64> {
             }
         })
         .collect()
-}
-
-/// Personalized PageRank over a weighted directed graph (`edges[i]` = (target, weight)),
-/// restarting at `seeds` (any non-negative weights). Returns the rank mass that reached
-/// each node by following edges, i.e. without the restart share, so that a seed does not
-/// score merely for being a seed.
-pub fn personalized_pagerank(
-    edges: &[Vec<(usize, f64)>],
-    seeds: &[f64],
-    damping: f64,
-    iterations: usize,
-) -> Vec<f64> {
-    let n = seeds.len();
-    let total: f64 = seeds.iter().sum();
-    if total <= 0.0 || n == 0 {
-        return vec![0.0; n];
-    }
-    let restart: Vec<f64> = seeds.iter().map(|s| s / total).collect();
-    let out_weight: Vec<f64> = edges
-        .iter()
-        .map(|e| e.iter().map(|(_, w)| w).sum())
-        .collect();
-    let mut rank = restart.clone();
-    let mut spread = vec![0.0; n];
-    for _ in 0..iterations {
-        spread.iter_mut().for_each(|x| *x = 0.0);
-        let mut dangling = 0.0;
-        for (i, r) in rank.iter().enumerate() {
-            if out_weight[i] > 0.0 {
-                for &(j, w) in &edges[i] {
-                    spread[j] += damping * r * w / out_weight[i];
-                }
-            } else {
-                dangling += damping * r;
-            }
-        }
-        for i in 0..n {
-            // Mass with nowhere to go returns to the seeds.
-            rank[i] = (1.0 - damping) * restart[i] + dangling * restart[i] + spread[i];
-        }
-    }
-    spread
 }
 
 /// Phrases found in more files than this say nothing about where the problem is.

@@ -15,15 +15,8 @@ use crate::tags::{self, Definition, FileTags};
 use crate::walk::{self, SourceFile};
 use crate::{RankedFile, SelectOptions, Selection, Stats, Timings, issue, noise, pack};
 
-/// Candidates whose references seed the graph walk.
-const GRAPH_SEEDS: usize = 10;
-
 /// BM25 weight of a query term that occurs in the issue's title (others weigh 1).
 const TITLE_TERM_WEIGHT: f64 = 2.0;
-
-/// Names defined in more files than this carry no information about which file is meant
-/// (`__init__`, `run`, `get`), so they make no graph edges.
-const MAX_DEFINERS: usize = 8;
 
 fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1000.0
@@ -60,10 +53,12 @@ pub(crate) fn select(
 
     let t = Instant::now();
     refine_definitions(&lexical.matcher, &parsed, &mut matches, &mut signals);
-    let edges = reference_graph(&lexical.scans, &parsed);
-    let graph = graph_signal(&edges, &to_parse, &prelim);
-    for (s, g) in signals.iter_mut().zip(&graph) {
-        s.graph = *g;
+    let graph = rank::ReferenceGraph::build(&lexical.scans, &parsed);
+    let seeds = graph.seeds(&to_parse, &prelim);
+    let (used, callers) = (graph.used_signal(&seeds), graph.callers_signal(&seeds));
+    for (s, (u, c)) in signals.iter_mut().zip(used.iter().zip(&callers)) {
+        s.graph = *u;
+        s.callers = *c;
     }
     let scores = combined(files, &signals);
     let order = ranked_order(&scores);
@@ -260,6 +255,7 @@ fn first_signals(
             tests: tests[i],
             literal: literal[i],
             graph: 0.0,
+            callers: 0.0,
             keys: keys[i],
             size: size[i],
             package: package[i],
@@ -314,76 +310,6 @@ fn refine_definitions(
         matches[i] = rank::file_matches(matcher, tags.definitions.iter().map(|d| d.name.as_str()));
     }
     set_definitions(matcher, matches, signals);
-}
-
-/// The reference graph: parsed file → files defining the names it refers to, each name
-/// weighted 1/(number of defining files), names defined in many files ignored.
-fn reference_graph(
-    scans: &[FileScan],
-    parsed: &HashMap<usize, FileTags>,
-) -> Vec<Vec<(usize, f64)>> {
-    let mut defined_by: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (i, s) in scans.iter().enumerate() {
-        if parsed.contains_key(&i) {
-            continue;
-        }
-        for d in &s.defs {
-            let v = defined_by.entry(d.name.as_str()).or_default();
-            if v.last() != Some(&i) {
-                v.push(i);
-            }
-        }
-    }
-    for (&i, tags) in parsed {
-        for d in &tags.definitions {
-            let v = defined_by.entry(d.name.as_str()).or_default();
-            if !v.contains(&i) {
-                v.push(i);
-            }
-        }
-    }
-    let mut edges: Vec<Vec<(usize, f64)>> = vec![Vec::new(); scans.len()];
-    for (&i, tags) in parsed {
-        let mut acc: HashMap<usize, f64> = HashMap::new();
-        for r in &tags.references {
-            if let Some(targets) = defined_by.get(r.as_str())
-                && targets.len() <= MAX_DEFINERS
-            {
-                for &j in targets {
-                    if j != i {
-                        *acc.entry(j).or_insert(0.0) += 1.0 / targets.len() as f64;
-                    }
-                }
-            }
-        }
-        edges[i] = acc.into_iter().collect();
-        edges[i].sort_by_key(|e| e.0);
-    }
-    edges
-}
-
-/// Personalized PageRank over the reference graph, seeded by the best parsed candidates.
-fn graph_signal(edges: &[Vec<(usize, f64)>], to_parse: &[usize], prelim: &[f64]) -> Vec<f64> {
-    let n = edges.len();
-    // Seeds: the best parsed candidates only, squared so the strongest matches dominate.
-    let mut seeds = vec![0.0; n];
-    for &i in to_parse.iter().take(GRAPH_SEEDS) {
-        seeds[i] = prelim[i] * prelim[i];
-    }
-    // Hubs (the base class every module uses) collect rank from every candidate; what
-    // matters is rank from few, relevant files, so divide by √(in-degree).
-    let mut indegree = vec![0usize; n];
-    for e in edges {
-        for &(j, _) in e {
-            indegree[j] += 1;
-        }
-    }
-    let spread: Vec<f64> = rank::personalized_pagerank(edges, &seeds, 0.5, 20)
-        .into_iter()
-        .zip(&indegree)
-        .map(|(r, &d)| r / (d.max(1) as f64).sqrt())
-        .collect();
-    rank::normalize_floor(spread, 0.0)
 }
 
 /// Parses the top files not parsed yet (their spans make better excerpts), then packs them;

@@ -244,7 +244,34 @@ pub fn walk_capped(root: &Path, max_bytes: u64) -> anyhow::Result<Walked> {
     }
     // Deterministic order whatever the walk's: ties in ranking break by path.
     out.files.sort_by(|a, b| a.path.cmp(&b.path));
+    demote_minority_scripts(&mut out.files);
     Ok(out)
+}
+
+/// Shell scripts are the tooling around a project in another language (release,
+/// CI, `diagnostics/info.sh`) and never where its bugs are fixed, yet they echo the
+/// project's flags and names in every line; they count as other text unless the
+/// project's code is mostly shell (a shell tool's scripts are its code).
+fn demote_minority_scripts(files: &mut [SourceFile]) {
+    let is_script = |f: &SourceFile| {
+        let ext = f.path.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
+        matches!(ext.to_ascii_lowercase().as_str(), "sh" | "bash" | "zsh")
+    };
+    let (mut script_bytes, mut code_bytes) = (0usize, 0usize);
+    for f in files.iter().filter(|f| f.role == FileRole::Source) {
+        code_bytes += f.text.len();
+        if is_script(f) {
+            script_bytes += f.text.len();
+        }
+    }
+    if 2 * script_bytes >= code_bytes {
+        return;
+    }
+    for f in files.iter_mut() {
+        if f.role == FileRole::Source && is_script(f) {
+            f.role = FileRole::Other;
+        }
+    }
 }
 
 /// The order in which files claim the walk's byte budget: the project's code first,
@@ -328,6 +355,10 @@ pub fn role_of(path: &str) -> FileRole {
         || stem.ends_with("_spec")
         || name.contains(".test.")
         || name.contains(".spec.")
+        // Type tests (`ref.test-d.ts`, tsd and vitest) and Go tests whose name holds a
+        // dot (`context_1.16_test.go`: the stem above stops at the first dot).
+        || name.contains(".test-d.")
+        || name.ends_with("_test.go")
         || name == "conftest.py"
         || (stem.starts_with("test")
             && stem.len() > 4
@@ -449,6 +480,37 @@ mod tests {
         let kept: Vec<&str> = capped.files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(kept, vec!["src/a.py"]);
         assert_eq!(capped.skipped_budget, 2);
+    }
+
+    #[test]
+    fn shell_scripts_are_tooling_unless_the_project_is_shell() {
+        let roles = |files: &[(&str, usize)]| {
+            let dir = tempfile::tempdir().expect("tmp");
+            for (path, lines) in files {
+                let p = dir.path().join(path);
+                std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+                std::fs::write(p, "echo x\n".repeat(*lines)).expect("write");
+            }
+            let walked = walk(dir.path()).expect("walk");
+            walked
+                .files
+                .into_iter()
+                .map(|f| (f.path, f.role))
+                .collect::<Vec<_>>()
+        };
+        let rust = roles(&[("src/main.rs", 100), ("diagnostics/info.sh", 20)]);
+        assert_eq!(
+            rust,
+            vec![
+                ("diagnostics/info.sh".to_string(), FileRole::Other),
+                ("src/main.rs".to_string(), FileRole::Source),
+            ]
+        );
+        let shell = roles(&[("nvm.sh", 100), ("install.sh", 20), ("lib/x.py", 10)]);
+        assert!(
+            shell.iter().all(|(_, r)| *r == FileRole::Source),
+            "{shell:?}"
+        );
     }
 
     #[test]

@@ -586,6 +586,12 @@ fn roles_demote_tests_examples_docs_and_vendored_code() {
         ("sympy/core/tests/test_basic.py", FileRole::Test),
         ("testing/python/collect.py", FileRole::Test),
         ("pkg/store_test.go", FileRole::Test),
+        ("context_1.16_test.go", FileRole::Test),
+        ("filewriter_test_windows.go", FileRole::Source),
+        (
+            "packages/runtime-core/__type__/ref.test-d.ts",
+            FileRole::Test,
+        ),
         ("src/app.spec.ts", FileRole::Test),
         ("src/test/java/com/acme/CacheTest.java", FileRole::Test),
         ("examples/tutorial/app.py", FileRole::Example),

@@ -253,7 +253,7 @@ def report(label, problem, ranks, rows_mask=None):
 RANK_RS = os.path.join(HERE, "..", "..", "src", "rank.rs")
 SIGNAL_OF_CONSTANT = {"PATH": "path", "TRACE": "trace", "DEF": "definitions", "BM25": "bm25",
                       "WINDOW": "window", "STEM": "stem", "TESTS": "tests", "LITERAL": "literal",
-                      "GRAPH": "graph", "KEYS": "keys", "SIZE": "size",
+                      "GRAPH": "graph", "CALLERS": "callers", "KEYS": "keys", "SIZE": "size",
                       "PACKAGE": "package"}
 # `--per-ecosystem` (tried, dropped: see the README) groups the languages into these.
 ECOSYSTEMS = ["python", "rust", "go", "java", "ecmascript"]
