@@ -20,3 +20,28 @@
 
 (method_definition
   name: (property_identifier) @name) @definition.method
+
+; Functions assigned to a property or given as an object's value: a plugin's
+; `proto.week = function () {}`, `exports.parse = (s) => ...`, `isValid: function () {}`.
+; The keyword scan sees these shapes; without them here a parsed file would lose them.
+(assignment_expression
+  left: (member_expression
+    property: (property_identifier) @name)
+  right: [
+    (function_expression)
+    (arrow_function)
+  ]) @definition.method
+
+(assignment_expression
+  left: (identifier) @name
+  right: [
+    (function_expression)
+    (arrow_function)
+  ]) @definition.function
+
+(pair
+  key: (property_identifier) @name
+  value: [
+    (function_expression)
+    (arrow_function)
+  ]) @definition.method
