@@ -1,7 +1,7 @@
 //! Ranking signals and their combination. Each signal is a small function returning one
 //! number per file; [`combine`] weighs them (weights documented on the constants). The
 //! reference graph and its two walks (what the best matches use, what uses them) are in
-//! `rank/graph.rs` (with the import counts of `rank/imports.rs`), the path signals (mentions, trace frames) are in `rank/paths.rs`,
+//! `rank/graph.rs`, the path signals (mentions, trace frames) are in `rank/paths.rs`,
 //! the definition-name matching in `rank/names.rs`, quoted keys in `rank/keys.rs`, locale
 //! files in `rank/locales.rs`, packages in `rank/packages.rs`; re-exported here.
 
@@ -11,14 +11,12 @@ use crate::issue::IssueIdent;
 use crate::walk::{FileRole, SourceFile};
 
 mod graph;
-mod imports;
 mod keys;
 mod locales;
 mod names;
 mod packages;
 mod paths;
 pub use graph::{ReferenceGraph, personalized_pagerank};
-pub use imports::python_importers;
 pub use keys::key_signal;
 pub use names::{
     DEF_DECAY, DEF_FLOOR, IdentMatcher, MIN_NAME_LEN, NameMatch, definition_signal, file_matches,

@@ -55,9 +55,7 @@ pub(crate) fn select(
     refine_definitions(&lexical.matcher, &parsed, &mut matches, &mut signals);
     let graph = rank::ReferenceGraph::build(&lexical.scans, &parsed);
     let seeds = graph.seeds(&to_parse, &prelim);
-    let importers = rank::python_importers(files);
-    let used = graph.used_signal(&seeds, &importers);
-    let callers = graph.callers_signal(&seeds);
+    let (used, callers) = (graph.used_signal(&seeds), graph.callers_signal(&seeds));
     for (s, (u, c)) in signals.iter_mut().zip(used.iter().zip(&callers)) {
         s.graph = *u;
         s.callers = *c;

@@ -98,18 +98,12 @@ impl ReferenceGraph {
     }
 
     /// What the best candidates use: rank mass that flowed along references, divided by
-    /// √(in-degree), normalized to the best file, then divided by √(1 + importers). Hubs
-    /// (the base class every module uses) collect mass from every candidate; what matters
-    /// is mass from few, relevant files. The in-degree counts the parsed candidates only;
-    /// `importers` (per file, how many files of the whole repository import it:
-    /// [`super::python_importers`]) sees the hubs among the rest. It comes after the
-    /// normalization so that a hub's discount lowers the hub, not the scale every other
-    /// file is measured by.
-    pub fn used_signal(&self, seeds: &[f64], importers: &[usize]) -> Vec<f64> {
+    /// √(in-degree), normalized to the best file. Hubs (the base class every module uses)
+    /// collect mass from every candidate; what matters is mass from few, relevant files.
+    pub fn used_signal(&self, seeds: &[f64]) -> Vec<f64> {
         let spread = personalized_pagerank(&self.uses, seeds, DAMPING, ITERATIONS);
-        let in_degree = self.used_by.iter().map(Vec::len);
-        let used = super::normalize_floor(damp_by_degree(spread, in_degree), 0.0);
-        damp_by_degree(used, importers.iter().map(|n| 1 + n))
+        let per_source = self.used_by.iter().map(Vec::len);
+        super::normalize_floor(damp_by_degree(spread, per_source), 0.0)
     }
 
     /// What uses the best candidates: the same walk on the reversed edges, divided by
