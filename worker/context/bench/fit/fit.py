@@ -238,8 +238,12 @@ def report(label, problem, ranks, rows_mask=None):
     groups = collections.defaultdict(list)
     for i, r in enumerate(problem.rows):
         groups[r["language"]].append(i)
+    # The multilingual split's own line: every issue not of the Python split.
+    others = [i for i, r in enumerate(problem.rows) if r["language"] != "python"]
+    if others and len(others) < len(problem.rows):
+        groups["multilingual"] = others
     groups["all"] = list(range(len(problem.rows)))
-    for lang in sorted(groups, key=lambda g: (g == "all", g)):
+    for lang in sorted(groups, key=lambda g: (g in ("multilingual", "all"), g == "all", g)):
         idx = np.array(groups[lang])
         rk = ranks[idx]
         hit = rk > 0

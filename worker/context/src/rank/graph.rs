@@ -109,11 +109,11 @@ impl ReferenceGraph {
     /// What uses the best candidates: the same walk on the reversed edges, divided by
     /// √(the file's own out-degree), normalized to the best file. A bug reported against an
     /// API is often fixed in the code that calls it (hugo's `content_map_page.go` builds the
-    /// pages whose methods the issue names; lombok's `HandleSuperBuilder.java` drives the
-    /// helpers an issue's `@SuperBuilder` output shows), and a candidate that uses several
-    /// other candidates is where their names meet. Only parsed files refer to anything, so
-    /// this re-ranks the parsed candidates; a file referring to everything (a registry, a
-    /// prelude) gains little per reference.
+    /// pages whose methods the issue names; lombok's `HandleSuperBuilder.java` calls the
+    /// helpers that generate what an issue's `@SuperBuilder` output shows), and a candidate
+    /// that uses several other candidates is where their names meet. Only parsed files
+    /// refer to anything, so this re-ranks the parsed candidates; a file referring to
+    /// everything (a registry, a prelude) gains little per reference.
     pub fn callers_signal(&self, seeds: &[f64]) -> Vec<f64> {
         let spread = personalized_pagerank(&self.used_by, seeds, DAMPING, ITERATIONS);
         let out_degree = self.uses.iter().map(Vec::len);
