@@ -13,6 +13,9 @@ use std::path::Path;
 
 use fleet_context::{SelectOptions, select};
 
+mod common;
+use common::scanned;
+
 /// A temporary repository with `files` (path, content).
 fn repo(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -56,15 +59,6 @@ fn rank_of(ranked: &[String], path: &str) -> usize {
 
 /// Filler shared by the files of a fixture, so that lexical signals alone do not decide.
 const GO_FILLER: &str = "// Pages is a list of pages, sorted by weight and date.\n";
-
-/// The definitions the lexical pass (every file, no parsing) finds in `text` at `path`.
-fn scanned(path: &str, text: &str) -> Vec<String> {
-    fleet_context::lexical::scan(path, text, &Default::default())
-        .defs
-        .into_iter()
-        .map(|d| d.name)
-        .collect()
-}
 
 #[test]
 fn the_lexical_pass_sees_methods_in_go_java_and_javascript() {

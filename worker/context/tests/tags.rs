@@ -6,14 +6,8 @@
 
 use fleet_context::languages::Lang;
 
-/// Definition names the keyword scan finds in `text` at `path`.
-fn scanned(path: &str, text: &str) -> Vec<String> {
-    fleet_context::lexical::scan(path, text, &Default::default())
-        .defs
-        .into_iter()
-        .map(|d| d.name)
-        .collect()
-}
+mod common;
+use common::scanned;
 
 /// Definition names of the tags query for `path`'s language.
 fn tagged(path: &str, text: &str) -> Vec<String> {
