@@ -70,8 +70,9 @@ pub const MATCH_PARTIAL: f64 = 0.3;
 
 // The weights above were fitted by `bench/fit/fit.py` (softmax regression over the signals
 // of the 287 issues of both dev splits, every repository's issues weighted 1/√(their
-// number); W_PACKAGE, newer, fitted into the others with them held: `fit.py fit --free
-// package`); its leave-one-repository-out figures are in the README. The role factors below
+// number); W_PACKAGE and W_CALLERS, newer, each fitted into the others with them held:
+// `fit.py fit --free package`, `--free callers`); its leave-one-repository-out figures are
+// in the README. The role factors below
 // are not fitted: they encode what a role means.
 
 /// Multiplier by role: the code of the project is what issues are fixed in.

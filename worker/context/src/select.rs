@@ -1,6 +1,6 @@
 //! The selection pipeline behind [`crate::select`], one named step per phase: read the issue,
 //! the lexical pass over every file, the first signals, choosing what to parse, refining
-//! definitions with the parsed tags, the reference graph and its walk, packing the top files,
+//! definitions with the parsed tags, the reference graph and its two walks, packing the top files,
 //! and the ranked list. Each step takes what the previous ones produced and nothing else.
 
 use std::collections::HashMap;

@@ -7,7 +7,8 @@
 use std::collections::HashMap;
 use std::fs;
 
-use fleet_context::rank::{ReferenceGraph, Signals};
+use fleet_context::rank::{self, ReferenceGraph, Signals};
+use fleet_context::walk::FileRole;
 use fleet_context::{SelectOptions, select};
 
 const ISSUE: &str = "parse_header returns the wrong length\n\n\
@@ -227,4 +228,22 @@ fn a_caller_gains_from_each_seed_it_uses_a_file_using_everything_less_per_use() 
     assert!(c[4] > 0.0 && c[4] < c[2], "a file using everything: {c:?}");
     assert_eq!(c[0] + c[1], 0.0, "the seeds use nothing: {c:?}");
     assert!(c[5..].iter().all(|&x| x == 0.0), "{c:?}");
+}
+
+#[test]
+fn both_walks_count_in_the_score_at_their_weights() {
+    let only = |graph: f64, callers: f64| Signals {
+        graph,
+        callers,
+        ..Signals::default()
+    };
+    assert_eq!(
+        rank::combine(&only(1.0, 0.0), FileRole::Source),
+        rank::W_GRAPH
+    );
+    assert_eq!(
+        rank::combine(&only(0.0, 1.0), FileRole::Source),
+        rank::W_CALLERS
+    );
+    assert!(rank::W_CALLERS > 0.0);
 }

@@ -38,6 +38,18 @@ const SAMPLES: &[(&str, &str)] = &[
          export class Utc {\n  offset(n: number): number {\n    return n\n  }\n}\n",
     ),
     (
+        "src/component.jsx",
+        "class Button extends Component {\n  handleClick = () => {\n    this.setState({})\n  }\n\
+         \x20 static create = function () {\n    return new Button()\n  }\n}\n\
+         handler = function (event) {\n  return event\n}\n",
+    ),
+    (
+        "src/Header.tsx",
+        "export class Header extends Component<Props> {\n  onToggle = (open: boolean) => {\n    \
+         this.setState({ open })\n  }\n  render() {\n    return <div onClick={this.onToggle} />\n  }\n}\n\
+         export const Title = (props: Props) => <h1>{props.text}</h1>\n",
+    ),
+    (
         "resources/page/pagegroup.go",
         "package page\n\nfunc (p Pages) GroupByParam(key string) (PagesGroup, error) {\n\treturn nil, nil\n}\n\
          func newPages() Pages {\n\treturn nil\n}\n\ntype PagesGroup []PageGroup\n",
@@ -74,4 +86,15 @@ fn every_definition_the_keyword_scan_sees_the_tags_query_sees() {
             "{path}: the tags query misses {missing:?} (it has {tags:?})"
         );
     }
+}
+
+#[test]
+fn module_exports_names_the_module_not_a_function() {
+    // The scan skips it on purpose; the query must not define `exports` in every CommonJS
+    // module either (an issue saying "module.exports" would match them all).
+    let text = "module.exports = function (app) {\n  return app\n}\nexports.parse = (s) => s\n";
+    assert!(scanned("lib/index.js", text).iter().all(|n| n != "exports"));
+    let tags = tagged("lib/index.js", text);
+    assert!(!tags.iter().any(|n| n == "exports"), "{tags:?}");
+    assert!(tags.iter().any(|n| n == "parse"), "{tags:?}");
 }

@@ -24,13 +24,15 @@
 ; Functions assigned to a property or given as an object's value: a plugin's
 ; `proto.week = function () {}`, `exports.parse = (s) => ...`, `isValid: function () {}`.
 ; The keyword scan sees these shapes; without them here a parsed file would lose them.
+; `module.exports = function` names the module, not a function of it (as in the scan).
 (assignment_expression
   left: (member_expression
     property: (property_identifier) @name)
   right: [
     (function_expression)
     (arrow_function)
-  ]) @definition.method
+  ]
+  (#not-eq? @name "exports")) @definition.method
 
 (assignment_expression
   left: (identifier) @name

@@ -30,4 +30,12 @@
     (function_expression)
   ]) @definition.function
 
+; Class fields holding a function (`handleClick = () => {}`), as the keyword scan sees them.
+(public_field_definition
+  name: (property_identifier) @name
+  value: [
+    (arrow_function)
+    (function_expression)
+  ]) @definition.method
+
 (type_identifier) @name @reference.type
