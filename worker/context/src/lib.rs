@@ -10,7 +10,7 @@
 //!    60-line window) and a keyword scan for definitions.
 //! 4. [`rank`]: signals per file combined; the best candidates (and the files their
 //!    references lead to) are parsed with tree-sitter ([`tags`]) for exact definitions and
-//!    the reference graph, which personalized PageRank uses to re-rank.
+//!    the reference graph, walked both ways by personalized PageRank to re-rank.
 //! 5. [`pack`]: the packed context within the budget.
 //!
 //! # Layout
@@ -18,12 +18,13 @@
 //!   ([`ContextArgs`], [`run_cli`]).
 //! - [`languages`]: the language table (grammar, extensions, `queries/<lang>/tags.scm`).
 //! - [`tags`]: tree-sitter parsing and tags extraction.
-//! - [`walk`]: the repository walk and file roles (source, test, docs, ...).
+//! - [`walk`]: the repository walk; `walk/roles.rs` the file roles (source, test, docs, ...).
 //! - [`lexical`]: tokenizing, identifier splitting, definition keyword scan, BM25.
 //! - [`issue`]: parsing of the issue text (mentions, stack traces, identifiers).
 //! - [`noise`]: what the reporter's environment adds to an issue (package lists, session
 //!   headers, calls into other libraries), blanked before the issue is read.
-//! - [`rank`]: the ranking signals, their weights, and personalized PageRank.
+//! - [`rank`]: the ranking signals and their weights; `rank/graph.rs` the reference graph
+//!   and its two walks.
 //! - `select`: the pipeline behind [`select`], one named step per phase.
 //! - [`pack`]: token estimate and packing.
 
